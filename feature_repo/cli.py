@@ -1,0 +1,93 @@
+"""``fraud features``: build the offline tables, ``feast apply``, materialize to Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fraud_platform.settings import ParamsError, feast_environment, get_settings, load_params
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def build(
+    raw_dir: Annotated[
+        Path | None, typer.Option(help="Folder of raw Parquet tables; data/raw by default.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Where to write the offline tables; data/features.")
+    ] = None,
+) -> None:
+    """Build the offline feature tables (state per customer and merchant) with DuckDB."""
+    from data.validate import RawDataError, validate_raw_dir
+    from feature_repo.pipeline import build_offline_tables
+
+    paths = get_settings().paths
+    raw_dir = raw_dir or paths.raw_dir
+    out_dir = out_dir or paths.features_dir
+    try:
+        params = load_params()
+        validate_raw_dir(raw_dir)  # before anything is written
+    except (ParamsError, RawDataError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"building offline tables from {raw_dir}")
+    result = build_offline_tables(
+        raw_dir,
+        out_dir,
+        state_cap=params.features.state_cap,
+        merchant_state_cap=params.features.merchant_state_cap,
+    )
+    for name, (path, rows) in result.tables.items():
+        typer.echo(f"  {name:<22} {rows:>10,} rows  {path}")
+    typer.echo(f"done in {result.seconds:.1f} s")
+
+
+def _feast(*args: str) -> None:
+    """Run the real ``feast`` CLI in feature_repo/ with the environment it reads."""
+    settings = get_settings()
+    env = {**os.environ, **feast_environment(settings)}
+    feast_bin = Path(sys.executable).with_name("feast")
+    command = [str(feast_bin), *args]
+    typer.echo(f"$ (cd {settings.paths.feature_repo} && feast {' '.join(args)})")
+    completed = subprocess.run(command, cwd=settings.paths.feature_repo, env=env, check=False)
+    if completed.returncode != 0:
+        raise typer.Exit(completed.returncode)
+
+
+@app.command()
+def apply() -> None:
+    """Register entities, views and the feature service (runs `feast apply`)."""
+    _feast("apply")
+
+
+@app.command()
+def materialize(
+    end: Annotated[
+        str | None,
+        typer.Option(help="Load state with event time up to this ISO time (UTC); now by default."),
+    ] = None,
+) -> None:
+    """Load the latest state per entity into Redis (runs `feast materialize`)."""
+    end_time = datetime.now(UTC) if end is None else datetime.fromisoformat(end)
+    if end_time.tzinfo is None:
+        end_time = end_time.replace(tzinfo=UTC)
+    _feast("materialize", "1970-01-01T00:00:00", end_time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+@app.command()
+def env() -> None:
+    """Print the variables feature_store.yaml reads, for `eval "$(fraud features env)"`."""
+    for key, value in feast_environment().items():
+        typer.echo(f"export {key}={value}")

@@ -1,0 +1,220 @@
+"""Feast definitions of the fraud features: entities, sources, views, the feature service.
+
+Read top to bottom: entity -> data source -> feature view -> on-demand view -> feature service.
+The stored views hold *state* (recent activity as of each event), not finished window
+features; the on-demand view ``transaction_features`` computes every window relative to the
+request time, so the same code gives the training value and the serving value. The logic is in
+:mod:`feature_repo.logic`; see its docstring for the exact semantics.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Array, Float64, Int64, String
+from feast.value_type import ValueType
+
+from feature_repo.logic import OUTPUT_FEATURES
+from feature_repo.store import FEATURE_SERVICE_NAME
+from fraud_platform.settings import get_settings
+
+OWNER = "fraud-ml-platform@example.com"
+_FEATURES_DIR = get_settings().paths.features_dir
+_NO_TTL = timedelta(0)  # state rows never expire: the on-demand view filters by request time
+
+# ------------------------------------------------------------------ entities
+
+customer = Entity(
+    name="customer",
+    join_keys=["customer_id"],
+    value_type=ValueType.STRING,
+    description="A cardholder.",
+    owner=OWNER,
+)
+
+merchant = Entity(
+    name="merchant",
+    join_keys=["merchant_id"],
+    value_type=ValueType.STRING,
+    description="A merchant accepting card payments.",
+    owner=OWNER,
+)
+
+# ------------------------------------------------------------------ data sources
+
+customer_activity_source = FileSource(
+    name="customer_activity_source",
+    path=str(_FEATURES_DIR / "customer_activity.parquet"),
+    timestamp_field="event_timestamp",
+    description="Customer recent-activity state as of each transaction (feature pipeline).",
+    owner=OWNER,
+)
+
+customer_activity_push = PushSource(
+    name="customer_activity_push",
+    batch_source=customer_activity_source,
+    description="Fresh customer state pushed by the API after each scored transaction.",
+    owner=OWNER,
+)
+
+merchant_activity_source = FileSource(
+    name="merchant_activity_source",
+    path=str(_FEATURES_DIR / "merchant_activity.parquet"),
+    timestamp_field="event_timestamp",
+    description="Merchant recent-activity state as of each transaction.",
+    owner=OWNER,
+)
+
+merchant_activity_push = PushSource(
+    name="merchant_activity_push",
+    batch_source=merchant_activity_source,
+    description="Fresh merchant state pushed by the API after each scored transaction.",
+    owner=OWNER,
+)
+
+merchant_label_source = FileSource(
+    name="merchant_label_source",
+    path=str(_FEATURES_DIR / "merchant_label_stats.parquet"),
+    timestamp_field="event_timestamp",
+    description="Per-merchant label-arrival buckets as of each label arrival time.",
+    owner=OWNER,
+)
+
+merchant_label_push = PushSource(
+    name="merchant_label_push",
+    batch_source=merchant_label_source,
+    description="Label buckets pushed when chargebacks or confirmations arrive.",
+    owner=OWNER,
+)
+
+customer_profile_source = FileSource(
+    name="customer_profile_source",
+    path=str(_FEATURES_DIR / "customer_profile.parquet"),
+    timestamp_field="event_timestamp",
+    description="Cardholder home location, known from account creation.",
+    owner=OWNER,
+)
+
+# In get_historical_features these fields come from entity_df columns; online, from the request.
+transaction_request = RequestSource(
+    name="transaction_request",
+    schema=[
+        Field(name="txn_timestamp_us", dtype=Int64),
+        Field(name="amount", dtype=Float64),
+        Field(name="lat", dtype=Float64),
+        Field(name="long", dtype=Float64),
+    ],
+    description="The transaction being scored: time (µs since epoch, UTC), amount, location.",
+    owner=OWNER,
+)
+
+# ------------------------------------------------------------------ feature views (state)
+
+customer_activity_fv = FeatureView(
+    name="customer_activity",
+    entities=[customer],
+    ttl=_NO_TTL,
+    schema=[
+        Field(name="c_ts_us", dtype=Array(Int64)),
+        Field(name="c_txn_ids", dtype=Array(String)),
+        Field(name="c_amounts", dtype=Array(Float64)),
+        Field(name="c_merchant_ids", dtype=Array(String)),
+        Field(name="c_latest_ts_us", dtype=Int64),
+        Field(name="c_latest_txn_id", dtype=String),
+        Field(name="c_latest_lat", dtype=Float64),
+        Field(name="c_latest_long", dtype=Float64),
+        Field(name="c_prev_ts_us", dtype=Int64),
+        Field(name="c_prev_txn_id", dtype=String),
+        Field(name="c_prev_lat", dtype=Float64),
+        Field(name="c_prev_long", dtype=Float64),
+        Field(name="c_day_numbers", dtype=Array(Int64)),
+        Field(name="c_day_sums", dtype=Array(Float64)),
+        Field(name="c_day_counts", dtype=Array(Int64)),
+    ],
+    source=customer_activity_push,
+    online=True,
+    description="Customer's transactions of the last 24 h (capped) and 30 daily buckets.",
+    owner=OWNER,
+)
+
+merchant_activity_fv = FeatureView(
+    name="merchant_activity",
+    entities=[merchant],
+    ttl=_NO_TTL,
+    schema=[
+        Field(name="m_ts_us", dtype=Array(Int64)),
+        Field(name="m_txn_ids", dtype=Array(String)),
+    ],
+    source=merchant_activity_push,
+    online=True,
+    description="Merchant's transactions of the last 24 h (capped).",
+    owner=OWNER,
+)
+
+merchant_label_stats_fv = FeatureView(
+    name="merchant_label_stats",
+    entities=[merchant],
+    ttl=_NO_TTL,
+    schema=[
+        Field(name="ml_latest_ts_us", dtype=Int64),
+        Field(name="ml_day_numbers", dtype=Array(Int64)),
+        Field(name="ml_day_labels", dtype=Array(Int64)),
+        Field(name="ml_day_frauds", dtype=Array(Int64)),
+    ],
+    source=merchant_label_push,
+    online=True,
+    description="Labels that reached the merchant per UTC day of arrival, last 31 days.",
+    owner=OWNER,
+)
+
+customer_profile_fv = FeatureView(
+    name="customer_profile",
+    entities=[customer],
+    ttl=_NO_TTL,
+    schema=[
+        Field(name="home_lat", dtype=Float64),
+        Field(name="home_long", dtype=Float64),
+    ],
+    source=customer_profile_source,
+    online=True,
+    description="Cardholder's home location.",
+    owner=OWNER,
+)
+
+# ------------------------------------------------------------------ on-demand view
+
+
+@on_demand_feature_view(
+    sources=[
+        customer_activity_fv,
+        merchant_activity_fv,
+        merchant_label_stats_fv,
+        customer_profile_fv,
+        transaction_request,
+    ],
+    schema=[
+        Field(name=name, dtype=Int64 if kind is int else Float64) for name, kind in OUTPUT_FEATURES
+    ],
+    mode="python",  # measured much faster online than "pandas" (DESIGN.md)
+    description="Velocity, baseline, travel and merchant-risk features relative to the request time.",
+    owner=OWNER,
+)
+def transaction_features(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Every model feature of each transaction; see :mod:`feature_repo.logic`."""
+    # Imported here: Feast serialises this function by value, the logic stays in one module.
+    from feature_repo.logic import transaction_features as compute
+
+    return compute(inputs)
+
+
+# ------------------------------------------------------------------ feature service
+
+fraud_scoring_v1 = FeatureService(
+    name=FEATURE_SERVICE_NAME,
+    features=[transaction_features],
+    description="The fraud model's features, version 1: used by training and by the API.",
+    owner=OWNER,
+)

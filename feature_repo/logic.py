@@ -1,0 +1,440 @@
+"""Feature logic: pure functions, no I/O. The one definition of every feature.
+
+Why state plus on-demand features
+---------------------------------
+Feast's ``get_historical_features`` does not compute a time window per entity row: it joins
+the latest feature row whose timestamp is <= the row's timestamp. And Feast never filters
+online reads by ttl, so a precomputed ``txn_count_1h`` in Redis would go stale. So we store,
+per customer and per merchant, a compact *recent-activity state* (arrays of the timestamps,
+amounts and merchants of the transactions inside the longest exact window, 24 h) and compute
+every window feature *relative to the request time t* in an on-demand feature view
+(:func:`transaction_features`). Offline, the point-in-time join picks the state as of t;
+online, Redis holds the state as of the last ingested transaction; the same function filters
+to ``[t - W, t)`` in both places, so the numbers are identical however old the state is.
+
+The state row written for a transaction at time T carries T itself, so the point-in-time join
+at t = T picks it; the strict ``< t`` filter is what keeps a transaction (and its same-second
+peers) out of its own features, offline and online alike.
+
+The state and its cap
+---------------------
+For a customer whose known transactions are S, with T = max timestamp in S, the state is::
+
+    arrays = top_cap(transactions in [T - 24h, T)) + top_cap(transactions at exactly T)
+
+ordered by the key (timestamp, transaction_id), where ``top_cap`` keeps the ``cap`` entries with
+the largest keys. Capping the strictly-older part separately from the peers at T makes the
+state *mergeable*: folding transactions in one at a time (online, :func:`merge_transaction`)
+gives exactly the state the batch pipeline computes from the whole history, in any order, and a
+request at t always sees ``top_cap`` of its strictly earlier transactions. A burst of more than
+``cap`` transactions in 24 h therefore saturates the window features (documented), identically
+offline and online.
+
+The 30-day baseline is a point-in-time correct daily snapshot: ``amount_to_avg_30d`` divides the
+amount by the customer's average over the 30 complete UTC days before t's day,
+``[midnight(t) - 30 d, midnight(t))``. The state holds per-day sums and counts for that.
+The merchant fraud rate uses only labels whose ``label_timestamp`` falls in the 30 complete UTC
+days before t's day, so every label it uses was known strictly before t.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MICROS_PER_SECOND = 1_000_000
+HOUR_US = 3_600 * MICROS_PER_SECOND
+DAY_US = 86_400 * MICROS_PER_SECOND
+STATE_WINDOW_US = DAY_US  # longest exact window: the state arrays cover it
+BASELINE_DAYS = (
+    30  # amount_to_avg_30d and merchant_fraud_rate_30d: complete UTC days before t's day
+)
+MAX_GAP_SECONDS = 30 * 86_400.0  # seconds_since_last_txn is capped here (and is this when none)
+MIN_TRAVEL_SECONDS = 60.0  # impossible-travel speed divides by at least one minute
+NIGHT_HOURS = frozenset(range(0, 6))  # 00:00-05:59 UTC
+EARTH_RADIUS_KM = 6_371.0088
+
+# ------------------------------------------------------------------ names of stored state fields
+
+CUSTOMER_STATE_FIELDS = (
+    "c_ts_us",  # Array(Int64): timestamps (µs since epoch, UTC), ascending by (ts, txn id)
+    "c_txn_ids",  # Array(String)
+    "c_amounts",  # Array(Float64)
+    "c_merchant_ids",  # Array(String)
+    "c_latest_ts_us",  # Int64: T, the latest known transaction time
+    "c_latest_txn_id",  # String: largest transaction id at T
+    "c_latest_lat",  # Float64: where that transaction happened
+    "c_latest_long",
+    "c_prev_ts_us",  # Int64: latest transaction strictly before T (-1 when none)
+    "c_prev_txn_id",
+    "c_prev_lat",
+    "c_prev_long",
+    "c_day_numbers",  # Array(Int64): UTC day numbers (days since epoch) of the daily buckets
+    "c_day_sums",  # Array(Float64): amount per day
+    "c_day_counts",  # Array(Int64): transactions per day
+)
+MERCHANT_STATE_FIELDS = (
+    "m_ts_us",  # Array(Int64)
+    "m_txn_ids",  # Array(String)
+)
+MERCHANT_LABEL_FIELDS = (
+    "ml_latest_ts_us",  # Int64: latest label arrival time known for the merchant
+    "ml_day_numbers",  # Array(Int64): UTC day of label arrival
+    "ml_day_labels",  # Array(Int64): labels that arrived that day
+    "ml_day_frauds",  # Array(Int64): of which fraud
+)
+PROFILE_FIELDS = ("home_lat", "home_long")
+REQUEST_FIELDS = ("txn_timestamp_us", "amount", "lat", "long")
+
+# The model's features, in order: the outputs of the on-demand view. Feast's feature service
+# is the one list; this tuple only fixes the output schema of the function that computes them.
+OUTPUT_FEATURES: tuple[tuple[str, type], ...] = (
+    ("log_amount", float),
+    ("hour_of_day", int),
+    ("is_night", int),
+    ("txn_count_1h", int),
+    ("txn_count_24h", int),
+    ("amount_sum_1h", float),
+    ("amount_sum_24h", float),
+    ("amount_max_24h", float),
+    ("distinct_merchants_24h", int),
+    ("seconds_since_last_txn", float),
+    ("amount_to_avg_30d", float),
+    ("distance_from_home_km", float),
+    ("km_per_hour_from_last_txn", float),
+    ("merchant_txn_count_24h", int),
+    ("merchant_fraud_rate_30d", float),
+    ("is_new_customer", int),
+    ("is_new_merchant", int),
+)
+
+
+def day_number(ts_us: int) -> int:
+    """UTC day number (days since 1970-01-01) of a timestamp in microseconds."""
+    return ts_us // DAY_US
+
+
+def haversine_km(lat1: float, long1: float, lat2: float, long2: float) -> float:
+    """Great-circle distance in kilometres between two points given in degrees."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi = phi2 - phi1
+    dlambda = math.radians(long2 - long1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+# ------------------------------------------------------------------ on-demand features
+
+
+def _last_before(state: Mapping[str, Any], t_us: int) -> tuple[int, float, float] | None:
+    """(ts, lat, long) of the customer's latest transaction strictly before t, if known.
+
+    ``c_latest_*`` is the latest transaction at T; ``c_prev_*`` the latest strictly before T.
+    A request at t > T uses the former; a same-second peer (t == T) the latter.
+    """
+    latest = state.get("c_latest_ts_us")
+    if latest is None or latest < 0:
+        return None
+    if latest < t_us:
+        return latest, state["c_latest_lat"], state["c_latest_long"]
+    prev = state.get("c_prev_ts_us")
+    if prev is not None and 0 <= prev < t_us:
+        return prev, state["c_prev_lat"], state["c_prev_long"]
+    return None
+
+
+def features_for_request(
+    request: Mapping[str, Any],
+    customer_state: Mapping[str, Any],
+    merchant_state: Mapping[str, Any],
+    merchant_labels: Mapping[str, Any],
+    profile: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Every model feature of one transaction at time t, from stored state as of <= t.
+
+    Missing state (an unknown customer or merchant) is an empty mapping or ``None`` values.
+
+    Args:
+        request: ``txn_timestamp_us`` (t), ``amount``, ``lat``, ``long`` of the transaction.
+        customer_state: The customer's ``c_*`` state fields.
+        merchant_state: The merchant's ``m_*`` state fields.
+        merchant_labels: The merchant's ``ml_*`` label-day buckets.
+        profile: ``home_lat``, ``home_long``.
+
+    Returns:
+        A dict keyed by the names of :data:`OUTPUT_FEATURES`.
+    """
+    t = int(request["txn_timestamp_us"])
+    amount = float(request["amount"])
+    lat, long = float(request["lat"]), float(request["long"])
+    hour = (t // HOUR_US) % 24
+
+    # Customer windows: strictly earlier transactions only, [t - W, t).
+    ts_list = customer_state.get("c_ts_us") or []
+    amounts = customer_state.get("c_amounts") or []
+    merchants = customer_state.get("c_merchant_ids") or []
+    start_1h, start_24h = t - HOUR_US, t - DAY_US
+    count_1h = count_24h = 0
+    sum_1h = sum_24h = 0.0
+    max_24h = 0.0
+    distinct: set[str] = set()
+    for ts, amt, merchant in zip(ts_list, amounts, merchants, strict=False):
+        if ts < start_24h or ts >= t:
+            continue
+        count_24h += 1
+        sum_24h += amt
+        max_24h = max(max_24h, amt)
+        distinct.add(merchant)
+        if ts >= start_1h:
+            count_1h += 1
+            sum_1h += amt
+
+    # 30-day baseline: complete UTC days before t's day.
+    today = day_number(t)
+    day_sum, day_count = 0.0, 0
+    for day, dsum, dcount in zip(
+        customer_state.get("c_day_numbers") or [],
+        customer_state.get("c_day_sums") or [],
+        customer_state.get("c_day_counts") or [],
+        strict=False,
+    ):
+        if today - BASELINE_DAYS <= day < today:
+            day_sum += dsum
+            day_count += dcount
+    amount_to_avg = amount / (day_sum / day_count) if day_count and day_sum > 0 else 1.0
+
+    last = _last_before(customer_state, t)
+    if last is None:
+        gap_seconds = MAX_GAP_SECONDS
+        speed = 0.0
+    else:
+        last_ts, last_lat, last_long = last
+        gap_seconds = min((t - last_ts) / MICROS_PER_SECOND, MAX_GAP_SECONDS)
+        hops_km = haversine_km(last_lat, last_long, lat, long)
+        speed = hops_km / max(gap_seconds, MIN_TRAVEL_SECONDS) * 3_600.0
+
+    home_lat, home_long = profile.get("home_lat"), profile.get("home_long")
+    from_home = 0.0 if home_lat is None else haversine_km(home_lat, home_long, lat, long)
+
+    m_ts = merchant_state.get("m_ts_us") or []
+    merchant_count = sum(1 for ts in m_ts if start_24h <= ts < t)
+
+    labels = frauds = 0
+    for day, n_labels, n_frauds in zip(
+        merchant_labels.get("ml_day_numbers") or [],
+        merchant_labels.get("ml_day_labels") or [],
+        merchant_labels.get("ml_day_frauds") or [],
+        strict=False,
+    ):
+        if today - BASELINE_DAYS <= day < today:
+            labels += n_labels
+            frauds += n_frauds
+
+    return {
+        "log_amount": math.log1p(amount),
+        "hour_of_day": hour,
+        "is_night": int(hour in NIGHT_HOURS),
+        "txn_count_1h": count_1h,
+        "txn_count_24h": count_24h,
+        "amount_sum_1h": sum_1h,
+        "amount_sum_24h": sum_24h,
+        "amount_max_24h": max_24h,
+        "distinct_merchants_24h": len(distinct),
+        "seconds_since_last_txn": gap_seconds,
+        "amount_to_avg_30d": amount_to_avg,
+        "distance_from_home_km": from_home,
+        "km_per_hour_from_last_txn": speed,
+        "merchant_txn_count_24h": merchant_count,
+        "merchant_fraud_rate_30d": frauds / labels if labels else 0.0,
+        "is_new_customer": int(customer_state.get("c_latest_ts_us") is None and home_lat is None),
+        "is_new_merchant": int(merchant_state.get("m_ts_us") is None),
+    }
+
+
+_STATE_GROUPS = (
+    ("customer_state", CUSTOMER_STATE_FIELDS),
+    ("merchant_state", MERCHANT_STATE_FIELDS),
+    ("merchant_labels", MERCHANT_LABEL_FIELDS),
+    ("profile", PROFILE_FIELDS),
+)
+
+
+def transaction_features(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Batch form of :func:`features_for_request` for Feast's python-mode on-demand view.
+
+    Args:
+        inputs: Column name -> list of values, one per row (request fields and state fields).
+
+    Returns:
+        Feature name -> list of values, one per row.
+    """
+    n_rows = len(inputs["txn_timestamp_us"])
+    columns = {
+        group: [(name, inputs.get(name)) for name in fields] for group, fields in _STATE_GROUPS
+    }
+    request_columns = [(name, inputs[name]) for name in REQUEST_FIELDS]
+    out: dict[str, list[Any]] = {name: [] for name, _ in OUTPUT_FEATURES}
+    for i in range(n_rows):
+        parts = {
+            group: {name: (col[i] if col is not None else None) for name, col in cols}
+            for group, cols in columns.items()
+        }
+        row = features_for_request(
+            {name: col[i] for name, col in request_columns},
+            parts["customer_state"],
+            parts["merchant_state"],
+            parts["merchant_labels"],
+            parts["profile"],
+        )
+        for name, value in row.items():
+            out[name].append(value)
+    return out
+
+
+# ------------------------------------------------------------------ online state maintenance
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One transaction as the state sees it."""
+
+    transaction_id: str
+    customer_id: str
+    merchant_id: str
+    ts_us: int
+    amount: float
+    lat: float
+    long: float
+
+
+def _top_cap_by_key(
+    entries: Iterable[tuple[int, str, Any]], latest_ts: int, cap: int
+) -> list[tuple[int, str, Any]]:
+    """The state's array entries: top-cap of [T-24h, T) plus top-cap of the peers at T."""
+    entries = sorted(entries, key=lambda e: (e[0], e[1]))
+    older = [e for e in entries if latest_ts - STATE_WINDOW_US <= e[0] < latest_ts]
+    peers = [e for e in entries if e[0] == latest_ts]
+    return older[-cap:] + peers[-cap:]
+
+
+def merge_transaction(state: Mapping[str, Any] | None, txn: Transaction, cap: int) -> dict:
+    """Fold one transaction into a customer's state (the online twin of the batch pipeline).
+
+    Idempotent for transactions still inside the state window: a transaction id already in
+    the arrays is not counted twice. Works for late (out-of-order) transactions too.
+
+    Args:
+        state: The current ``c_*`` fields, or ``None``/empty for an unknown customer.
+        txn: The transaction to add.
+        cap: The state cap (``features.state_cap`` in params.yaml).
+
+    Returns:
+        The new ``c_*`` fields.
+    """
+    state = state or {}
+    ts_list = list(state.get("c_ts_us") or [])
+    ids = list(state.get("c_txn_ids") or [])
+    if txn.transaction_id in ids:
+        return dict(state)
+    entries = list(
+        zip(
+            ts_list,
+            ids,
+            zip(state.get("c_amounts") or [], state.get("c_merchant_ids") or [], strict=True),
+            strict=True,
+        )
+    )
+    entries.append((txn.ts_us, txn.transaction_id, (txn.amount, txn.merchant_id)))
+
+    key = (txn.ts_us, txn.transaction_id)
+    latest = state.get("c_latest_ts_us")
+    new = dict(state)
+    if latest is None or key > (latest, state["c_latest_txn_id"]):
+        if latest is not None and txn.ts_us > latest:
+            # The old latest becomes the latest strictly before the new T.
+            new["c_prev_ts_us"], new["c_prev_txn_id"] = latest, state["c_latest_txn_id"]
+            new["c_prev_lat"], new["c_prev_long"] = state["c_latest_lat"], state["c_latest_long"]
+        elif latest is None:
+            new["c_prev_ts_us"], new["c_prev_txn_id"] = -1, ""
+            new["c_prev_lat"], new["c_prev_long"] = 0.0, 0.0
+        new["c_latest_ts_us"], new["c_latest_txn_id"] = txn.ts_us, txn.transaction_id
+        new["c_latest_lat"], new["c_latest_long"] = txn.lat, txn.long
+    elif txn.ts_us < latest and key > (state["c_prev_ts_us"], state["c_prev_txn_id"]):
+        new["c_prev_ts_us"], new["c_prev_txn_id"] = txn.ts_us, txn.transaction_id
+        new["c_prev_lat"], new["c_prev_long"] = txn.lat, txn.long
+
+    kept = _top_cap_by_key(entries, new["c_latest_ts_us"], cap)
+    new["c_ts_us"] = [e[0] for e in kept]
+    new["c_txn_ids"] = [e[1] for e in kept]
+    new["c_amounts"] = [e[2][0] for e in kept]
+    new["c_merchant_ids"] = [e[2][1] for e in kept]
+
+    buckets = dict(
+        zip(
+            state.get("c_day_numbers") or [],
+            zip(state.get("c_day_sums") or [], state.get("c_day_counts") or [], strict=True),
+            strict=True,
+        )
+    )
+    day = day_number(txn.ts_us)
+    day_sum, day_count = buckets.get(day, (0.0, 0))
+    buckets[day] = (day_sum + txn.amount, day_count + 1)
+    first_kept_day = day_number(new["c_latest_ts_us"]) - BASELINE_DAYS
+    days = sorted(d for d in buckets if d >= first_kept_day)
+    new["c_day_numbers"] = days
+    new["c_day_sums"] = [buckets[d][0] for d in days]
+    new["c_day_counts"] = [buckets[d][1] for d in days]
+    return new
+
+
+def merge_merchant_transaction(state: Mapping[str, Any] | None, txn: Transaction, cap: int) -> dict:
+    """Fold one transaction into a merchant's state; same cap rule as the customer's."""
+    state = state or {}
+    ids = list(state.get("m_txn_ids") or [])
+    if txn.transaction_id in ids:
+        return dict(state)
+    entries: list[tuple[int, str, Any]] = [
+        (ts, tid, None) for ts, tid in zip(state.get("m_ts_us") or [], ids, strict=True)
+    ]
+    entries.append((txn.ts_us, txn.transaction_id, None))
+    latest = max(e[0] for e in entries)
+    kept = _top_cap_by_key(entries, latest, cap)
+    return {"m_ts_us": [e[0] for e in kept], "m_txn_ids": [e[1] for e in kept]}
+
+
+def merge_label(state: Mapping[str, Any] | None, label_ts_us: int, is_fraud: bool) -> dict:
+    """Fold one arrived label into a merchant's label-day buckets.
+
+    Buckets older than the latest label's day minus :data:`BASELINE_DAYS` are dropped; no
+    request at or after that label can use them.
+
+    Args:
+        state: The current ``ml_*`` fields, or ``None``.
+        label_ts_us: When the label arrived.
+        is_fraud: The label.
+
+    Returns:
+        The new ``ml_*`` fields.
+    """
+    state = state or {}
+    buckets = dict(
+        zip(
+            state.get("ml_day_numbers") or [],
+            zip(state.get("ml_day_labels") or [], state.get("ml_day_frauds") or [], strict=True),
+            strict=True,
+        )
+    )
+    day = day_number(label_ts_us)
+    n_labels, n_frauds = buckets.get(day, (0, 0))
+    buckets[day] = (n_labels + 1, n_frauds + int(is_fraud))
+    latest = max(label_ts_us, state.get("ml_latest_ts_us") or label_ts_us)
+    first_kept_day = day_number(latest) - BASELINE_DAYS
+    days = sorted(d for d in buckets if d >= first_kept_day)
+    return {
+        "ml_latest_ts_us": latest,
+        "ml_day_numbers": days,
+        "ml_day_labels": [buckets[d][0] for d in days],
+        "ml_day_frauds": [buckets[d][1] for d in days],
+    }

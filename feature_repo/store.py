@@ -1,0 +1,172 @@
+"""The platform's door to Feast: open the store, build entity rows, fetch features.
+
+Training calls :func:`historical_features`, the API calls :func:`online_features`; both ask
+for the same feature service (:data:`~feature_repo.definitions.FEATURE_SERVICE_NAME`) and
+both build their rows with the same request fields, so a feature means the same number in
+both places.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from fraud_platform.settings import Settings, export_feast_environment, get_settings
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+
+# The one name training and serving both ask Feast for. Bump the version on any change of the
+# feature list or semantics; keep the old service while models trained on it are served.
+FEATURE_SERVICE_NAME = "fraud_scoring_v1"
+ENTITY_COLUMNS = ("customer_id", "merchant_id")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_epoch_us(moment: datetime) -> int:
+    """Exact microseconds since the epoch of an aware datetime (naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _ONE_MICROSECOND
+
+
+def series_to_epoch_us(timestamps: pd.Series) -> pd.Series:
+    """Exact microseconds since the epoch of a datetime column, whatever its resolution."""
+    values = pd.to_datetime(timestamps, utc=True)
+    return values.dt.as_unit("us").astype("int64")
+
+
+def open_store(settings: Settings | None = None) -> FeatureStore:
+    """A FeatureStore on ``feature_repo/`` with addresses taken from the settings."""
+    from feast import FeatureStore
+
+    settings = settings or get_settings()
+    export_feast_environment(settings)
+    return FeatureStore(repo_path=str(settings.paths.feature_repo))
+
+
+def feature_service(store: FeatureStore) -> FeatureService:
+    """The registered feature service both training and serving use."""
+    return store.get_feature_service(FEATURE_SERVICE_NAME)
+
+
+def feature_names(store: FeatureStore) -> list[str]:
+    """The service's feature names, in the service's order: the model's column order."""
+    service = feature_service(store)
+    return [
+        feature.name
+        for projection in service.feature_view_projections
+        for feature in projection.features
+    ]
+
+
+def entity_frame(transactions: pd.DataFrame) -> pd.DataFrame:
+    """Entity rows for ``get_historical_features`` from raw-schema transactions.
+
+    The point-in-time join uses ``event_timestamp``; the on-demand view reads the request
+    fields (``txn_timestamp_us``, ``amount``, ``lat``, ``long``) from the same row, exactly as
+    the API passes them online.
+
+    Args:
+        transactions: Columns ``transaction_id, customer_id, merchant_id, timestamp, amount,
+            lat, long`` (the raw schema); extra columns (a label, say) are carried along.
+
+    Returns:
+        The entity dataframe.
+    """
+    frame = transactions.copy()
+    frame["event_timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["txn_timestamp_us"] = series_to_epoch_us(frame["timestamp"])
+    return frame.drop(columns=["timestamp"])
+
+
+def historical_features(
+    store: FeatureStore,
+    transactions: pd.DataFrame,
+    progress: Callable[[str], None] | None = print,
+) -> pd.DataFrame:
+    """Point-in-time features of the service for each transaction (the training set).
+
+    Args:
+        store: An open feature store.
+        transactions: Raw-schema transactions, plus any columns to carry (e.g. ``is_fraud``).
+        progress: Where to report progress; ``None`` for silence.
+
+    Returns:
+        The input columns (``timestamp`` as ``event_timestamp``) plus one column per feature,
+        in input order.
+    """
+    started = time.perf_counter()
+    entity_df = entity_frame(transactions).reset_index(drop=True)
+    entity_df["_row"] = range(len(entity_df))
+    if progress:
+        progress(f"retrieving {len(entity_df):,} rows of {FEATURE_SERVICE_NAME} from Feast")
+    retrieved = store.get_historical_features(
+        entity_df=entity_df, features=feature_service(store)
+    ).to_df()
+    names = feature_names(store)
+    keep = [*entity_df.columns, *names]
+    result = retrieved[keep].sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    if progress:
+        progress(f"retrieved {len(result):,} rows in {time.perf_counter() - started:.1f} s")
+    return result
+
+
+def request_row(
+    customer_id: str,
+    merchant_id: str,
+    timestamp: datetime,
+    amount: float,
+    lat: float,
+    long: float,
+) -> dict[str, Any]:
+    """One online entity row: entity keys plus the request fields the on-demand view reads."""
+    return {
+        "customer_id": customer_id,
+        "merchant_id": merchant_id,
+        "txn_timestamp_us": to_epoch_us(timestamp),
+        "amount": float(amount),
+        "lat": float(lat),
+        "long": float(long),
+    }
+
+
+def online_features(
+    store: FeatureStore,
+    rows: Sequence[Mapping[str, Any]],
+    service: FeatureService | None = None,
+    names: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Features of the service for each request row, read from Redis at request time.
+
+    Args:
+        store: An open feature store.
+        rows: Rows built with :func:`request_row`.
+        service: The feature service, resolved once by the caller for speed.
+        names: Its feature names, resolved once by the caller for speed.
+
+    Returns:
+        One dict per row: feature name -> value.
+    """
+    service = service or feature_service(store)
+    names = list(names) if names is not None else feature_names(store)
+    response = store.get_online_features(features=service, entity_rows=list(rows)).to_dict()
+    return [{name: response[name][i] for name in names} for i in range(len(rows))]
+
+
+def materialize(
+    store: FeatureStore, end: datetime | None = None, start: datetime | None = None
+) -> None:
+    """Load the latest state per entity in ``[start, end]`` into Redis (``feast materialize``).
+
+    Args:
+        store: An open feature store.
+        end: Upper bound of event times to load; now by default.
+        start: Lower bound; the epoch by default (state rows never expire).
+    """
+    store.materialize(start_date=start or _EPOCH, end_date=end or datetime.now(UTC))

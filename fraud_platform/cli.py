@@ -1,0 +1,32 @@
+"""``fraud``: one command line for every step of the platform.
+
+Each step owns its Typer app in its own package; this module only mounts them. Step modules
+keep heavy imports (Feast, MLflow, scikit-learn, Evidently) inside their commands so that
+``fraud --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+from data.cli import app as data_app
+from monitoring.cli import app as monitor_app
+from serving.cli import app as serve_app
+from training.cli import app as train_app
+
+from feature_repo.cli import app as features_app
+from fraud_platform.redis_cli import app as redis_app
+
+app = typer.Typer(
+    help="Fraud-detection feature platform: data, features, training, serving, monitoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(redis_app, name="redis", help="Start, stop or show the local redis-server.")
+app.add_typer(data_app, name="data", help="Generate synthetic or import real transactions.")
+app.add_typer(features_app, name="features", help="Build offline tables, apply and materialize.")
+app.add_typer(train_app, name="train", help="Train, cross-validate, register the model.")
+app.add_typer(serve_app, name="serve", help="Run the scoring API.")
+app.add_typer(monitor_app, name="monitor", help="Drift reports on live traffic.")
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,301 @@
+"""The one settings object and the one paths table of the platform.
+
+Paths are derived from the project root, never created at import time. Runtime settings
+(Redis, MLflow, API keys) come from the environment through pydantic-settings; tunable
+numbers of the pipeline come from ``params.yaml`` and are validated here, so a bad value
+fails with the name of the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Paths(BaseModel):
+    """Where every artefact of the pipeline lives; all relative to one root."""
+
+    root: Path
+
+    @property
+    def params_file(self) -> Path:
+        """``params.yaml``: every tunable number of the pipeline."""
+        return self.root / "params.yaml"
+
+    @property
+    def raw_dir(self) -> Path:
+        """Raw tables (transactions, labels, customers, merchants), DVC-tracked."""
+        return self.root / "data" / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        """Offline feature tables (Parquet) that Feast reads through DuckDB."""
+        return self.root / "data" / "features"
+
+    @property
+    def feature_repo(self) -> Path:
+        """The Feast repository (code, so always beside this package, whatever the root)."""
+        return PROJECT_ROOT / "feature_repo"
+
+    @property
+    def registry(self) -> Path:
+        """Feast's file registry, written by ``feast apply``."""
+        return self.root / "data" / "registry.db"
+
+    @property
+    def run_dir(self) -> Path:
+        """Ignored folder for local servers' data, pid files and logs."""
+        return self.root / ".run"
+
+    @property
+    def models_dir(self) -> Path:
+        """Training outputs that DVC tracks (metrics, reference sample)."""
+        return self.root / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Human-facing results: plots and drift reports."""
+        return self.root / "reports"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        """Prediction log written by the API, read by monitoring."""
+        return self.root / "data" / "prediction_log"
+
+    def raw_table(self, name: str) -> Path:
+        """Path of one raw table: ``transactions``, ``labels``, ``customers`` or ``merchants``."""
+        return self.raw_dir / f"{name}.parquet"
+
+    def feature_table(self, name: str) -> Path:
+        """Path of one offline feature table written by the feature pipeline."""
+        return self.features_dir / f"{name}.parquet"
+
+
+class Settings(BaseSettings):
+    """Runtime settings, read from the environment (and ``.env`` if present).
+
+    Attributes:
+        project_root: Root of the checkout; every path derives from it.
+        redis_url: ``redis://host:port/db`` of the online store.
+        mlflow_tracking_uri: Tracking and registry store; local SQLite by default.
+        model_name: Registered model name in the MLflow registry.
+        model_alias: Alias the API serves.
+        api_keys: Comma-separated keys; empty means the scoring endpoints are open.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+
+    project_root: Path = PROJECT_ROOT
+    redis_url: str = Field(default_factory=lambda: _local_redis_url(PROJECT_ROOT))
+    mlflow_tracking_uri: str = ""
+    model_name: str = "fraud-detector"
+    model_alias: str = "production"
+    api_keys: str = ""
+    prediction_log_rotate_rows: int = Field(default=50_000, gt=0)
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+
+    @property
+    def paths(self) -> Paths:
+        """The paths table for this root."""
+        return Paths(root=self.project_root)
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: the environment's, else a SQLite file in the project root."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.project_root / 'mlflow.db'}"
+
+    @property
+    def redis_connection_string(self) -> str:
+        """``redis_url`` in the ``host:port,db=N[,password=...]`` form Feast's Redis store takes."""
+        return redis_url_to_feast(self.redis_url)
+
+    @property
+    def api_key_list(self) -> list[str]:
+        """Configured API keys, stripped, empty ones dropped."""
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+
+def redis_url_to_feast(url: str) -> str:
+    """Turn ``redis://[:password@]host:port/db`` into Feast's ``host:port,db=N`` string.
+
+    Args:
+        url: A ``redis://`` URL.
+
+    Returns:
+        The connection string Feast's Redis online store expects.
+
+    Raises:
+        ValueError: If the URL is not a ``redis://`` URL with a host.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in {"redis", "rediss"} or not parsed.hostname:
+        raise ValueError(f"REDIS_URL must look like redis://host:port/db, got {url!r}")
+    db = (parsed.path or "/0").lstrip("/") or "0"
+    parts = [f"{parsed.hostname}:{parsed.port or 6379}", f"db={db}"]
+    if parsed.password:
+        parts.append(f"password={parsed.password}")
+    if parsed.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
+
+
+LOCAL_REDIS_URL_FILE = ".run/redis/url"
+
+
+def _local_redis_url(root: Path) -> str:
+    """URL of the Redis started by ``fraud redis start`` if one runs, else the default port."""
+    url_file = root / LOCAL_REDIS_URL_FILE
+    if url_file.exists():
+        return url_file.read_text().strip()
+    return "redis://127.0.0.1:6379/0"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings object (read once)."""
+    return Settings()
+
+
+def feast_environment(settings: Settings | None = None) -> dict[str, str]:
+    """Environment variables ``feature_repo/feature_store.yaml`` reads.
+
+    Args:
+        settings: Settings to derive them from; the process settings by default.
+
+    Returns:
+        ``REDIS_CONNECTION_STRING`` and ``FEAST_REGISTRY_PATH`` for Feast, plus
+        ``PROJECT_ROOT`` so that the definitions find the offline tables under the same root.
+    """
+    settings = settings or get_settings()
+    return {
+        "REDIS_CONNECTION_STRING": settings.redis_connection_string,
+        "FEAST_REGISTRY_PATH": str(settings.paths.registry),
+        "PROJECT_ROOT": str(settings.project_root),
+    }
+
+
+def export_feast_environment(settings: Settings | None = None) -> None:
+    """Put :func:`feast_environment` into ``os.environ`` so Feast can expand its YAML."""
+    os.environ.update(feast_environment(settings))
+
+
+# --------------------------------------------------------------------------- params.yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerateParams(_Strict):
+    """Sizes and fraud rates of the synthetic data set."""
+
+    n_customers: int = Field(gt=0)
+    n_merchants: int = Field(gt=0)
+    days: int = Field(gt=0)
+    start_date: str
+    txns_per_customer_per_day: float = Field(gt=0)
+    card_testing_rate: float = Field(ge=0, le=1)
+    account_takeover_rate: float = Field(ge=0, le=1)
+    compromised_merchant_rate: float = Field(ge=0, le=1)
+    compromised_merchant_fraud_share: float = Field(ge=0, le=1)
+    chargeback_delay_days_min: float = Field(gt=0)
+    chargeback_delay_days_max: float = Field(gt=0)
+    legit_label_delay_days: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> GenerateParams:
+        if self.chargeback_delay_days_max < self.chargeback_delay_days_min:
+            raise ValueError("chargeback_delay_days_max must be >= chargeback_delay_days_min")
+        return self
+
+
+class ImportParams(_Strict):
+    """Settings of the real-data importer."""
+
+    chargeback_delay_days: float = Field(gt=0)
+
+
+class FeatureParams(_Strict):
+    """Caps of the per-entity recent-activity state."""
+
+    state_cap: int = Field(gt=0, le=10_000)
+    merchant_state_cap: int = Field(gt=0, le=100_000)
+
+
+class TrainParams(_Strict):
+    """Model, cross-validation and registry settings."""
+
+    experiment: str = Field(min_length=1)
+    model_name: str = Field(min_length=1)
+    k_folds: int = Field(ge=2, le=20)
+    holdout_fraction: float = Field(gt=0, lt=1)
+    C: float = Field(gt=0)
+    max_iter: int = Field(gt=0)
+    threshold_rule: Literal["best_f1", "min_precision"]
+    min_precision: float = Field(gt=0, le=1)
+    reference_sample_size: int = Field(gt=0)
+
+
+class MonitorParams(_Strict):
+    """Drift thresholds."""
+
+    ks_p_value: float = Field(gt=0, lt=1)
+    drift_share: float = Field(gt=0, le=1)
+    min_rows: int = Field(gt=0)
+
+
+class ServeParams(_Strict):
+    """API limits."""
+
+    batch_limit: int = Field(gt=0, le=10_000)
+
+
+class Params(_Strict):
+    """The whole of ``params.yaml``."""
+
+    seed: int
+    generate: GenerateParams
+    import_: ImportParams = Field(alias="import")
+    features: FeatureParams
+    train: TrainParams
+    monitor: MonitorParams
+    serve: ServeParams
+
+
+class ParamsError(ValueError):
+    """``params.yaml`` is missing, unreadable or has a bad value; the message names the key."""
+
+
+def load_params(path: Path | None = None) -> Params:
+    """Read and validate ``params.yaml``.
+
+    Args:
+        path: The file to read; the project's ``params.yaml`` by default.
+
+    Returns:
+        The validated parameters.
+
+    Raises:
+        ParamsError: Naming the file and the offending key when anything is wrong.
+    """
+    path = path or get_settings().paths.params_file
+    try:
+        raw: Any = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"{path}: cannot read parameters: {exc}") from exc
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ParamsError(f"{path}: {problems}") from exc
