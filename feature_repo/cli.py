@@ -31,7 +31,7 @@ def build(
     ] = None,
 ) -> None:
     """Build the offline feature tables (state per customer and merchant) with DuckDB."""
-    from data.validate import RawDataError, validate_raw_dir
+    from data.validate import RawDataError, read_raw_tables
     from feature_repo.pipeline import build_offline_tables
 
     paths = get_settings().paths
@@ -39,7 +39,7 @@ def build(
     out_dir = out_dir or paths.features_dir
     try:
         params = load_params()
-        validate_raw_dir(raw_dir)  # before anything is written
+        read_raw_tables(raw_dir)  # validates schema, nulls, amounts, coordinates, order
     except (ParamsError, RawDataError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"building offline tables from {raw_dir}")

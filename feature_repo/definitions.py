@@ -133,6 +133,7 @@ customer_activity_fv = FeatureView(
         Field(name="c_day_numbers", dtype=Array(Int64)),
         Field(name="c_day_sums", dtype=Array(Float64)),
         Field(name="c_day_counts", dtype=Array(Int64)),
+        Field(name="c_state_cap", dtype=Int64),
     ],
     source=customer_activity_push,
     online=True,
@@ -147,6 +148,9 @@ merchant_activity_fv = FeatureView(
     schema=[
         Field(name="m_ts_us", dtype=Array(Int64)),
         Field(name="m_txn_ids", dtype=Array(String)),
+        Field(name="m_latest_ts_us", dtype=Int64),
+        Field(name="m_prev_ts_us", dtype=Int64),
+        Field(name="m_state_cap", dtype=Int64),
     ],
     source=merchant_activity_push,
     online=True,

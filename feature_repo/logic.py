@@ -18,17 +18,19 @@ peers) out of its own features, offline and online alike.
 
 The state and its cap
 ---------------------
-For a customer whose known transactions are S, with T = max timestamp in S, the state is::
+The window features of a request at t aggregate the ``cap`` most recent (by timestamp, then
+transaction id) of the customer's transactions in ``[t - 24h, t)``; the 1 h features take the
+members of that set inside ``[t - 1h, t)``. With fewer than ``cap`` transactions a day that is
+simply all of them; a longer burst saturates the features, identically offline and online.
+
+To serve that for any later t, the state of a customer whose latest transaction is at T holds::
 
     arrays = top_cap(transactions in [T - 24h, T)) + top_cap(transactions at exactly T)
 
-ordered by the key (timestamp, transaction_id), where ``top_cap`` keeps the ``cap`` entries with
-the largest keys. Capping the strictly-older part separately from the peers at T makes the
-state *mergeable*: folding transactions in one at a time (online, :func:`merge_transaction`)
-gives exactly the state the batch pipeline computes from the whole history, in any order, and a
-request at t always sees ``top_cap`` of its strictly earlier transactions. A burst of more than
-``cap`` transactions in 24 h therefore saturates the window features (documented), identically
-offline and online.
+(``top_cap`` keeps the ``cap`` largest keys). Keeping the peers at T apart from the strictly
+older part means a same-second peer still finds the ``cap`` transactions before it, and the
+state is *mergeable*: folding transactions in one at a time (online, :func:`merge_transaction`)
+gives exactly the state the batch pipeline computes from the whole history, in any order.
 
 The 30-day baseline is a point-in-time correct daily snapshot: ``amount_to_avg_30d`` divides the
 amount by the customer's average over the 30 complete UTC days before t's day,
@@ -74,10 +76,14 @@ CUSTOMER_STATE_FIELDS = (
     "c_day_numbers",  # Array(Int64): UTC day numbers (days since epoch) of the daily buckets
     "c_day_sums",  # Array(Float64): amount per day
     "c_day_counts",  # Array(Int64): transactions per day
+    "c_state_cap",  # Int64: the cap this state was built with
 )
 MERCHANT_STATE_FIELDS = (
     "m_ts_us",  # Array(Int64)
     "m_txn_ids",  # Array(String)
+    "m_latest_ts_us",  # Int64: T, the merchant's latest known transaction time
+    "m_prev_ts_us",  # Int64: its latest transaction strictly before T (-1 when none)
+    "m_state_cap",  # Int64: the cap this state was built with
 )
 MERCHANT_LABEL_FIELDS = (
     "ml_latest_ts_us",  # Int64: latest label arrival time known for the merchant
@@ -128,20 +134,20 @@ def haversine_km(lat1: float, long1: float, lat2: float, long2: float) -> float:
 # ------------------------------------------------------------------ on-demand features
 
 
-def _last_before(state: Mapping[str, Any], t_us: int) -> tuple[int, float, float] | None:
-    """(ts, lat, long) of the customer's latest transaction strictly before t, if known.
+def _last_before(state: Mapping[str, Any], prefix: str, t_us: int) -> str | None:
+    """Which stored transaction is the entity's latest strictly before t: "latest", "prev" or none.
 
-    ``c_latest_*`` is the latest transaction at T; ``c_prev_*`` the latest strictly before T.
-    A request at t > T uses the former; a same-second peer (t == T) the latter.
+    ``<prefix>_latest_*`` is the latest transaction at T; ``<prefix>_prev_*`` the latest strictly
+    before T. A request at t > T uses the former; a same-second peer (t == T) the latter.
     """
-    latest = state.get("c_latest_ts_us")
+    latest = state.get(f"{prefix}_latest_ts_us")
     if latest is None or latest < 0:
         return None
     if latest < t_us:
-        return latest, state["c_latest_lat"], state["c_latest_long"]
-    prev = state.get("c_prev_ts_us")
+        return "latest"
+    prev = state.get(f"{prefix}_prev_ts_us")
     if prev is not None and 0 <= prev < t_us:
-        return prev, state["c_prev_lat"], state["c_prev_long"]
+        return "prev"
     return None
 
 
@@ -171,18 +177,20 @@ def features_for_request(
     lat, long = float(request["lat"]), float(request["long"])
     hour = (t // HOUR_US) % 24
 
-    # Customer windows: strictly earlier transactions only, [t - W, t).
+    # Customer windows: strictly earlier transactions only, [t - W, t), and of those the
+    # `cap` most recent (the arrays are sorted by (timestamp, transaction id)).
+    start_1h, start_24h = t - HOUR_US, t - DAY_US
     ts_list = customer_state.get("c_ts_us") or []
+    in_window = [i for i, ts in enumerate(ts_list) if start_24h <= ts < t]
+    in_window = in_window[-customer_state["c_state_cap"] :] if in_window else in_window
     amounts = customer_state.get("c_amounts") or []
     merchants = customer_state.get("c_merchant_ids") or []
-    start_1h, start_24h = t - HOUR_US, t - DAY_US
     count_1h = count_24h = 0
     sum_1h = sum_24h = 0.0
     max_24h = 0.0
     distinct: set[str] = set()
-    for ts, amt, merchant in zip(ts_list, amounts, merchants, strict=False):
-        if ts < start_24h or ts >= t:
-            continue
+    for i in in_window:
+        ts, amt, merchant = ts_list[i], amounts[i], merchants[i]
         count_24h += 1
         sum_24h += amt
         max_24h = max(max_24h, amt)
@@ -205,12 +213,13 @@ def features_for_request(
             day_count += dcount
     amount_to_avg = amount / (day_sum / day_count) if day_count and day_sum > 0 else 1.0
 
-    last = _last_before(customer_state, t)
+    last = _last_before(customer_state, "c", t)
     if last is None:
         gap_seconds = MAX_GAP_SECONDS
         speed = 0.0
     else:
-        last_ts, last_lat, last_long = last
+        last_ts = customer_state[f"c_{last}_ts_us"]
+        last_lat, last_long = customer_state[f"c_{last}_lat"], customer_state[f"c_{last}_long"]
         gap_seconds = min((t - last_ts) / MICROS_PER_SECOND, MAX_GAP_SECONDS)
         hops_km = haversine_km(last_lat, last_long, lat, long)
         speed = hops_km / max(gap_seconds, MIN_TRAVEL_SECONDS) * 3_600.0
@@ -220,6 +229,8 @@ def features_for_request(
 
     m_ts = merchant_state.get("m_ts_us") or []
     merchant_count = sum(1 for ts in m_ts if start_24h <= ts < t)
+    if merchant_count:
+        merchant_count = min(merchant_count, merchant_state["m_state_cap"])
 
     labels = frauds = 0
     for day, n_labels, n_frauds in zip(
@@ -248,8 +259,9 @@ def features_for_request(
         "km_per_hour_from_last_txn": speed,
         "merchant_txn_count_24h": merchant_count,
         "merchant_fraud_rate_30d": frauds / labels if labels else 0.0,
-        "is_new_customer": int(customer_state.get("c_latest_ts_us") is None and home_lat is None),
-        "is_new_merchant": int(merchant_state.get("m_ts_us") is None),
+        # "New" means no transaction strictly before t is known: exact offline and online.
+        "is_new_customer": int(last is None),
+        "is_new_merchant": int(_last_before(merchant_state, "m", t) is None),
     }
 
 
@@ -386,6 +398,7 @@ def merge_transaction(state: Mapping[str, Any] | None, txn: Transaction, cap: in
     new["c_day_numbers"] = days
     new["c_day_sums"] = [buckets[d][0] for d in days]
     new["c_day_counts"] = [buckets[d][1] for d in days]
+    new["c_state_cap"] = cap
     return new
 
 
@@ -399,9 +412,22 @@ def merge_merchant_transaction(state: Mapping[str, Any] | None, txn: Transaction
         (ts, tid, None) for ts, tid in zip(state.get("m_ts_us") or [], ids, strict=True)
     ]
     entries.append((txn.ts_us, txn.transaction_id, None))
-    latest = max(e[0] for e in entries)
+    latest = state.get("m_latest_ts_us")
+    prev = state.get("m_prev_ts_us", -1)
+    if latest is None:
+        latest, prev = txn.ts_us, -1
+    elif txn.ts_us > latest:
+        latest, prev = txn.ts_us, latest
+    elif prev < txn.ts_us < latest:
+        prev = txn.ts_us
     kept = _top_cap_by_key(entries, latest, cap)
-    return {"m_ts_us": [e[0] for e in kept], "m_txn_ids": [e[1] for e in kept]}
+    return {
+        "m_ts_us": [e[0] for e in kept],
+        "m_txn_ids": [e[1] for e in kept],
+        "m_latest_ts_us": latest,
+        "m_prev_ts_us": prev,
+        "m_state_cap": cap,
+    }
 
 
 def merge_label(state: Mapping[str, Any] | None, label_ts_us: int, is_fraud: bool) -> dict:

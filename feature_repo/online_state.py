@@ -196,7 +196,7 @@ class OnlineStateWriter:
             "merchant_activity",
             txn.merchant_id,
             lambda state: merge_merchant_transaction(state, txn, self.merchant_state_cap),
-            lambda new: int(max(new["m_ts_us"])),
+            lambda new: int(new["m_latest_ts_us"]),
         )
 
     def ingest_labels(self, labels: Sequence[tuple[str, int, bool]]) -> int:

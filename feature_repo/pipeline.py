@@ -103,7 +103,8 @@ def _customer_activity_sql(cap: int) -> str:
            coalesce(prev.long, 0.0) AS c_prev_long,
            list_transform(buckets, lambda x: x.d) AS c_day_numbers,
            list_transform(buckets, lambda x: x.s) AS c_day_sums,
-           list_transform(buckets, lambda x: x.c) AS c_day_counts
+           list_transform(buckets, lambda x: x.c) AS c_day_counts,
+           {cap}::BIGINT AS c_state_cap
     FROM kept
     ORDER BY ts, customer_id
     """
@@ -121,12 +122,17 @@ def _merchant_activity_sql(cap: int) -> str:
         WINDOW w_older AS (PARTITION BY merchant_id ORDER BY ts
                            RANGE BETWEEN {STATE_WINDOW_US} PRECEDING AND 1 PRECEDING)
     ), kept AS (
-        SELECT merchant_id, ts, {_sql_top_cap("older_all", cap)} || {_sql_top_cap("peers", cap)} AS arr
+        SELECT merchant_id, ts,
+               {_sql_top_cap("older_all", cap)} || {_sql_top_cap("peers", cap)} AS arr,
+               coalesce(lag(ts) OVER (PARTITION BY merchant_id ORDER BY ts), -1) AS prev_ts
         FROM windowed
     )
     SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
            list_transform(arr, lambda x: x.ts) AS m_ts_us,
-           list_transform(arr, lambda x: x.tid) AS m_txn_ids
+           list_transform(arr, lambda x: x.tid) AS m_txn_ids,
+           ts AS m_latest_ts_us,
+           prev_ts AS m_prev_ts_us,
+           {cap}::BIGINT AS m_state_cap
     FROM kept ORDER BY ts, merchant_id
     """
 
