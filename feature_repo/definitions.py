@@ -203,7 +203,7 @@ customer_profile_fv = FeatureView(
         Field(name=name, dtype=Int64 if kind is int else Float64) for name, kind in OUTPUT_FEATURES
     ],
     mode="python",  # measured much faster online than "pandas" (DESIGN.md)
-    description="Velocity, baseline, travel and merchant-risk features relative to the request time.",
+    description="Velocity, baseline, travel and merchant-risk features as of the request time.",
     owner=OWNER,
 )
 def transaction_features(inputs: dict[str, Any]) -> dict[str, Any]:

@@ -225,7 +225,9 @@ def features_for_request(
         speed = hops_km / max(gap_seconds, MIN_TRAVEL_SECONDS) * 3_600.0
 
     home_lat, home_long = profile.get("home_lat"), profile.get("home_long")
-    from_home = 0.0 if home_lat is None else haversine_km(home_lat, home_long, lat, long)
+    from_home = 0.0
+    if home_lat is not None and home_long is not None:
+        from_home = haversine_km(home_lat, home_long, lat, long)
 
     m_ts = merchant_state.get("m_ts_us") or []
     merchant_count = sum(1 for ts in m_ts if start_24h <= ts < t)

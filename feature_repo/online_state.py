@@ -16,6 +16,7 @@ result back through the public ``get_online_features`` to guard this internal la
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,19 +52,25 @@ class StateWriteConflictError(RuntimeError):
     """Another writer kept changing the same entity's state; the update was not applied."""
 
 
-def _to_proto(dtype: Any, value: Any) -> ValueProto:
-    if dtype == Array(Int64):
-        return ValueProto(int64_list_val=Int64List(val=[int(v) for v in value]))
-    if dtype == Array(Float64):
-        return ValueProto(double_list_val=DoubleList(val=[float(v) for v in value]))
-    if dtype == Array(String):
-        return ValueProto(string_list_val=StringList(val=[str(v) for v in value]))
-    if dtype == Int64:
-        return ValueProto(int64_val=int(value))
-    if dtype == Float64:
-        return ValueProto(double_val=float(value))
-    if dtype == String:
-        return ValueProto(string_val=str(value))
+Encoder = Callable[[Any], ValueProto]
+
+
+def _encoder(dtype: Any) -> Encoder:
+    """The ValueProto builder of one Feast type; resolved once per field, not per write."""
+    encoders: list[tuple[Any, Encoder]] = [
+        (Array(Int64), lambda v: ValueProto(int64_list_val=Int64List(val=[int(x) for x in v]))),
+        (
+            Array(Float64),
+            lambda v: ValueProto(double_list_val=DoubleList(val=[float(x) for x in v])),
+        ),
+        (Array(String), lambda v: ValueProto(string_list_val=StringList(val=[str(x) for x in v]))),
+        (Int64, lambda v: ValueProto(int64_val=int(v))),
+        (Float64, lambda v: ValueProto(double_val=float(v))),
+        (String, lambda v: ValueProto(string_val=str(v))),
+    ]
+    for feast_type, encode in encoders:
+        if dtype == feast_type:
+            return encode
     raise TypeError(f"unsupported state field type {dtype}")
 
 
@@ -79,6 +86,12 @@ def _from_proto(raw: bytes | None) -> Any:
     return list(value.val) if kind.endswith("_list_val") else value
 
 
+def _merge_label_into(
+    state: Mapping[str, Any] | None, *, label_ts_us: int, is_fraud: bool
+) -> dict[str, Any]:
+    return merge_label(state, label_ts_us, is_fraud)
+
+
 @dataclass(frozen=True)
 class _View:
     """One feature view's Redis layout, resolved once."""
@@ -86,7 +99,7 @@ class _View:
     name: str
     join_key: str
     fields: tuple[str, ...]
-    dtypes: tuple[Any, ...]
+    encoders: tuple[Encoder, ...]
     hash_keys: tuple[bytes, ...]
     ts_key: bytes
 
@@ -108,7 +121,8 @@ class OnlineStateWriter:
         config = store.config
         self._project = config.project
         self._key_version = config.entity_key_serialization_version
-        online_store = store._get_provider().online_store  # Feast's configured Redis client
+        # Feast's own Redis client (honours redis_type, password, ssl); internal API, only here.
+        online_store: Any = store._get_provider().online_store
         self._client = online_store._get_client(config.online_store)
         self._key_ttl = getattr(config.online_store, "key_ttl_seconds", None)
         self.state_cap = state_cap
@@ -126,7 +140,7 @@ class OnlineStateWriter:
             name=name,
             join_key=view.join_keys[0],
             fields=fields,
-            dtypes=tuple(f.dtype for f in view.features),
+            encoders=tuple(_encoder(f.dtype) for f in view.features),
             hash_keys=tuple(_mmh3(f"{name}:{f}") for f in fields),
             ts_key=f"_ts:{name}".encode(),
         )
@@ -170,12 +184,12 @@ class OnlineStateWriter:
                     ts = Timestamp()
                     ts.FromMicroseconds(event_ts_us(new))
                     mapping: dict[bytes, bytes] = {view.ts_key: ts.SerializeToString()}
-                    for name, dtype, hash_key in zip(
-                        view.fields, view.dtypes, view.hash_keys, strict=True
+                    for name, encode, hash_key in zip(
+                        view.fields, view.encoders, view.hash_keys, strict=True
                     ):
-                        mapping[hash_key] = _to_proto(dtype, new[name]).SerializeToString()
+                        mapping[hash_key] = encode(new[name]).SerializeToString()
                     pipe.multi()
-                    pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+                    pipe.hset(key, mapping=mapping)
                     if self._key_ttl:
                         pipe.expire(key, self._key_ttl)
                     pipe.execute()
@@ -212,7 +226,7 @@ class OnlineStateWriter:
             self._update(
                 "merchant_label_stats",
                 merchant_id,
-                lambda state, ts=label_ts_us, fraud=is_fraud: merge_label(state, ts, fraud),
+                functools.partial(_merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud),
                 lambda new: int(new["ml_latest_ts_us"]),
             )
         return len(labels)

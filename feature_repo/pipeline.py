@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,53 +43,84 @@ def _sql_top_cap(list_expr: str, cap: int) -> str:
     return f"list_slice({list_expr}, greatest(len({list_expr}) - {cap} + 1, 1), len({list_expr}))"
 
 
-def _customer_activity_sql(cap: int) -> str:
-    older = "list_sort(flatten(coalesce(list(peers) OVER w_older, [])))"
-    older_kept = _sql_top_cap("older_all", cap)
-    peers_kept = _sql_top_cap("peers", cap)
+def _older_sql(entity: str, fields: str, cap: int) -> str:
+    """SQL: per entity and distinct timestamp T, top_cap of the transactions in [T - 24h, T).
+
+    A RANGE frame ending ``1 PRECEDING`` (microseconds) holds exactly the transactions strictly
+    before T within 24 h; all peers at T share it, so one of them (the first) is kept.
+    """
     return f"""
-    WITH groups AS (
-        -- one group per customer and distinct timestamp: all same-second peers together
-        SELECT customer_id, ts,
-               list_sort(list(struct_pack(ts := ts, tid := tid, amount := amount,
-                                          merchant := merchant_id, lat := lat, long := long))) AS peers
-        FROM txn GROUP BY customer_id, ts
-    ), grouped AS (
-        SELECT *, peers[-1] AS latest,
-               list_sum(list_transform(peers, lambda x: x.amount)) AS group_sum,
-               len(peers) AS group_count, ts // {DAY_US} AS day
-        FROM groups
-    ), windowed AS (
-        SELECT customer_id, ts, day, peers, latest,
-               {older} AS older_all,   -- groups in [T - 24h, T), strictly before T
-               lag(latest) OVER w_order AS prev,
-               sum(group_sum) OVER w_today AS today_sum,
-               (sum(group_count) OVER w_today)::BIGINT AS today_count
-        FROM grouped
-        WINDOW w_older AS (PARTITION BY customer_id ORDER BY ts
-                           RANGE BETWEEN {STATE_WINDOW_US} PRECEDING AND 1 PRECEDING),
-               w_order AS (PARTITION BY customer_id ORDER BY ts),
-               w_today AS (PARTITION BY customer_id, day ORDER BY ts
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-    ), daily AS (
-        SELECT customer_id, day, arg_max(today_sum, ts) AS day_sum,
-               arg_max(today_count, ts) AS day_count
-        FROM windowed GROUP BY customer_id, day
-    ), prior_days AS (
-        -- complete days [D(T) - 30, D(T)) before the state's own day
-        SELECT customer_id, day,
-               coalesce(list(struct_pack(d := day, s := day_sum, c := day_count)) OVER (
-                   PARTITION BY customer_id ORDER BY day
-                   RANGE BETWEEN {BASELINE_DAYS} PRECEDING AND 1 PRECEDING), []) AS prior
-        FROM daily
-    ), kept AS (
-        SELECT w.*, {older_kept} || {peers_kept} AS arr,
-               list_sort(p.prior) || [struct_pack(d := w.day, s := w.today_sum,
-                                                  c := w.today_count)] AS buckets
-        FROM windowed w JOIN prior_days p USING (customer_id, day)
+        SELECT {entity}, ts,
+               {_sql_top_cap("list_sort(coalesce(window_list, []))", cap)} AS older_kept
+        FROM (
+            SELECT {entity}, ts,
+                   list(struct_pack({fields})) OVER (
+                       PARTITION BY {entity} ORDER BY ts
+                       RANGE BETWEEN {STATE_WINDOW_US} PRECEDING AND 1 PRECEDING) AS window_list,
+                   row_number() OVER (PARTITION BY {entity}, ts ORDER BY tid) AS peer_rank
+            FROM txn
+        )
+        WHERE peer_rank = 1
+    """
+
+
+def _day_buckets_sql(groups: str, entity: str, a_type: str) -> list[str]:
+    """SQL statements: per (entity, ts) of ``groups``, daily buckets (d, a, b) as of ts.
+
+    ``groups`` has one row per entity and distinct event time with ``day`` and per-event sums
+    ``a`` and ``b``. The result ``<groups>_buckets`` holds the complete days
+    ``[day - 30, day)`` plus the running total of the event's own day up to and including ts.
+    Sums run in ts order (window frames), so the floating-point result is deterministic.
+    """
+    return [
+        f"""CREATE TEMP TABLE {groups}_running AS
+            SELECT {entity}, ts, day,
+                   (sum(a) OVER w)::{a_type} AS today_a, (sum(b) OVER w)::BIGINT AS today_b
+            FROM {groups}
+            WINDOW w AS (PARTITION BY {entity}, day ORDER BY ts
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)""",
+        f"""CREATE TEMP TABLE {groups}_prior AS
+            SELECT {entity}, day,
+                   coalesce(list(struct_pack(d := day, a := a, b := b)) OVER (
+                       PARTITION BY {entity} ORDER BY day
+                       RANGE BETWEEN {BASELINE_DAYS} PRECEDING AND 1 PRECEDING), []) AS prior
+            FROM (SELECT {entity}, day, arg_max(today_a, ts) AS a, arg_max(today_b, ts) AS b
+                  FROM {groups}_running GROUP BY {entity}, day)""",
+        f"""CREATE TEMP TABLE {groups}_buckets AS
+            SELECT r.{entity}, r.ts,
+                   list_sort(p.prior) || [struct_pack(d := r.day, a := r.today_a, b := r.today_b)]
+                   AS buckets
+            FROM {groups}_running r JOIN {groups}_prior p USING ({entity}, day)""",
+    ]
+
+
+def _customer_activity_sql(cap: int) -> tuple[list[str], str]:
+    fields = (
+        "ts := ts, tid := tid, amount := amount, merchant := merchant_id, lat := lat, long := long"
     )
-    SELECT customer_id,
-           make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
+    setup = [
+        # One group per customer and distinct timestamp: all same-second peers together.
+        f"""CREATE TEMP TABLE c_groups AS
+            SELECT customer_id, ts, ts // {DAY_US} AS day, peers, peers[-1] AS latest,
+                   list_sum(list_transform(peers, lambda x: x.amount)) AS a, len(peers) AS b
+            FROM (SELECT customer_id, ts, list_sort(list(struct_pack({fields}))) AS peers
+                  FROM txn GROUP BY customer_id, ts)""",
+        f"CREATE TEMP TABLE c_older AS {_older_sql('customer_id', fields, cap)}",
+        *_day_buckets_sql("c_groups", "customer_id", "DOUBLE"),
+    ]
+    select = f"""
+    SELECT g.customer_id,
+           make_timestamp(g.ts)::TIMESTAMPTZ AS event_timestamp,
+           o.older_kept || {_sql_top_cap("g.peers", cap)} AS arr,
+           g.latest,
+           lag(g.latest) OVER (PARTITION BY g.customer_id ORDER BY g.ts) AS prev,
+           b.buckets
+    FROM c_groups g
+    JOIN c_older o USING (customer_id, ts)
+    JOIN c_groups_buckets b USING (customer_id, ts)
+    """
+    final = f"""
+    SELECT customer_id, event_timestamp,
            list_transform(arr, lambda x: x.ts) AS c_ts_us,
            list_transform(arr, lambda x: x.tid) AS c_txn_ids,
            list_transform(arr, lambda x: x.amount) AS c_amounts,
@@ -102,86 +134,70 @@ def _customer_activity_sql(cap: int) -> str:
            coalesce(prev.lat, 0.0) AS c_prev_lat,
            coalesce(prev.long, 0.0) AS c_prev_long,
            list_transform(buckets, lambda x: x.d) AS c_day_numbers,
-           list_transform(buckets, lambda x: x.s) AS c_day_sums,
-           list_transform(buckets, lambda x: x.c) AS c_day_counts,
+           list_transform(buckets, lambda x: x.a) AS c_day_sums,
+           list_transform(buckets, lambda x: x.b) AS c_day_counts,
            {cap}::BIGINT AS c_state_cap
-    FROM kept
-    ORDER BY ts, customer_id
+    FROM ({select})
+    ORDER BY event_timestamp, customer_id
     """
+    return setup, final
 
 
-def _merchant_activity_sql(cap: int) -> str:
-    older = "list_sort(flatten(coalesce(list(peers) OVER w_older, [])))"
-    return f"""
-    WITH groups AS (
-        SELECT merchant_id, ts, list_sort(list(struct_pack(ts := ts, tid := tid))) AS peers
-        FROM txn GROUP BY merchant_id, ts
-    ), windowed AS (
-        SELECT merchant_id, ts, peers, {older} AS older_all
-        FROM groups
-        WINDOW w_older AS (PARTITION BY merchant_id ORDER BY ts
-                           RANGE BETWEEN {STATE_WINDOW_US} PRECEDING AND 1 PRECEDING)
-    ), kept AS (
-        SELECT merchant_id, ts,
-               {_sql_top_cap("older_all", cap)} || {_sql_top_cap("peers", cap)} AS arr,
-               coalesce(lag(ts) OVER (PARTITION BY merchant_id ORDER BY ts), -1) AS prev_ts
-        FROM windowed
-    )
+def _merchant_activity_sql(cap: int) -> tuple[list[str], str]:
+    setup = [
+        f"CREATE TEMP TABLE m_older AS {_older_sql('merchant_id', 'ts := ts, tid := tid', cap)}"
+    ]
+    final = f"""
     SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
            list_transform(arr, lambda x: x.ts) AS m_ts_us,
            list_transform(arr, lambda x: x.tid) AS m_txn_ids,
            ts AS m_latest_ts_us,
-           prev_ts AS m_prev_ts_us,
+           coalesce(lag(ts) OVER (PARTITION BY merchant_id ORDER BY ts), -1) AS m_prev_ts_us,
            {cap}::BIGINT AS m_state_cap
-    FROM kept ORDER BY ts, merchant_id
+    FROM (
+        SELECT merchant_id, ts, o.older_kept || {_sql_top_cap("g.peers", cap)} AS arr
+        FROM (SELECT merchant_id, ts, list_sort(list(struct_pack(ts := ts, tid := tid))) AS peers
+              FROM txn GROUP BY merchant_id, ts) g
+        JOIN m_older o USING (merchant_id, ts)
+    )
+    ORDER BY ts, merchant_id
     """
+    return setup, final
 
 
-_MERCHANT_LABELS_SQL = f"""
-WITH groups AS (
-    -- labels arriving at the same instant for one merchant form one state row
-    SELECT t.merchant_id, l.label_ts AS ts, l.label_ts // {DAY_US} AS day,
-           count(*) AS n_labels, sum(l.is_fraud)::BIGINT AS n_frauds
-    FROM lab l JOIN txn t USING (tid)
-    GROUP BY t.merchant_id, l.label_ts
-), cumulative AS (
-    SELECT *, sum(n_labels) OVER w_today AS today_labels, sum(n_frauds) OVER w_today AS today_frauds
-    FROM groups
-    WINDOW w_today AS (PARTITION BY merchant_id, day ORDER BY ts
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-), daily AS (
-    SELECT merchant_id, day, sum(n_labels)::BIGINT AS labels, sum(n_frauds)::BIGINT AS frauds
-    FROM groups GROUP BY merchant_id, day
-), prior_days AS (
-    SELECT merchant_id, day,
-           coalesce(list(struct_pack(d := day, n := labels, f := frauds)) OVER (
-               PARTITION BY merchant_id ORDER BY day
-               RANGE BETWEEN {BASELINE_DAYS} PRECEDING AND 1 PRECEDING), []) AS prior
-    FROM daily
-), buckets AS (
-    SELECT c.merchant_id, c.ts,
-           list_sort(p.prior) || [struct_pack(d := c.day, n := c.today_labels::BIGINT,
-                                              f := c.today_frauds::BIGINT)] AS b
-    FROM cumulative c JOIN prior_days p USING (merchant_id, day)
-)
-SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
-       ts AS ml_latest_ts_us,
-       list_transform(b, lambda x: x.d) AS ml_day_numbers,
-       list_transform(b, lambda x: x.n) AS ml_day_labels,
-       list_transform(b, lambda x: x.f) AS ml_day_frauds
-FROM buckets ORDER BY ts, merchant_id
-"""
+def _merchant_labels_sql() -> tuple[list[str], str]:
+    setup = [
+        # Labels arriving at the same instant for one merchant form one state row.
+        f"""CREATE TEMP TABLE ml_groups AS
+            SELECT t.merchant_id, l.label_ts AS ts, l.label_ts // {DAY_US} AS day,
+                   count(*) AS a, sum(l.is_fraud) AS b
+            FROM lab l JOIN txn t USING (tid)
+            GROUP BY t.merchant_id, l.label_ts""",
+        *_day_buckets_sql("ml_groups", "merchant_id", "BIGINT"),
+    ]
+    final = """
+    SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
+           ts AS ml_latest_ts_us,
+           list_transform(buckets, lambda x: x.d) AS ml_day_numbers,
+           list_transform(buckets, lambda x: x.a) AS ml_day_labels,
+           list_transform(buckets, lambda x: x.b) AS ml_day_frauds
+    FROM ml_groups_buckets ORDER BY ts, merchant_id
+    """
+    return setup, final
 
-_CUSTOMER_PROFILE_SQL = """
--- the home is known from account creation; never later than the first transaction
-SELECT c.customer_id,
-       least(c.created_at, coalesce(f.first_ts, c.created_at)) AS event_timestamp,
-       c.home_lat, c.home_long
-FROM cust c
-LEFT JOIN (SELECT customer_id, make_timestamp(min(ts))::TIMESTAMPTZ AS first_ts FROM txn GROUP BY 1) f
-USING (customer_id)
-ORDER BY event_timestamp, customer_id
-"""
+
+def _customer_profile_sql() -> tuple[list[str], str]:
+    # The home is known from account creation; never later than the first transaction.
+    final = """
+    SELECT c.customer_id,
+           least(c.created_at, coalesce(f.first_ts, c.created_at)) AS event_timestamp,
+           c.home_lat, c.home_long
+    FROM cust c
+    LEFT JOIN (SELECT customer_id, make_timestamp(min(ts))::TIMESTAMPTZ AS first_ts
+               FROM txn GROUP BY 1) f USING (customer_id)
+    ORDER BY event_timestamp, customer_id
+    """
+    return [], final
 
 
 def build_offline_tables(
@@ -190,6 +206,7 @@ def build_offline_tables(
     state_cap: int,
     merchant_state_cap: int,
     threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> PipelineResult:
     """Build every offline feature table from the raw tables, atomically.
 
@@ -199,6 +216,7 @@ def build_offline_tables(
         state_cap: Customer state cap (``features.state_cap``).
         merchant_state_cap: Merchant state cap (``features.merchant_state_cap``).
         threads: DuckDB threads; all cores by default.
+        progress: Where to report each table's build time; silent by default.
 
     Returns:
         Where each table went, its row count and the wall time.
@@ -226,15 +244,20 @@ def build_offline_tables(
     queries = {
         "customer_activity": _customer_activity_sql(state_cap),
         "merchant_activity": _merchant_activity_sql(merchant_state_cap),
-        "merchant_label_stats": _MERCHANT_LABELS_SQL,
-        "customer_profile": _CUSTOMER_PROFILE_SQL,
+        "merchant_label_stats": _merchant_labels_sql(),
+        "customer_profile": _customer_profile_sql(),
     }
     written: dict[str, tuple[Path, int]] = {}
     staged: list[tuple[Path, Path]] = []
-    for name, sql in queries.items():
+    for name, (setup, sql) in queries.items():
+        step_started = time.perf_counter()
+        for statement in setup:
+            con.execute(statement)
         final = out_dir / f"{name}.parquet"
         tmp = out_dir / f".{name}.parquet.tmp"
         con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+        if progress:
+            progress(f"  {name}: {time.perf_counter() - step_started:.1f} s")
         rows = con.execute(f"SELECT count(*) FROM read_parquet('{tmp}')").fetchone()
         staged.append((tmp, final))
         written[name] = (final, int(rows[0]) if rows else 0)

@@ -155,7 +155,8 @@ def online_features(
     """
     service = service or feature_service(store)
     names = list(names) if names is not None else feature_names(store)
-    response = store.get_online_features(features=service, entity_rows=list(rows)).to_dict()
+    entity_rows = [dict(row) for row in rows]
+    response = store.get_online_features(features=service, entity_rows=entity_rows).to_dict()
     return [{name: response[name][i] for name in names} for i in range(len(rows))]
 
 

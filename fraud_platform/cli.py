@@ -8,13 +8,13 @@ keep heavy imports (Feast, MLflow, scikit-learn, Evidently) inside their command
 from __future__ import annotations
 
 import typer
+
 from data.cli import app as data_app
+from feature_repo.cli import app as features_app
+from fraud_platform.redis_cli import app as redis_app
 from monitoring.cli import app as monitor_app
 from serving.cli import app as serve_app
 from training.cli import app as train_app
-
-from feature_repo.cli import app as features_app
-from fraud_platform.redis_cli import app as redis_app
 
 app = typer.Typer(
     help="Fraud-detection feature platform: data, features, training, serving, monitoring.",

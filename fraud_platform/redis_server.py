@@ -51,6 +51,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def find_redis_server(install: bool = True) -> str:
     """Path of ``redis-server``; installs Debian's package when missing and running as root.
 
@@ -108,7 +117,12 @@ def start(root: Path = PROJECT_ROOT, port: int | None = None, timeout: float = 1
         return running
     binary = find_redis_server()
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Reuse the last port when it is free, so clients holding the old URL reconnect by themselves.
+    port_file = data_dir / "port"
+    if port is None and port_file.exists() and _port_is_free(int(port_file.read_text())):
+        port = int(port_file.read_text())
     port = port or free_port()
+    port_file.write_text(str(port))
     url = f"redis://127.0.0.1:{port}/0"
     pid_file = data_dir / "redis.pid"
     subprocess.run(

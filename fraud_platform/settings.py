@@ -28,8 +28,9 @@ class Paths(BaseModel):
 
     @property
     def params_file(self) -> Path:
-        """``params.yaml``: every tunable number of the pipeline."""
-        return self.root / "params.yaml"
+        """``params.yaml`` of this root, or the checkout's when the root has none."""
+        own = self.root / "params.yaml"
+        return own if own.exists() else PROJECT_ROOT / "params.yaml"
 
     @property
     def raw_dir(self) -> Path:

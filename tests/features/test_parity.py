@@ -117,7 +117,9 @@ def test_online_after_materialize_matches_reference(
     service, names = feature_service(store), feature_names(store)
     got = online_features(store, [_online_row(q) for q in requests], service, names)
     problems = [
-        (q, bad) for q, row in zip(requests, got) if (bad := mismatches(reference.features(q), row))
+        (q, bad)
+        for q, row in zip(requests, got, strict=True)
+        if (bad := mismatches(reference.features(q), row))
     ]
     assert not problems, problems[:5]
 
@@ -141,7 +143,7 @@ def test_replay_through_online_ingestion_matches_reference(
     label_rows = list(labels.itertuples())
     next_label = 0
     problems = []
-    for r, q in zip(tx.itertuples(), _requests_for(tx)):
+    for r, q in zip(tx.itertuples(), _requests_for(tx), strict=True):
         # Labels stream in as they arrive: everything known by this transaction's time.
         arrived = []
         while (

@@ -1,0 +1,514 @@
+"""``fraud monitor``: drift of live traffic against the training reference.
+
+``fraud monitor drift`` compares a window of the prediction log with
+``models/reference_sample.parquet``, prints a per-feature table, writes
+``reports/drift/<utc-timestamp>/`` (Evidently HTML and JSON, our ``summary.json``), logs the run
+to MLflow and exits 0 (no dataset drift), 1 (dataset drift) or 2 (bad input).
+
+``fraud monitor simulate`` replays real transactions through the live API, shifted or not, and
+runs the same check on exactly the rows it sent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from fraud_platform.settings import ParamsError, get_settings, load_params
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitoring.drift import DriftResult
+    from monitoring.report import ReportFiles
+
+app = typer.Typer(no_args_is_help=True)
+
+EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+
+
+class MonitorInputError(Exception):
+    """Input the check cannot use; the message is shown as is, the exit code is 2."""
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+def read_reference(path: Path) -> pd.DataFrame:
+    """The training reference sample.
+
+    Raises:
+        MonitorInputError: If the file is missing or unreadable.
+    """
+    import pandas as pd
+
+    if not path.is_file():
+        raise MonitorInputError(f"reference sample not found: {path} (run the training step)")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise MonitorInputError(f"cannot read reference {path}: {exc}") from exc
+
+
+def read_current(path: Path) -> pd.DataFrame:
+    """The current data: one Parquet file, or a prediction-log folder of ``predictions-*``.
+
+    Raises:
+        MonitorInputError: If nothing is there or a file cannot be read.
+    """
+    import pandas as pd
+
+    from monitoring.simulate import read_prediction_log
+
+    try:
+        if path.is_file():
+            return pd.read_parquet(path)
+        if path.is_dir():
+            frame = read_prediction_log(path)
+            if frame.empty:
+                raise MonitorInputError(f"no rows in {path}/predictions-*.parquet")
+            return frame
+    except MonitorInputError:
+        raise
+    except Exception as exc:
+        raise MonitorInputError(f"cannot read current data {path}: {exc}") from exc
+    raise MonitorInputError(f"current data not found: {path}")
+
+
+def _parse_since(since: str | None) -> datetime | None:
+    if since is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MonitorInputError(f"--since: not an ISO time: {since!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------------------ checking
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One finished drift check.
+
+    Attributes:
+        result: The statistics and the verdict.
+        files: The written reports.
+        run_id: The MLflow run, when logged.
+    """
+
+    result: DriftResult
+    files: ReportFiles
+    run_id: str | None
+
+    @property
+    def exit_code(self) -> int:
+        """1 when the dataset drifted, else 0."""
+        return EXIT_DRIFT if self.result.dataset_drift else EXIT_NO_DRIFT
+
+
+def run_check(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    out_dir: Path,
+    sources: dict[str, Any],
+    log_mlflow: bool = True,
+    threshold: float | None = None,
+) -> CheckOutcome:
+    """Compute drift, print the table, write the reports and log them to MLflow.
+
+    Args:
+        reference: Reference sample.
+        current: The current window.
+        out_dir: Parent of the timestamped report folder.
+        sources: Where the data came from, stored with the results.
+        log_mlflow: Log the run to MLflow (tracking URI from the settings).
+        threshold: Decision threshold for precision/recall; the window's own by default.
+
+    Returns:
+        The outcome.
+
+    Raises:
+        MonitorInputError: For bad params or frames that cannot be compared.
+    """
+    from monitoring.drift import DriftInputError, compute_drift, feature_kinds, model_features
+    from monitoring.report import log_to_mlflow, write_report
+
+    try:
+        params = load_params().monitor
+    except ParamsError as exc:
+        raise MonitorInputError(str(exc)) from exc
+    try:
+        result = compute_drift(
+            reference,
+            current,
+            ks_p_value=params.ks_p_value,
+            drift_share=params.drift_share,
+            min_rows=params.min_rows,
+            threshold=threshold,
+        )
+    except DriftInputError as exc:
+        raise MonitorInputError(str(exc)) from exc
+    for message in result.warnings:
+        _warn(message)
+    files = write_report(
+        result, reference, current, feature_kinds(model_features()), out_dir, sources=sources
+    )
+    for message in files.warnings:
+        _warn(message)
+    print_summary(result, files)
+    run_id = None
+    if log_mlflow:
+        settings = get_settings()
+        try:
+            run_id = log_to_mlflow(
+                result,
+                files,
+                tracking_uri=settings.tracking_uri,
+                artifact_location=(settings.project_root / "mlruns").resolve().as_uri(),
+                params=sources,
+            )
+            typer.echo(f"MLflow run {run_id} ({settings.tracking_uri})")
+        except Exception as exc:  # the reports are on disk; a tracking outage is not drift
+            _warn(f"could not log to MLflow at {settings.tracking_uri}: {exc}")
+    return CheckOutcome(result=result, files=files, run_id=run_id)
+
+
+def print_summary(result: DriftResult, files: ReportFiles) -> None:
+    """Print the per-feature table and the verdicts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=110)
+    table = Table(
+        title=f"Drift: {result.current_rows:,} current vs {result.reference_rows:,} reference rows"
+    )
+    table.add_column("feature", no_wrap=True)
+    table.add_column("test")
+    table.add_column("statistic", justify="right")
+    table.add_column("p-value", justify="right")
+    table.add_column("drift", justify="center")
+    rows = list(result.features)
+    if result.prediction is not None:
+        rows.append(result.prediction)
+    for item in rows:
+        name = item.column if item in result.features else f"{item.column} (prediction)"
+        table.add_row(
+            name,
+            item.test,
+            f"{item.statistic:.4f}",
+            f"{item.p_value:.3g}",
+            "[bold red]DRIFT[/]" if item.drifted else "ok",
+        )
+    console.print(table)
+    verdict = "[bold red]DATASET DRIFT[/]" if result.dataset_drift else "[green]no dataset drift[/]"
+    console.print(
+        f"{verdict}: {len(result.drifted_features)}/{len(result.features)} features drifted "
+        f"(share {result.share_drifted:.2f}, threshold {result.drift_share}; "
+        f"p < {result.ks_p_value})"
+    )
+    if result.prediction is not None:
+        state = "drifted" if result.prediction.drifted else "stable"
+        console.print(f"prediction drift: {state} (KS p = {result.prediction.p_value:.3g})")
+    perf = result.performance
+    if perf is not None:
+
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.3f}"
+
+        console.print(
+            f"window performance on {perf.labelled_rows} labelled rows ({perf.positives} fraud): "
+            f"PR-AUC {fmt(perf.pr_auc)}, precision {fmt(perf.precision)}, "
+            f"recall {fmt(perf.recall)} at threshold {perf.threshold:.3f}"
+        )
+    console.print(f"report: {files.folder}", soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+@app.command()
+def drift(
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Training reference sample; models/reference_sample.parquet."),
+    ] = None,
+    current: Annotated[
+        Path | None,
+        typer.Option(help="Parquet file or prediction-log folder; data/prediction_log."),
+    ] = None,
+    last: Annotated[
+        int | None,
+        typer.Option("--last", "--window", help="Only the latest N rows (by event time)."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only rows with event time at or after this ISO time (UTC).")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="Labels to join for PR-AUC/precision/recall; data/raw/labels.parquet."),
+    ] = None,
+    use_labels: Annotated[
+        bool, typer.Option("--use-labels/--no-labels", help="Join known labels.")
+    ] = True,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Decision threshold for precision/recall; the logged one by default.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Parent folder of the report folders; reports/drift.")
+    ] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
+) -> None:
+    """Compare live traffic with the training reference; exit 0 stable, 1 drift, 2 error."""
+    paths = get_settings().paths
+    reference = reference or paths.models_dir / "reference_sample.parquet"
+    current = current or paths.prediction_log_dir
+    out = out or paths.reports_dir / "drift"
+    try:
+        from monitoring.drift import DriftInputError, join_labels, select_window
+
+        ref_frame = read_reference(reference)
+        cur_frame = read_current(current)
+        try:
+            cur_frame = select_window(cur_frame, last=last, since=_parse_since(since))
+        except DriftInputError as exc:
+            raise MonitorInputError(str(exc)) from exc
+        if cur_frame.empty:
+            raise MonitorInputError(f"current: no rows in the selected window of {current}")
+        labels_path = labels or paths.raw_table("labels")
+        joined = False
+        if use_labels and labels_path.is_file() and "transaction_id" in cur_frame:
+            import pandas as pd
+
+            try:
+                label_frame = pd.read_parquet(labels_path)
+            except Exception as exc:
+                raise MonitorInputError(f"cannot read labels {labels_path}: {exc}") from exc
+            # Only labels already known now: a chargeback may still be on its way.
+            cur_frame = join_labels(cur_frame, label_frame, as_of=datetime.now(UTC))
+            joined = "is_fraud" in cur_frame
+        elif labels is not None and not labels.is_file():
+            raise MonitorInputError(f"labels not found: {labels}")
+        sources = {
+            "reference": str(reference),
+            "current": str(current),
+            "last": last,
+            "since": since,
+            "labels": str(labels_path) if joined else None,
+        }
+        outcome = run_check(
+            ref_frame,
+            cur_frame,
+            out_dir=out,
+            sources=sources,
+            log_mlflow=mlflow,
+            threshold=threshold,
+        )
+    except MonitorInputError as exc:
+        raise _fail(str(exc)) from exc
+    raise typer.Exit(outcome.exit_code)
+
+
+def _http_client(api_url: str) -> Any:
+    """The HTTP client for the API (a seam for tests)."""
+    import httpx
+
+    return httpx.Client(base_url=api_url, timeout=30.0)
+
+
+@app.command()
+def simulate(
+    api_url: Annotated[str, typer.Option(help="Base URL of the scoring API.")] = DEFAULT_API_URL,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="X-API-Key; the first of API_KEYS by default.", envvar="FRAUD_API_KEY"),
+    ] = None,
+    rows: Annotated[
+        int, typer.Option(min=1, help="About this many transactions per window.")
+    ] = 1000,
+    shift: Annotated[
+        str, typer.Option(help="amount (x5) | night (00-06 UTC) | burst (card testing) | none.")
+    ] = "amount",
+    control: Annotated[
+        bool,
+        typer.Option("--control/--no-control", help="Send and check an unshifted window first."),
+    ] = False,
+    transactions: Annotated[
+        Path | None,
+        typer.Option(help="Transactions to replay; data/raw/transactions.parquet."),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Training reference sample; models/reference_sample.parquet."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; params.yaml seed.")] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds to wait for the prediction log (the API flushes it every "
+            "SERVING_LOG_ROTATE_SECONDS, 300 by default).",
+        ),
+    ] = 330.0,
+    out: Annotated[
+        Path | None, typer.Option(help="Parent folder of the report folders; reports/drift.")
+    ] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
+) -> None:
+    """Send shifted (and optionally control) traffic through the API, then check it for drift."""
+    import pandas as pd
+
+    from monitoring.simulate import SHIFTS, SimulationError, utc_run_tag
+
+    settings = get_settings()
+    paths = settings.paths
+    if shift not in SHIFTS:
+        raise _fail(f"--shift: unknown shift {shift!r}; choose one of {', '.join(SHIFTS)}")
+    transactions = transactions or paths.raw_table("transactions")
+    reference = reference or paths.models_dir / "reference_sample.parquet"
+    out = out or paths.reports_dir / "drift"
+    api_key = api_key or next(iter(settings.api_key_list), None)
+    windows = (["none"] if control and shift != "none" else []) + [shift]
+    exit_code = EXIT_NO_DRIFT
+    try:
+        try:
+            params = load_params()
+        except ParamsError as exc:
+            raise MonitorInputError(str(exc)) from exc
+        seed = params.seed if seed is None else seed
+        ref_frame = read_reference(reference)  # before any traffic is sent
+        if not transactions.is_file():
+            raise MonitorInputError(f"transactions not found: {transactions}")
+        base = pd.read_parquet(transactions)
+        run_tag = utc_run_tag()
+        client = _http_client(api_url)
+        previous_end = None
+        try:
+            for window_shift in windows:
+                exit_code, previous_end = _simulate_one(
+                    client,
+                    base,
+                    ref_frame,
+                    previous_end=previous_end,
+                    shift=window_shift,
+                    rows=rows,
+                    seed=seed,
+                    run_tag=run_tag,
+                    api_url=api_url,
+                    api_key=api_key,
+                    wait=wait,
+                    out=out,
+                    reference=reference,
+                    log_mlflow=mlflow,
+                )
+        finally:
+            client.close()
+    except (MonitorInputError, SimulationError) as exc:
+        raise _fail(str(exc)) from exc
+    raise typer.Exit(exit_code)
+
+
+def _simulate_one(
+    client: Any,
+    base: pd.DataFrame,
+    ref_frame: pd.DataFrame,
+    *,
+    previous_end: pd.Timestamp | None,
+    shift: str,
+    rows: int,
+    seed: int,
+    run_tag: str,
+    api_url: str,
+    api_key: str | None,
+    wait: float,
+    out: Path,
+    reference: Path,
+    log_mlflow: bool,
+) -> tuple[int, pd.Timestamp]:
+    """Build, send and check one simulated window.
+
+    Returns:
+        The check's exit code and the window's last event time.
+    """
+    from rich.progress import track
+
+    from monitoring.simulate import (
+        latest_logged_event,
+        send_window,
+        simulated_window,
+        wait_for_logged,
+    )
+
+    settings = get_settings()
+    log_dir = settings.paths.prediction_log_dir
+    # Never behind what the online state holds, even if the log has not caught up.
+    after = max(
+        (t for t in (latest_logged_event(log_dir), previous_end) if t is not None),
+        default=None,
+    )
+    window = simulated_window(base, rows=rows, shift=shift, after=after, run_tag=run_tag, seed=seed)
+    typer.echo(
+        f"sending {len(window)} '{shift}' transactions to {api_url} "
+        f"({window['timestamp'].min()} .. {window['timestamp'].max()})"
+    )
+
+    def progress(items: Any) -> Any:
+        return track(items, description=f"{shift:>6}")
+
+    started = time.time()
+    sent = send_window(client, window, api_key=api_key, progress=progress)
+    typer.echo(
+        f"{sent.ok}/{sent.sent} scored in {sent.seconds:.1f} s"
+        + (f", {sent.failed} failed" if sent.failed else "")
+    )
+    for message in sent.errors:
+        _warn(f"API answered {message}")
+    if not sent.ok:
+        raise MonitorInputError("the API scored none of the simulated transactions")
+    typer.echo(f"waiting up to {wait:.0f} s for the rows to reach {log_dir}")
+    logged = wait_for_logged(
+        log_dir, window["transaction_id"].tolist(), timeout=wait, sent_after=started
+    )
+    if logged.empty:
+        raise MonitorInputError(
+            f"nothing reached the prediction log at {log_dir}; is the API running with "
+            f"PROJECT_ROOT={settings.project_root}?"
+        )
+    if len(logged) < sent.ok:
+        _warn(f"only {len(logged)} of {sent.ok} scored transactions are in the log yet")
+    outcome = run_check(
+        ref_frame,
+        logged,
+        out_dir=out,
+        sources={
+            "reference": str(reference),
+            "current": str(log_dir),
+            "simulated_shift": shift,
+            "simulated_run": run_tag,
+            "api_url": api_url,
+        },
+        log_mlflow=log_mlflow,
+    )
+    return outcome.exit_code, window["timestamp"].max()

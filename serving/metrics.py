@@ -1,0 +1,69 @@
+"""Prometheus metrics of the API, on a registry of its own (one per app instance).
+
+With several uvicorn workers each process answers ``/metrics`` for itself; run one worker per
+container (and scale containers) or set up prometheus_client's multiprocess mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+
+@dataclass
+class Metrics:
+    """Every metric the API exports."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        """Create the metrics on this instance's registry."""
+        r = self.registry
+        self.requests = Counter(
+            "fraud_api_requests", "HTTP requests by endpoint and status.",
+            ["endpoint", "method", "status"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "fraud_api_request_seconds", "Request latency by endpoint (server side).",
+            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.predictions = Counter(
+            "fraud_api_predictions", "Scored transactions by predicted class.",
+            ["prediction"], registry=r,
+        )  # fmt: skip
+        self.cold_starts = Counter(
+            "fraud_api_cold_starts", "Scored transactions of an unknown customer or merchant.",
+            registry=r,
+        )  # fmt: skip
+        self.feature_fetch = Histogram(
+            "fraud_api_feature_fetch_seconds", "Online feature read (one call per request).",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.ingest_lag = Histogram(
+            "fraud_api_ingestion_lag_seconds",
+            "Request received -> transaction folded into the online state.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.ingest_failures = Counter(
+            "fraud_api_ingestion_failures", "Online-state writes that failed.", registry=r
+        )
+        self.ingest_wait_timeouts = Counter(
+            "fraud_api_ingestion_wait_timeouts",
+            "Reads that gave up waiting for a pending write of their entity.", registry=r,
+        )  # fmt: skip
+        self.ingest_backlog = Gauge(
+            "fraud_api_ingestion_backlog", "Writes waiting in the ingestion queue.", registry=r
+        )
+        self.model_info = Gauge(
+            "fraud_api_model_version", "Served model version (value 1).",
+            ["name", "version", "run_id"], registry=r,
+        )  # fmt: skip
+        self.store_errors = Counter(
+            "fraud_api_online_store_errors", "Requests answered 503: online store unreachable.",
+            registry=r,
+        )  # fmt: skip

@@ -1,0 +1,281 @@
+"""A small but real serving stack in a temporary project root (used by tests and the benchmark).
+
+Run as a script in a subprocess so that the settings (read once per process) see the
+temporary root: ``python stack.py setup ROOT`` with ``PROJECT_ROOT``, ``REDIS_URL`` and
+``MLFLOW_TRACKING_URI`` in the environment. It generates synthetic data, builds the offline
+tables from *all* of it, runs the real ``feast apply``, materializes state only up to the start
+of a held-out slice (within one UTC day), computes the slice's historical features, and
+registers a small model as ``fraud-detector@production``. Also ``register ROOT`` (one more
+model version, re-pointing the alias) and ``compare-readers ROOT`` (direct vs. Feast reads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+MAIN = Path(__file__).resolve().parents[2]
+SLICE_HOURS = 6  # held-out slice: the last hours of the last generated UTC day
+
+
+def stack_env(root: Path, redis_url: str, **extra: str) -> dict[str, str]:
+    """Environment for any process of the stack (the setup script, uvicorn)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVING_", "FEAST_"))}
+    env.update(
+        PROJECT_ROOT=str(root),
+        REDIS_URL=redis_url,
+        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
+        PYTHONPATH=str(MAIN),
+        GIT_PYTHON_REFRESH="quiet",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    env.update(extra)
+    return env
+
+
+def prepare_root(root: Path) -> None:
+    """A project root: params.yaml copied from the checkout."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(MAIN / "params.yaml", root / "params.yaml")
+
+
+def run_setup(root: Path, env: dict[str, str], *args: str, timeout: float = 240) -> dict[str, Any]:
+    """Run this file as a script and return the JSON it prints last."""
+    out = subprocess.run(
+        [sys.executable, __file__, *args, str(root)],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"stack {args} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_api(root: Path, env: dict[str, str], port: int, log_name: str = "api.log") -> Any:
+    """Start ``uvicorn serving.main:app`` and wait until /health answers."""
+    import httpx
+
+    log = (root / log_name).open("ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", "--loop", "uvloop", "--http", "httptools",
+        ],
+        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"API exited with {proc.returncode}; see {root / log_name}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"API did not become ready; see {root / log_name}")
+
+
+# ------------------------------------------------------------------ the script part
+
+
+def _register_model(names: list[str], seed: int, alias: bool = True) -> dict[str, str]:
+    import mlflow
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from fraud_platform.settings import get_settings
+
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    experiment = "serving-tests"
+    if mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(
+            experiment, artifact_location=(settings.project_root / "mlartifacts").as_uri()
+        )
+    mlflow.set_experiment(experiment)
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(200, len(names))) * 3 + 1, columns=names)
+    y = (X[names[0]] + X[names[3]] + rng.normal(size=200) > 2).astype(int)
+    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).fit(X, y)
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=settings.model_name
+        )
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    for key, value in {
+        "threshold": "0.5",
+        "feature_service": "fraud_scoring_v1",
+        "features": ",".join(names),
+    }.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    if alias:
+        client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
+    return {"version": version, "run_id": run.info.run_id}
+
+
+_T0 = [time.perf_counter()]
+
+
+def _lap(what: str) -> None:
+    now = time.perf_counter()
+    print(f"{what}: {now - _T0[0]:.1f} s", file=sys.stderr)
+    _T0[0] = now
+
+
+def _apply(store: Any) -> None:
+    """What ``feast apply`` does: register every Feast object of ``feature_repo/definitions.py``."""
+    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
+    from feast.data_source import DataSource
+
+    from feature_repo import definitions
+
+    kinds = (Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)
+    objects = [obj for obj in vars(definitions).values() if isinstance(obj, kinds)]
+    store.apply(objects)
+
+
+def _setup(root: Path) -> dict[str, Any]:
+
+    from data.generate import generate, write_tables
+    from feature_repo.pipeline import build_offline_tables
+    from feature_repo.store import feature_names, historical_features, materialize, open_store
+    from fraud_platform.settings import get_settings, load_params
+
+    settings = get_settings()
+    assert settings.project_root == root, (settings.project_root, root)
+    params = load_params()
+    tables = generate(params.generate, params.seed, n_customers=300, days=3)
+    write_tables(tables, settings.paths.raw_dir)
+    build_offline_tables(
+        settings.paths.raw_dir,
+        settings.paths.features_dir,
+        params.features.state_cap,
+        params.features.merchant_state_cap,
+    )
+    _lap("offline tables")
+    store = open_store(settings)
+    _lap("open store")
+    _apply(store)
+    tmp = root / ".names.json.tmp"
+    tmp.write_text(json.dumps(feature_names(store)))
+    os.replace(tmp, root / "names.json")  # atomically: ``register`` polls for it
+    _lap("apply")
+    txns = tables["transactions"]
+    last_day = txns["timestamp"].max().floor("D")
+    # Half a second before a whole second: no transaction sits exactly on the boundary.
+    slice_start = last_day + timedelta(hours=24 - SLICE_HOURS) - timedelta(milliseconds=500)
+    held_out = txns[txns["timestamp"] > slice_start].reset_index(drop=True)
+    materialize(store, end=slice_start.to_pydatetime())
+    _lap("materialize")
+    expected = historical_features(store, held_out, progress=None)
+    _lap("historical")
+    names = feature_names(store)
+    held_out.to_parquet(root / "slice.parquet")
+    expected.to_parquet(root / "expected.parquet")
+    known = txns[txns["timestamp"] <= slice_start]
+    return {
+        "names": names,
+        "slice_start": slice_start.isoformat(),
+        "slice_rows": len(held_out),
+        "known_customer": str(known["customer_id"].iloc[-1]),
+        "known_merchant": str(known["merchant_id"].iloc[-1]),
+        "last_timestamp": txns["timestamp"].max().isoformat(),
+        "all_rows": len(txns),
+        "all_customers": sorted(txns["customer_id"].unique().tolist()),
+        "all_merchants": sorted(txns["merchant_id"].unique().tolist()),
+    }
+
+
+def _compare_readers(root: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from feature_repo.store import open_store, request_row
+    from serving.features import DirectReader, FeastReader
+
+    store = open_store()
+    direct, feast_reader = DirectReader(store), FeastReader(store)
+    held_out = pd.read_parquet(root / "slice.parquet")
+    rows = [
+        request_row(r.customer_id, r.merchant_id, r.timestamp.to_pydatetime(), r.amount, r.lat,
+                    r.long)
+        for r in held_out.itertuples()
+    ]  # fmt: skip
+    later = held_out["timestamp"].max() + timedelta(minutes=5)
+    rows.append(request_row("nobody", "nowhere", later.to_pydatetime(), 5.0, 1.0, 2.0))
+    a, b = direct.read(rows), feast_reader.read(rows)
+    return {"rows": len(rows), "mismatches": sum(x != y for x, y in zip(a, b, strict=True))}
+
+
+def _register(root: Path) -> dict[str, Any]:
+    """Register a model version on the service's features (written by ``setup``) and alias it.
+
+    Started beside ``setup`` to overlap MLflow's slow start with the feature work: it waits for
+    ``names.json``, which ``setup`` writes right after applying the definitions.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.search_experiments()  # creates the tables: the slow part, while setup runs
+    names_file = root / "names.json"
+    deadline = time.monotonic() + 300
+    while not names_file.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(names_file)
+        time.sleep(0.2)
+    names = json.loads(names_file.read_text())
+    first = _register_model(names, seed=0)
+    # A second version, not aliased yet: the hot-swap test points the alias at it.
+    second = _register_model(names, seed=1, alias=False)
+    return first | {"next_version": second["version"], "next_run_id": second["run_id"]}
+
+
+def build_stack(root: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run ``setup`` and ``register`` side by side; the merged metadata."""
+    register = subprocess.Popen(
+        [sys.executable, __file__, "register", str(root)],
+        env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        meta = run_setup(root, env, "setup")
+        out, err = register.communicate(timeout=300)
+    finally:
+        if register.poll() is None:
+            register.kill()
+    if register.returncode != 0:
+        raise RuntimeError(f"register failed:\n{err[-5000:]}")
+    meta["model"] = json.loads(out.strip().splitlines()[-1])
+    return meta
+
+
+if __name__ == "__main__":
+    command, root_arg = sys.argv[1], Path(sys.argv[2])
+    commands = {"setup": _setup, "compare-readers": _compare_readers, "register": _register}
+    print(json.dumps(commands[command](root_arg)))
