@@ -138,7 +138,6 @@ def _customer_activity_sql(cap: int) -> tuple[list[str], str]:
            list_transform(buckets, lambda x: x.b) AS c_day_counts,
            {cap}::BIGINT AS c_state_cap
     FROM ({select})
-    ORDER BY event_timestamp, customer_id
     """
     return setup, final
 
@@ -160,7 +159,6 @@ def _merchant_activity_sql(cap: int) -> tuple[list[str], str]:
               FROM txn GROUP BY merchant_id, ts) g
         JOIN m_older o USING (merchant_id, ts)
     )
-    ORDER BY ts, merchant_id
     """
     return setup, final
 
@@ -181,7 +179,7 @@ def _merchant_labels_sql() -> tuple[list[str], str]:
            list_transform(buckets, lambda x: x.d) AS ml_day_numbers,
            list_transform(buckets, lambda x: x.a) AS ml_day_labels,
            list_transform(buckets, lambda x: x.b) AS ml_day_frauds
-    FROM ml_groups_buckets ORDER BY ts, merchant_id
+    FROM ml_groups_buckets
     """
     return setup, final
 
@@ -255,7 +253,7 @@ def build_offline_tables(
             con.execute(statement)
         final = out_dir / f"{name}.parquet"
         tmp = out_dir / f".{name}.parquet.tmp"
-        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT PARQUET)")
         if progress:
             progress(f"  {name}: {time.perf_counter() - step_started:.1f} s")
         rows = con.execute(f"SELECT count(*) FROM read_parquet('{tmp}')").fetchone()

@@ -1,0 +1,178 @@
+"""One small synthetic project per session: raw data -> offline tables -> `feast apply`.
+
+Two roots are built: ``full`` (the whole period) and ``early`` (only the transactions before
+60 % of the period, with their labels). Both are applied with the real ``feast`` CLI, in
+parallel, and the full root's training set is retrieved once through the real
+``get_historical_features``. MLflow stores live in each test's own tmp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from fraud_platform.settings import (
+    PROJECT_ROOT,
+    Params,
+    Settings,
+    feast_environment,
+    get_settings,
+    load_params,
+)
+from training.train import TrainingSet
+
+N_CUSTOMERS = 150
+DAYS = 14
+EARLY_SHARE = 0.6  # the early root keeps transactions before this share of the period
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # apply and offline retrieval never connect
+FEAST_ENV_KEYS = ("PROJECT_ROOT", "REDIS_CONNECTION_STRING", "FEAST_REGISTRY_PATH", "REDIS_URL")
+
+
+def small_params() -> dict:
+    """params.yaml of the repo, shrunk and with more fraud, so that 3-fold CV has positives."""
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["generate"].update(
+        n_customers=N_CUSTOMERS,
+        n_merchants=60,
+        days=DAYS,
+        card_testing_rate=0.03,
+        account_takeover_rate=0.05,
+        compromised_merchant_rate=0.05,
+    )
+    params["train"].update(k_folds=3, reference_sample_size=300)
+    return params
+
+
+def write_params(root: Path, params: dict) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _feast_apply(settings: Settings) -> subprocess.Popen[str]:
+    env = {**os.environ, **feast_environment(settings)}
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("feast")), "apply"],
+        cwd=settings.paths.feature_repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@dataclass
+class Project:
+    """An applied feature project in its own root."""
+
+    root: Path
+    settings: Settings
+    params: Params
+    tables: dict[str, pd.DataFrame]
+
+
+def early_tables(tables: dict[str, pd.DataFrame], share: float) -> dict[str, pd.DataFrame]:
+    """The raw tables as they were before ``share`` of the period: later transactions removed."""
+    tx = tables["transactions"]
+    first, last = tx["timestamp"].min(), tx["timestamp"].max()
+    cutoff = first + (last - first) * share
+    kept = tx.loc[tx["timestamp"] < cutoff].reset_index(drop=True)
+    labels = tables["labels"]
+    return {
+        **tables,
+        "transactions": kept,
+        "labels": labels.loc[labels["transaction_id"].isin(kept["transaction_id"])],
+    }
+
+
+@pytest.fixture(scope="session")
+def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Project]:
+    """``full`` and ``early`` projects, built and applied once for the session."""
+    from data.generate import generate, write_tables
+    from feature_repo.pipeline import build_offline_tables
+
+    raw_params = small_params()
+    built: dict[str, Project] = {}
+    for name in ("full", "early"):
+        root = tmp_path_factory.mktemp(f"training_{name}")
+        write_params(root, raw_params)
+        settings = Settings(
+            project_root=root,
+            redis_url=UNREACHABLE_REDIS,
+            mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",  # never the outer env's
+        )
+        params = load_params(settings.paths.params_file)
+        tables = generate(params.generate, params.seed)
+        if name == "early":
+            tables = early_tables(tables, EARLY_SHARE)
+        write_tables(tables, settings.paths.raw_dir)
+        build_offline_tables(
+            settings.paths.raw_dir,
+            settings.paths.features_dir,
+            params.features.state_cap,
+            params.features.merchant_state_cap,
+        )
+        built[name] = Project(root=root, settings=settings, params=params, tables=tables)
+    applies = {name: _feast_apply(project.settings) for name, project in built.items()}
+    for name, process in applies.items():
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, f"feast apply ({name}) failed:\n{output}"
+    return built
+
+
+@pytest.fixture(scope="session")
+def retrieve(projects: dict[str, Project]) -> Callable[[str], TrainingSet]:
+    """Training sets retrieved through Feast, cached per project name."""
+    from training.registry import load_training_set
+
+    cache: dict[str, TrainingSet] = {}
+
+    def get(name: str) -> TrainingSet:
+        if name not in cache:
+            with isolated_environment(projects[name].root):
+                cache[name] = load_training_set(projects[name].settings, progress=lambda _: None)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def training_set(retrieve: Callable[[str], TrainingSet]) -> TrainingSet:
+    """The full project's training set."""
+    return retrieve("full")
+
+
+@contextmanager
+def isolated_environment(mlflow_dir: Path) -> Iterator[pytest.MonkeyPatch]:
+    """MLflow store in ``mlflow_dir``; Feast variables and MLflow globals restored on exit."""
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    # MLflow keeps the URIs in module globals; put back whatever another test had set.
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    with pytest.MonkeyPatch.context() as patch:
+        for key in FEAST_ENV_KEYS:  # open_store exports these into os.environ
+            patch.setenv(key, os.environ.get(key, ""))
+        patch.setenv("REDIS_URL", UNREACHABLE_REDIS)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}")
+        get_settings.cache_clear()
+        try:
+            yield patch
+        finally:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+            get_settings.cache_clear()
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+    """One test's environment: its own MLflow store; use ``.setenv`` for more."""
+    with isolated_environment(tmp_path) as patch:
+        yield patch

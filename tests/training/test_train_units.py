@@ -1,0 +1,133 @@
+"""Pure training functions on hand-made arrays: no Feast, no MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from training.lineage import flatten_params, raw_data_hash
+from training.train import (
+    TrainingError,
+    check_labels,
+    choose_threshold,
+    holdout_mask,
+    recall_at_fpr,
+    score_metrics,
+)
+
+Y = np.array([0, 0, 0, 0, 1, 0, 1, 1])
+SCORES = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+
+
+def test_best_f1_threshold_maximises_f1() -> None:
+    # At 0.5: 3 of 4 flagged are fraud, all 3 frauds caught -> F1 0.857, the best cut.
+    assert choose_threshold(Y, SCORES, "best_f1", 0.5) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("min_precision", "expected"),
+    [
+        (0.7, 0.5),  # precision 0.75 already at 0.5: the lowest threshold reaching 0.7
+        (0.9, 0.7),  # 0.5 and 0.6 fall short; from 0.7 on precision is 1.0
+        (1.0, 0.7),
+    ],
+)
+def test_min_precision_threshold_is_lowest_reaching_target(
+    min_precision: float, expected: float
+) -> None:
+    threshold = choose_threshold(Y, SCORES, "min_precision", min_precision)
+    assert threshold == pytest.approx(expected)
+    flagged = threshold <= SCORES
+    assert Y[flagged].mean() >= min_precision
+
+
+def test_unknown_threshold_rule_is_rejected() -> None:
+    with pytest.raises(ValueError, match="threshold_rule"):
+        choose_threshold(Y, SCORES, "best_auc", 0.5)
+
+
+def test_recall_at_one_percent_fpr() -> None:
+    y = np.array([0] * 200 + [1] * 4)
+    scores = np.concatenate([np.linspace(0, 0.9, 200), [0.95, 0.97, 0.2, 0.1]])
+    # Two legit rows above 0.2 would be 1 % FPR (2/200): the two frauds above 0.9 are caught.
+    assert recall_at_fpr(y, scores, 0.01) == pytest.approx(0.5)
+    assert recall_at_fpr(y, scores, 1.0) == pytest.approx(1.0)
+
+
+def test_score_metrics_at_threshold() -> None:
+    metrics = score_metrics(Y, SCORES, 0.65)
+    assert metrics["precision"] == pytest.approx(1.0)
+    assert metrics["recall"] == pytest.approx(2 / 3)
+    assert 0 < metrics["pr_auc"] <= 1
+    assert metrics["roc_auc"] == pytest.approx(14 / 15)
+
+
+def test_holdout_is_latest_share_of_the_period_not_of_rows() -> None:
+    # 90 rows on day 0, 10 rows spread over days 1..10: the last 20 % of the period is days 8..10.
+    times = list(pd.date_range("2026-01-01", periods=90, freq="min", tz="UTC"))
+    times += list(pd.date_range("2026-01-02", "2026-01-11", periods=10, tz="UTC"))
+    mask = holdout_mask(pd.Series(times), 0.2)
+    held = pd.Series(times)[mask]
+    assert held.min() >= pd.Timestamp("2026-01-09", tz="UTC")
+    assert mask.sum() == 3
+    assert not mask[:90].any()
+
+
+def test_same_second_rows_never_straddle_the_cut() -> None:
+    times = pd.Series(pd.to_datetime(["2026-01-01", "2026-01-05", "2026-01-05", "2026-01-06"]))
+    mask = holdout_mask(times.dt.tz_localize("UTC"), 0.1)  # cut at Jan 5, 12:00
+    assert list(mask) == [False, False, False, True]
+    mask = holdout_mask(times.dt.tz_localize("UTC"), 0.2)  # cut exactly at the tied second
+    assert list(mask) == [False, True, True, True]
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([], "no labeled rows"),
+        ([0, 0, 0], "0 fraud and 3 legitimate"),
+        ([1, 1], "2 fraud and 0 legitimate"),
+    ],
+)
+def test_check_labels_rejects_unusable_targets(labels: list[int], message: str) -> None:
+    with pytest.raises(TrainingError, match=message):
+        check_labels(np.array(labels), "somewhere")
+
+
+def test_check_labels_needs_a_fraud_per_fold() -> None:
+    check_labels(np.array([0, 1, 0, 1, 0, 1]), "train", min_per_class=3)
+    with pytest.raises(TrainingError, match="at least 4 of each class"):
+        check_labels(np.array([0, 1, 0, 1, 0, 1]), "train", min_per_class=4)
+
+
+def test_flatten_params_keeps_every_leaf() -> None:
+    nested = {"seed": 1, "train": {"C": 0.5, "k_folds": 3}, "import": {"x": {"y": 2}}}
+    assert flatten_params(nested) == {
+        "seed": 1,
+        "train.C": 0.5,
+        "train.k_folds": 3,
+        "import.x.y": 2,
+    }
+
+
+def test_raw_data_hash_prefers_dvc_then_computes(tmp_path: Path) -> None:
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "transactions.parquet").write_bytes(b"abc")
+    computed, source = raw_data_hash(tmp_path)
+    assert source == "computed"
+    (raw / "transactions.parquet").write_bytes(b"abd")
+    assert raw_data_hash(tmp_path)[0] != computed  # any byte change changes the version
+
+    lock = {"stages": {"generate": {"outs": [{"path": "data/raw", "md5": "f00.dir"}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert raw_data_hash(tmp_path) == ("f00.dir", "dvc.lock")
+
+    (tmp_path / "data" / "raw.dvc").write_text(
+        yaml.safe_dump({"outs": [{"md5": "bar.dir", "path": "raw"}]})
+    )
+    assert raw_data_hash(tmp_path) == ("bar.dir", "data/raw.dvc")

@@ -1,0 +1,70 @@
+"""``fraud train``: train, cross-validate and register the model; evaluate a registered one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _progress(message: str) -> None:
+    typer.echo(message)
+
+
+@app.command()
+def run(
+    force_promote: Annotated[
+        bool,
+        typer.Option(
+            "--force-promote",
+            help="Move the production alias to the new version even if the champion is better.",
+        ),
+    ] = False,
+) -> None:
+    """Train on labeled transactions with Feast features; log to MLflow; register the model."""
+    from fraud_platform.settings import ParamsError, get_settings, load_params
+    from training.registry import train_and_register
+    from training.train import TrainingError
+
+    settings = get_settings()
+    try:
+        params = load_params()
+        train_and_register(settings, params, force_promote=force_promote, progress=_progress)
+    except (ParamsError, TrainingError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command("evaluate")
+def evaluate_command(
+    alias: Annotated[str, typer.Option(help="Registry alias of the model to evaluate.")] = (
+        "production"
+    ),
+    output: Annotated[
+        Path | None, typer.Option(help="Also write the metrics to this JSON file.")
+    ] = None,
+) -> None:
+    """Score a registered model on the current data's time-ordered holdout at its threshold."""
+    from fraud_platform.settings import ParamsError, get_settings, load_params
+    from training.registry import evaluate_registered
+    from training.train import TrainingError
+
+    settings = get_settings()
+    try:
+        params = load_params()
+        result = evaluate_registered(settings, params, alias=alias, progress=_progress)
+    except (ParamsError, TrainingError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    text = json.dumps(result, indent=2)
+    typer.echo(text)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
