@@ -24,6 +24,10 @@ from fraud_platform.settings import get_settings
 OWNER = "fraud-ml-platform@example.com"
 _FEATURES_DIR = get_settings().paths.features_dir
 _NO_TTL = timedelta(0)  # state rows never expire: the on-demand view filters by request time
+# A merchant state older than a day holds nothing inside any of its windows, so a one-day ttl
+# changes no value (offline: no row -> defaults; online: stale row -> empty windows) while it
+# bounds Feast's point-in-time join, which pairs every entity row with all candidate rows.
+_ONE_DAY = timedelta(days=1)
 
 # ------------------------------------------------------------------ entities
 
@@ -144,12 +148,11 @@ customer_activity_fv = FeatureView(
 merchant_activity_fv = FeatureView(
     name="merchant_activity",
     entities=[merchant],
-    ttl=_NO_TTL,
+    ttl=_ONE_DAY,
     schema=[
         Field(name="m_ts_us", dtype=Array(Int64)),
         Field(name="m_txn_ids", dtype=Array(String)),
         Field(name="m_latest_ts_us", dtype=Int64),
-        Field(name="m_prev_ts_us", dtype=Int64),
         Field(name="m_state_cap", dtype=Int64),
     ],
     source=merchant_activity_push,
@@ -161,7 +164,7 @@ merchant_activity_fv = FeatureView(
 merchant_label_stats_fv = FeatureView(
     name="merchant_label_stats",
     entities=[merchant],
-    ttl=_NO_TTL,
+    ttl=_ONE_DAY,  # offline rows are daily snapshots at UTC midnight
     schema=[
         Field(name="ml_latest_ts_us", dtype=Int64),
         Field(name="ml_day_numbers", dtype=Array(Int64)),
@@ -170,7 +173,7 @@ merchant_label_stats_fv = FeatureView(
     ],
     source=merchant_label_push,
     online=True,
-    description="Labels that reached the merchant per UTC day of arrival, last 31 days.",
+    description="Labels that reached the merchant per UTC day of arrival, last 30 days.",
     owner=OWNER,
 )
 

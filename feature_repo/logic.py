@@ -82,7 +82,6 @@ MERCHANT_STATE_FIELDS = (
     "m_ts_us",  # Array(Int64)
     "m_txn_ids",  # Array(String)
     "m_latest_ts_us",  # Int64: T, the merchant's latest known transaction time
-    "m_prev_ts_us",  # Int64: its latest transaction strictly before T (-1 when none)
     "m_state_cap",  # Int64: the cap this state was built with
 )
 MERCHANT_LABEL_FIELDS = (
@@ -261,9 +260,10 @@ def features_for_request(
         "km_per_hour_from_last_txn": speed,
         "merchant_txn_count_24h": merchant_count,
         "merchant_fraud_rate_30d": frauds / labels if labels else 0.0,
-        # "New" means no transaction strictly before t is known: exact offline and online.
+        # A new customer has no transaction strictly before t (exact offline and online); a new
+        # merchant none in the last 24 h (its state view has a one-day ttl, see definitions).
         "is_new_customer": int(last is None),
-        "is_new_merchant": int(_last_before(merchant_state, "m", t) is None),
+        "is_new_merchant": int(merchant_count == 0),
     }
 
 
@@ -414,20 +414,12 @@ def merge_merchant_transaction(state: Mapping[str, Any] | None, txn: Transaction
         (ts, tid, None) for ts, tid in zip(state.get("m_ts_us") or [], ids, strict=True)
     ]
     entries.append((txn.ts_us, txn.transaction_id, None))
-    latest = state.get("m_latest_ts_us")
-    prev = state.get("m_prev_ts_us", -1)
-    if latest is None:
-        latest, prev = txn.ts_us, -1
-    elif txn.ts_us > latest:
-        latest, prev = txn.ts_us, latest
-    elif prev < txn.ts_us < latest:
-        prev = txn.ts_us
+    latest = max(txn.ts_us, state.get("m_latest_ts_us") or txn.ts_us)
     kept = _top_cap_by_key(entries, latest, cap)
     return {
         "m_ts_us": [e[0] for e in kept],
         "m_txn_ids": [e[1] for e in kept],
         "m_latest_ts_us": latest,
-        "m_prev_ts_us": prev,
         "m_state_cap": cap,
     }
 

@@ -67,7 +67,7 @@ def _older_sql(entity: str, fields: str, cap: int) -> str:
 def _day_buckets_sql(groups: str, entity: str, a_type: str) -> list[str]:
     """SQL statements: per (entity, ts) of ``groups``, daily buckets (d, a, b) as of ts.
 
-    ``groups`` has one row per entity and distinct event time with ``day`` and per-event sums
+    ``groups`` has one row per customer and distinct event time with ``day`` and per-event sums
     ``a`` and ``b``. The result ``<groups>_buckets`` holds the complete days
     ``[day - 30, day)`` plus the running total of the event's own day up to and including ts.
     Sums run in ts order (window frames), so the floating-point result is deterministic.
@@ -151,7 +151,6 @@ def _merchant_activity_sql(cap: int) -> tuple[list[str], str]:
            list_transform(arr, lambda x: x.ts) AS m_ts_us,
            list_transform(arr, lambda x: x.tid) AS m_txn_ids,
            ts AS m_latest_ts_us,
-           coalesce(lag(ts) OVER (PARTITION BY merchant_id ORDER BY ts), -1) AS m_prev_ts_us,
            {cap}::BIGINT AS m_state_cap
     FROM (
         SELECT merchant_id, ts, o.older_kept || {_sql_top_cap("g.peers", cap)} AS arr
@@ -164,22 +163,37 @@ def _merchant_activity_sql(cap: int) -> tuple[list[str], str]:
 
 
 def _merchant_labels_sql() -> tuple[list[str], str]:
+    """Daily snapshots of each merchant's label buckets, one row per merchant and UTC midnight.
+
+    The row at midnight D holds the complete label days [D - 30, D): exactly what a request on
+    day D uses, and all of it known before D. Rows are dense (every day from the merchant's
+    first label day + 1 to its last + 31), so with a one-day ttl the point-in-time join has a
+    single candidate per entity row; after the last row every bucket is out of range anyway.
+    """
     setup = [
-        # Labels arriving at the same instant for one merchant form one state row.
-        f"""CREATE TEMP TABLE ml_groups AS
-            SELECT t.merchant_id, l.label_ts AS ts, l.label_ts // {DAY_US} AS day,
-                   count(*) AS a, sum(l.is_fraud) AS b
+        f"""CREATE TEMP TABLE ml_daily AS
+            SELECT t.merchant_id, l.label_ts // {DAY_US} AS day,
+                   count(*)::BIGINT AS labels, sum(l.is_fraud)::BIGINT AS frauds
             FROM lab l JOIN txn t USING (tid)
-            GROUP BY t.merchant_id, l.label_ts""",
-        *_day_buckets_sql("ml_groups", "merchant_id", "BIGINT"),
+            GROUP BY t.merchant_id, l.label_ts // {DAY_US}""",
+        f"""CREATE TEMP TABLE ml_snapshot_days AS
+            SELECT merchant_id, unnest(range(min(day) + 1, max(day) + {BASELINE_DAYS + 2})) AS day
+            FROM ml_daily GROUP BY merchant_id""",
     ]
-    final = """
-    SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
-           ts AS ml_latest_ts_us,
-           list_transform(buckets, lambda x: x.d) AS ml_day_numbers,
-           list_transform(buckets, lambda x: x.a) AS ml_day_labels,
-           list_transform(buckets, lambda x: x.b) AS ml_day_frauds
-    FROM ml_groups_buckets
+    final = f"""
+    SELECT s.merchant_id,
+           make_timestamp(s.day * {DAY_US})::TIMESTAMPTZ AS event_timestamp,
+           s.day * {DAY_US} AS ml_latest_ts_us,
+           coalesce(list(d.day ORDER BY d.day) FILTER (WHERE d.day IS NOT NULL), [])
+               AS ml_day_numbers,
+           coalesce(list(d.labels ORDER BY d.day) FILTER (WHERE d.day IS NOT NULL), [])
+               AS ml_day_labels,
+           coalesce(list(d.frauds ORDER BY d.day) FILTER (WHERE d.day IS NOT NULL), [])
+               AS ml_day_frauds
+    FROM ml_snapshot_days s
+    LEFT JOIN ml_daily d
+      ON d.merchant_id = s.merchant_id AND d.day >= s.day - {BASELINE_DAYS} AND d.day < s.day
+    GROUP BY s.merchant_id, s.day
     """
     return setup, final
 

@@ -127,7 +127,7 @@ class Reference:
             "merchant_txn_count_24h": len(merchant_24h),
             "merchant_fraud_rate_30d": sum(known) / len(known) if known else 0.0,
             "is_new_customer": int(not mine),
-            "is_new_merchant": int(not theirs),
+            "is_new_merchant": int(not merchant_24h),
         }
 
 
