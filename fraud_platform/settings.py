@@ -91,6 +91,20 @@ class Settings(BaseSettings):
         model_name: Registered model name in the MLflow registry.
         model_alias: Alias the API serves.
         api_keys: Comma-separated keys; empty means the scoring endpoints are open.
+        serving_feature_path: ``feast`` (default) reads through
+            ``FeatureStore.get_online_features`` on the feature service; ``direct`` reads the
+            four state views in one Redis pipeline and runs the registered on-demand function
+            (resolved once; several times faster, see benchmarks/bench_serving.py). Both give
+            the same numbers (tested).
+        serving_ingest_mode: ``async`` folds a scored transaction into the online state on a
+            background thread right after scoring, and a later request of the same customer or
+            merchant waits for it (read-your-writes inside one worker); ``sync`` ingests inside
+            the request (read-your-writes across several workers).
+        serving_ingest_wait_seconds: Longest wait of a request for a pending ingestion.
+        serving_ingest_queue_size: Bound of the ingestion queue; when full, ingest inline.
+        serving_model_poll_seconds: How often the registry alias is checked for a new version.
+        serving_log_rotate_seconds: A prediction-log file is closed at least this often.
+        serving_log_queue_size: Bound of the prediction-log queue (backpressure, no drop).
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
@@ -103,6 +117,13 @@ class Settings(BaseSettings):
     api_keys: str = ""
     prediction_log_rotate_rows: int = Field(default=50_000, gt=0)
     max_body_bytes: int = Field(default=1_000_000, gt=0)
+    serving_feature_path: Literal["direct", "feast"] = "feast"
+    serving_ingest_mode: Literal["async", "sync"] = "async"
+    serving_ingest_wait_seconds: float = Field(default=2.0, gt=0)
+    serving_ingest_queue_size: int = Field(default=10_000, gt=0)
+    serving_model_poll_seconds: float = Field(default=30.0, gt=0)
+    serving_log_rotate_seconds: float = Field(default=300.0, gt=0)
+    serving_log_queue_size: int = Field(default=100_000, gt=0)
 
     @property
     def paths(self) -> Paths:

@@ -5,8 +5,12 @@
 ``reports/drift/<utc-timestamp>/`` (Evidently HTML and JSON, our ``summary.json``), logs the run
 to MLflow and exits 0 (no dataset drift), 1 (dataset drift) or 2 (bad input).
 
-``fraud monitor simulate`` replays real transactions through the live API, shifted or not, and
-runs the same check on exactly the rows it sent.
+``fraud monitor simulate`` sends realistic traffic (the generating process continued after the
+data, see :mod:`monitoring.simulate`) through the live API, shifted or not, runs the same check
+on exactly the rows it sent, then judges each window against what its shift is meant to move
+(:data:`monitoring.simulate.EXPECTED_DRIFT`): it exits 0 when the control window (if sent) shows
+no dataset drift and the shifted window's expected features (and prediction) are flagged while
+the untouched ones stay below the dataset threshold, 1 when not, 2 on errors.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
 
     from monitoring.drift import DriftResult
     from monitoring.report import ReportFiles
+    from monitoring.simulate import WindowVerdict
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -346,8 +351,13 @@ def simulate(
         typer.Option(help="X-API-Key; the first of API_KEYS by default.", envvar="FRAUD_API_KEY"),
     ] = None,
     rows: Annotated[
-        int, typer.Option(min=1, help="About this many transactions per window.")
-    ] = 1000,
+        int | None,
+        typer.Option(
+            min=1,
+            help="About this many transactions per window; one whole day of traffic by default "
+            "(1000 for imported data).",
+        ),
+    ] = None,
     shift: Annotated[
         str, typer.Option(help="amount (x5) | night (00-06 UTC) | burst (card testing) | none.")
     ] = "amount",
@@ -357,7 +367,7 @@ def simulate(
     ] = False,
     transactions: Annotated[
         Path | None,
-        typer.Option(help="Transactions to replay; data/raw/transactions.parquet."),
+        typer.Option(help="Transactions to continue; data/raw/transactions.parquet."),
     ] = None,
     reference: Annotated[
         Path | None,
@@ -377,10 +387,14 @@ def simulate(
     ] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
 ) -> None:
-    """Send shifted (and optionally control) traffic through the API, then check it for drift."""
+    """Send shifted (and optionally control) traffic through the API and check the drift check.
+
+    Exit 0 when every window behaved as its shift says (control: no dataset drift; shifted:
+    the features it moves flagged, the untouched ones not), 1 when not, 2 on errors.
+    """
     import pandas as pd
 
-    from monitoring.simulate import SHIFTS, SimulationError, utc_run_tag
+    from monitoring.simulate import SHIFTS, SimulationError, generated_period, utc_run_tag
 
     settings = get_settings()
     paths = settings.paths
@@ -391,27 +405,47 @@ def simulate(
     out = out or paths.reports_dir / "drift"
     api_key = api_key or next(iter(settings.api_key_list), None)
     windows = (["none"] if control and shift != "none" else []) + [shift]
-    exit_code = EXIT_NO_DRIFT
+    verdicts: list[WindowVerdict] = []
     try:
         try:
             params = load_params()
         except ParamsError as exc:
             raise MonitorInputError(str(exc)) from exc
-        seed = params.seed if seed is None else seed
         ref_frame = read_reference(reference)  # before any traffic is sent
         if not transactions.is_file():
             raise MonitorInputError(f"transactions not found: {transactions}")
         base = pd.read_parquet(transactions)
+        customers = transactions.with_name("customers.parquet")
+        n_customers = (
+            len(pd.read_parquet(customers, columns=["customer_id"]))
+            if customers.is_file()
+            else None
+        )
+        period_days = generated_period(base, params.generate, params.seed, n_customers=n_customers)
+        if period_days is None:
+            _warn(
+                f"{transactions} is not what `fraud data generate` makes with params.yaml "
+                "(imported, or other parameters): replaying its last day moved forward instead; "
+                "the replayed customers' velocity features are distorted by the move, so even "
+                "the control window may drift"
+            )
+        else:
+            typer.echo(
+                f"continuing the generated {period_days}-day period after the data "
+                f"(same customers, merchants and process; seed {params.seed})"
+            )
+        seed = params.seed if seed is None else seed
         run_tag = utc_run_tag()
         client = _http_client(api_url)
         previous_end = None
         try:
             for window_shift in windows:
-                exit_code, previous_end = _simulate_one(
+                outcome, previous_end = _simulate_one(
                     client,
                     base,
                     ref_frame,
                     previous_end=previous_end,
+                    period_days=period_days,
                     shift=window_shift,
                     rows=rows,
                     seed=seed,
@@ -423,11 +457,69 @@ def simulate(
                     reference=reference,
                     log_mlflow=mlflow,
                 )
+                verdicts.append(_judge(window_shift, outcome.result))
         finally:
             client.close()
     except (MonitorInputError, SimulationError) as exc:
         raise _fail(str(exc)) from exc
-    raise typer.Exit(exit_code)
+    print_verdict(verdicts)
+    raise typer.Exit(EXIT_NO_DRIFT if all(v.passed for v in verdicts) else EXIT_DRIFT)
+
+
+def _judge(shift: str, result: DriftResult) -> WindowVerdict:
+    from monitoring.simulate import judge_window
+
+    return judge_window(shift, result)
+
+
+def print_verdict(verdicts: list[WindowVerdict]) -> None:
+    """Print, per feature, what each window's shift expected and what the check flagged."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from monitoring.simulate import MAY_MOVE, MOVES, PREDICTION
+
+    if not verdicts:
+        return
+    console = Console(width=130)
+    table = Table(title="Simulation: expected vs flagged (p < ks_p_value)")
+    table.add_column("feature", no_wrap=True)
+    for verdict in verdicts:
+        table.add_column(f"{verdict.shift}: expected", justify="center")
+        table.add_column(f"{verdict.shift}: p-value", justify="right")
+        table.add_column(f"{verdict.shift}: flagged / verdict")
+    styles = {MOVES: "bold", MAY_MOVE: "dim", None: ""}
+    by_window = [{c.column: c for c in verdict.columns} for verdict in verdicts]
+    names = list(dict.fromkeys(name for window in by_window for name in window))
+    for name in names:
+        cells = [f"{name} (prediction)" if name == PREDICTION else name]
+        for window in by_window:
+            item = window.get(name)
+            if item is None:
+                cells += ["", "", ""]
+                continue
+            expected = item.expected or "-"
+            status = item.status if item.ok else f"[bold red]{item.status}[/]"
+            style = styles[item.expected]
+            cells += [
+                f"[{style}]{expected}[/]" if style else expected,
+                f"{item.p_value:.3g}",
+                ("DRIFT" if item.flagged else "ok") + f" / {status}",
+            ]
+        table.add_row(*cells)
+    console.print(table)
+    for verdict in verdicts:
+        label = "[green]PASS[/]" if verdict.passed else "[bold red]FAIL[/]"
+        dataset = "dataset drift" if verdict.dataset_drift else "no dataset drift"
+        console.print(
+            f"{label} {verdict.shift!r} window: {dataset} (share {verdict.share_drifted:.2f}, "
+            f"threshold {verdict.drift_share}); {verdict.explain()}",
+            soft_wrap=True,
+        )
+    if all(v.passed for v in verdicts):
+        console.print("[green]the check tells the shift from no shift[/]")
+    else:
+        console.print("[bold red]the check did not behave as the shifts expect[/]")
 
 
 def _simulate_one(
@@ -436,8 +528,9 @@ def _simulate_one(
     ref_frame: pd.DataFrame,
     *,
     previous_end: pd.Timestamp | None,
+    period_days: int | None,
     shift: str,
-    rows: int,
+    rows: int | None,
     seed: int,
     run_tag: str,
     api_url: str,
@@ -446,11 +539,11 @@ def _simulate_one(
     out: Path,
     reference: Path,
     log_mlflow: bool,
-) -> tuple[int, pd.Timestamp]:
+) -> tuple[CheckOutcome, pd.Timestamp]:
     """Build, send and check one simulated window.
 
     Returns:
-        The check's exit code and the window's last event time.
+        The check's outcome and the window's last event time.
     """
     from rich.progress import track
 
@@ -468,7 +561,19 @@ def _simulate_one(
         (t for t in (latest_logged_event(log_dir), previous_end) if t is not None),
         default=None,
     )
-    window = simulated_window(base, rows=rows, shift=shift, after=after, run_tag=run_tag, seed=seed)
+    notes: list[str] = []
+    window = simulated_window(
+        base,
+        rows=rows,
+        shift=shift,
+        after=after,
+        run_tag=run_tag,
+        seed=seed,
+        period_days=period_days,
+        notes=notes,
+    )
+    for message in notes:
+        _warn(message)
     typer.echo(
         f"sending {len(window)} '{shift}' transactions to {api_url} "
         f"({window['timestamp'].min()} .. {window['timestamp'].max()})"
@@ -507,8 +612,9 @@ def _simulate_one(
             "current": str(log_dir),
             "simulated_shift": shift,
             "simulated_run": run_tag,
+            "simulated_base": "continuation" if period_days is not None else "replay",
             "api_url": api_url,
         },
         log_mlflow=log_mlflow,
     )
-    return outcome.exit_code, window["timestamp"].max()
+    return outcome, window["timestamp"].max()

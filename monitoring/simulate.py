@@ -1,22 +1,30 @@
-"""Simulated traffic for the drift check: replay real transactions, shifted or not, via the API.
+"""Simulated traffic for the drift check: realistic windows, shifted or not, via the API.
 
-The base window is a replay of the **last complete day** of ``data/raw/transactions.parquet``
-(all the transactions of a fixed random subset of its customers, about ``rows`` of them),
-moved forward by a whole number of days so that it starts after both the data end and the
-latest event already in the prediction log. Why this shape:
+The control window must look like the training data *as the online state sees it*: every
+velocity feature is computed against the customer's and merchant's state in Redis, which holds
+the real transactions at their real times. So a window is not a replay of old transactions
+moved in time (the same customers would reappear days after themselves and see gaps of days,
+empty 24 h windows and distorted averages); it is **more of the same process, after the data**.
 
-- a whole day keeps the hour-of-day mix of the reference (the latest N rows would cover a few
-  hours and drift on ``hour_of_day`` by construction);
-- every transaction of a chosen customer is replayed, in order, so the customer's own
-  velocity windows look like the data's; moving by whole days keeps times of day;
-- moving past the latest logged event means the online state (updated by the API's push after
-  each scored transaction) never sees a replayed transaction earlier than one it already holds.
+Generated data (:func:`generated_period`): ``data.generate.generate`` is deterministic under
+its seed, and its output is the raw table itself, so the continuation of the process is the
+data again, moved forward by whole periods (``generate.days``): the same customers with the
+same rates, amounts, merchants and hour mix, each continuing from their own state. A window is
+the first whole UTC day(s) of that continuation that start at or after both the data end and
+the latest event in the prediction log (:func:`continuation_window`); a second run therefore
+takes the following days, never a time the online state already holds. Whole days of all
+customers because:
 
-What remains different from the reference in an unshifted (``none``) replay: merchants see
-only the replayed subset of their traffic, so ``merchant_txn_count_24h`` runs lower; that is one
-feature out of seventeen, far from the dataset threshold.
+- the first N rows of a day are its first hours: ``hour_of_day``/``is_night`` would drift;
+- a subset of customers leaves merchants with part of their traffic: ``merchant_txn_count_24h``
+  would run low. With ``rows`` below a day's volume that is what happens (with a warning).
 
-Shifts (:data:`SHIFTS`):
+Imported data (not reproducible by the generator) falls back to replaying the last day's
+transactions moved forward by whole days (:func:`last_day`, :func:`sample_customers`,
+:func:`retime`); its velocity features are distorted by the re-timing, so its control is not
+a clean "no shift".
+
+Shifts (:data:`SHIFTS`), applied to such a base window:
 
 - ``amount``: every amount times :data:`AMOUNT_FACTOR`;
 - ``night``: each day's times of day squeezed into 00:00-06:00 UTC (order kept, so the
@@ -24,6 +32,9 @@ Shifts (:data:`SHIFTS`):
 - ``burst``: half the window replaced by card-testing bursts: runs of small amounts at many
   merchants, seconds apart, on the same customers;
 - ``none``: the control window.
+
+What each shift is meant to move is :data:`EXPECTED_DRIFT`; :func:`judge_window` holds a drift
+check of a window against it.
 
 Simulated transactions get ids ``sim-<shift>-<run>-<n>`` so that their rows in the prediction
 log can be picked out exactly; customers and merchants are real ones the online store knows.
@@ -36,10 +47,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from fraud_platform.settings import GenerateParams
+    from monitoring.drift import ColumnDrift, DriftResult
 
 Shift = Literal["amount", "night", "burst", "none"]
 SHIFTS: tuple[str, ...] = ("amount", "night", "burst", "none")
@@ -62,6 +77,64 @@ REQUEST_COLUMNS = (
 
 class SimulationError(RuntimeError):
     """The simulation cannot run (no data, API unreachable, key rejected); says why."""
+
+
+Expectation = Literal["moves", "may move"]
+MOVES: Expectation = "moves"
+MAY_MOVE: Expectation = "may move"
+PREDICTION = "probability"  # the model's output, as named in the prediction log
+
+# What each shift is meant to move: the one list the simulate verdict checks against.
+# ``moves``: the shift must make this drift (a check that does not flag it missed the shift).
+# ``may move``: a side effect that depends on the window (e.g. the 1 h sums, mostly zero, or
+# the velocity features of a squeezed night); flagged or not, it is not held against the check.
+# Every other feature is untouched: flagging it is unexpected. ``probability`` is the model's
+# output (prediction drift), judged the same way but never counted in the dataset share.
+EXPECTED_DRIFT: dict[str, dict[str, Expectation]] = {
+    "none": {},
+    "amount": {
+        "log_amount": MOVES,
+        "amount_sum_24h": MOVES,
+        "amount_max_24h": MOVES,
+        "amount_to_avg_30d": MOVES,
+        "amount_sum_1h": MAY_MOVE,
+        PREDICTION: MOVES,
+    },
+    "night": {
+        "hour_of_day": MOVES,
+        "is_night": MOVES,
+        # Four times closer together, and the 24 h windows straddle the previous day.
+        "txn_count_1h": MAY_MOVE,
+        "txn_count_24h": MAY_MOVE,
+        "amount_sum_1h": MAY_MOVE,
+        "amount_sum_24h": MAY_MOVE,
+        "amount_max_24h": MAY_MOVE,
+        "distinct_merchants_24h": MAY_MOVE,
+        "seconds_since_last_txn": MAY_MOVE,
+        "km_per_hour_from_last_txn": MAY_MOVE,
+        "merchant_txn_count_24h": MAY_MOVE,
+        "is_new_merchant": MAY_MOVE,
+        PREDICTION: MAY_MOVE,
+    },
+    "burst": {
+        "log_amount": MOVES,
+        "txn_count_1h": MOVES,
+        "seconds_since_last_txn": MOVES,
+        "amount_to_avg_30d": MOVES,
+        "txn_count_24h": MAY_MOVE,
+        "amount_sum_1h": MAY_MOVE,
+        "amount_sum_24h": MAY_MOVE,
+        "amount_max_24h": MAY_MOVE,
+        "distinct_merchants_24h": MAY_MOVE,
+        "km_per_hour_from_last_txn": MAY_MOVE,
+        "distance_from_home_km": MAY_MOVE,
+        "merchant_txn_count_24h": MAY_MOVE,
+        "is_new_merchant": MAY_MOVE,
+        "hour_of_day": MAY_MOVE,
+        "is_night": MAY_MOVE,
+        PREDICTION: MOVES,
+    },
+}
 
 
 # ------------------------------------------------------------------------------- building windows
@@ -129,6 +202,124 @@ def retime(frame: pd.DataFrame, after: pd.Timestamp) -> pd.DataFrame:
     return frame.assign(timestamp=frame["timestamp"] + days * DAY)
 
 
+def generated_period(
+    transactions: pd.DataFrame,
+    params: GenerateParams,
+    seed: int,
+    *,
+    n_customers: int | None = None,
+) -> int | None:
+    """The period length in days when the transactions are exactly the generator's output.
+
+    ``fraud data generate`` may override ``n_customers`` and ``days`` and stores neither, so
+    both are inferred (customers from ``n_customers`` or the distinct customers, days from the
+    span after ``start_date``) and confirmed by regenerating with ``seed`` and comparing.
+
+    Args:
+        transactions: Raw transactions.
+        params: ``params.yaml``'s ``generate`` section.
+        seed: The generator's seed (``params.yaml``'s ``seed``).
+        n_customers: Customers in the raw customers table, when known.
+
+    Returns:
+        ``days`` of the generated period, or ``None`` when the data is not reproducible by the
+        generator (imported, or generated with other parameters or another seed).
+    """
+    from data.generate import generate
+
+    if transactions.empty:
+        return None
+    times = pd.to_datetime(transactions["timestamp"], utc=True)
+    start = pd.Timestamp(params.start_date, tz="UTC")
+    if times.min() < start:
+        return None
+    days = int((times.max() - start) // DAY) + 1
+    customers = n_customers or int(transactions["customer_id"].nunique())
+    try:
+        copy = generate(params, seed, n_customers=customers, days=days)["transactions"]
+    except ValueError:
+        return None
+    if len(copy) != len(transactions):
+        return None
+    ours = transactions.assign(timestamp=times).sort_values(
+        ["timestamp", "transaction_id"], kind="stable"
+    )
+    for column in ("transaction_id", "customer_id", "merchant_id", "amount"):
+        if not np.array_equal(ours[column].to_numpy(), copy[column].to_numpy()):
+            return None
+    same_times = ours["timestamp"].dt.floor("us").to_numpy() == copy["timestamp"].to_numpy()
+    return days if bool(np.all(same_times)) else None
+
+
+def continuation_window(
+    transactions: pd.DataFrame,
+    *,
+    period_days: int,
+    after: pd.Timestamp | None = None,
+    rows: int | None = None,
+    seed: int = 0,
+    notes: list[str] | None = None,
+) -> pd.DataFrame:
+    """Whole days of the generating process continued after the data (see the module docstring).
+
+    The continuation of a generated period is the period again, moved forward by whole periods:
+    day ``d`` (counted from the data start) is the data's day ``d % period_days`` moved by
+    ``d // period_days`` periods. The window is the first day after both the data end and
+    ``after``, plus following days until it holds at least ``rows`` transactions.
+
+    Args:
+        transactions: The generator's raw transactions (:func:`generated_period` says so).
+        period_days: The generated period's length in days.
+        after: The window starts on a UTC day after this one (the latest event the online state
+            may hold); the data end if ``None`` or earlier.
+        rows: At least this many transactions, in whole days; one whole day if ``None``. Fewer
+            than one day's volume keeps whole days of a random subset of customers, which
+            leaves merchants with part of their traffic (a note says so).
+        seed: Seed of that customer subset.
+        notes: Caveats about the window are appended here.
+
+    Returns:
+        The transactions (raw columns, original ids), in ``(timestamp, transaction_id)`` order.
+
+    Raises:
+        SimulationError: If there are no transactions.
+    """
+    if transactions.empty:
+        raise SimulationError("no transactions to continue")
+    frame = transactions.assign(timestamp=pd.to_datetime(transactions["timestamp"], utc=True))
+    start = frame["timestamp"].min().floor("D")
+    anchor = frame["timestamp"].max()
+    if after is not None:
+        after = pd.Timestamp(after)
+        anchor = max(anchor, after.tz_localize("UTC") if after.tzinfo is None else after)
+    day_of = ((frame["timestamp"] - start) // DAY).astype(int)
+    day = max(period_days, int((anchor - start) // DAY) + 1)
+    parts: list[pd.DataFrame] = []
+    total = 0
+    while not parts or (rows is not None and total < rows):
+        source = frame[day_of == day % period_days]
+        moved = source.assign(
+            timestamp=source["timestamp"] + (day // period_days) * period_days * DAY
+        )
+        parts.append(moved)
+        total += len(moved)
+        day += 1
+        if len(parts) > 10 * period_days:  # an empty period: nothing to accumulate
+            break
+    window = pd.concat(parts, ignore_index=True).sort_values(
+        ["timestamp", "transaction_id"], kind="stable"
+    )
+    if rows is not None and len(parts) == 1 and rows < len(window):
+        if notes is not None:
+            notes.append(
+                f"--rows {rows} is less than one day of traffic ({len(window)} transactions): "
+                "replaying a subset of customers, so merchant_txn_count_24h runs low; "
+                "leave --rows out for a whole day"
+            )
+        window = sample_customers(window, rows, seed=seed)
+    return window.reset_index(drop=True)
+
+
 def apply_shift(frame: pd.DataFrame, shift: str, *, seed: int) -> pd.DataFrame:
     """Apply one of :data:`SHIFTS` to a window.
 
@@ -189,41 +380,199 @@ def _with_bursts(frame: pd.DataFrame, *, seed: int) -> pd.DataFrame:
     return pd.concat([keep, *runs], ignore_index=True)
 
 
+DEFAULT_REPLAY_ROWS = 1000  # window size of the fallback replay when no --rows is given
+
+
 def simulated_window(
     transactions: pd.DataFrame,
     *,
-    rows: int,
+    rows: int | None,
     shift: str,
     after: pd.Timestamp | None = None,
     run_tag: str,
     seed: int = 0,
+    period_days: int | None = None,
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Build one window of simulated traffic (see the module docstring).
 
     Args:
-        transactions: Raw transactions to replay from.
-        rows: About this many transactions.
+        transactions: Raw transactions to continue (generated data) or replay (imported).
+        rows: About this many transactions; one whole day of the continuation if ``None``
+            (:data:`DEFAULT_REPLAY_ROWS` for a replay).
         shift: One of :data:`SHIFTS`.
         after: The window starts after this time (and after the data end); the data end if
             ``None``.
         run_tag: Goes into the transaction ids, to tell runs apart.
         seed: Seed of the customer subset and the burst pattern.
+        period_days: The generated period, from :func:`generated_period`: continue the process
+            (:func:`continuation_window`). ``None`` replays the last day moved by whole days.
+        notes: Caveats about the window are appended here.
 
     Returns:
         Requests as rows: ``transaction_id``, ``customer_id``, ``merchant_id``, ``timestamp``,
         ``amount``, ``lat``, ``long``, in time order.
     """
-    day = last_day(transactions)
-    anchor = day["timestamp"].max()
-    if after is not None:
-        after = pd.Timestamp(after)
-        after = after.tz_localize("UTC") if after.tzinfo is None else after
-        anchor = max(anchor, after)
-    # Shift first, then move: the night squeeze can move a time earlier within its day.
-    window = apply_shift(sample_customers(day, rows, seed=seed), shift, seed=seed)
-    window = retime(window, anchor)
+    if period_days is not None:
+        base = continuation_window(
+            transactions, period_days=period_days, after=after, rows=rows, seed=seed, notes=notes
+        )
+        window = apply_shift(base, shift, seed=seed)
+    else:
+        day = last_day(transactions)
+        anchor = day["timestamp"].max()
+        if after is not None:
+            after = pd.Timestamp(after)
+            after = after.tz_localize("UTC") if after.tzinfo is None else after
+            anchor = max(anchor, after)
+        sample = sample_customers(day, DEFAULT_REPLAY_ROWS if rows is None else rows, seed=seed)
+        # Shift first, then move: the night squeeze can move a time earlier within its day.
+        window = retime(apply_shift(sample, shift, seed=seed), anchor)
     ids = [f"sim-{shift}-{run_tag}-{i:06d}" for i in range(len(window))]
     return window.assign(transaction_id=ids)[list(REQUEST_COLUMNS)]
+
+
+# ------------------------------------------------------------------------------------ verdict
+
+
+@dataclass(frozen=True)
+class FeatureVerdict:
+    """One column of a simulated window against what its shift is meant to move.
+
+    Attributes:
+        column: Feature name, or ``probability`` for the model's output.
+        expected: ``moves``, ``may move``, or ``None`` (untouched by the shift).
+        flagged: Whether the drift check flagged it.
+        p_value: The test's p-value.
+    """
+
+    column: str
+    expected: Expectation | None
+    flagged: bool
+    p_value: float
+
+    @property
+    def ok(self) -> bool:
+        """False for a missed expected move or an unexpected drift."""
+        if self.expected == MOVES:
+            return self.flagged
+        return self.expected == MAY_MOVE or not self.flagged
+
+    @property
+    def status(self) -> str:
+        """``drift (expected)``, ``MISSED``, ``UNEXPECTED``, ``stable``, ..."""
+        if self.expected == MOVES:
+            return "drift (expected)" if self.flagged else "MISSED"
+        if self.expected == MAY_MOVE:
+            return "drift (allowed)" if self.flagged else "stable (allowed)"
+        return "UNEXPECTED" if self.flagged else "stable"
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    """A drift check of one simulated window, judged against :data:`EXPECTED_DRIFT`.
+
+    The window passes when every feature its shift ``moves`` (and the prediction, when
+    listed so) is flagged, and the untouched features that are flagged stay below the dataset
+    threshold: ``unexpected / all features < drift_share``. For the control (``none``) that
+    is exactly "no dataset drift". A threshold instead of "none at all" because 17 tests at
+    p < 0.05 flag one or more features by chance about half the time.
+
+    Attributes:
+        shift: The window's shift.
+        features: One verdict per model feature.
+        prediction: The model output's verdict, when the check had one.
+        dataset_drift: The drift check's own dataset verdict.
+        share_drifted: Its share of drifted features.
+        drift_share: The dataset threshold.
+    """
+
+    shift: str
+    features: list[FeatureVerdict]
+    prediction: FeatureVerdict | None
+    dataset_drift: bool
+    share_drifted: float
+    drift_share: float
+
+    @property
+    def columns(self) -> list[FeatureVerdict]:
+        """The features, then the prediction when there is one."""
+        return self.features + ([self.prediction] if self.prediction else [])
+
+    @property
+    def missed(self) -> list[str]:
+        """Columns the shift should have moved that were not flagged."""
+        return [c.column for c in self.columns if c.expected == MOVES and not c.flagged]
+
+    @property
+    def unexpected(self) -> list[str]:
+        """Untouched columns that were flagged (the prediction included)."""
+        return [c.column for c in self.columns if c.expected is None and c.flagged]
+
+    @property
+    def unexpected_share(self) -> float:
+        """Share of the model features that drifted without the shift touching them."""
+        count = sum(c.expected is None and c.flagged for c in self.features)
+        return count / len(self.features) if self.features else 0.0
+
+    @property
+    def passed(self) -> bool:
+        """Every expected move flagged, and the unexpected ones below the dataset threshold."""
+        if self.missed:
+            return False
+        return self.unexpected_share < self.drift_share
+
+    def explain(self) -> str:
+        """One line: why the window passed or failed."""
+        parts = []
+        if self.missed:
+            parts.append(f"missed {', '.join(self.missed)}")
+        if self.unexpected:
+            parts.append(
+                f"unexpected drift in {', '.join(self.unexpected)} "
+                f"(share {self.unexpected_share:.2f} vs threshold {self.drift_share})"
+            )
+        expected = [c.column for c in self.columns if c.expected == MOVES]
+        if not parts:
+            if expected:
+                parts.append(f"all of {', '.join(expected)} flagged, nothing unexpected")
+            else:
+                parts.append("nothing flagged")
+        elif not self.missed and expected:
+            parts.insert(0, f"all of {', '.join(expected)} flagged")
+        return "; ".join(parts)
+
+
+def judge_window(shift: str, result: DriftResult) -> WindowVerdict:
+    """Judge a drift check of a simulated window against :data:`EXPECTED_DRIFT`.
+
+    Args:
+        shift: The window's shift.
+        result: The drift check of its logged rows.
+
+    Returns:
+        The per-column verdicts and the window's.
+
+    Raises:
+        ValueError: For an unknown shift.
+    """
+    if shift not in EXPECTED_DRIFT:
+        raise ValueError(f"unknown shift {shift!r}; choose one of {', '.join(SHIFTS)}")
+    expected = EXPECTED_DRIFT[shift]
+
+    def verdict(item: ColumnDrift, name: str) -> FeatureVerdict:
+        return FeatureVerdict(
+            column=name, expected=expected.get(name), flagged=item.drifted, p_value=item.p_value
+        )
+
+    return WindowVerdict(
+        shift=shift,
+        features=[verdict(f, f.column) for f in result.features],
+        prediction=None if result.prediction is None else verdict(result.prediction, PREDICTION),
+        dataset_drift=result.dataset_drift,
+        share_drifted=result.share_drifted,
+        drift_share=result.drift_share,
+    )
 
 
 def to_request(row: pd.Series | dict[str, Any]) -> dict[str, Any]:

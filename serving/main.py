@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraud_platform.settings import get_settings, load_params
-from serving.config import get_serving_config
 from serving.routes import health, predict
 from serving.service import ServiceUnavailableError, build_service
 
@@ -153,7 +152,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Build the scoring service once; drain ingestion and flush the log on shutdown."""
     settings = get_settings()
-    service = build_service(settings, get_serving_config())
+    service = build_service(settings)
     app.state.service = service
     app.state.metrics = service.metrics
     app.state.batch_limit = load_params(settings.paths.params_file).serve.batch_limit

@@ -20,7 +20,6 @@ import redis
 
 from feature_repo.logic import Transaction
 from feature_repo.store import request_row, to_epoch_us
-from serving.config import ServingConfig
 from serving.features import FeatureReader, make_reader
 from serving.ingest import Ingestor
 from serving.metrics import Metrics
@@ -165,7 +164,7 @@ class ScoringService:
         self.log.close()
 
 
-def build_service(settings: Settings, config: ServingConfig) -> ScoringService:
+def build_service(settings: Settings) -> ScoringService:
     """Open the store, resolve the reader and writer, load the model, start the threads."""
     from feature_repo.online_state import OnlineStateWriter
     from feature_repo.store import open_store
@@ -173,7 +172,7 @@ def build_service(settings: Settings, config: ServingConfig) -> ScoringService:
 
     params = load_params(settings.paths.params_file)
     store = open_store(settings)
-    reader = make_reader(store, config.feature_path)
+    reader = make_reader(store, settings.serving_feature_path)
     writer = OnlineStateWriter(store, params.features.state_cap, params.features.merchant_state_cap)
     metrics = Metrics()
     uri, name, alias = settings.tracking_uri, settings.model_name, settings.model_alias
@@ -181,21 +180,21 @@ def build_service(settings: Settings, config: ServingConfig) -> ScoringService:
         load=lambda: load_by_alias(uri, name, alias),
         version_now=lambda: current_version(uri, name, alias),
         service_features=reader.names,
-        poll_seconds=config.model_poll_seconds,
+        poll_seconds=settings.serving_model_poll_seconds,
     )
     ingestor = Ingestor(
         write=writer.ingest_transaction,
-        mode=config.ingest_mode,
-        queue_size=config.ingest_queue_size,
-        wait_seconds=config.ingest_wait_seconds,
+        mode=settings.serving_ingest_mode,
+        queue_size=settings.serving_ingest_queue_size,
+        wait_seconds=settings.serving_ingest_wait_seconds,
         observe_lag=metrics.ingest_lag.observe,
         count_failure=metrics.ingest_failures.inc,
     )
     log = PredictionLog(
         settings.paths.prediction_log_dir,
         rotate_rows=settings.prediction_log_rotate_rows,
-        rotate_seconds=config.log_rotate_seconds,
-        queue_size=config.log_queue_size,
+        rotate_seconds=settings.serving_log_rotate_seconds,
+        queue_size=settings.serving_log_queue_size,
     )
     models.start()
     ingestor.start()

@@ -105,7 +105,7 @@ class FeatureProject:
     tables: dict[str, pd.DataFrame]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server for the session (REDIS_URL wins when set and reachable)."""
     root = tmp_path_factory.mktemp("redis")
@@ -128,7 +128,12 @@ def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.fixture(scope="session")
+# Environment the feature tests set (directly or through open_store); restored afterwards so
+# other test folders' servers and roots are not overridden.
+_ENV_KEYS = ("PROJECT_ROOT", "REDIS_URL", "REDIS_CONNECTION_STRING", "FEAST_REGISTRY_PATH")
+
+
+@pytest.fixture(scope="module")
 def feature_project(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[FeatureProject]:
@@ -143,7 +148,7 @@ def feature_project(
         settings.paths.raw_dir, settings.paths.features_dir, STATE_CAP, MERCHANT_CAP
     )
     feast_cli(settings, "apply")
-    saved = {k: os.environ.get(k) for k in ("PROJECT_ROOT", "REDIS_URL")}
+    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
     os.environ["PROJECT_ROOT"], os.environ["REDIS_URL"] = str(root), redis_url
     get_settings.cache_clear()
     yield FeatureProject(root=root, settings=settings, tables=tables)

@@ -94,10 +94,7 @@ def test_redis_image_healthcheck_and_volume(compose: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_environment_names_are_settings(compose: dict[str, Any], name: str) -> None:
-    from serving.config import ServingConfig
-
     fields = {field.upper() for field in Settings.model_fields}
-    fields |= {f"SERVING_{field.upper()}" for field in ServingConfig.model_fields}
     unknown = set(_environment(compose["services"][name])) - fields - ENTRYPOINT_VARIABLES
     assert not unknown, f"{name} sets {unknown}, which fraud_platform.settings does not read"
     env = _environment(compose["services"][name])
