@@ -394,7 +394,13 @@ def simulate(
     """
     import pandas as pd
 
-    from monitoring.simulate import SHIFTS, SimulationError, generated_period, utc_run_tag
+    from monitoring.simulate import (
+        SHIFTS,
+        SimulationError,
+        drop_fraud_events,
+        generated_period,
+        utc_run_tag,
+    )
 
     settings = get_settings()
     paths = settings.paths
@@ -422,6 +428,9 @@ def simulate(
             else None
         )
         period_days = generated_period(base, params.generate, params.seed, n_customers=n_customers)
+        labels = transactions.with_name("labels.parquet")
+        if period_days is not None and labels.is_file():
+            base = drop_fraud_events(base, pd.read_parquet(labels))
         if period_days is None:
             _warn(
                 f"{transactions} is not what `fraud data generate` makes with params.yaml "

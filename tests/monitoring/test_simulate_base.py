@@ -228,12 +228,50 @@ def test_shifted_window_tolerates_few_unexpected_flags_only() -> None:
         "amount", drift_result(moved | {"amount_sum_1h", "hour_of_day"}, prediction=True)
     )
     assert one.passed and one.unexpected == ["hour_of_day"]  # amount_sum_1h may move
-    many = {"hour_of_day", "is_night", "txn_count_1h", "txn_count_24h", "is_new_merchant"}
-    spread = judge_window("amount", drift_result(moved | many, prediction=True))
-    assert spread.unexpected_share == pytest.approx(5 / 17)
+    five = {"hour_of_day", "is_night", "txn_count_1h", "txn_count_24h", "is_new_merchant"}
+    assert judge_window("amount", drift_result(moved | five, prediction=True)).passed  # 5/17
+    six = five | {"distance_from_home_km"}
+    spread = judge_window("amount", drift_result(moved | six, prediction=True))
+    assert spread.unexpected_share == pytest.approx(6 / 17)
     assert not spread.passed
 
 
 def test_unknown_shift_is_rejected() -> None:
     with pytest.raises(ValueError, match="sideways"):
         judge_window("sideways", drift_result(set()))
+
+
+def test_a_run_shifts_the_same_base_a_day_later(generated: pd.DataFrame) -> None:
+    from monitoring.simulate import base_window
+
+    base = base_window(generated, rows=None, period_days=DAYS)
+    control = simulated_window(
+        generated, rows=None, shift="none", run_tag="R", period_days=DAYS, base=base
+    )
+    amount = simulated_window(
+        generated,
+        rows=None,
+        shift="amount",
+        after=control["timestamp"].max(),
+        run_tag="R",
+        period_days=DAYS,
+        base=base,
+    )
+    assert amount["timestamp"].min() > control["timestamp"].max()
+    assert (amount["timestamp"] - control["timestamp"] == DAY).all()
+    assert amount["customer_id"].tolist() == control["customer_id"].tolist()
+    assert (amount["amount"] - control["amount"] * AMOUNT_FACTOR).abs().max() < 0.006
+    assert not set(amount["transaction_id"]) & set(control["transaction_id"])
+
+
+def test_fraud_events_are_left_out_of_the_continuation() -> None:
+    from monitoring.simulate import drop_fraud_events
+
+    params = load_params()
+    tables = generate(params.generate, params.seed, n_customers=N_CUSTOMERS, days=DAYS)
+    kept = drop_fraud_events(tables["transactions"], tables["labels"])
+    patterns = tables["labels"].set_index("transaction_id")["fraud_pattern"]
+    assert (patterns != "none").any()
+    assert set(patterns[kept["transaction_id"]]) <= {"none", "compromised_merchant"}
+    assert len(kept) == (~patterns.isin(["card_testing", "account_takeover"])).sum()
+    assert drop_fraud_events(tables["transactions"], tables["customers"]) is tables["transactions"]
