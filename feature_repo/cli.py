@@ -91,3 +91,43 @@ def env() -> None:
     """Print the variables feature_store.yaml reads, for `eval "$(fraud features env)"`."""
     for key, value in feast_environment().items():
         typer.echo(f"export {key}={value}")
+
+
+@app.command("ingest-labels")
+def ingest_labels(
+    since: Annotated[
+        str, typer.Option(help="Fold in labels whose label_timestamp is after this ISO time (UTC).")
+    ],
+    until: Annotated[
+        str | None, typer.Option(help="... and at or before this ISO time; now by default.")
+    ] = None,
+) -> None:
+    """Fold late-arriving labels into the merchants' online label buckets in Redis."""
+    import pandas as pd
+
+    from feature_repo.online_state import OnlineStateWriter
+    from feature_repo.store import open_store
+
+    paths = get_settings().paths
+    try:
+        params = load_params()
+        start = pd.Timestamp(since, tz="UTC") if "+" not in since else pd.Timestamp(since)
+        end = pd.Timestamp.now(tz="UTC") if until is None else pd.Timestamp(until, tz="UTC")
+        labels = pd.read_parquet(paths.raw_table("labels"))
+        transactions = pd.read_parquet(
+            paths.raw_table("transactions"), columns=["transaction_id", "merchant_id"]
+        )
+    except (ParamsError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    arrived = labels[(labels["label_timestamp"] > start) & (labels["label_timestamp"] <= end)]
+    arrived = arrived.merge(transactions, on="transaction_id").sort_values("label_timestamp")
+    writer = OnlineStateWriter(
+        open_store(), params.features.state_cap, params.features.merchant_state_cap
+    )
+    applied = writer.ingest_labels(
+        [
+            (str(r.merchant_id), int(r.label_timestamp.value // 1_000), bool(r.is_fraud))
+            for r in arrived.itertuples()
+        ]
+    )
+    typer.echo(f"folded {applied:,} labels into the online merchant label buckets")

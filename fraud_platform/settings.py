@@ -265,6 +265,7 @@ class TrainParams(_Strict):
     threshold_rule: Literal["best_f1", "min_precision"]
     min_precision: float = Field(gt=0, le=1)
     reference_sample_size: int = Field(gt=0)
+    reference_warmup_days: float = Field(default=0.0, ge=0)
 
 
 class MonitorParams(_Strict):

@@ -289,7 +289,12 @@ def train_and_register(
         _log_folds(model, "")
         _log_folds(evaluation.baseline, "baseline_")
 
-        sample = reference_sample(evaluation, train_params.reference_sample_size, params.seed)
+        sample = reference_sample(
+            evaluation,
+            train_params.reference_sample_size,
+            params.seed,
+            train_params.reference_warmup_days,
+        )
         paths.models_dir.mkdir(parents=True, exist_ok=True)
         sample.to_parquet(paths.models_dir / REFERENCE_SAMPLE_FILE, index=False)
         with tempfile.TemporaryDirectory() as scratch:

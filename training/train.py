@@ -492,19 +492,28 @@ def evaluate(
     return Evaluation(model=model, baseline=baseline, train=train, holdout=holdout)
 
 
-def reference_sample(evaluation: Evaluation, size: int, seed: int) -> pd.DataFrame:
+def reference_sample(
+    evaluation: Evaluation, size: int, seed: int, warmup_days: float = 0.0
+) -> pd.DataFrame:
     """Rows of the training part for drift monitoring: features, target, model probability.
 
     Args:
         evaluation: The evaluated model.
         size: Rows to sample (all training rows when there are fewer).
         seed: Seed of the sample.
+        warmup_days: Skip the first days of the period: there every customer is new and the
+            30-day baselines are short, which live traffic never looks like (all rows are used
+            when the warm-up would leave none).
 
     Returns:
         The model's features in order, ``is_fraud`` and ``probability`` (the final
         model's probability, i.e. what the API would have logged).
     """
     train = evaluation.train
+    if warmup_days > 0:
+        start = train[TIMESTAMP_COLUMN].min() + pd.Timedelta(days=warmup_days)
+        warm = train[train[TIMESTAMP_COLUMN] >= start]
+        train = warm if len(warm) else train
     sample = train.sample(n=min(size, len(train)), random_state=seed).sort_index()
     result = sample.loc[:, evaluation.model.features].copy()
     result[LABEL_COLUMN] = sample[LABEL_COLUMN].astype("int8")

@@ -131,3 +131,25 @@ def test_raw_data_hash_prefers_dvc_then_computes(tmp_path: Path) -> None:
         yaml.safe_dump({"outs": [{"md5": "bar.dir", "path": "raw"}]})
     )
     assert raw_data_hash(tmp_path) == ("bar.dir", "data/raw.dvc")
+
+
+def test_reference_sample_skips_the_warm_up_days() -> None:
+    from types import SimpleNamespace
+
+    from sklearn.linear_model import LogisticRegression
+
+    from training.train import reference_sample
+
+    days = pd.date_range("2026-01-01", periods=20, freq="D", tz="UTC")
+    train = pd.DataFrame({"event_timestamp": days, "x": np.arange(20.0), "is_fraud": [0, 1] * 10})
+    fitted = LogisticRegression().fit(train[["x"]], train["is_fraud"])
+    model = SimpleNamespace(model=fitted, features=["x"])
+    evaluation = SimpleNamespace(model=model, train=train)
+
+    warm = reference_sample(evaluation, size=100, seed=0, warmup_days=7)  # type: ignore[arg-type]
+    assert warm["x"].min() == 7.0  # day 0..6 are the warm-up
+    assert len(warm) == 13
+    everything = reference_sample(evaluation, size=100, seed=0)  # type: ignore[arg-type]
+    assert len(everything) == 20
+    too_long = reference_sample(evaluation, size=100, seed=0, warmup_days=50)  # type: ignore[arg-type]
+    assert len(too_long) == 20  # a warm-up longer than the period keeps every row
