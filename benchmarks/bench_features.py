@@ -106,7 +106,7 @@ def main() -> None:
         rss_before = psutil.Process().memory_info().rss
         with PeakRss() as peak:
             started = time.perf_counter()
-            frame = historical_features(store, transactions, progress=None)
+            frame = historical_features(store, transactions, progress=print)
             seconds = time.perf_counter() - started
         print(
             f"get_historical_features: {len(frame):,} rows in {seconds:.1f} s "

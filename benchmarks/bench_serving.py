@@ -267,6 +267,10 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=1000, help="closed-loop requests")
     parser.add_argument("--connections", type=int, default=8, help="max-throughput connections")
     parser.add_argument("--root", type=Path, default=None, help="reuse a stack built here")
+    parser.add_argument(
+        "--feature-path", choices=("feast", "direct"), default="feast",
+        help="SERVING_FEATURE_PATH of the API: get_online_features or the one-pipeline reader",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from fraud_platform import redis_server
@@ -275,6 +279,7 @@ def main() -> None:
     stack.prepare_root(root)
     server = redis_server.start(root=root)
     env = stack.stack_env(root, server.url)
+    env["SERVING_FEATURE_PATH"] = args.feature_path
     if args.workers > 1:
         env["SERVING_INGEST_MODE"] = "sync"  # read-your-writes across worker processes
     procs: list[subprocess.Popen[bytes]] = []
@@ -310,7 +315,8 @@ def main() -> None:
             r["rss_mb"] = rss_mb((api if port == api_port else feast).pid)
             results[name] = r
         print(f"\nworkers (API): {args.workers}; cpu cores: {os.cpu_count()}; "
-              f"ingest mode: {env.get('SERVING_INGEST_MODE', 'async')}")  # fmt: skip
+              f"ingest mode: {env.get('SERVING_INGEST_MODE', 'async')}, "
+              f"feature path: {args.feature_path}")  # fmt: skip
         for name, r in results.items():
             o, s, m = r["open"], r["single"], r["max"]
             print(f"\n{name}")

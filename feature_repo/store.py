@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # feature list or semantics; keep the old service while models trained on it are served.
 FEATURE_SERVICE_NAME = "fraud_scoring_v1"
 ENTITY_COLUMNS = ("customer_id", "merchant_id")
+HISTORICAL_BATCH_ROWS = 25_000  # entity rows per get_historical_features call (bounds memory)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -89,32 +90,45 @@ def historical_features(
     store: FeatureStore,
     transactions: pd.DataFrame,
     progress: Callable[[str], None] | None = print,
+    batch_rows: int = HISTORICAL_BATCH_ROWS,
 ) -> pd.DataFrame:
     """Point-in-time features of the service for each transaction (the training set).
+
+    Retrieval runs in batches of ``batch_rows`` entity rows. The point-in-time join of one
+    entity row does not depend on the others, so batching changes no value; it bounds memory,
+    because Feast's join materialises every candidate state row (arrays included) and the
+    python-mode on-demand view turns the joined arrays into Python lists before reducing them
+    to the features.
 
     Args:
         store: An open feature store.
         transactions: Raw-schema transactions, plus any columns to carry (e.g. ``is_fraud``).
         progress: Where to report progress; ``None`` for silence.
+        batch_rows: Entity rows per ``get_historical_features`` call.
 
     Returns:
         The input columns (``timestamp`` as ``event_timestamp``) plus one column per feature,
         in input order.
     """
     started = time.perf_counter()
+    service, names = feature_service(store), feature_names(store)
     entity_df = entity_frame(transactions).reset_index(drop=True)
-    entity_df["_row"] = range(len(entity_df))
-    if progress:
-        progress(f"retrieving {len(entity_df):,} rows of {FEATURE_SERVICE_NAME} from Feast")
-    retrieved = store.get_historical_features(
-        entity_df=entity_df, features=feature_service(store)
-    ).to_df()
-    names = feature_names(store)
-    keep = [*entity_df.columns, *names]
-    result = retrieved[keep].sort_values("_row").drop(columns="_row").reset_index(drop=True)
-    if progress:
-        progress(f"retrieved {len(result):,} rows in {time.perf_counter() - started:.1f} s")
-    return result
+    starts = range(0, len(entity_df), batch_rows)
+    parts = []
+    for k, start in enumerate(starts, start=1):
+        batch = entity_df.iloc[start : start + batch_rows].copy()
+        batch["_row"] = range(len(batch))
+        retrieved = store.get_historical_features(entity_df=batch, features=service).to_df()
+        parts.append(retrieved[[*batch.columns, *names]].sort_values("_row").drop(columns="_row"))
+        if progress:
+            done = min(start + batch_rows, len(entity_df))
+            progress(
+                f"retrieved {done:,} of {len(entity_df):,} rows of {FEATURE_SERVICE_NAME} "
+                f"(batch {k} of {len(starts)}, {time.perf_counter() - started:.1f} s)"
+            )
+    if not parts:
+        return entity_df.reindex(columns=[*entity_df.columns, *names])
+    return pd.concat(parts, ignore_index=True)
 
 
 def request_row(

@@ -29,7 +29,6 @@ from training.train import (
     BASELINE_FEATURES,
     LABEL_COLUMN,
     METRIC_NAMES,
-    RETRIEVAL_BATCH_ROWS,
     TIMESTAMP_COLUMN,
     Evaluation,
     ModelResult,
@@ -193,14 +192,14 @@ def _decide(
 
 
 def load_training_set(
-    settings: Settings, progress: Progress = _print, batch_rows: int = RETRIEVAL_BATCH_ROWS
+    settings: Settings, progress: Progress = _print, batch_rows: int | None = None
 ) -> TrainingSet:
     """Labeled transactions of the raw data with their features from the feature service.
 
     Args:
         settings: Where the raw data and the feature repository are.
         progress: Where to report progress.
-        batch_rows: Entity rows per ``get_historical_features`` call.
+        batch_rows: Entity rows per ``get_historical_features`` call (store default if None).
 
     Returns:
         The training set.

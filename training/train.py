@@ -66,11 +66,6 @@ PREDICTION_COLUMN = "probability"  # in the reference sample; monitoring/drift.p
 # outputs of the same feature service, taken from the retrieved frame, never recomputed here.
 BASELINE_FEATURES: tuple[str, ...] = ("log_amount", "hour_of_day")
 MAX_FPR_FOR_RECALL = 0.01  # "recall at 1 % FPR": the share of fraud caught at 1 % false alarms
-# Entity rows per get_historical_features call. The python-mode on-demand view turns the joined
-# state arrays into Python lists (up to merchant_state_cap ids and times per row), so memory
-# grows with rows x cap: measured ~10 GB peak RSS for 100k rows at cap 512; 1M rows in one call
-# was OOM-killed above 20 GB.
-RETRIEVAL_BATCH_ROWS = 25_000
 METRIC_NAMES = ("pr_auc", "roc_auc", "precision", "recall", "recall_at_1pct_fpr")
 
 
@@ -148,38 +143,27 @@ def retrieve_training_set(
     store: FeatureStore,
     labeled: pd.DataFrame,
     progress: Progress = _quiet,
-    batch_rows: int = RETRIEVAL_BATCH_ROWS,
+    batch_rows: int | None = None,
 ) -> TrainingSet:
     """Point-in-time features of the feature service for every labeled transaction.
-
-    Retrieval runs in batches of ``batch_rows`` entity rows. The point-in-time join of one
-    entity row does not depend on the other rows, so batching changes nothing in the
-    result; it bounds memory, because Feast materialises every joined state array (up to
-    ``merchant_state_cap`` timestamps and ids per row) before the on-demand view reduces them
-    to the features, and only the features are kept.
 
     Args:
         store: An open feature store (after ``feast apply``).
         labeled: Output of :func:`labeled_transactions`.
         progress: Where to report progress.
-        batch_rows: Entity rows per ``get_historical_features`` call.
+        batch_rows: Entity rows per ``get_historical_features`` call; the store's default
+            (``HISTORICAL_BATCH_ROWS``) when ``None``.
 
     Returns:
         The training set; features come only from the service.
     """
-    from feature_repo.store import feature_names, historical_features
+    from feature_repo.store import HISTORICAL_BATCH_ROWS, feature_names, historical_features
 
     features = feature_names(store)
     missing = [name for name in BASELINE_FEATURES if name not in features]
     if missing:
         raise TrainingError(f"baseline features {missing} are not outputs of the feature service")
-    starts = range(0, len(labeled), batch_rows)
-    parts = []
-    for k, start in enumerate(starts, start=1):
-        if len(starts) > 1:
-            progress(f"retrieval batch {k} of {len(starts)}")
-        parts.append(historical_features(store, labeled.iloc[start : start + batch_rows], progress))
-    frame = pd.concat(parts, ignore_index=True)
+    frame = historical_features(store, labeled, progress, batch_rows or HISTORICAL_BATCH_ROWS)
     return TrainingSet(frame=frame, features=features)
 
 
