@@ -173,9 +173,17 @@ async def max_throughput(
             i = offset
             while time.perf_counter() < deadline:
                 sent = time.perf_counter()
-                async with session.post(path, data=bodies[i % len(bodies)], headers=headers) as r:
-                    await r.read()
-                    errors += r.status != 200
+                try:
+                    async with session.post(
+                        path, data=bodies[i % len(bodies)], headers=headers
+                    ) as r:
+                        await r.read()
+                        errors += r.status != 200
+                except (
+                    aiohttp.ClientError,
+                    OSError,
+                ):  # a reset connection is an error, not a crash
+                    errors += 1
                 latencies.append(time.perf_counter() - sent)
                 done += 1
                 i += connections
