@@ -17,7 +17,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 
-from feature_repo.logic import OUTPUT_FEATURES
+from feature_repo.logic import FEATURE_INPUTS, OUTPUT_FEATURES
 from feature_repo.store import FEATURE_SERVICE_NAME
 from fraud_platform.settings import get_settings
 
@@ -195,13 +195,18 @@ customer_profile_fv = FeatureView(
 
 
 @on_demand_feature_view(
+    # Projections: only the state fields the logic reads (FEATURE_INPUTS), so Feast neither
+    # joins nor converts the ids that only the online merge needs.
     sources=[
-        customer_activity_fv,
-        merchant_activity_fv,
-        merchant_label_stats_fv,
-        customer_profile_fv,
-        transaction_request,
-    ],
+        view[list(FEATURE_INPUTS[view.name])]
+        for view in (
+            customer_activity_fv,
+            merchant_activity_fv,
+            merchant_label_stats_fv,
+            customer_profile_fv,
+        )
+    ]
+    + [transaction_request],
     schema=[
         Field(name=name, dtype=Int64 if kind is int else Float64) for name, kind in OUTPUT_FEATURES
     ],

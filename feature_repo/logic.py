@@ -91,6 +91,26 @@ MERCHANT_LABEL_FIELDS = (
     "ml_day_frauds",  # Array(Int64): of which fraud
 )
 PROFILE_FIELDS = ("home_lat", "home_long")
+
+# The state fields the on-demand view reads. The ids serve only the online merge (ordering and
+# idempotency); leaving them out of the view's inputs keeps Feast from joining and converting
+# them in every historical and online read.
+_MERGE_ONLY_FIELDS = frozenset(
+    {
+        "c_txn_ids",
+        "c_latest_txn_id",
+        "c_prev_txn_id",
+        "m_txn_ids",
+        "m_latest_ts_us",
+        "ml_latest_ts_us",
+    }
+)
+FEATURE_INPUTS = {
+    "customer_activity": tuple(f for f in CUSTOMER_STATE_FIELDS if f not in _MERGE_ONLY_FIELDS),
+    "merchant_activity": tuple(f for f in MERCHANT_STATE_FIELDS if f not in _MERGE_ONLY_FIELDS),
+    "merchant_label_stats": tuple(f for f in MERCHANT_LABEL_FIELDS if f not in _MERGE_ONLY_FIELDS),
+    "customer_profile": PROFILE_FIELDS,
+}
 REQUEST_FIELDS = ("txn_timestamp_us", "amount", "lat", "long")
 
 # The model's features, in order: the outputs of the on-demand view. Feast's feature service
