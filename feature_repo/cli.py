@@ -7,7 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -93,6 +93,11 @@ def env() -> None:
         typer.echo(f"export {key}={value}")
 
 
+def _utc(moment: Any) -> Any:
+    """An ISO time as UTC: naive means UTC, an offset is converted."""
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
 @app.command("ingest-labels")
 def ingest_labels(
     since: Annotated[
@@ -111,8 +116,8 @@ def ingest_labels(
     paths = get_settings().paths
     try:
         params = load_params()
-        start = pd.Timestamp(since, tz="UTC") if "+" not in since else pd.Timestamp(since)
-        end = pd.Timestamp.now(tz="UTC") if until is None else pd.Timestamp(until, tz="UTC")
+        start = _utc(pd.Timestamp(since))
+        end = pd.Timestamp.now(tz="UTC") if until is None else _utc(pd.Timestamp(until))
         labels = pd.read_parquet(paths.raw_table("labels"))
         transactions = pd.read_parquet(
             paths.raw_table("transactions"), columns=["transaction_id", "merchant_id"]

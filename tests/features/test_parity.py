@@ -262,3 +262,31 @@ def test_feast_cli_materialize_then_incremental(
     result = feast_cli(feature_project.settings, "materialize-incremental", "2031-01-01T00:00:00")
     assert "customer_activity" in result.stdout
     assert online_features(store, [probe])[0] == row
+
+
+def test_ingest_labels_command_moves_online_merchant_rates(
+    feature_project: FeatureProject, reference: Reference, redis_url: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from feature_repo.cli import app
+
+    redis.Redis.from_url(redis_url).flushdb()  # no label state online at all
+    labels = feature_project.tables["labels"]
+    at = labels["label_timestamp"].max() + pd.Timedelta(days=1)
+    store = open_store(feature_project.settings)
+    merchants = sorted(feature_project.tables["transactions"]["merchant_id"].unique())
+    requests = [Request("c_any", m, int(at.value // 1000), 1.0, 40.0, -74.0) for m in merchants]
+    before = online_features(store, [_online_row(q) for q in requests])
+    assert all(row["merchant_fraud_rate_30d"] == 0.0 for row in before)
+
+    result = CliRunner().invoke(
+        app, ["ingest-labels", "--since", "1970-01-01T00:00:00", "--until", at.isoformat()]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"folded {len(labels):,} labels" in result.output
+    after = online_features(store, [_online_row(q) for q in requests])
+    for q, row in zip(requests, after, strict=True):
+        expected = reference.features(q)["merchant_fraud_rate_30d"]
+        assert row["merchant_fraud_rate_30d"] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert any(row["merchant_fraud_rate_30d"] > 0 for row in after)
