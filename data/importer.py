@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.schema import TRANSACTIONS
 from data.validate import (
     Problem,
     RawDataError,
@@ -27,16 +28,7 @@ from data.validate import (
     validate_raw,
 )
 
-REQUIRED_FIELDS = (
-    "transaction_id",
-    "customer_id",
-    "merchant_id",
-    "timestamp",
-    "amount",
-    "lat",
-    "long",
-    "is_fraud",
-)
+REQUIRED_FIELDS = (*TRANSACTIONS.names, "is_fraud")
 OPTIONAL_FIELDS = ("label_timestamp", "home_lat", "home_long", "category")
 
 KAGGLE_MAPPING: dict[str, str] = {

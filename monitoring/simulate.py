@@ -61,6 +61,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from data.schema import TRANSACTIONS
+
 if TYPE_CHECKING:
     from fraud_platform.settings import GenerateParams
     from monitoring.drift import ColumnDrift, DriftResult
@@ -73,15 +75,7 @@ BURST_LENGTH = 20  # transactions per card-testing run
 BURST_GAP_SECONDS = (3, 40)  # seconds between two attempts of one run
 BURST_AMOUNTS = (0.5, 3.0)  # card testers probe with small amounts
 DAY = pd.Timedelta(days=1)
-REQUEST_COLUMNS = (
-    "transaction_id",
-    "customer_id",
-    "merchant_id",
-    "timestamp",
-    "amount",
-    "lat",
-    "long",
-)
+REQUEST_COLUMNS = tuple(TRANSACTIONS.names)  # a request carries a raw transaction's fields
 
 
 class SimulationError(RuntimeError):
