@@ -214,6 +214,26 @@ def rss_mb(pid: int) -> list[float]:
     return [round(p.memory_info().rss / 2**20, 1) for p in workers]
 
 
+def _wait_until_ok(
+    proc: subprocess.Popen[bytes], port: int, path: str, what: str, seconds: float = 120
+) -> subprocess.Popen[bytes]:
+    """Wait until ``GET path`` answers 200 on loopback; kill the process if it never does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited during start-up")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"{what} did not start within {seconds:.0f} s")
+
+
 def start_feast_serve(root: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     from fraud_platform.settings import Settings, feast_environment
 
@@ -225,20 +245,7 @@ def start_feast_serve(root: Path, env: dict[str, str], port: int) -> subprocess.
          "-p", str(port), "--no-access-log"],
         cwd=settings.paths.feature_repo, env=feast_env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"feast serve exited; see {root / 'feast-serve.log'}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("feast serve did not start")
+    return _wait_until_ok(proc, port, "/health", f"feast serve (see {root / 'feast-serve.log'})")
 
 
 def start_api_workers(
@@ -253,18 +260,7 @@ def start_api_workers(
          "--http", "httptools"],
         env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/ready")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("API did not start")
+    return _wait_until_ok(proc, port, "/ready", f"the API (see {root / 'bench-api.log'})")
 
 
 def main() -> None:

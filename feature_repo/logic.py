@@ -153,18 +153,18 @@ def haversine_km(lat1: float, long1: float, lat2: float, long2: float) -> float:
 # ------------------------------------------------------------------ on-demand features
 
 
-def _last_before(state: Mapping[str, Any], prefix: str, t_us: int) -> str | None:
-    """Which stored transaction is the entity's latest strictly before t: "latest", "prev" or none.
+def _last_before(state: Mapping[str, Any], t_us: int) -> str | None:
+    """Which stored transaction is the customer's latest strictly before t: "latest", "prev".
 
-    ``<prefix>_latest_*`` is the latest transaction at T; ``<prefix>_prev_*`` the latest strictly
-    before T. A request at t > T uses the former; a same-second peer (t == T) the latter.
+    ``c_latest_*`` is the latest transaction at T; ``c_prev_*`` the latest strictly before T.
+    A request at t > T uses the former; a same-second peer (t == T) the latter; None if neither.
     """
-    latest = state.get(f"{prefix}_latest_ts_us")
+    latest = state.get("c_latest_ts_us")
     if latest is None or latest < 0:
         return None
     if latest < t_us:
         return "latest"
-    prev = state.get(f"{prefix}_prev_ts_us")
+    prev = state.get("c_prev_ts_us")
     if prev is not None and 0 <= prev < t_us:
         return "prev"
     return None
@@ -232,7 +232,7 @@ def features_for_request(
             day_count += dcount
     amount_to_avg = amount / (day_sum / day_count) if day_count and day_sum > 0 else 1.0
 
-    last = _last_before(customer_state, "c", t)
+    last = _last_before(customer_state, t)
     if last is None:
         gap_seconds = MAX_GAP_SECONDS
         speed = 0.0
@@ -287,11 +287,12 @@ def features_for_request(
     }
 
 
+# The on-demand view's inputs, grouped as features_for_request takes them.
 _STATE_GROUPS = (
-    ("customer_state", CUSTOMER_STATE_FIELDS),
-    ("merchant_state", MERCHANT_STATE_FIELDS),
-    ("merchant_labels", MERCHANT_LABEL_FIELDS),
-    ("profile", PROFILE_FIELDS),
+    ("customer_state", FEATURE_INPUTS["customer_activity"]),
+    ("merchant_state", FEATURE_INPUTS["merchant_activity"]),
+    ("merchant_labels", FEATURE_INPUTS["merchant_label_stats"]),
+    ("profile", FEATURE_INPUTS["customer_profile"]),
 )
 
 
