@@ -53,14 +53,9 @@ def main() -> None:
         n_txn = len(tables["transactions"])
         print(f"generate+write: {n_txn:,} transactions in {time.perf_counter() - started:.1f} s")
 
-        from feature_repo.pipeline import build_offline_tables
+        from feature_repo.pipeline import build_features
 
-        result = build_offline_tables(
-            settings.paths.raw_dir,
-            settings.paths.features_dir,
-            params.features.state_cap,
-            params.features.merchant_state_cap,
-        )
+        result = build_features(settings.paths, params.features)
         print(f"offline tables: {result.seconds:.1f} s for {n_txn:,} transactions")
 
         env = {**os.environ, **feast_environment(settings)}

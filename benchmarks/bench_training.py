@@ -81,14 +81,9 @@ def main() -> None:
         del tables
         phases["generate"] = time.perf_counter() - started
     if not paths.feature_table("customer_activity").exists():
-        from feature_repo.pipeline import build_offline_tables
+        from feature_repo.pipeline import build_features
 
-        result = build_offline_tables(
-            paths.raw_dir,
-            paths.features_dir,
-            params.features.state_cap,
-            params.features.merchant_state_cap,
-        )
+        result = build_features(paths, params.features)
         phases["build offline tables"] = result.seconds
     if not paths.registry.exists():
         started = time.perf_counter()

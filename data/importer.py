@@ -21,6 +21,7 @@ from data.validate import (
     RawDataError,
     Source,
     check_coordinate,
+    check_ids,
     check_not_null,
     check_positive_amount,
     check_unique,
@@ -170,6 +171,7 @@ def import_csv(
     for field, limit in (("lat", 90), ("long", 180), ("home_lat", 90), ("home_long", 180)):
         if field in flat.columns:
             problems += check_coordinate(flat, field, limit, source)
+    problems += check_ids(flat, ["transaction_id", "customer_id", "merchant_id"], source)
     problems += check_unique(flat, "transaction_id", source)
     if "label_timestamp" in flat.columns:
         too_early = (flat["label_timestamp"] <= flat["timestamp"]).to_numpy(dtype=bool)

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from data.schema import RAW_TABLES
+from fraud_platform.ids import ID_RULE, invalid_id_mask
 
 MAX_REPORTED_PROBLEMS = 5
 """How many problems the exception message lists; the rest are counted."""
@@ -178,6 +179,17 @@ def check_coordinate(df: pd.DataFrame, column: str, limit: float, source: Source
     )
 
 
+def check_ids(df: pd.DataFrame, columns: Sequence[str], source: Source) -> list[Problem]:
+    """Problems for ids that break the one id rule (:mod:`fraud_platform.ids`); nulls skipped."""
+    problems: list[Problem] = []
+    for name in columns:
+        values = df[name]
+        problems += problems_where(
+            source, name, invalid_id_mask(values), values, f"id {{value}} {ID_RULE}"
+        )
+    return problems
+
+
 def check_unique(df: pd.DataFrame, column: str, source: Source) -> list[Problem]:
     """Problems for every repeated value after its first occurrence."""
     values = df[column]
@@ -250,6 +262,7 @@ def validate_transactions(df: pd.DataFrame, source: Source | None = None) -> lis
     problems += check_positive_amount(df, "amount", source)
     problems += check_coordinate(df, "lat", 90, source)
     problems += check_coordinate(df, "long", 180, source)
+    problems += check_ids(df, ["transaction_id", "customer_id", "merchant_id"], source)
     problems += check_unique(df, "transaction_id", source)
     problems += check_sorted_by_time(df, "timestamp", "transaction_id", source)
     return problems
@@ -274,6 +287,7 @@ def validate_labels(
         return problems
     problems += check_not_null(labels, RAW_TABLES["labels"].names, source)
     problems += check_utc_timestamp(labels, "label_timestamp", source)
+    problems += check_ids(labels, ["transaction_id"], source)
     problems += check_unique(labels, "transaction_id", source)
     is_fraud = labels["is_fraud"]
     not_binary = (~is_fraud.isin([0, 1])).to_numpy() & is_fraud.notna().to_numpy()
@@ -313,6 +327,7 @@ def validate_customers(df: pd.DataFrame, source: Source | None = None) -> list[P
         return problems
     problems += check_not_null(df, RAW_TABLES["customers"].names, source)
     problems += check_utc_timestamp(df, "created_at", source)
+    problems += check_ids(df, ["customer_id"], source)
     problems += check_unique(df, "customer_id", source)
     problems += check_coordinate(df, "home_lat", 90, source)
     problems += check_coordinate(df, "home_long", 180, source)
@@ -326,6 +341,7 @@ def validate_merchants(df: pd.DataFrame, source: Source | None = None) -> list[P
     if problems:
         return problems
     problems += check_not_null(df, RAW_TABLES["merchants"].names, source)
+    problems += check_ids(df, ["merchant_id"], source)
     problems += check_unique(df, "merchant_id", source)
     problems += check_coordinate(df, "lat", 90, source)
     problems += check_coordinate(df, "long", 180, source)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,33 +18,23 @@ def _fail(message: str) -> typer.Exit:
 
 
 @app.command()
-def build(
-    raw_dir: Annotated[
-        Path | None, typer.Option(help="Folder of raw Parquet tables; data/raw by default.")
-    ] = None,
-    out_dir: Annotated[
-        Path | None, typer.Option(help="Where to write the offline tables; data/features.")
-    ] = None,
-) -> None:
-    """Build the offline feature tables (state per customer and merchant) with DuckDB."""
+def build() -> None:
+    """Build the offline feature tables (state per customer and merchant) with DuckDB.
+
+    Reads the raw tables (data/raw) plus every transaction and label the API ingested online
+    (data/ingested), so the offline tables, training and a rebuilt Redis all see them.
+    """
     from data.validate import RawDataError, read_raw_tables
-    from feature_repo.pipeline import build_offline_tables
+    from feature_repo.pipeline import build_features
 
     paths = get_settings().paths
-    raw_dir = raw_dir or paths.raw_dir
-    out_dir = out_dir or paths.features_dir
     try:
         params = load_params()
-        read_raw_tables(raw_dir)  # validates schema, nulls, amounts, coordinates, order
+        read_raw_tables(paths.raw_dir)  # validates schema, nulls, amounts, coordinates, order
     except (ParamsError, RawDataError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from exc
-    typer.echo(f"building offline tables from {raw_dir}")
-    result = build_offline_tables(
-        raw_dir,
-        out_dir,
-        state_cap=params.features.state_cap,
-        merchant_state_cap=params.features.merchant_state_cap,
-    )
+    typer.echo(f"building offline tables from {paths.raw_dir}")
+    result = build_features(paths, params.features, progress=typer.echo)
     for name, (path, rows) in result.tables.items():
         typer.echo(f"  {name:<22} {rows:>10,} rows  {path}")
     typer.echo(f"done in {result.seconds:.1f} s")
@@ -56,12 +42,11 @@ def build(
 
 def _feast(*args: str) -> None:
     """Run the real ``feast`` CLI in feature_repo/ with the environment it reads."""
+    from feature_repo.store import run_feast_cli
+
     settings = get_settings()
-    env = {**os.environ, **feast_environment(settings)}
-    feast_bin = Path(sys.executable).with_name("feast")
-    command = [str(feast_bin), *args]
     typer.echo(f"$ (cd {settings.paths.feature_repo} && feast {' '.join(args)})")
-    completed = subprocess.run(command, cwd=settings.paths.feature_repo, env=env, check=False)
+    completed = run_feast_cli(settings, *args)
     if completed.returncode != 0:
         raise typer.Exit(completed.returncode)
 
@@ -76,14 +61,32 @@ def apply() -> None:
 def materialize(
     end: Annotated[
         str | None,
-        typer.Option(help="Load state with event time up to this ISO time (UTC); now by default."),
+        typer.Option(
+            help="Load state with event time up to this ISO time (UTC). Default: the latest "
+            "event or label time in the offline tables (data time, not wall-clock now)."
+        ),
     ] = None,
 ) -> None:
     """Load the latest state per entity into Redis (runs `feast materialize`)."""
-    end_time = datetime.now(UTC) if end is None else datetime.fromisoformat(end)
-    if end_time.tzinfo is None:
-        end_time = end_time.replace(tzinfo=UTC)
-    _feast("materialize", "1970-01-01T00:00:00", end_time.strftime("%Y-%m-%dT%H:%M:%S"))
+    from feature_repo.pipeline import latest_state_time
+
+    if end is None:
+        try:
+            end_time = latest_state_time(get_settings().paths.features_dir)
+        except FileNotFoundError as exc:
+            raise _fail(str(exc)) from exc
+        source = "the latest event or label time in the offline tables"
+    else:
+        try:
+            end_time = datetime.fromisoformat(end)
+        except ValueError as exc:
+            raise _fail(f"--end: not an ISO 8601 time: {end!r}") from exc
+        end_time = end_time.replace(tzinfo=UTC) if end_time.tzinfo is None else end_time
+        source = "--end"
+    end_utc = end_time.astimezone(UTC).replace(tzinfo=None)
+    typer.echo(f"materializing state as of {end_utc.isoformat()} UTC ({source})")
+    # Microseconds kept: Feast's end bound is inclusive and the last row sits exactly there.
+    _feast("materialize", "1970-01-01T00:00:00", end_utc.isoformat())
 
 
 @app.command()

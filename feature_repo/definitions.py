@@ -164,16 +164,17 @@ merchant_activity_fv = FeatureView(
 merchant_label_stats_fv = FeatureView(
     name="merchant_label_stats",
     entities=[merchant],
-    ttl=_ONE_DAY,  # offline rows are daily snapshots at UTC midnight
+    ttl=_NO_TTL,  # one row per label day; the on-demand view filters by request time
     schema=[
         Field(name="ml_latest_ts_us", dtype=Int64),
         Field(name="ml_day_numbers", dtype=Array(Int64)),
         Field(name="ml_day_labels", dtype=Array(Int64)),
         Field(name="ml_day_frauds", dtype=Array(Int64)),
+        Field(name="ml_keep_days", dtype=Int64),
     ],
     source=merchant_label_push,
     online=True,
-    description="Labels that reached the merchant per UTC day of arrival, last 30 days.",
+    description="Labels that reached the merchant per UTC day of arrival (LABEL_STATE_DAYS).",
     owner=OWNER,
 )
 

@@ -37,11 +37,24 @@ amount by the customer's average over the 30 complete UTC days before t's day,
 ``[midnight(t) - 30 d, midnight(t))``. The state holds per-day sums and counts for that.
 The merchant fraud rate uses only labels whose ``label_timestamp`` falls in the 30 complete UTC
 days before t's day, so every label it uses was known strictly before t.
+
+Labels as of event time
+-----------------------
+Labels arrive weeks after their transactions, so the label state a store holds can be *newer*
+than a request: Redis materialized to the end of the data knows chargebacks that arrive after
+the transactions being replayed. The merchant's label state therefore keeps the label-arrival
+days ``[day(L) - LABEL_STATE_DAYS, day(L)]`` around its latest label L, not only the last 30:
+a request at t is answered exactly from it whenever t's window ``[day(t) - 30, day(t))`` lies
+inside that range, that is for any t from ``LABEL_STATE_DAYS - 30`` days before L onward.
+Earlier than that, the buckets it needs were dropped, and the rate is *unknown*: NaN, never a
+silent 0. Offline, the point-in-time join never picks a state newer than t, so it is never
+unknown there.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +66,10 @@ STATE_WINDOW_US = DAY_US  # longest exact window: the state arrays cover it
 BASELINE_DAYS = (
     30  # amount_to_avg_30d and merchant_fraud_rate_30d: complete UTC days before t's day
 )
+# Label-arrival days a merchant's label state keeps behind its latest label: the 30-day window
+# plus 60 days of slack, more than any chargeback delay, so a state loaded with all labels known
+# at the end of the data still answers requests from the data's last weeks exactly.
+LABEL_STATE_DAYS = 90
 MAX_GAP_SECONDS = 30 * 86_400.0  # seconds_since_last_txn is capped here (and is this when none)
 MIN_TRAVEL_SECONDS = 60.0  # impossible-travel speed divides by at least one minute
 NIGHT_HOURS = frozenset(range(0, 6))  # 00:00-05:59 UTC
@@ -80,7 +97,7 @@ CUSTOMER_STATE_FIELDS = (
 )
 MERCHANT_STATE_FIELDS = (
     "m_ts_us",  # Array(Int64)
-    "m_txn_ids",  # Array(String)
+    "m_txn_ids",  # Array(String): merchant_event_key(card, transaction id)
     "m_latest_ts_us",  # Int64: T, the merchant's latest known transaction time
     "m_state_cap",  # Int64: the cap this state was built with
 )
@@ -89,6 +106,7 @@ MERCHANT_LABEL_FIELDS = (
     "ml_day_numbers",  # Array(Int64): UTC day of label arrival
     "ml_day_labels",  # Array(Int64): labels that arrived that day
     "ml_day_frauds",  # Array(Int64): of which fraud
+    "ml_keep_days",  # Int64: LABEL_STATE_DAYS this state was built with
 )
 PROFILE_FIELDS = ("home_lat", "home_long")
 
@@ -102,7 +120,6 @@ _MERGE_ONLY_FIELDS = frozenset(
         "c_prev_txn_id",
         "m_txn_ids",
         "m_latest_ts_us",
-        "ml_latest_ts_us",
     }
 )
 FEATURE_INPUTS = {
@@ -253,16 +270,7 @@ def features_for_request(
     if merchant_count:
         merchant_count = min(merchant_count, merchant_state["m_state_cap"])
 
-    labels = frauds = 0
-    for day, n_labels, n_frauds in zip(
-        merchant_labels.get("ml_day_numbers") or [],
-        merchant_labels.get("ml_day_labels") or [],
-        merchant_labels.get("ml_day_frauds") or [],
-        strict=False,
-    ):
-        if today - BASELINE_DAYS <= day < today:
-            labels += n_labels
-            frauds += n_frauds
+    fraud_rate = merchant_fraud_rate(merchant_labels, today)
 
     return {
         "log_amount": math.log1p(amount),
@@ -279,12 +287,36 @@ def features_for_request(
         "distance_from_home_km": from_home,
         "km_per_hour_from_last_txn": speed,
         "merchant_txn_count_24h": merchant_count,
-        "merchant_fraud_rate_30d": frauds / labels if labels else 0.0,
+        "merchant_fraud_rate_30d": fraud_rate,
         # A new customer has no transaction strictly before t (exact offline and online); a new
         # merchant none in the last 24 h (its state view has a one-day ttl, see definitions).
         "is_new_customer": int(last is None),
         "is_new_merchant": int(merchant_count == 0),
     }
+
+
+def merchant_fraud_rate(merchant_labels: Mapping[str, Any], today: int) -> float:
+    """Frauds / labels among labels that arrived in the 30 complete UTC days before ``today``.
+
+    0.0 when the merchant has no such label; NaN (unknown) when the state is too new to hold
+    the whole window (see "Labels as of event time" above).
+
+    Args:
+        merchant_labels: The merchant's ``ml_*`` label-day buckets (empty when none).
+        today: UTC day number of the request.
+    """
+    days = merchant_labels.get("ml_day_numbers") or []
+    if not days:
+        return 0.0
+    first_needed = today - BASELINE_DAYS
+    latest_day = day_number(int(merchant_labels["ml_latest_ts_us"]))
+    if first_needed < latest_day - int(merchant_labels["ml_keep_days"]):
+        return math.nan
+    # Days are ascending: the window is one contiguous slice.
+    start, stop = bisect_left(days, first_needed), bisect_left(days, today)
+    labels = sum(merchant_labels["ml_day_labels"][start:stop])
+    frauds = sum(merchant_labels["ml_day_frauds"][start:stop])
+    return frauds / labels if labels else 0.0
 
 
 # The on-demand view's inputs, grouped as features_for_request takes them.
@@ -425,16 +457,30 @@ def merge_transaction(state: Mapping[str, Any] | None, txn: Transaction, cap: in
     return new
 
 
+def merchant_event_key(customer_id: str, transaction_id: str) -> str:
+    """A merchant's key of one transaction: (card, transaction id), as two cards may reuse an id.
+
+    The separator, U+001F, is a control character no valid id holds, so the key is unambiguous.
+    The batch pipeline builds the same key in SQL (``customer_id || chr(31) || tid``).
+    """
+    return f"{customer_id}\x1f{transaction_id}"
+
+
 def merge_merchant_transaction(state: Mapping[str, Any] | None, txn: Transaction, cap: int) -> dict:
-    """Fold one transaction into a merchant's state; same cap rule as the customer's."""
+    """Fold one transaction into a merchant's state; same cap rule as the customer's.
+
+    Idempotent by (card, transaction id): a retry is not counted twice, while another card's
+    transaction that happens to reuse the id is.
+    """
     state = state or {}
     ids = list(state.get("m_txn_ids") or [])
-    if txn.transaction_id in ids:
+    key = merchant_event_key(txn.customer_id, txn.transaction_id)
+    if key in ids:
         return dict(state)
     entries: list[tuple[int, str, Any]] = [
         (ts, tid, None) for ts, tid in zip(state.get("m_ts_us") or [], ids, strict=True)
     ]
-    entries.append((txn.ts_us, txn.transaction_id, None))
+    entries.append((txn.ts_us, key, None))
     latest = max(txn.ts_us, state.get("m_latest_ts_us") or txn.ts_us)
     kept = _top_cap_by_key(entries, latest, cap)
     return {
@@ -445,16 +491,22 @@ def merge_merchant_transaction(state: Mapping[str, Any] | None, txn: Transaction
     }
 
 
-def merge_label(state: Mapping[str, Any] | None, label_ts_us: int, is_fraud: bool) -> dict:
-    """Fold one arrived label into a merchant's label-day buckets.
+def merge_label(
+    state: Mapping[str, Any] | None,
+    label_ts_us: int,
+    is_fraud: bool,
+    keep_days: int = LABEL_STATE_DAYS,
+) -> dict:
+    """Fold one arrived label into a merchant's label-day buckets (any order gives one result).
 
-    Buckets older than the latest label's day minus :data:`BASELINE_DAYS` are dropped; no
-    request at or after that label can use them.
+    Buckets older than the latest label's day minus ``keep_days`` are dropped; the batch
+    pipeline's row for a label day is exactly this fold of every label up to that day.
 
     Args:
         state: The current ``ml_*`` fields, or ``None``.
         label_ts_us: When the label arrived.
         is_fraud: The label.
+        keep_days: Label-arrival days kept behind the latest label (:data:`LABEL_STATE_DAYS`).
 
     Returns:
         The new ``ml_*`` fields.
@@ -471,11 +523,12 @@ def merge_label(state: Mapping[str, Any] | None, label_ts_us: int, is_fraud: boo
     n_labels, n_frauds = buckets.get(day, (0, 0))
     buckets[day] = (n_labels + 1, n_frauds + int(is_fraud))
     latest = max(label_ts_us, state.get("ml_latest_ts_us") or label_ts_us)
-    first_kept_day = day_number(latest) - BASELINE_DAYS
+    first_kept_day = day_number(latest) - keep_days
     days = sorted(d for d in buckets if d >= first_kept_day)
     return {
         "ml_latest_ts_us": latest,
         "ml_day_numbers": days,
         "ml_day_labels": [buckets[d][0] for d in days],
         "ml_day_frauds": [buckets[d][1] for d in days],
+        "ml_keep_days": keep_days,
     }

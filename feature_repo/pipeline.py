@@ -16,11 +16,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from feature_repo.logic import BASELINE_DAYS, DAY_US, STATE_WINDOW_US
+from feature_repo.events import EventTables, read_event_tables
+from feature_repo.logic import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS, STATE_WINDOW_US
+from fraud_platform.settings import FeatureParams, Paths
 
 OFFLINE_TABLES = (
     "customer_activity",
@@ -43,7 +46,7 @@ def _sql_top_cap(list_expr: str, cap: int) -> str:
     return f"list_slice({list_expr}, greatest(len({list_expr}) - {cap} + 1, 1), len({list_expr}))"
 
 
-def _older_sql(entity: str, fields: str, cap: int) -> str:
+def _older_sql(entity: str, fields: str, cap: int, table: str = "txn") -> str:
     """SQL: per entity and distinct timestamp T, top_cap of the transactions in [T - 24h, T).
 
     A RANGE frame ending ``1 PRECEDING`` (microseconds) holds exactly the transactions strictly
@@ -58,7 +61,7 @@ def _older_sql(entity: str, fields: str, cap: int) -> str:
                        PARTITION BY {entity} ORDER BY ts
                        RANGE BETWEEN {STATE_WINDOW_US} PRECEDING AND 1 PRECEDING) AS window_list,
                    row_number() OVER (PARTITION BY {entity}, ts ORDER BY tid) AS peer_rank
-            FROM txn
+            FROM {table}
         )
         WHERE peer_rank = 1
     """
@@ -143,8 +146,12 @@ def _customer_activity_sql(cap: int) -> tuple[list[str], str]:
 
 
 def _merchant_activity_sql(cap: int) -> tuple[list[str], str]:
+    # A merchant tells transactions apart by (card, transaction id): merchant_event_key.
     setup = [
-        f"CREATE TEMP TABLE m_older AS {_older_sql('merchant_id', 'ts := ts, tid := tid', cap)}"
+        """CREATE TEMP TABLE m_txn AS
+           SELECT merchant_id, ts, customer_id || chr(31) || tid AS tid FROM txn""",
+        "CREATE TEMP TABLE m_older AS "
+        + _older_sql("merchant_id", "ts := ts, tid := tid", cap, table="m_txn"),
     ]
     final = f"""
     SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
@@ -155,7 +162,7 @@ def _merchant_activity_sql(cap: int) -> tuple[list[str], str]:
     FROM (
         SELECT merchant_id, ts, o.older_kept || {_sql_top_cap("g.peers", cap)} AS arr
         FROM (SELECT merchant_id, ts, list_sort(list(struct_pack(ts := ts, tid := tid))) AS peers
-              FROM txn GROUP BY merchant_id, ts) g
+              FROM m_txn GROUP BY merchant_id, ts) g
         JOIN m_older o USING (merchant_id, ts)
     )
     """
@@ -163,37 +170,37 @@ def _merchant_activity_sql(cap: int) -> tuple[list[str], str]:
 
 
 def _merchant_labels_sql() -> tuple[list[str], str]:
-    """Daily snapshots of each merchant's label buckets, one row per merchant and UTC midnight.
+    """Per merchant and UTC day with label arrivals, the label state as of that day's last label.
 
-    The row at midnight D holds the complete label days [D - 30, D): exactly what a request on
-    day D uses, and all of it known before D. Rows are dense (every day from the merchant's
-    first label day + 1 to its last + 31), so with a one-day ttl the point-in-time join has a
-    single candidate per entity row; after the last row every bucket is out of range anyway.
+    The row of day D is stamped with the last label time L of D and holds the label-arrival days
+    ``[D - LABEL_STATE_DAYS, D]``: exactly what :func:`~feature_repo.logic.merge_label` gives
+    after folding every label up to L. The point-in-time join at t picks the last label day at
+    or before t, and the on-demand view uses its complete days before t's day, so every label
+    it counts arrived before t. Rows are sparse (days with labels only) and never expire.
     """
     setup = [
         f"""CREATE TEMP TABLE ml_daily AS
-            SELECT t.merchant_id, l.label_ts // {DAY_US} AS day,
-                   count(*)::BIGINT AS labels, sum(l.is_fraud)::BIGINT AS frauds
-            FROM lab l JOIN txn t USING (tid)
-            GROUP BY t.merchant_id, l.label_ts // {DAY_US}""",
-        f"""CREATE TEMP TABLE ml_snapshot_days AS
-            SELECT merchant_id, unnest(range(min(day) + 1, max(day) + {BASELINE_DAYS + 2})) AS day
-            FROM ml_daily GROUP BY merchant_id""",
+            SELECT merchant_id, label_ts // {DAY_US} AS day,
+                   count(*)::BIGINT AS labels, sum(is_fraud)::BIGINT AS frauds,
+                   max(label_ts) AS last_label_ts
+            FROM lab
+            GROUP BY merchant_id, label_ts // {DAY_US}"""
     ]
     final = f"""
-    SELECT s.merchant_id,
-           make_timestamp(s.day * {DAY_US})::TIMESTAMPTZ AS event_timestamp,
-           s.day * {DAY_US} AS ml_latest_ts_us,
-           coalesce(list(d.day ORDER BY d.day) FILTER (WHERE d.day IS NOT NULL), [])
-               AS ml_day_numbers,
-           coalesce(list(d.labels ORDER BY d.day) FILTER (WHERE d.day IS NOT NULL), [])
-               AS ml_day_labels,
-           coalesce(list(d.frauds ORDER BY d.day) FILTER (WHERE d.day IS NOT NULL), [])
-               AS ml_day_frauds
-    FROM ml_snapshot_days s
-    LEFT JOIN ml_daily d
-      ON d.merchant_id = s.merchant_id AND d.day >= s.day - {BASELINE_DAYS} AND d.day < s.day
-    GROUP BY s.merchant_id, s.day
+    SELECT merchant_id,
+           make_timestamp(last_label_ts)::TIMESTAMPTZ AS event_timestamp,
+           last_label_ts AS ml_latest_ts_us,
+           list_transform(buckets, lambda x: x.d) AS ml_day_numbers,
+           list_transform(buckets, lambda x: x.n) AS ml_day_labels,
+           list_transform(buckets, lambda x: x.f) AS ml_day_frauds,
+           {LABEL_STATE_DAYS}::BIGINT AS ml_keep_days
+    FROM (
+        SELECT merchant_id, last_label_ts,
+               list_sort(list(struct_pack(d := day, n := labels, f := frauds)) OVER (
+                   PARTITION BY merchant_id ORDER BY day
+                   RANGE BETWEEN {LABEL_STATE_DAYS} PRECEDING AND CURRENT ROW)) AS buckets
+        FROM ml_daily
+    )
     """
     return setup, final
 
@@ -213,17 +220,17 @@ def _customer_profile_sql() -> tuple[list[str], str]:
 
 
 def build_offline_tables(
-    raw_dir: Path,
+    events: EventTables,
     out_dir: Path,
     state_cap: int,
     merchant_state_cap: int,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PipelineResult:
-    """Build every offline feature table from the raw tables, atomically.
+    """Build every offline feature table from the events, atomically.
 
     Args:
-        raw_dir: Folder with ``transactions``, ``labels`` and ``customers`` Parquet files.
+        events: Raw data plus what was ingested online (``read_event_tables``).
         out_dir: Folder to write the tables into (created if missing).
         state_cap: Customer state cap (``features.state_cap``).
         merchant_state_cap: Merchant state cap (``features.merchant_state_cap``).
@@ -239,20 +246,18 @@ def build_offline_tables(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET TimeZone = 'UTC'")
+    con.register("events_transactions", events.transactions)
+    con.register("events_labels", events.labels)
+    con.register("events_customers", events.customers)
     con.execute(
         "CREATE TEMP TABLE txn AS SELECT transaction_id AS tid, customer_id, merchant_id, "
-        "epoch_us(timestamp) AS ts, amount, lat, long FROM read_parquet(?)",
-        [str(raw_dir / "transactions.parquet")],
+        "epoch_us(timestamp) AS ts, amount, lat, long FROM events_transactions"
     )
     con.execute(
-        "CREATE TEMP TABLE lab AS SELECT transaction_id AS tid, is_fraud::INTEGER AS is_fraud, "
-        "epoch_us(label_timestamp) AS label_ts FROM read_parquet(?)",
-        [str(raw_dir / "labels.parquet")],
+        "CREATE TEMP TABLE lab AS SELECT transaction_id AS tid, merchant_id, "
+        "is_fraud::INTEGER AS is_fraud, epoch_us(label_timestamp) AS label_ts FROM events_labels"
     )
-    con.execute(
-        "CREATE TEMP TABLE cust AS SELECT * FROM read_parquet(?)",
-        [str(raw_dir / "customers.parquet")],
-    )
+    con.execute("CREATE TEMP TABLE cust AS SELECT * FROM events_customers")
     queries = {
         "customer_activity": _customer_activity_sql(state_cap),
         "merchant_activity": _merchant_activity_sql(merchant_state_cap),
@@ -277,3 +282,61 @@ def build_offline_tables(
         os.replace(tmp, final)
     con.close()
     return PipelineResult(tables=written, seconds=time.perf_counter() - started)
+
+
+def build_features(
+    paths: Paths,
+    features: FeatureParams,
+    progress: Callable[[str], None] | None = None,
+    threads: int | None = None,
+) -> PipelineResult:
+    """The ``features`` step of a project: its raw data plus its ingested events -> its tables.
+
+    The one recipe the CLI, the tests and the benchmarks use.
+
+    Args:
+        paths: The project's paths (raw data, ingestion journals, offline tables).
+        features: ``params.yaml``'s ``features`` section (the state caps).
+        progress: Where to report each table's build time; silent by default.
+        threads: DuckDB threads; all cores by default.
+
+    Returns:
+        Where each table went, its row count and the wall time.
+    """
+    events = read_event_tables(paths.raw_dir, paths.ingested_dir)
+    if progress and (events.ingested_transactions or events.ingested_labels):
+        progress(
+            f"  + {events.ingested_transactions:,} transactions and {events.ingested_labels:,} "
+            f"labels ingested online ({paths.ingested_dir})"
+        )
+    return build_offline_tables(
+        events,
+        paths.features_dir,
+        state_cap=features.state_cap,
+        merchant_state_cap=features.merchant_state_cap,
+        threads=threads,
+        progress=progress,
+    )
+
+
+def latest_state_time(features_dir: Path) -> datetime:
+    """The latest event or label time in the offline tables: "now" as far as the data knows.
+
+    Materializing up to this time loads every entity's state as of the end of the data, so a
+    request timestamped at data time (a replay, a backfill, a demo) sees what training saw;
+    materializing to wall-clock now would add nothing, since no row is newer.
+
+    Raises:
+        FileNotFoundError: If the offline tables have not been built.
+    """
+    paths = [features_dir / f"{name}.parquet" for name in OFFLINE_TABLES]
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        raise FileNotFoundError(f"offline tables not built (run `fraud features build`): {missing}")
+    row = duckdb.execute(
+        "SELECT max(event_timestamp) FROM read_parquet(?)", [[str(p) for p in paths]]
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise FileNotFoundError(f"offline tables under {features_dir} hold no rows")
+    latest: datetime = row[0]
+    return latest.astimezone(UTC) if latest.tzinfo else latest.replace(tzinfo=UTC)

@@ -8,14 +8,23 @@ both places.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from fraud_platform.settings import Settings, export_feast_environment, get_settings
+from fraud_platform.settings import (
+    Settings,
+    export_feast_environment,
+    feast_environment,
+    get_settings,
+)
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -49,6 +58,31 @@ def open_store(settings: Settings | None = None) -> FeatureStore:
     settings = settings or get_settings()
     export_feast_environment(settings)
     return FeatureStore(repo_path=str(settings.paths.feature_repo))
+
+
+def run_feast_cli(
+    settings: Settings, *args: str, capture: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``feast`` CLI in ``feature_repo/`` against this settings' root and Redis.
+
+    Args:
+        settings: Whose registry, offline tables and Redis the CLI should use.
+        *args: The CLI arguments, e.g. ``"apply"``.
+        capture: Capture stdout and stderr instead of passing them through.
+
+    Returns:
+        The finished process; check ``returncode``.
+    """
+    env = {**os.environ, **feast_environment(settings)}
+    feast_bin = Path(sys.executable).with_name("feast")
+    return subprocess.run(
+        [str(feast_bin), *args],
+        cwd=settings.paths.feature_repo,
+        env=env,
+        capture_output=capture,
+        text=True,
+        check=False,
+    )
 
 
 def feature_service(store: FeatureStore) -> FeatureService:
@@ -174,14 +208,13 @@ def online_features(
     return [{name: response[name][i] for name in names} for i in range(len(rows))]
 
 
-def materialize(
-    store: FeatureStore, end: datetime | None = None, start: datetime | None = None
-) -> None:
+def materialize(store: FeatureStore, end: datetime, start: datetime | None = None) -> None:
     """Load the latest state per entity in ``[start, end]`` into Redis (``feast materialize``).
 
     Args:
         store: An open feature store.
-        end: Upper bound of event times to load; now by default.
+        end: Upper bound of event times to load (inclusive); usually the data's latest time,
+            :func:`feature_repo.pipeline.latest_state_time`.
         start: Lower bound; the epoch by default (state rows never expire).
     """
-    store.materialize(start_date=start or _EPOCH, end_date=end or datetime.now(UTC))
+    store.materialize(start_date=start or _EPOCH, end_date=end)

@@ -43,6 +43,11 @@ class Paths(BaseModel):
         return self.root / "data" / "features"
 
     @property
+    def ingested_dir(self) -> Path:
+        """Journals of the transactions and labels the API took in (raw data's online twin)."""
+        return self.root / "data" / "ingested"
+
+    @property
     def feature_repo(self) -> Path:
         """The Feast repository (code, so always beside this package, whatever the root)."""
         return PROJECT_ROOT / "feature_repo"

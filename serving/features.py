@@ -173,7 +173,11 @@ class DirectReader:
                     proto.ParseFromString(blob)
                     inputs[feature].append(_python_value(proto))
         out = self._udf(inputs)
-        return [{name: out[name][i] for name in self.names} for i in range(len(rows))]
+        # NaN (an unknown feature) as None, as Feast's online response carries it.
+        return [
+            {name: (None if (v := out[name][i]) != v else v) for name in self.names}
+            for i in range(len(rows))
+        ]
 
     def ping(self) -> bool:
         """Redis PING."""

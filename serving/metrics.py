@@ -40,6 +40,11 @@ class Metrics:
             "fraud_api_cold_starts", "Scored transactions of an unknown customer or merchant.",
             registry=r,
         )  # fmt: skip
+        self.unknown_features = Counter(
+            "fraud_api_unknown_features",
+            "Features answered as unknown (the online state could not give the exact value).",
+            registry=r,
+        )  # fmt: skip
         self.feature_fetch = Histogram(
             "fraud_api_feature_fetch_seconds", "Online feature read (one call per request).",
             buckets=_LATENCY_BUCKETS, registry=r,

@@ -52,9 +52,16 @@ class ModelBundle:
 
         Returns:
             ``(probability, x, contributions)``; contributions are coef × standardized value.
+            An unknown feature (NaN, see ``merchant_fraud_rate_30d``) is taken at its training
+            mean: standardized value 0, so it contributes nothing either way.
         """
-        x = np.fromiter((float(values[name]) for name in self.features), float, len(self.features))
-        contributions = self.coef * ((x - self.mean) / self.scale)
+        x = np.fromiter(
+            (math.nan if (v := values[name]) is None else float(v) for name in self.features),
+            float,
+            len(self.features),
+        )
+        standardized = (x - self.mean) / self.scale
+        contributions = self.coef * np.where(np.isnan(standardized), 0.0, standardized)
         logit = float(contributions.sum()) + self.intercept
         if logit >= 0:
             probability = 1.0 / (1.0 + math.exp(-logit))
@@ -69,7 +76,7 @@ class ModelBundle:
         return [
             {
                 "feature": self.features[i],
-                "value": float(x[i]),
+                "value": None if math.isnan(x[i]) else float(x[i]),
                 "contribution": float(contributions[i]),
             }
             for i in top

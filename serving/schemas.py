@@ -6,13 +6,20 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"  # 1-64 chars, no spaces or markup
+from fraud_platform.ids import ID_MAX_LENGTH, ID_PATTERN, ID_RULE, check_id
+
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # state timestamps are µs since the epoch, >= 0
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
-Identifier = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+# The one id rule (fraud_platform.ids): the pattern documents it in the OpenAPI schema; the
+# validator enforces it with a message that states the rule.
+Identifier = Annotated[
+    StrictStr,
+    Field(max_length=ID_MAX_LENGTH, json_schema_extra={"pattern": ID_PATTERN}, description=ID_RULE),
+    AfterValidator(check_id),
+]
 
 
 class TransactionIn(BaseModel):
@@ -68,7 +75,7 @@ class Contribution(BaseModel):
     """One feature's share of the score: coefficient times standardized value (log-odds)."""
 
     feature: str
-    value: float
+    value: float | None = Field(description="null when the feature is unknown")
     contribution: float
 
 
@@ -90,7 +97,15 @@ class ScoreOut(BaseModel):
     explanation: list[Contribution]
     model_version: ModelVersionOut
     cold_start: bool
-    features: dict[str, float | int]
+    features: dict[str, float | int | None] = Field(
+        description="Every feature the model saw; null for an unknown one (see unknown_features)."
+    )
+    unknown_features: list[str] = Field(
+        default_factory=list,
+        description="Features the online state could not answer exactly at this time (taken "
+        "at their training mean by the model), e.g. a merchant's label rate asked for long "
+        "before the labels the store already holds.",
+    )
 
 
 class BatchOut(BaseModel):

@@ -9,6 +9,7 @@ timestamp order. Send dependent transactions in separate requests to have them s
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def _is_unknown(value: Any) -> bool:
+    """A feature the online state could not answer exactly (NaN, or null through Feast)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 class ServiceUnavailableError(RuntimeError):
@@ -106,6 +112,9 @@ class ScoringService:
             probability, x, contributions = bundle.score(values)
             prediction = "FRAUD" if probability >= bundle.threshold else "LEGIT"
             cold_start = bool(values.get("is_new_customer") or values.get("is_new_merchant"))
+            unknown = [name for name, value in values.items() if _is_unknown(value)]
+            if unknown:
+                self.metrics.unknown_features.inc(len(unknown))
             self.metrics.predictions.labels(prediction).inc()
             if cold_start:
                 self.metrics.cold_starts.inc()
@@ -135,7 +144,8 @@ class ScoringService:
                     "explanation": bundle.explain(x, contributions),
                     "model_version": model_version,
                     "cold_start": cold_start,
-                    "features": values,
+                    "features": {k: None if k in unknown else v for k, v in values.items()},
+                    "unknown_features": unknown,
                 }
             )
         try:

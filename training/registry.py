@@ -212,7 +212,7 @@ def load_training_set(
 
     from feature_repo.store import open_store
 
-    labeled = labeled_transactions(settings.paths.raw_dir)
+    labeled = labeled_transactions(settings.paths.raw_dir, settings.paths.ingested_dir)
     progress(f"{len(labeled):,} labeled transactions ({labeled[LABEL_COLUMN].mean():.2%} fraud)")
     store = open_store(settings)
     try:

@@ -80,11 +80,13 @@ def _quiet(message: str) -> None:
 # ------------------------------------------------------------------ data
 
 
-def labeled_transactions(raw_dir: Path) -> pd.DataFrame:
-    """Raw transactions that have a label, with their ``is_fraud`` target.
+def labeled_transactions(raw_dir: Path, ingested_dir: Path | None = None) -> pd.DataFrame:
+    """Transactions that have a label, with their ``is_fraud`` target.
 
     Args:
-        raw_dir: Folder with ``transactions.parquet`` and ``labels.parquet`` (raw schema).
+        raw_dir: Folder with the raw tables (raw schema).
+        ingested_dir: Journals of transactions scored and labels posted online since; they
+            train the next model too. Raw data only when ``None``.
 
     Returns:
         Raw-schema transaction columns plus ``is_fraud`` (int8), sorted by
@@ -94,10 +96,10 @@ def labeled_transactions(raw_dir: Path) -> pd.DataFrame:
         FileNotFoundError: If a table is missing.
         TrainingError: If no transaction has a label, or all labels are one class.
     """
-    transactions = pd.read_parquet(raw_dir / "transactions.parquet")
-    labels = pd.read_parquet(raw_dir / "labels.parquet", columns=["transaction_id", LABEL_COLUMN])
-    labeled = transactions.merge(labels, on="transaction_id", how="inner", validate="one_to_one")
-    labeled = labeled.sort_values(["timestamp", "transaction_id"], kind="stable")
+    from feature_repo.events import read_event_tables
+
+    labeled = read_event_tables(raw_dir, ingested_dir).labeled_transactions()
+    labeled[LABEL_COLUMN] = labeled[LABEL_COLUMN].astype("int8")
     labeled = labeled.reset_index(drop=True)
     check_labels(labeled[LABEL_COLUMN], where="labeled transactions")
     return labeled

@@ -231,6 +231,16 @@ BAD_KAGGLE = [
         "line 6, column is_fraud: must be 0 or 1",
         id="bad-label",
     ),
+    pytest.param(
+        lambda f: _break(f, 2, "merchant", "fraud_Kirlin\tand Sons"),
+        "line 4, column merchant: id 'fraud_Kirlin\\tand Sons' must be 1-128 printable",
+        id="control-character-in-merchant",
+    ),
+    pytest.param(
+        lambda f: _break(f, 6, "trans_num", "x" * 129),
+        "line 8, column trans_num: id",
+        id="overlong-transaction-id",
+    ),
 ]
 
 
@@ -270,3 +280,55 @@ def test_label_time_not_after_transaction_is_rejected(small_tables: Tables, tmp_
 def test_missing_file_is_a_file_not_found_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nope\.csv"):
         import_csv(tmp_path / "nope.csv")
+
+
+REAL_MERCHANT_NAMES = [
+    "fraud_Kirlin and Sons",
+    "fraud_Bins-Howell, Ltd.",
+    "fraud_O'Keefe-Schmitt",
+    "fraud_Café Müller & Söhne",
+    '"Quoted", Inc.',
+]
+
+
+def test_real_looking_ids_round_trip_through_csv_and_parquet(
+    kaggle_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Spaces, commas, quotes, apostrophes and accents survive import and Parquet unchanged."""
+    import pyarrow.parquet as pq
+
+    from data.generate import write_tables
+
+    renamed = kaggle_rows.copy()
+    old = sorted(renamed["merchant"].unique())
+    mapping = {
+        m: REAL_MERCHANT_NAMES[i % len(REAL_MERCHANT_NAMES)] + f" #{i}" for i, m in enumerate(old)
+    }
+    renamed["merchant"] = renamed["merchant"].map(mapping)
+    renamed["cc_num"] = "card " + renamed["cc_num"].astype(str) + ", Ñ"
+    path = write_kaggle_csv(renamed, tmp_path / "real.csv", index_column=True)
+    imported = import_csv(path)
+    assert set(imported["transactions"]["merchant_id"]) == set(mapping.values())
+    assert set(imported["merchants"]["merchant_id"]) == set(mapping.values())
+    write_tables(imported, tmp_path / "raw")
+    back = pq.read_table(tmp_path / "raw" / "transactions.parquet").to_pandas()
+    assert list(back["merchant_id"]) == list(imported["transactions"]["merchant_id"])
+    assert list(back["customer_id"]) == list(imported["transactions"]["customer_id"])
+
+
+SPARKOV_SAMPLE = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "sparkov_2023_150cards.csv.gz"
+)
+
+
+def test_every_merchant_of_real_sparkov_output_is_a_valid_id() -> None:
+    """The shared Sparkov sample: 65 % of its merchant names hold a space or a comma."""
+    from fraud_platform.ids import invalid_id_mask
+
+    if not SPARKOV_SAMPLE.exists():
+        pytest.skip(f"shared sample not present at {SPARKOV_SAMPLE}")
+    frame = pd.read_csv(SPARKOV_SAMPLE, usecols=["merchant", "cc_num", "trans_num"], dtype=str)
+    with_space = frame["merchant"].str.contains(r"[ ,]", regex=True).mean()
+    assert with_space > 0.5  # the sample really exercises the rule
+    for column in ("merchant", "cc_num", "trans_num"):
+        assert not invalid_id_mask(frame[column]).any(), column

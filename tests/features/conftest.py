@@ -138,14 +138,15 @@ def feature_project(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[FeatureProject]:
     """Raw edge-case data -> offline tables -> `feast apply`, in an isolated root."""
-    from feature_repo.pipeline import build_offline_tables
+    from feature_repo.pipeline import build_features
+    from fraud_platform.settings import FeatureParams
 
     root = tmp_path_factory.mktemp("project")
     settings = Settings(project_root=root, redis_url=redis_url)
     tables = edge_case_tables()
     write_raw(tables, settings.paths.raw_dir)
-    build_offline_tables(
-        settings.paths.raw_dir, settings.paths.features_dir, STATE_CAP, MERCHANT_CAP
+    build_features(
+        settings.paths, FeatureParams(state_cap=STATE_CAP, merchant_state_cap=MERCHANT_CAP)
     )
     feast_cli(settings, "apply")
     saved = {k: os.environ.get(k) for k in _ENV_KEYS}

@@ -165,7 +165,7 @@ def _apply(store: Any) -> None:
 def _setup(root: Path) -> dict[str, Any]:
 
     from data.generate import generate, write_tables
-    from feature_repo.pipeline import build_offline_tables
+    from feature_repo.pipeline import build_features
     from feature_repo.store import feature_names, historical_features, materialize, open_store
     from fraud_platform.settings import get_settings, load_params
 
@@ -174,12 +174,7 @@ def _setup(root: Path) -> dict[str, Any]:
     params = load_params()
     tables = generate(params.generate, params.seed, n_customers=300, days=3)
     write_tables(tables, settings.paths.raw_dir)
-    build_offline_tables(
-        settings.paths.raw_dir,
-        settings.paths.features_dir,
-        params.features.state_cap,
-        params.features.merchant_state_cap,
-    )
+    build_features(settings.paths, params.features)
     _lap("offline tables")
     store = open_store(settings)
     _lap("open store")

@@ -97,7 +97,7 @@ def early_tables(tables: dict[str, pd.DataFrame], share: float) -> dict[str, pd.
 def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Project]:
     """``full`` and ``early`` projects, built and applied once for the session."""
     from data.generate import generate, write_tables
-    from feature_repo.pipeline import build_offline_tables
+    from feature_repo.pipeline import build_features
 
     raw_params = small_params()
     built: dict[str, Project] = {}
@@ -114,12 +114,7 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Project]:
         if name == "early":
             tables = early_tables(tables, EARLY_SHARE)
         write_tables(tables, settings.paths.raw_dir)
-        build_offline_tables(
-            settings.paths.raw_dir,
-            settings.paths.features_dir,
-            params.features.state_cap,
-            params.features.merchant_state_cap,
-        )
+        build_features(settings.paths, params.features)
         built[name] = Project(root=root, settings=settings, params=params, tables=tables)
     applies = {name: _feast_apply(project.settings) for name, project in built.items()}
     for name, process in applies.items():

@@ -1,0 +1,183 @@
+"""Every event the features are computed from: raw data plus what was ingested online.
+
+Two sources feed the state: the raw tables under ``data/raw`` (generated or imported, DVC
+tracked), and the events the API took in since: each scored transaction, and each label posted
+to ``POST /labels``. The API appends those to two journals under ``data/ingested``
+(:mod:`fraud_platform.journal`: one ``os.write`` per request, before the answer, so a crash of
+the API loses none) *before* folding them into Redis. :func:`read_event_tables` is the one
+union of both sources, and everything downstream reads it: the offline feature build, the
+rebuild of the online state, training and the consistency monitor. So the online state can be
+rebuilt exactly from durable files, and training sees what the API saw.
+
+Duplicates: a transaction is identified by (customer, transaction id), since two cards may reuse
+one id; a retried ingestion of the same one keeps the first. A label is identified by its
+transaction id, first wins (``POST /labels`` is idempotent by transaction id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.schema import LABELS, TRANSACTIONS
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from fraud_platform.journal import Journal
+
+TRANSACTIONS_JOURNAL = "transactions"
+LABELS_JOURNAL = "labels"
+
+_JOURNAL_TYPES = {
+    pa.string(): "string",
+    pa.float64(): "float64",
+    pa.int8(): "int64",
+    pa.int64(): "int64",
+    pa.timestamp("us", tz="UTC"): "timestamp",
+}
+# Journal columns: the raw schemas', plus the label's merchant (the label of a transaction the
+# API scored has no raw row to join the merchant from).
+TRANSACTION_COLUMNS = {f.name: _JOURNAL_TYPES[f.type] for f in TRANSACTIONS}
+LABEL_COLUMNS = {
+    "transaction_id": "string",
+    "merchant_id": "string",
+    **{f.name: _JOURNAL_TYPES[f.type] for f in LABELS if f.name != "transaction_id"},
+}
+LABELS_WITH_MERCHANT = pa.schema([*LABELS, pa.field("merchant_id", pa.string())])
+
+
+@dataclass(frozen=True)
+class EventTables:
+    """Transactions, labels (with their merchant) and customers, as Arrow tables.
+
+    Attributes:
+        transactions: Raw schema, sorted by (timestamp, transaction_id), raw rows first.
+        labels: Raw label schema plus ``merchant_id``.
+        customers: The raw customers table (homes of known cardholders).
+        ingested_transactions: How many transactions came from the online journal.
+        ingested_labels: How many labels came from the online journal.
+    """
+
+    transactions: pa.Table
+    labels: pa.Table
+    customers: pa.Table
+    ingested_transactions: int = 0
+    ingested_labels: int = 0
+
+    def labeled_transactions(self) -> pd.DataFrame:
+        """Transactions with a label: the raw transaction columns plus ``is_fraud``."""
+        con = duckdb.connect()
+        con.register("txn", self.transactions)
+        con.register("lab", self.labels)
+        return con.execute(
+            """SELECT t.*, l.is_fraud FROM txn t
+               JOIN lab l ON l.transaction_id = t.transaction_id
+                         AND l.merchant_id = t.merchant_id
+               ORDER BY t.timestamp, t.transaction_id"""
+        ).df()
+
+
+def open_journals(ingested_dir: Path, fsync_seconds: float = 1.0) -> tuple[Journal, Journal]:
+    """The API's two ingestion journals, opened (dead writers' segments recovered).
+
+    Returns:
+        ``(transactions, labels)``; close both on shutdown.
+    """
+    from fraud_platform.journal import Journal
+
+    transactions = Journal(
+        ingested_dir, TRANSACTIONS_JOURNAL, TRANSACTION_COLUMNS, fsync_seconds=fsync_seconds
+    )
+    labels = Journal(ingested_dir, LABELS_JOURNAL, LABEL_COLUMNS, fsync_seconds=fsync_seconds)
+    return transactions.open(), labels.open()
+
+
+def _journal(ingested_dir: Path | None, name: str, schema: pa.Schema) -> pa.Table:
+    if ingested_dir is None or not ingested_dir.is_dir():
+        return schema.empty_table()
+    from fraud_platform.journal import read_journal
+
+    table = read_journal(ingested_dir, name)
+    if table.num_rows == 0:
+        return schema.empty_table()
+    return table.select(schema.names).cast(schema)
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    table: pa.Table = con.sql(sql).to_arrow_table()
+    return table
+
+
+def read_event_tables(raw_dir: Path, ingested_dir: Path | None = None) -> EventTables:
+    """The raw tables united with the events ingested online (see the module docstring).
+
+    Args:
+        raw_dir: Folder of the raw Parquet tables.
+        ingested_dir: Folder of the ingestion journals; raw data only when ``None`` or empty.
+
+    Returns:
+        The united, de-duplicated tables.
+
+    Raises:
+        FileNotFoundError: If a raw table is missing.
+    """
+    raw_txn = pq.read_table(raw_dir / "transactions.parquet", schema=TRANSACTIONS)
+    raw_labels = pq.read_table(raw_dir / "labels.parquet", schema=LABELS)
+    customers = pq.read_table(raw_dir / "customers.parquet")
+    new_txn = _journal(ingested_dir, TRANSACTIONS_JOURNAL, TRANSACTIONS)
+    new_labels = _journal(ingested_dir, LABELS_JOURNAL, LABELS_WITH_MERCHANT)
+    if new_txn.num_rows == 0 and new_labels.num_rows == 0:
+        con = duckdb.connect()
+        con.register("raw_txn", raw_txn)
+        con.register("raw_labels", raw_labels)
+        labels = _arrow(
+            con,
+            """SELECT l.*, t.merchant_id FROM raw_labels l
+               JOIN raw_txn t USING (transaction_id)""",
+        )
+        return EventTables(raw_txn, labels.cast(LABELS_WITH_MERCHANT), customers)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    # Journal order (segment, then line) decides between duplicates: first wins.
+    new_txn = new_txn.append_column("seq", pa.array(range(new_txn.num_rows), pa.int64()))
+    new_labels = new_labels.append_column("seq", pa.array(range(new_labels.num_rows), pa.int64()))
+    for name, table in (
+        ("raw_txn", raw_txn),
+        ("raw_labels", raw_labels),
+        ("new_txn", new_txn),
+        ("new_labels", new_labels),
+    ):
+        con.register(name, table)
+    columns = ", ".join(TRANSACTIONS.names)
+    transactions = _arrow(
+        con,
+        f"""SELECT {columns} FROM (
+                SELECT *, 0 AS src, 0 AS seq FROM raw_txn
+                UNION ALL BY NAME
+                SELECT *, 1 AS src FROM new_txn)
+            QUALIFY row_number() OVER (
+                PARTITION BY customer_id, transaction_id ORDER BY src, seq) = 1
+            ORDER BY timestamp, transaction_id""",
+    )
+    label_columns = ", ".join(LABELS_WITH_MERCHANT.names)
+    labels = _arrow(
+        con,
+        f"""SELECT {label_columns} FROM (
+                SELECT l.*, t.merchant_id, 0 AS src, 0 AS seq
+                FROM raw_labels l JOIN raw_txn t USING (transaction_id)
+                UNION ALL BY NAME
+                SELECT *, 1 AS src FROM new_labels)
+            QUALIFY row_number() OVER (PARTITION BY transaction_id ORDER BY src, seq) = 1""",
+    )
+    return EventTables(
+        transactions.cast(TRANSACTIONS),
+        labels.cast(LABELS_WITH_MERCHANT),
+        customers,
+        ingested_transactions=new_txn.num_rows,
+        ingested_labels=new_labels.num_rows,
+    )
