@@ -129,9 +129,7 @@ def ingest_labels(
         raise _fail(str(exc)) from exc
     arrived = labels[(labels["label_timestamp"] > start) & (labels["label_timestamp"] <= end)]
     arrived = arrived.merge(transactions, on="transaction_id").sort_values("label_timestamp")
-    writer = OnlineStateWriter(
-        open_store(), params.features.state_cap, params.features.merchant_state_cap
-    )
+    writer = OnlineStateWriter(open_store(), params.features)
     applied = writer.ingest_labels(
         [
             (str(r.merchant_id), int(r.label_timestamp.value // 1_000), bool(r.is_fraud))

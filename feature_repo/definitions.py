@@ -17,11 +17,26 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 
-from feature_repo.logic import FEATURE_INPUTS, OUTPUT_FEATURES
+from feature_repo.logic import FEATURE_INPUTS, OUTPUT_FEATURES, STATE_FIELDS
 from feature_repo.store import FEATURE_SERVICE_NAME
 from fraud_platform.settings import get_settings
 
 OWNER = "fraud-ml-platform@example.com"
+_FEAST_TYPES: dict[str, Any] = {
+    "int64": Int64,
+    "float64": Float64,
+    "string": String,
+    "int64[]": Array(Int64),
+    "float64[]": Array(Float64),
+    "string[]": Array(String),
+}
+
+
+def _schema(view: str) -> list[Field]:
+    """A state view's schema, from its field table in feature_repo.logic (the one list)."""
+    return [Field(name=name, dtype=_FEAST_TYPES[kind]) for name, kind in STATE_FIELDS[view]]
+
+
 _FEATURES_DIR = get_settings().paths.features_dir
 _NO_TTL = timedelta(0)  # state rows never expire: the on-demand view filters by request time
 # A merchant state older than a day holds nothing inside any of its windows, so a one-day ttl
@@ -121,24 +136,7 @@ customer_activity_fv = FeatureView(
     name="customer_activity",
     entities=[customer],
     ttl=_NO_TTL,
-    schema=[
-        Field(name="c_ts_us", dtype=Array(Int64)),
-        Field(name="c_txn_ids", dtype=Array(String)),
-        Field(name="c_amounts", dtype=Array(Float64)),
-        Field(name="c_merchant_ids", dtype=Array(String)),
-        Field(name="c_latest_ts_us", dtype=Int64),
-        Field(name="c_latest_txn_id", dtype=String),
-        Field(name="c_latest_lat", dtype=Float64),
-        Field(name="c_latest_long", dtype=Float64),
-        Field(name="c_prev_ts_us", dtype=Int64),
-        Field(name="c_prev_txn_id", dtype=String),
-        Field(name="c_prev_lat", dtype=Float64),
-        Field(name="c_prev_long", dtype=Float64),
-        Field(name="c_day_numbers", dtype=Array(Int64)),
-        Field(name="c_day_sums", dtype=Array(Float64)),
-        Field(name="c_day_counts", dtype=Array(Int64)),
-        Field(name="c_state_cap", dtype=Int64),
-    ],
+    schema=_schema("customer_activity"),
     source=customer_activity_push,
     online=True,
     description="Customer's transactions of the last 24 h (capped) and 30 daily buckets.",
@@ -149,12 +147,7 @@ merchant_activity_fv = FeatureView(
     name="merchant_activity",
     entities=[merchant],
     ttl=_ONE_DAY,
-    schema=[
-        Field(name="m_ts_us", dtype=Array(Int64)),
-        Field(name="m_txn_ids", dtype=Array(String)),
-        Field(name="m_latest_ts_us", dtype=Int64),
-        Field(name="m_state_cap", dtype=Int64),
-    ],
+    schema=_schema("merchant_activity"),
     source=merchant_activity_push,
     online=True,
     description="Merchant's transactions of the last 24 h (capped).",
@@ -165,13 +158,7 @@ merchant_label_stats_fv = FeatureView(
     name="merchant_label_stats",
     entities=[merchant],
     ttl=_NO_TTL,  # one row per label day; the on-demand view filters by request time
-    schema=[
-        Field(name="ml_latest_ts_us", dtype=Int64),
-        Field(name="ml_day_numbers", dtype=Array(Int64)),
-        Field(name="ml_day_labels", dtype=Array(Int64)),
-        Field(name="ml_day_frauds", dtype=Array(Int64)),
-        Field(name="ml_keep_days", dtype=Int64),
-    ],
+    schema=_schema("merchant_label_stats"),
     source=merchant_label_push,
     online=True,
     description="Labels that reached the merchant per UTC day of arrival (LABEL_STATE_DAYS).",
@@ -182,10 +169,7 @@ customer_profile_fv = FeatureView(
     name="customer_profile",
     entities=[customer],
     ttl=_NO_TTL,
-    schema=[
-        Field(name="home_lat", dtype=Float64),
-        Field(name="home_long", dtype=Float64),
-    ],
+    schema=_schema("customer_profile"),
     source=customer_profile_source,
     online=True,
     description="Cardholder's home location.",

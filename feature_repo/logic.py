@@ -16,21 +16,26 @@ The state row written for a transaction at time T carries T itself, so the point
 at t = T picks it; the strict ``< t`` filter is what keeps a transaction (and its same-second
 peers) out of its own features, offline and online alike.
 
-The state and its cap
----------------------
+The state, its cap and late events
+----------------------------------
 The window features of a request at t aggregate the ``cap`` most recent (by timestamp, then
 transaction id) of the customer's transactions in ``[t - 24h, t)``; the 1 h features take the
 members of that set inside ``[t - 1h, t)``. With fewer than ``cap`` transactions a day that is
 simply all of them; a longer burst saturates the features, identically offline and online.
 
-To serve that for any later t, the state of a customer whose latest transaction is at T holds::
+Requests may arrive late: a transaction stamped up to ``L`` (``features.max_lateness_seconds``)
+before the latest one stored must still get exactly the reference's features. So the state of
+a customer whose latest transaction is at T holds::
 
-    arrays = top_cap(transactions in [T - 24h, T)) + top_cap(transactions at exactly T)
+    arrays = top_cap(transactions in [T - 24h - L, T - L)) + every transaction in [T - L, T]
+    anchor = the latest transaction before T - 24h - L (when the arrays hold nothing earlier)
 
-(``top_cap`` keeps the ``cap`` largest keys). Keeping the peers at T apart from the strictly
-older part means a same-second peer still finds the ``cap`` transactions before it, and the
-state is *mergeable*: folding transactions in one at a time (online, :func:`merge_transaction`)
-gives exactly the state the batch pipeline computes from the whole history, in any order.
+For any t >= T - L this contains the ``cap`` most recent transactions of ``[t - 24h, t)`` and
+the latest transaction before t, and it is a function of the set of transactions alone: folding
+them in one at a time, in any order (online, :func:`merge_transaction`), gives exactly the state
+the batch pipeline computes from the whole history. A request more than L older than the state
+(:func:`lateness_us`) is answered from what the state retains and flagged by the API; it is
+never called a new customer just because its history was not retained.
 
 The 30-day baseline is a point-in-time correct daily snapshot: ``amount_to_avg_30d`` divides the
 amount by the customer's average over the 30 complete UTC days before t's day,
@@ -62,7 +67,7 @@ from typing import Any
 MICROS_PER_SECOND = 1_000_000
 HOUR_US = 3_600 * MICROS_PER_SECOND
 DAY_US = 86_400 * MICROS_PER_SECOND
-STATE_WINDOW_US = DAY_US  # longest exact window: the state arrays cover it
+STATE_WINDOW_US = DAY_US  # longest exact window: the state arrays cover it (plus the lateness)
 BASELINE_DAYS = (
     30  # amount_to_avg_30d and merchant_fraud_rate_30d: complete UTC days before t's day
 )
@@ -77,57 +82,59 @@ EARTH_RADIUS_KM = 6_371.0088
 
 # ------------------------------------------------------------------ names of stored state fields
 
-CUSTOMER_STATE_FIELDS = (
-    "c_ts_us",  # Array(Int64): timestamps (µs since epoch, UTC), ascending by (ts, txn id)
-    "c_txn_ids",  # Array(String)
-    "c_amounts",  # Array(Float64)
-    "c_merchant_ids",  # Array(String)
-    "c_latest_ts_us",  # Int64: T, the latest known transaction time
-    "c_latest_txn_id",  # String: largest transaction id at T
-    "c_latest_lat",  # Float64: where that transaction happened
-    "c_latest_long",
-    "c_prev_ts_us",  # Int64: latest transaction strictly before T (-1 when none)
-    "c_prev_txn_id",
-    "c_prev_lat",
-    "c_prev_long",
-    "c_day_numbers",  # Array(Int64): UTC day numbers (days since epoch) of the daily buckets
-    "c_day_sums",  # Array(Float64): amount per day
-    "c_day_counts",  # Array(Int64): transactions per day
-    "c_state_cap",  # Int64: the cap this state was built with
+# Each stored field: (name, Feast value type: "int64", "float64", "string", "int64[]",
+# "float64[]" or "string[]"). The Feast views' schemas are derived from these tables.
+CUSTOMER_STATE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("c_ts_us", "int64[]"),  # timestamps (µs since epoch, UTC), ascending by (ts, txn id)
+    ("c_txn_ids", "string[]"),
+    ("c_amounts", "float64[]"),
+    ("c_merchant_ids", "string[]"),
+    ("c_lats", "float64[]"),  # where each transaction happened
+    ("c_longs", "float64[]"),
+    ("c_latest_ts_us", "int64"),  # T, the latest known transaction time
+    ("c_anchor_ts_us", "int64"),  # latest transaction before T - 24h - L (-1 when none)
+    ("c_anchor_txn_id", "string"),
+    ("c_anchor_lat", "float64"),
+    ("c_anchor_long", "float64"),
+    ("c_day_numbers", "int64[]"),  # UTC day numbers (days since epoch) of the daily buckets
+    ("c_day_sums", "float64[]"),  # amount per day
+    ("c_day_counts", "int64[]"),  # transactions per day
+    ("c_state_cap", "int64"),  # the cap this state was built with
+    ("c_lateness_us", "int64"),  # the lateness L this state was built with
 )
-MERCHANT_STATE_FIELDS = (
-    "m_ts_us",  # Array(Int64)
-    "m_txn_ids",  # Array(String): merchant_event_key(card, transaction id)
-    "m_latest_ts_us",  # Int64: T, the merchant's latest known transaction time
-    "m_state_cap",  # Int64: the cap this state was built with
+MERCHANT_STATE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("m_ts_us", "int64[]"),
+    ("m_txn_ids", "string[]"),  # merchant_event_key(card, transaction id)
+    ("m_latest_ts_us", "int64"),  # T, the merchant's latest known transaction time
+    ("m_state_cap", "int64"),
+    ("m_lateness_us", "int64"),
 )
-MERCHANT_LABEL_FIELDS = (
-    "ml_latest_ts_us",  # Int64: latest label arrival time known for the merchant
-    "ml_day_numbers",  # Array(Int64): UTC day of label arrival
-    "ml_day_labels",  # Array(Int64): labels that arrived that day
-    "ml_day_frauds",  # Array(Int64): of which fraud
-    "ml_keep_days",  # Int64: LABEL_STATE_DAYS this state was built with
+MERCHANT_LABEL_FIELDS: tuple[tuple[str, str], ...] = (
+    ("ml_latest_ts_us", "int64"),  # latest label arrival time known for the merchant
+    ("ml_day_numbers", "int64[]"),  # UTC day of label arrival
+    ("ml_day_labels", "int64[]"),  # labels that arrived that day
+    ("ml_day_frauds", "int64[]"),  # of which fraud
+    ("ml_keep_days", "int64"),  # LABEL_STATE_DAYS this state was built with
 )
-PROFILE_FIELDS = ("home_lat", "home_long")
+PROFILE_FIELDS: tuple[tuple[str, str], ...] = (("home_lat", "float64"), ("home_long", "float64"))
+STATE_FIELDS = {
+    "customer_activity": CUSTOMER_STATE_FIELDS,
+    "merchant_activity": MERCHANT_STATE_FIELDS,
+    "merchant_label_stats": MERCHANT_LABEL_FIELDS,
+    "customer_profile": PROFILE_FIELDS,
+}
 
 # The state fields the on-demand view reads. The ids serve only the online merge (ordering and
 # idempotency); leaving them out of the view's inputs keeps Feast from joining and converting
 # them in every historical and online read.
-_MERGE_ONLY_FIELDS = frozenset(
-    {
-        "c_txn_ids",
-        "c_latest_txn_id",
-        "c_prev_txn_id",
-        "m_txn_ids",
-        "m_latest_ts_us",
-    }
-)
+_MERGE_ONLY_FIELDS = frozenset({"c_txn_ids", "c_anchor_txn_id", "m_txn_ids", "m_latest_ts_us"})
 FEATURE_INPUTS = {
-    "customer_activity": tuple(f for f in CUSTOMER_STATE_FIELDS if f not in _MERGE_ONLY_FIELDS),
-    "merchant_activity": tuple(f for f in MERCHANT_STATE_FIELDS if f not in _MERGE_ONLY_FIELDS),
-    "merchant_label_stats": tuple(f for f in MERCHANT_LABEL_FIELDS if f not in _MERGE_ONLY_FIELDS),
-    "customer_profile": PROFILE_FIELDS,
+    view: tuple(name for name, _ in fields if name not in _MERGE_ONLY_FIELDS)
+    for view, fields in STATE_FIELDS.items()
 }
+# The time of the latest event each state holds: the API compares it with the request's time
+# to tell a late request beyond the lateness bound (lateness_us).
+STATE_TIME_FIELDS = {"customer_activity": "c_latest_ts_us", "merchant_activity": "m_latest_ts_us"}
 REQUEST_FIELDS = ("txn_timestamp_us", "amount", "lat", "long")
 
 # The model's features, in order: the outputs of the on-demand view. Feast's feature service
@@ -170,21 +177,28 @@ def haversine_km(lat1: float, long1: float, lat2: float, long2: float) -> float:
 # ------------------------------------------------------------------ on-demand features
 
 
-def _last_before(state: Mapping[str, Any], t_us: int) -> str | None:
-    """Which stored transaction is the customer's latest strictly before t: "latest", "prev".
+def _last_before(state: Mapping[str, Any], t_us: int) -> tuple[int, float, float] | None:
+    """(time, lat, long) of the customer's latest transaction strictly before t, if retained.
 
-    ``c_latest_*`` is the latest transaction at T; ``c_prev_*`` the latest strictly before T.
-    A request at t > T uses the former; a same-second peer (t == T) the latter; None if neither.
+    The arrays are sorted by (ts, id), so the last element before t is the latest (ties: the
+    largest id); when the arrays hold nothing before t, the anchor (the latest transaction
+    before the arrays' window) is.
     """
-    latest = state.get("c_latest_ts_us")
-    if latest is None or latest < 0:
-        return None
-    if latest < t_us:
-        return "latest"
-    prev = state.get("c_prev_ts_us")
-    if prev is not None and 0 <= prev < t_us:
-        return "prev"
+    ts_list = state.get("c_ts_us") or []
+    i = bisect_left(ts_list, t_us) - 1
+    if i >= 0:
+        return ts_list[i], state["c_lats"][i], state["c_longs"][i]
+    anchor = state.get("c_anchor_ts_us")
+    if anchor is not None and 0 <= anchor < t_us:
+        return anchor, state["c_anchor_lat"], state["c_anchor_long"]
     return None
+
+
+def lateness_us(request_ts_us: int, state_ts_us: int | None) -> int:
+    """How much older a request is than the latest event of a state (0 when not older)."""
+    if state_ts_us is None or state_ts_us < 0:
+        return 0
+    return max(0, state_ts_us - request_ts_us)
 
 
 def features_for_request(
@@ -254,8 +268,7 @@ def features_for_request(
         gap_seconds = MAX_GAP_SECONDS
         speed = 0.0
     else:
-        last_ts = customer_state[f"c_{last}_ts_us"]
-        last_lat, last_long = customer_state[f"c_{last}_lat"], customer_state[f"c_{last}_long"]
+        last_ts, last_lat, last_long = last
         gap_seconds = min((t - last_ts) / MICROS_PER_SECOND, MAX_GAP_SECONDS)
         hops_km = haversine_km(last_lat, last_long, lat, long)
         speed = hops_km / max(gap_seconds, MIN_TRAVEL_SECONDS) * 3_600.0
@@ -290,9 +303,19 @@ def features_for_request(
         "merchant_fraud_rate_30d": fraud_rate,
         # A new customer has no transaction strictly before t (exact offline and online); a new
         # merchant none in the last 24 h (its state view has a one-day ttl, see definitions).
-        "is_new_customer": int(last is None),
+        "is_new_customer": int(last is None and not _history_not_retained(customer_state, t)),
         "is_new_merchant": int(merchant_count == 0),
     }
+
+
+def _history_not_retained(state: Mapping[str, Any], t_us: int) -> bool:
+    """A request beyond the lateness bound of a known card: its history before t is not kept.
+
+    Such a card is not new (it has transactions after t); the API flags the request as late.
+    """
+    latest = state.get("c_latest_ts_us")
+    lateness = state.get("c_lateness_us")
+    return latest is not None and lateness is not None and t_us < latest - lateness
 
 
 def merchant_fraud_rate(merchant_labels: Mapping[str, Any], today: int) -> float:
@@ -376,67 +399,73 @@ class Transaction:
     long: float
 
 
-def _top_cap_by_key(
-    entries: Iterable[tuple[int, str, Any]], latest_ts: int, cap: int
+def _retained(
+    entries: Iterable[tuple[int, str, Any]], latest_ts: int, cap: int, lateness: int
 ) -> list[tuple[int, str, Any]]:
-    """The state's array entries: top-cap of [T-24h, T) plus top-cap of the peers at T."""
+    """The state's array entries: top-cap of [T-24h-L, T-L) plus all of [T-L, T], by (ts, key)."""
     entries = sorted(entries, key=lambda e: (e[0], e[1]))
-    older = [e for e in entries if latest_ts - STATE_WINDOW_US <= e[0] < latest_ts]
-    peers = [e for e in entries if e[0] == latest_ts]
-    return older[-cap:] + peers[-cap:]
+    recent_start = latest_ts - lateness
+    older = [e for e in entries if recent_start - STATE_WINDOW_US <= e[0] < recent_start]
+    recent = [e for e in entries if recent_start <= e[0] <= latest_ts]
+    return older[-cap:] + recent
 
 
-def merge_transaction(state: Mapping[str, Any] | None, txn: Transaction, cap: int) -> dict:
+def _entries(state: Mapping[str, Any], *fields: str) -> list[tuple[int, str, Any]]:
+    """The state's arrays ``(ts, key, *values)`` as (ts, key, (values...)) entries."""
+    columns = [state.get(name) or [] for name in fields]
+    return [(row[0], row[1], row[2:]) for row in zip(*columns, strict=True)]
+
+
+def merge_transaction(
+    state: Mapping[str, Any] | None, txn: Transaction, cap: int, lateness_us: int
+) -> dict:
     """Fold one transaction into a customer's state (the online twin of the batch pipeline).
 
-    Idempotent for transactions still inside the state window: a transaction id already in
-    the arrays is not counted twice. Works for late (out-of-order) transactions too.
+    Idempotent for transactions the state still retains: a transaction id already in the
+    arrays is not counted twice. Works for late (out-of-order) transactions too.
 
     Args:
         state: The current ``c_*`` fields, or ``None``/empty for an unknown customer.
         txn: The transaction to add.
         cap: The state cap (``features.state_cap`` in params.yaml).
+        lateness_us: The lateness L (``features.max_lateness_seconds``), in microseconds.
 
     Returns:
         The new ``c_*`` fields.
     """
     state = state or {}
-    ts_list = list(state.get("c_ts_us") or [])
-    ids = list(state.get("c_txn_ids") or [])
-    if txn.transaction_id in ids:
+    if txn.transaction_id in (state.get("c_txn_ids") or []):
         return dict(state)
-    entries = list(
-        zip(
-            ts_list,
-            ids,
-            zip(state.get("c_amounts") or [], state.get("c_merchant_ids") or [], strict=True),
-            strict=True,
-        )
+    entries = _entries(
+        state, "c_ts_us", "c_txn_ids", "c_amounts", "c_merchant_ids", "c_lats", "c_longs"
     )
-    entries.append((txn.ts_us, txn.transaction_id, (txn.amount, txn.merchant_id)))
+    entries.append(
+        (txn.ts_us, txn.transaction_id, (txn.amount, txn.merchant_id, txn.lat, txn.long))
+    )
+    latest = max(txn.ts_us, state.get("c_latest_ts_us") or txn.ts_us)
+    window_start = latest - lateness_us - STATE_WINDOW_US
+    # The anchor: the latest transaction (by ts, then id) before the arrays' window.
+    anchors = [e for e in entries if e[0] < window_start]
+    old_anchor = state.get("c_anchor_ts_us")
+    if old_anchor is not None and old_anchor >= 0:
+        lat_long = (None, None, state["c_anchor_lat"], state["c_anchor_long"])
+        anchors.append((old_anchor, state["c_anchor_txn_id"], lat_long))
+    anchor = max(anchors, key=lambda e: (e[0], e[1]), default=None)
 
-    key = (txn.ts_us, txn.transaction_id)
-    latest = state.get("c_latest_ts_us")
-    new = dict(state)
-    if latest is None or key > (latest, state["c_latest_txn_id"]):
-        if latest is not None and txn.ts_us > latest:
-            # The old latest becomes the latest strictly before the new T.
-            new["c_prev_ts_us"], new["c_prev_txn_id"] = latest, state["c_latest_txn_id"]
-            new["c_prev_lat"], new["c_prev_long"] = state["c_latest_lat"], state["c_latest_long"]
-        elif latest is None:
-            new["c_prev_ts_us"], new["c_prev_txn_id"] = -1, ""
-            new["c_prev_lat"], new["c_prev_long"] = 0.0, 0.0
-        new["c_latest_ts_us"], new["c_latest_txn_id"] = txn.ts_us, txn.transaction_id
-        new["c_latest_lat"], new["c_latest_long"] = txn.lat, txn.long
-    elif txn.ts_us < latest and key > (state["c_prev_ts_us"], state["c_prev_txn_id"]):
-        new["c_prev_ts_us"], new["c_prev_txn_id"] = txn.ts_us, txn.transaction_id
-        new["c_prev_lat"], new["c_prev_long"] = txn.lat, txn.long
-
-    kept = _top_cap_by_key(entries, new["c_latest_ts_us"], cap)
-    new["c_ts_us"] = [e[0] for e in kept]
-    new["c_txn_ids"] = [e[1] for e in kept]
-    new["c_amounts"] = [e[2][0] for e in kept]
-    new["c_merchant_ids"] = [e[2][1] for e in kept]
+    kept = _retained(entries, latest, cap, lateness_us)
+    new: dict[str, Any] = {
+        "c_ts_us": [e[0] for e in kept],
+        "c_txn_ids": [e[1] for e in kept],
+        "c_amounts": [e[2][0] for e in kept],
+        "c_merchant_ids": [e[2][1] for e in kept],
+        "c_lats": [e[2][2] for e in kept],
+        "c_longs": [e[2][3] for e in kept],
+        "c_latest_ts_us": latest,
+        "c_anchor_ts_us": -1 if anchor is None else anchor[0],
+        "c_anchor_txn_id": "" if anchor is None else anchor[1],
+        "c_anchor_lat": 0.0 if anchor is None else anchor[2][2],
+        "c_anchor_long": 0.0 if anchor is None else anchor[2][3],
+    }
 
     buckets = dict(
         zip(
@@ -448,12 +477,14 @@ def merge_transaction(state: Mapping[str, Any] | None, txn: Transaction, cap: in
     day = day_number(txn.ts_us)
     day_sum, day_count = buckets.get(day, (0.0, 0))
     buckets[day] = (day_sum + txn.amount, day_count + 1)
-    first_kept_day = day_number(new["c_latest_ts_us"]) - BASELINE_DAYS
+    # A request at t >= T - L uses the complete days [day(t) - 30, day(t)).
+    first_kept_day = day_number(latest - lateness_us) - BASELINE_DAYS
     days = sorted(d for d in buckets if d >= first_kept_day)
     new["c_day_numbers"] = days
     new["c_day_sums"] = [buckets[d][0] for d in days]
     new["c_day_counts"] = [buckets[d][1] for d in days]
     new["c_state_cap"] = cap
+    new["c_lateness_us"] = lateness_us
     return new
 
 
@@ -466,28 +497,28 @@ def merchant_event_key(customer_id: str, transaction_id: str) -> str:
     return f"{customer_id}\x1f{transaction_id}"
 
 
-def merge_merchant_transaction(state: Mapping[str, Any] | None, txn: Transaction, cap: int) -> dict:
-    """Fold one transaction into a merchant's state; same cap rule as the customer's.
+def merge_merchant_transaction(
+    state: Mapping[str, Any] | None, txn: Transaction, cap: int, lateness_us: int
+) -> dict:
+    """Fold one transaction into a merchant's state; same cap and lateness rule as the card's.
 
     Idempotent by (card, transaction id): a retry is not counted twice, while another card's
     transaction that happens to reuse the id is.
     """
     state = state or {}
-    ids = list(state.get("m_txn_ids") or [])
     key = merchant_event_key(txn.customer_id, txn.transaction_id)
-    if key in ids:
+    if key in (state.get("m_txn_ids") or []):
         return dict(state)
-    entries: list[tuple[int, str, Any]] = [
-        (ts, tid, None) for ts, tid in zip(state.get("m_ts_us") or [], ids, strict=True)
-    ]
-    entries.append((txn.ts_us, key, None))
+    entries = _entries(state, "m_ts_us", "m_txn_ids")
+    entries.append((txn.ts_us, key, ()))
     latest = max(txn.ts_us, state.get("m_latest_ts_us") or txn.ts_us)
-    kept = _top_cap_by_key(entries, latest, cap)
+    kept = _retained(entries, latest, cap, lateness_us)
     return {
         "m_ts_us": [e[0] for e in kept],
         "m_txn_ids": [e[1] for e in kept],
         "m_latest_ts_us": latest,
         "m_state_cap": cap,
+        "m_lateness_us": lateness_us,
     }
 
 

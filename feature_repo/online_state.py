@@ -45,6 +45,8 @@ from feature_repo.logic import (
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from fraud_platform.settings import FeatureParams
+
 MAX_RETRIES = 50
 
 
@@ -110,13 +112,12 @@ class OnlineStateWriter:
     Resolve it once (at API start-up); it keeps the feature views, keys and client.
     """
 
-    def __init__(self, store: FeatureStore, state_cap: int, merchant_state_cap: int) -> None:
+    def __init__(self, store: FeatureStore, features: FeatureParams) -> None:
         """Resolve the views' layout and the Redis client from an open feature store.
 
         Args:
             store: An open feature store (its registry must hold the applied views).
-            state_cap: Customer state cap, as in the feature pipeline.
-            merchant_state_cap: Merchant state cap, as in the feature pipeline.
+            features: The state's caps and lateness, as the feature pipeline builds it.
         """
         config = store.config
         self._project = config.project
@@ -125,8 +126,9 @@ class OnlineStateWriter:
         online_store: Any = store._get_provider().online_store
         self._client = online_store._get_client(config.online_store)
         self._key_ttl = getattr(config.online_store, "key_ttl_seconds", None)
-        self.state_cap = state_cap
-        self.merchant_state_cap = merchant_state_cap
+        self.state_cap = features.state_cap
+        self.merchant_state_cap = features.merchant_state_cap
+        self.lateness_us = features.max_lateness_seconds * 1_000_000
         self._views = {
             name: self._resolve(store, name)
             for name in ("customer_activity", "merchant_activity", "merchant_label_stats")
@@ -203,13 +205,15 @@ class OnlineStateWriter:
         self._update(
             "customer_activity",
             txn.customer_id,
-            lambda state: merge_transaction(state, txn, self.state_cap),
+            lambda state: merge_transaction(state, txn, self.state_cap, self.lateness_us),
             lambda new: int(new["c_latest_ts_us"]),
         )
         self._update(
             "merchant_activity",
             txn.merchant_id,
-            lambda state: merge_merchant_transaction(state, txn, self.merchant_state_cap),
+            lambda state: merge_merchant_transaction(
+                state, txn, self.merchant_state_cap, self.lateness_us
+            ),
             lambda new: int(new["m_latest_ts_us"]),
         )
 

@@ -46,35 +46,47 @@ def _sql_top_cap(list_expr: str, cap: int) -> str:
     return f"list_slice({list_expr}, greatest(len({list_expr}) - {cap} + 1, 1), len({list_expr}))"
 
 
-def _older_sql(entity: str, fields: str, cap: int, table: str = "txn") -> str:
-    """SQL: per entity and distinct timestamp T, top_cap of the transactions in [T - 24h, T).
+def _arrays_sql(entity: str, fields: str, cap: int, lateness: int, table: str) -> str:
+    """SQL: per entity and distinct timestamp T, the state arrays as of T, and the anchor.
 
-    A RANGE frame ending ``1 PRECEDING`` (microseconds) holds exactly the transactions strictly
-    before T within 24 h; all peers at T share it, so one of them (the first) is kept.
+    ``arr`` = top_cap of the transactions in ``[T - 24h - L, T - L)`` + all of ``[T - L, T]``
+    (sorted by (ts, key)); ``anchor`` = the latest transaction before ``T - 24h - L``. RANGE
+    frames count microseconds: ``1 PRECEDING`` ends just before a time, and ``CURRENT ROW``
+    includes the same-second peers. Peers at T share every frame, so one row per T is kept.
     """
+    older_end = lateness + 1
+    window_start = STATE_WINDOW_US + lateness
     return f"""
         SELECT {entity}, ts,
-               {_sql_top_cap("list_sort(coalesce(window_list, []))", cap)} AS older_kept
+               {_sql_top_cap("list_sort(coalesce(older, []))", cap)} || list_sort(recent) AS arr,
+               anchor
         FROM (
             SELECT {entity}, ts,
                    list(struct_pack({fields})) OVER (
-                       PARTITION BY {entity} ORDER BY ts
-                       RANGE BETWEEN {STATE_WINDOW_US} PRECEDING AND 1 PRECEDING) AS window_list,
+                       w RANGE BETWEEN {window_start} PRECEDING AND {older_end} PRECEDING) AS older,
+                   list(struct_pack({fields})) OVER (
+                       w RANGE BETWEEN {lateness} PRECEDING AND CURRENT ROW) AS recent,
+                   max(struct_pack({fields})) OVER (
+                       w RANGE BETWEEN UNBOUNDED PRECEDING AND {window_start + 1} PRECEDING)
+                       AS anchor,
                    row_number() OVER (PARTITION BY {entity}, ts ORDER BY tid) AS peer_rank
             FROM {table}
+            WINDOW w AS (PARTITION BY {entity} ORDER BY ts)
         )
         WHERE peer_rank = 1
     """
 
 
-def _day_buckets_sql(groups: str, entity: str, a_type: str) -> list[str]:
+def _day_buckets_sql(groups: str, entity: str, a_type: str, lateness: int) -> list[str]:
     """SQL statements: per (entity, ts) of ``groups``, daily buckets (d, a, b) as of ts.
 
     ``groups`` has one row per customer and distinct event time with ``day`` and per-event sums
     ``a`` and ``b``. The result ``<groups>_buckets`` holds the complete days
-    ``[day - 30, day)`` plus the running total of the event's own day up to and including ts.
-    Sums run in ts order (window frames), so the floating-point result is deterministic.
+    ``[day(ts - L) - 30, day)`` plus the running total of the event's own day up to and
+    including ts: what a request at any t >= ts - L needs. Sums run in ts order (window
+    frames), so the floating-point result is deterministic.
     """
+    lateness_days = -(-lateness // DAY_US)
     return [
         f"""CREATE TEMP TABLE {groups}_running AS
             SELECT {entity}, ts, day,
@@ -86,85 +98,71 @@ def _day_buckets_sql(groups: str, entity: str, a_type: str) -> list[str]:
             SELECT {entity}, day,
                    coalesce(list(struct_pack(d := day, a := a, b := b)) OVER (
                        PARTITION BY {entity} ORDER BY day
-                       RANGE BETWEEN {BASELINE_DAYS} PRECEDING AND 1 PRECEDING), []) AS prior
+                       RANGE BETWEEN {BASELINE_DAYS + lateness_days} PRECEDING AND 1 PRECEDING),
+                       []) AS prior
             FROM (SELECT {entity}, day, arg_max(today_a, ts) AS a, arg_max(today_b, ts) AS b
                   FROM {groups}_running GROUP BY {entity}, day)""",
         f"""CREATE TEMP TABLE {groups}_buckets AS
             SELECT r.{entity}, r.ts,
-                   list_sort(p.prior) || [struct_pack(d := r.day, a := r.today_a, b := r.today_b)]
-                   AS buckets
+                   list_filter(list_sort(p.prior),
+                               lambda x: x.d >= (r.ts - {lateness}) // {DAY_US} - {BASELINE_DAYS})
+                   || [struct_pack(d := r.day, a := r.today_a, b := r.today_b)] AS buckets
             FROM {groups}_running r JOIN {groups}_prior p USING ({entity}, day)""",
     ]
 
 
-def _customer_activity_sql(cap: int) -> tuple[list[str], str]:
+def _customer_activity_sql(cap: int, lateness: int) -> tuple[list[str], str]:
     fields = (
         "ts := ts, tid := tid, amount := amount, merchant := merchant_id, lat := lat, long := long"
     )
     setup = [
         # One group per customer and distinct timestamp: all same-second peers together.
         f"""CREATE TEMP TABLE c_groups AS
-            SELECT customer_id, ts, ts // {DAY_US} AS day, peers, peers[-1] AS latest,
-                   list_sum(list_transform(peers, lambda x: x.amount)) AS a, len(peers) AS b
-            FROM (SELECT customer_id, ts, list_sort(list(struct_pack({fields}))) AS peers
-                  FROM txn GROUP BY customer_id, ts)""",
-        f"CREATE TEMP TABLE c_older AS {_older_sql('customer_id', fields, cap)}",
-        *_day_buckets_sql("c_groups", "customer_id", "DOUBLE"),
+            SELECT customer_id, ts, ts // {DAY_US} AS day,
+                   sum(amount ORDER BY tid) AS a, count(*) AS b
+            FROM txn GROUP BY customer_id, ts""",
+        f"CREATE TEMP TABLE c_arrays AS {_arrays_sql('customer_id', fields, cap, lateness, 'txn')}",
+        *_day_buckets_sql("c_groups", "customer_id", "DOUBLE", lateness),
     ]
-    select = f"""
-    SELECT g.customer_id,
-           make_timestamp(g.ts)::TIMESTAMPTZ AS event_timestamp,
-           o.older_kept || {_sql_top_cap("g.peers", cap)} AS arr,
-           g.latest,
-           lag(g.latest) OVER (PARTITION BY g.customer_id ORDER BY g.ts) AS prev,
-           b.buckets
-    FROM c_groups g
-    JOIN c_older o USING (customer_id, ts)
-    JOIN c_groups_buckets b USING (customer_id, ts)
-    """
     final = f"""
-    SELECT customer_id, event_timestamp,
+    SELECT customer_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
            list_transform(arr, lambda x: x.ts) AS c_ts_us,
            list_transform(arr, lambda x: x.tid) AS c_txn_ids,
            list_transform(arr, lambda x: x.amount) AS c_amounts,
            list_transform(arr, lambda x: x.merchant) AS c_merchant_ids,
-           latest.ts AS c_latest_ts_us,
-           latest.tid AS c_latest_txn_id,
-           latest.lat AS c_latest_lat,
-           latest.long AS c_latest_long,
-           coalesce(prev.ts, -1) AS c_prev_ts_us,
-           coalesce(prev.tid, '') AS c_prev_txn_id,
-           coalesce(prev.lat, 0.0) AS c_prev_lat,
-           coalesce(prev.long, 0.0) AS c_prev_long,
+           list_transform(arr, lambda x: x.lat) AS c_lats,
+           list_transform(arr, lambda x: x.long) AS c_longs,
+           ts AS c_latest_ts_us,
+           coalesce(anchor.ts, -1) AS c_anchor_ts_us,
+           coalesce(anchor.tid, '') AS c_anchor_txn_id,
+           coalesce(anchor.lat, 0.0) AS c_anchor_lat,
+           coalesce(anchor.long, 0.0) AS c_anchor_long,
            list_transform(buckets, lambda x: x.d) AS c_day_numbers,
            list_transform(buckets, lambda x: x.a) AS c_day_sums,
            list_transform(buckets, lambda x: x.b) AS c_day_counts,
-           {cap}::BIGINT AS c_state_cap
-    FROM ({select})
+           {cap}::BIGINT AS c_state_cap,
+           {lateness}::BIGINT AS c_lateness_us
+    FROM c_arrays JOIN c_groups_buckets USING (customer_id, ts)
     """
     return setup, final
 
 
-def _merchant_activity_sql(cap: int) -> tuple[list[str], str]:
+def _merchant_activity_sql(cap: int, lateness: int) -> tuple[list[str], str]:
     # A merchant tells transactions apart by (card, transaction id): merchant_event_key.
     setup = [
         """CREATE TEMP TABLE m_txn AS
            SELECT merchant_id, ts, customer_id || chr(31) || tid AS tid FROM txn""",
-        "CREATE TEMP TABLE m_older AS "
-        + _older_sql("merchant_id", "ts := ts, tid := tid", cap, table="m_txn"),
+        "CREATE TEMP TABLE m_arrays AS "
+        + _arrays_sql("merchant_id", "ts := ts, tid := tid", cap, lateness, "m_txn"),
     ]
     final = f"""
     SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
            list_transform(arr, lambda x: x.ts) AS m_ts_us,
            list_transform(arr, lambda x: x.tid) AS m_txn_ids,
            ts AS m_latest_ts_us,
-           {cap}::BIGINT AS m_state_cap
-    FROM (
-        SELECT merchant_id, ts, o.older_kept || {_sql_top_cap("g.peers", cap)} AS arr
-        FROM (SELECT merchant_id, ts, list_sort(list(struct_pack(ts := ts, tid := tid))) AS peers
-              FROM m_txn GROUP BY merchant_id, ts) g
-        JOIN m_older o USING (merchant_id, ts)
-    )
+           {cap}::BIGINT AS m_state_cap,
+           {lateness}::BIGINT AS m_lateness_us
+    FROM m_arrays
     """
     return setup, final
 
@@ -222,8 +220,7 @@ def _customer_profile_sql() -> tuple[list[str], str]:
 def build_offline_tables(
     events: EventTables,
     out_dir: Path,
-    state_cap: int,
-    merchant_state_cap: int,
+    features: FeatureParams,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PipelineResult:
@@ -232,8 +229,7 @@ def build_offline_tables(
     Args:
         events: Raw data plus what was ingested online (``read_event_tables``).
         out_dir: Folder to write the tables into (created if missing).
-        state_cap: Customer state cap (``features.state_cap``).
-        merchant_state_cap: Merchant state cap (``features.merchant_state_cap``).
+        features: ``params.yaml``'s ``features`` (state caps, lateness).
         threads: DuckDB threads; all cores by default.
         progress: Where to report each table's build time; silent by default.
 
@@ -258,9 +254,10 @@ def build_offline_tables(
         "is_fraud::INTEGER AS is_fraud, epoch_us(label_timestamp) AS label_ts FROM events_labels"
     )
     con.execute("CREATE TEMP TABLE cust AS SELECT * FROM events_customers")
+    lateness = features.max_lateness_seconds * 1_000_000
     queries = {
-        "customer_activity": _customer_activity_sql(state_cap),
-        "merchant_activity": _merchant_activity_sql(merchant_state_cap),
+        "customer_activity": _customer_activity_sql(features.state_cap, lateness),
+        "merchant_activity": _merchant_activity_sql(features.merchant_state_cap, lateness),
         "merchant_label_stats": _merchant_labels_sql(),
         "customer_profile": _customer_profile_sql(),
     }
@@ -310,12 +307,7 @@ def build_features(
             f"labels ingested online ({paths.ingested_dir})"
         )
     return build_offline_tables(
-        events,
-        paths.features_dir,
-        state_cap=features.state_cap,
-        merchant_state_cap=features.merchant_state_cap,
-        threads=threads,
-        progress=progress,
+        events, paths.features_dir, features, threads=threads, progress=progress
     )
 
 

@@ -252,10 +252,11 @@ class ImportParams(_Strict):
 
 
 class FeatureParams(_Strict):
-    """Caps of the per-entity recent-activity state."""
+    """Caps and lateness of the per-entity recent-activity state."""
 
     state_cap: int = Field(gt=0, le=10_000)
     merchant_state_cap: int = Field(gt=0, le=100_000)
+    max_lateness_seconds: int = Field(ge=0, le=86_400)
 
 
 class TrainParams(_Strict):
@@ -279,6 +280,7 @@ class MonitorParams(_Strict):
     ks_p_value: float = Field(gt=0, lt=1)
     drift_share: float = Field(gt=0, le=1)
     min_rows: int = Field(gt=0)
+    consistency_max_mismatch_rate: float = Field(ge=0, le=1)
 
 
 class ServeParams(_Strict):

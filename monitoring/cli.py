@@ -336,6 +336,111 @@ def drift(
     raise typer.Exit(outcome.exit_code)
 
 
+@app.command()
+def consistency(
+    current: Annotated[
+        Path | None,
+        typer.Option(help="Prediction-log folder (or Parquet file); data/prediction_log."),
+    ] = None,
+    last: Annotated[
+        int | None,
+        typer.Option("--last", "--window", help="Only the latest N logged predictions."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only predictions with event time at or after this time.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Parent folder of the report folders; reports/consistency.")
+    ] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
+) -> None:
+    """Recompute served features offline and compare; exit 0 consistent, 1 skew, 2 error.
+
+    The logged predictions of the window are recomputed as of each transaction's own time
+    through get_historical_features on the same feature service, over the raw data plus every
+    transaction and label ingested online (a shadow build in a temporary root). A feature whose
+    mismatch rate is above monitor.consistency_max_mismatch_rate (params.yaml) fails the check.
+    """
+    from monitoring.consistency import (
+        compare_features,
+        log_to_mlflow,
+        recompute_offline,
+        write_report,
+    )
+
+    settings = get_settings()
+    paths = settings.paths
+    current = current or paths.prediction_log_dir
+    out = out or paths.reports_dir / "consistency"
+    try:
+        from monitoring.drift import DriftInputError, model_features, select_window
+
+        params = load_params()
+        logged = read_current(current)
+        try:
+            logged = select_window(logged, last=last, since=_parse_since(since))
+        except DriftInputError as exc:
+            raise MonitorInputError(str(exc)) from exc
+        from data.schema import TRANSACTIONS  # a logged request carries a transaction's fields
+
+        missing = [c for c in TRANSACTIONS.names if c not in logged.columns]
+        if missing:
+            raise MonitorInputError(
+                f"{current}: logged predictions lack the request fields {missing} "
+                "(logged by an older API version?)"
+            )
+        if logged.empty:
+            raise MonitorInputError(f"no logged predictions in the selected window of {current}")
+        logged = logged.drop_duplicates(["customer_id", "transaction_id"], keep="first")
+        features = model_features()
+        typer.echo(f"recomputing {len(logged):,} logged predictions offline ...")
+        offline = recompute_offline(settings, logged, progress=typer.echo)
+        logged = logged.assign(_key=logged["customer_id"] + "\x1f" + logged["transaction_id"])
+        offline = offline.assign(_key=offline["customer_id"] + "\x1f" + offline["transaction_id"])
+        result = compare_features(
+            logged, offline, features, params.monitor.consistency_max_mismatch_rate, key="_key"
+        )
+    except (MonitorInputError, ParamsError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    window = {
+        "current": str(current),
+        "last": str(last),
+        "since": str(since),
+        "from": str(logged["timestamp"].min()),
+        "to": str(logged["timestamp"].max()),
+    }
+    result = type(result)(result.rows, result.features, result.max_mismatch_rate, window)
+    from monitoring.report import report_folder
+
+    folder = report_folder(out)
+    files = write_report(result, folder)
+    typer.echo(f"{'feature':<28} {'compared':>9} {'mismatches':>10} {'rate':>8} {'unknown':>8}")
+    for item in result.features:
+        typer.echo(
+            f"{item.feature:<28} {item.compared:>9,} {item.mismatches:>10,} "
+            f"{item.mismatch_rate:>8.3%} {item.unknown:>8,}"
+        )
+        for example in item.examples[:2]:
+            typer.echo(f"    e.g. {example}")
+    verdict = "consistent" if not result.failing else f"SKEW in {', '.join(result.failing)}"
+    typer.echo(
+        f"{result.rows:,} predictions, {result.total_mismatches:,} mismatching values: {verdict} "
+        f"(threshold {result.max_mismatch_rate:.3%}); reports in {folder}"
+    )
+    if mlflow:
+        try:
+            run_id = log_to_mlflow(
+                result,
+                files,
+                tracking_uri=settings.tracking_uri,
+                artifact_location=(settings.project_root / "mlruns").resolve().as_uri(),
+            )
+            typer.echo(f"MLflow run {run_id} ({settings.tracking_uri})")
+        except Exception as exc:  # the reports are on disk; a tracking outage is not skew
+            _warn(f"could not log to MLflow at {settings.tracking_uri}: {exc}")
+    raise typer.Exit(EXIT_DRIFT if result.failing else EXIT_NO_DRIFT)
+
+
 def _http_client(api_url: str) -> Any:
     """The HTTP client for the API (a seam for tests)."""
     import httpx

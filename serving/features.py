@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from feature_repo.store import feature_names, feature_service, online_features
+from feature_repo.logic import STATE_TIME_FIELDS
+from feature_repo.store import feature_names, feature_service
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -33,7 +34,11 @@ class FeatureReader(Protocol):
     names: tuple[str, ...]
 
     def read(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """One dict of feature values per row, in the service's feature order."""
+        """One dict per row: the service's features in order, then the state times.
+
+        The state times are :data:`~feature_repo.logic.STATE_TIME_FIELDS`, ``None`` for an
+        unknown entity.
+        """
         ...
 
     def ping(self) -> bool:
@@ -60,18 +65,31 @@ def _redis_client(store: FeatureStore) -> tuple[Any, Any]:
 
 
 class FeastReader:
-    """The public path: ``get_online_features`` on the resolved feature service."""
+    """The public path: ``get_online_features`` for the feature service's features.
+
+    The service's features are asked for by reference, together with the state times
+    (:data:`~feature_repo.logic.STATE_TIME_FIELDS`) the API compares with the request's time.
+    """
 
     def __init__(self, store: FeatureStore) -> None:
-        """Resolve the service and its feature names once."""
+        """Resolve the service's feature references and names once."""
         self._store = store
-        self._service: FeatureService = feature_service(store)
+        service: FeatureService = feature_service(store)
         self.names = tuple(feature_names(store))
+        self._refs = [
+            f"{projection.name_to_use()}:{feature.name}"
+            for projection in service.feature_view_projections
+            for feature in projection.features
+        ] + [f"{view}:{field}" for view, field in STATE_TIME_FIELDS.items()]
+        self._columns = (*self.names, *STATE_TIME_FIELDS.values())
         _, self._client = _redis_client(store)
 
     def read(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Features of each row through Feast."""
-        return online_features(self._store, rows, self._service, self.names)
+        """Features (and state times) of each row through Feast."""
+        response = self._store.get_online_features(
+            features=self._refs, entity_rows=[dict(row) for row in rows]
+        ).to_dict()
+        return [{name: response[name][i] for name in self._columns} for i in range(len(rows))]
 
     def ping(self) -> bool:
         """Redis PING through Feast's client."""
@@ -125,6 +143,9 @@ class DirectReader:
         for projection in odfv.source_feature_view_projections.values():
             view = store.get_feature_view(projection.name)
             wanted = [f.name for f in projection.features]
+            time_field = STATE_TIME_FIELDS.get(view.name)
+            if time_field is not None and time_field not in wanted:
+                wanted.append(time_field)  # for the lateness check, not the on-demand view
             requested, hash_keys = self._online_store._generate_hset_keys_for_features(
                 view, list(wanted)
             )
@@ -176,6 +197,7 @@ class DirectReader:
         # NaN (an unknown feature) as None, as Feast's online response carries it.
         return [
             {name: (None if (v := out[name][i]) != v else v) for name in self.names}
+            | {field: inputs[field][i] for field in STATE_TIME_FIELDS.values()}
             for i in range(len(rows))
         ]
 

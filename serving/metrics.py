@@ -40,6 +40,12 @@ class Metrics:
             "fraud_api_cold_starts", "Scored transactions of an unknown customer or merchant.",
             registry=r,
         )  # fmt: skip
+        self.late_beyond_bound = Counter(
+            "fraud_api_late_beyond_bound",
+            "Transactions older than the stored state by more than the lateness bound "
+            "(features not exact).",
+            registry=r,
+        )  # fmt: skip
         self.unknown_features = Counter(
             "fraud_api_unknown_features",
             "Features answered as unknown (the online state could not give the exact value).",

@@ -100,6 +100,16 @@ class ScoreOut(BaseModel):
     features: dict[str, float | int | None] = Field(
         description="Every feature the model saw; null for an unknown one (see unknown_features)."
     )
+    lateness_seconds: float = Field(
+        default=0.0,
+        description="How much older the transaction is than the latest event stored for its "
+        "card or merchant (0 when in order).",
+    )
+    late_beyond_bound: bool = Field(
+        default=False,
+        description="Older than features.max_lateness_seconds: the velocity features are "
+        "computed from what the state still retains and are not exact.",
+    )
     unknown_features: list[str] = Field(
         default_factory=list,
         description="Features the online state could not answer exactly at this time (taken "

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from feature_repo.logic import Transaction
+from feature_repo.logic import MICROS_PER_SECOND, STATE_TIME_FIELDS, Transaction, lateness_us
 from feature_repo.store import request_row, to_epoch_us
 from serving.features import FeatureReader, make_reader
 from serving.ingest import Ingestor
@@ -57,6 +57,7 @@ class ScoringService:
     ingestor: Ingestor
     log: PredictionLog
     metrics: Metrics
+    lateness_seconds: float  # features.max_lateness_seconds: later than this is not exact
 
     def model(self) -> ModelBundle:
         """The current model, or 503 if none could be loaded yet."""
@@ -105,10 +106,17 @@ class ScoringService:
             raise ServiceUnavailableError(f"online store unreachable: {exc}") from exc
         self.metrics.feature_fetch.observe(time.perf_counter() - started)
 
+        lateness_bound = self.lateness_seconds
         scored_at = datetime.now(UTC)
         model_version = {"name": bundle.name, "version": bundle.version, "run_id": bundle.run_id}
         results = []
-        for txn, item, values in zip(txns, items, features, strict=True):
+        for txn, item, read in zip(txns, items, features, strict=True):
+            state_times = [read.pop(field) for field in STATE_TIME_FIELDS.values()]
+            values = read
+            late_seconds = max(lateness_us(txn.ts_us, t) for t in state_times) / MICROS_PER_SECOND
+            late_beyond_bound = late_seconds > lateness_bound
+            if late_beyond_bound:
+                self.metrics.late_beyond_bound.inc()
             probability, x, contributions = bundle.score(values)
             prediction = "FRAUD" if probability >= bundle.threshold else "LEGIT"
             cold_start = bool(values.get("is_new_customer") or values.get("is_new_merchant"))
@@ -146,6 +154,8 @@ class ScoringService:
                     "cold_start": cold_start,
                     "features": {k: None if k in unknown else v for k, v in values.items()},
                     "unknown_features": unknown,
+                    "lateness_seconds": late_seconds,
+                    "late_beyond_bound": late_beyond_bound,
                 }
             )
         try:
@@ -183,7 +193,7 @@ def build_service(settings: Settings) -> ScoringService:
     params = load_params(settings.paths.params_file)
     store = open_store(settings)
     reader = make_reader(store, settings.serving_feature_path)
-    writer = OnlineStateWriter(store, params.features.state_cap, params.features.merchant_state_cap)
+    writer = OnlineStateWriter(store, params.features)
     metrics = Metrics()
     uri, name, alias = settings.tracking_uri, settings.model_name, settings.model_alias
     models = ModelHolder(
@@ -209,4 +219,6 @@ def build_service(settings: Settings) -> ScoringService:
     models.start()
     ingestor.start()
     log.start()
-    return ScoringService(store, reader, models, ingestor, log, metrics)
+    return ScoringService(
+        store, reader, models, ingestor, log, metrics, params.features.max_lateness_seconds
+    )

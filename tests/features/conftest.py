@@ -22,10 +22,14 @@ import pytest
 
 from data.schema import RAW_TABLES
 from fraud_platform import redis_server
-from fraud_platform.settings import Settings, feast_environment, get_settings
+from fraud_platform.settings import FeatureParams, Settings, feast_environment, get_settings
 
 STATE_CAP = 4  # small on purpose: the cap binds in the data
 MERCHANT_CAP = 8
+LATENESS_SECONDS = 3_600
+FEATURES = FeatureParams(
+    state_cap=STATE_CAP, merchant_state_cap=MERCHANT_CAP, max_lateness_seconds=LATENESS_SECONDS
+)
 BASE = pd.Timestamp("2026-03-01", tz="UTC")
 
 
@@ -139,15 +143,12 @@ def feature_project(
 ) -> Iterator[FeatureProject]:
     """Raw edge-case data -> offline tables -> `feast apply`, in an isolated root."""
     from feature_repo.pipeline import build_features
-    from fraud_platform.settings import FeatureParams
 
     root = tmp_path_factory.mktemp("project")
     settings = Settings(project_root=root, redis_url=redis_url)
     tables = edge_case_tables()
     write_raw(tables, settings.paths.raw_dir)
-    build_features(
-        settings.paths, FeatureParams(state_cap=STATE_CAP, merchant_state_cap=MERCHANT_CAP)
-    )
+    build_features(settings.paths, FEATURES)
     feast_cli(settings, "apply")
     saved = {k: os.environ.get(k) for k in _ENV_KEYS}
     os.environ["PROJECT_ROOT"], os.environ["REDIS_URL"] = str(root), redis_url

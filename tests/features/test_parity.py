@@ -32,10 +32,18 @@ from feature_repo.store import (
     open_store,
     request_row,
 )
-from tests.features.conftest import BASE, MERCHANT_CAP, STATE_CAP, FeatureProject, feast_cli
+from tests.features.conftest import (
+    BASE,
+    FEATURES,
+    MERCHANT_CAP,
+    STATE_CAP,
+    FeatureProject,
+    feast_cli,
+)
 from tests.features.reference import Reference, Request, mismatches
 
 pytestmark = pytest.mark.integration
+LATENESS_US = FEATURES.max_lateness_seconds * 1_000_000
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +233,7 @@ def test_replay_through_online_ingestion_matches_reference(
     store = open_store(feature_project.settings)
     cutoff = BASE + pd.Timedelta(days=20)
     materialize(store, end=cutoff.to_pydatetime())
-    writer = OnlineStateWriter(store, STATE_CAP, MERCHANT_CAP)
+    writer = OnlineStateWriter(store, FEATURES)
     service, names = feature_service(store), feature_names(store)
     t = feature_project.tables
     tx = t["transactions"][t["transactions"]["timestamp"] > cutoff]
@@ -260,9 +268,77 @@ def test_replay_through_online_ingestion_matches_reference(
     assert not problems, problems[:5]
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_late_events_within_the_bound_get_the_reference_features(
+    feature_project: FeatureProject, redis_url: str, seed: int
+) -> None:
+    """Transactions arrive shuffled by up to the lateness bound; each is scored on what has
+    arrived before it, and must get exactly what the reference gives from those events."""
+    redis.Redis.from_url(redis_url).flushdb()
+    store = open_store(feature_project.settings)
+    cutoff = BASE + pd.Timedelta(days=8)
+    materialize(store, end=cutoff.to_pydatetime())
+    writer = OnlineStateWriter(store, FEATURES)
+    service, names = feature_service(store), feature_names(store)
+    t = feature_project.tables
+    tx = t["transactions"]
+    later = tx[(tx["timestamp"] > cutoff) & (tx["timestamp"] <= cutoff + pd.Timedelta(days=14))]
+    rng = random.Random(seed)
+    lateness = pd.Timedelta(seconds=FEATURES.max_lateness_seconds)
+    arrival = later.assign(
+        arrives=[ts + rng.random() * lateness for ts in later["timestamp"]]
+    ).sort_values("arrives")
+    assert (arrival["timestamp"].diff().dt.total_seconds() < 0).sum() > 20  # really out of order
+    arrived = tx["timestamp"] <= cutoff
+    no_labels = t["labels"].iloc[0:0]  # labels are not what this test is about
+    problems, late_seen = [], 0
+    for r in arrival.itertuples():
+        q = Request(
+            r.customer_id, r.merchant_id, int(r.timestamp.value // 1000), r.amount, r.lat, r.long
+        )
+        known = Reference(tx[arrived], no_labels, t["customers"], STATE_CAP, MERCHANT_CAP)
+        want = known.features(q)
+        got = online_features(store, [_online_row(q)], service, names)[0]
+        bad = [m for m in mismatches(want, got) if not m.startswith("merchant_fraud_rate_30d")]
+        if bad:
+            problems.append((r.transaction_id, bad))
+        late_seen += bool(
+            (tx[arrived & (tx["customer_id"] == r.customer_id)]["timestamp"] > r.timestamp).any()
+        )
+        writer.ingest_transaction(
+            Transaction(
+                r.transaction_id, r.customer_id, r.merchant_id, q.t_us, r.amount, r.lat, r.long
+            )
+        )
+        arrived |= tx["transaction_id"] == r.transaction_id
+    assert late_seen > 5  # requests really came after later events of their own card
+    assert not problems, problems[:5]
+
+
+def test_beyond_the_lateness_bound_a_known_card_is_not_called_new(
+    feature_project: FeatureProject, redis_url: str
+) -> None:
+    store = open_store(feature_project.settings)
+    writer = OnlineStateWriter(store, FEATURES)
+    at = BASE + pd.Timedelta(days=700)
+    writer.ingest_transaction(
+        Transaction("late-1", "c_late", "m_late", int(at.value // 1000), 5.0, 1.0, 1.0)
+    )
+    too_late = at - pd.Timedelta(seconds=FEATURES.max_lateness_seconds) - pd.Timedelta(hours=2)
+    row = online_features(
+        store, [request_row("c_late", "m_late", too_late.to_pydatetime(), 5.0, 1.0, 1.0)]
+    )[0]
+    assert row["is_new_customer"] == 0
+    just_late = at - pd.Timedelta(seconds=FEATURES.max_lateness_seconds - 60)
+    row = online_features(
+        store, [request_row("c_late", "m_late", just_late.to_pydatetime(), 5.0, 1.0, 1.0)]
+    )[0]
+    assert row["is_new_customer"] == 1  # within the bound the state knows: nothing before it
+
+
 def test_ingesting_twice_counts_once(feature_project: FeatureProject, redis_url: str) -> None:
     store = open_store(feature_project.settings)
-    writer = OnlineStateWriter(store, STATE_CAP, MERCHANT_CAP)
+    writer = OnlineStateWriter(store, FEATURES)
     at = BASE + pd.Timedelta(days=400)
     txn = Transaction("dup-1", "c_dup", "m_dup", int(at.value // 1000), 10.0, 1.0, 1.0)
     writer.ingest_transaction(txn)
@@ -282,7 +358,7 @@ def test_merchant_counts_a_reused_transaction_id_of_another_card(
     """Idempotency is by (card, transaction id): a retry counts once, another card's reuse of
     the same id at the same merchant counts as the other transaction it is."""
     store = open_store(feature_project.settings)
-    writer = OnlineStateWriter(store, STATE_CAP, MERCHANT_CAP)
+    writer = OnlineStateWriter(store, FEATURES)
     at = BASE + pd.Timedelta(days=500)
     us = int(at.value // 1000)
     writer.ingest_transaction(Transaction("shared-1", "c_one", "m_shared", us, 10.0, 1.0, 1.0))
@@ -334,10 +410,10 @@ def test_online_merge_equals_batch_pipeline(
         )
     for txn in txns:
         customers[txn.customer_id] = merge_transaction(
-            customers.get(txn.customer_id), txn, STATE_CAP
+            customers.get(txn.customer_id), txn, STATE_CAP, LATENESS_US
         )
         merchants[txn.merchant_id] = merge_merchant_transaction(
-            merchants.get(txn.merchant_id), txn, MERCHANT_CAP
+            merchants.get(txn.merchant_id), txn, MERCHANT_CAP, LATENESS_US
         )
     paths = feature_project.settings.paths
     for table, states, key in (

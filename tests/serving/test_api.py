@@ -140,6 +140,29 @@ def test_real_looking_ids_are_scored_and_round_trip_through_redis(
     assert first.json()["transaction_id"] == f"{merchant[:120]}#1"
 
 
+def test_late_transactions_say_how_late_and_beyond_the_bound_are_flagged(live: Live) -> None:
+    first = live.post("/predict", _txn(live, "late-c", "late-m", 300))
+    assert first.status_code == 200 and first.json()["lateness_seconds"] == 0.0
+    ten_minutes_late = live.post("/predict", _txn(live, "late-c", "late-m2", 290)).json()
+    assert ten_minutes_late["lateness_seconds"] == pytest.approx(600.0)
+    assert ten_minutes_late["late_beyond_bound"] is False
+    # Exact within the bound: the card's other transaction is 10 minutes *after* this one.
+    assert ten_minutes_late["features"]["txn_count_24h"] == 0
+    assert ten_minutes_late["features"]["is_new_customer"] == 1
+    before = live.client.get("/metrics").text
+    three_hours_late = live.post("/predict", _txn(live, "late-c", "late-m3", 120)).json()
+    assert three_hours_late["late_beyond_bound"] is True
+    assert three_hours_late["lateness_seconds"] == pytest.approx(3 * 3600.0)
+    assert three_hours_late["features"]["is_new_customer"] == 0  # a known card is not new
+    after = live.client.get("/metrics").text
+    count = "fraud_api_late_beyond_bound_total "
+    assert _metric(after, count) == _metric(before, count) + 1
+
+
+def _metric(text: str, prefix: str) -> float:
+    return float(next(line for line in text.splitlines() if line.startswith(prefix)).split()[-1])
+
+
 @pytest.mark.parametrize(
     "missing", ["timestamp", "customer_id", "merchant_id", "amount", "lat", "long"]
 )
