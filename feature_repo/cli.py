@@ -67,7 +67,34 @@ def materialize(
         ),
     ] = None,
 ) -> None:
-    """Load the latest state per entity into Redis (runs `feast materialize`)."""
+    """Load the latest state per entity into Redis (runs `feast materialize`).
+
+    When the API ingested events since the offline tables were built, they are rebuilt first
+    (raw data plus the ingestion journals), so materialize never loses what the API took in.
+    """
+    from feature_repo.events import journals_newer_than
+
+    paths = get_settings().paths
+    if journals_newer_than(paths.ingested_dir, paths.feature_table("customer_activity")):
+        typer.echo("events were ingested online since the last build: rebuilding first")
+        build()
+    _materialize(end)
+
+
+@app.command("rebuild-online")
+def rebuild_online() -> None:
+    """Rebuild the exact online state from durable files: raw data plus the ingestion journals.
+
+    Builds the offline tables from data/raw and data/ingested, materializes them to the latest
+    event or label time, and restores the idempotency marks of the labels posted online. Use it
+    after Redis lost its data (no persistence, a disk lost, a new cluster).
+    """
+    build()
+    _materialize(None)
+
+
+def _materialize(end: str | None) -> None:
+    from feature_repo.events import journal_label_ids
     from feature_repo.pipeline import latest_state_time
 
     if end is None:
@@ -87,6 +114,13 @@ def materialize(
     typer.echo(f"materializing state as of {end_utc.isoformat()} UTC ({source})")
     # Microseconds kept: Feast's end bound is inclusive and the last row sits exactly there.
     _feast("materialize", "1970-01-01T00:00:00", end_utc.isoformat())
+    posted = journal_label_ids(get_settings().paths.ingested_dir)
+    if posted:
+        from feature_repo.online_state import OnlineStateWriter
+        from feature_repo.store import open_store
+
+        OnlineStateWriter(open_store(), load_params().features).mark_labels_seen(posted)
+        typer.echo(f"marked {len(posted):,} labels posted online as folded (idempotency)")
 
 
 @app.command()

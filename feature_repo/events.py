@@ -28,6 +28,7 @@ from data.schema import LABELS, TRANSACTIONS
 
 if TYPE_CHECKING:
     import pandas as pd
+
     from fraud_platform.journal import Journal
 
 TRANSACTIONS_JOURNAL = "transactions"
@@ -181,3 +182,26 @@ def read_event_tables(raw_dir: Path, ingested_dir: Path | None = None) -> EventT
         ingested_transactions=new_txn.num_rows,
         ingested_labels=new_labels.num_rows,
     )
+
+
+def journals_newer_than(ingested_dir: Path, built: Path) -> bool:
+    """Whether events were ingested online after ``built`` (an offline table) was written."""
+    from fraud_platform.journal import segment_files
+
+    if not ingested_dir.is_dir():
+        return False
+    since = built.stat().st_mtime if built.exists() else 0.0
+    return any(
+        segment_files(ingested_dir, name, modified_since=since)
+        for name in (TRANSACTIONS_JOURNAL, LABELS_JOURNAL)
+    )
+
+
+def journal_label_ids(ingested_dir: Path) -> list[str]:
+    """Transaction ids of every label posted online (their idempotency marks after a rebuild)."""
+    return [
+        str(v)
+        for v in _journal(ingested_dir, LABELS_JOURNAL, LABELS_WITH_MERCHANT)[
+            "transaction_id"
+        ].to_pylist()
+    ]

@@ -36,6 +36,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from redis.exceptions import WatchError
 
 from feature_repo.logic import (
+    LABEL_STATE_DAYS,
     Transaction,
     merge_label,
     merge_merchant_transaction,
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
     from fraud_platform.settings import FeatureParams
 
 MAX_RETRIES = 50
+# How long a folded label's transaction id is remembered: past this, its bucket has left every
+# label state anyway (LABEL_STATE_DAYS), so folding it again could change nothing it counts.
+LABEL_SEEN_SECONDS = (LABEL_STATE_DAYS + 1) * 86_400
 
 
 class StateWriteConflictError(RuntimeError):
@@ -167,14 +171,24 @@ class OnlineStateWriter:
         entity_id: str,
         merge: Callable[[Mapping[str, Any] | None], dict[str, Any]],
         event_ts_us: Callable[[Mapping[str, Any]], int],
-    ) -> dict[str, Any]:
-        """Read-merge-write one entity's state under WATCH; retry on a concurrent write."""
+        once_key: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Read-merge-write one entity's state under WATCH; retry on a concurrent write.
+
+        With ``once_key``, the update happens at most once: the key is set in the same MULTI,
+        and an update whose key exists already is skipped (returns ``None``).
+        """
         view = self._views[view_name]
         key = self._key(view, entity_id)
         for _ in range(MAX_RETRIES):
             with self._client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(key)
+                    if once_key is not None:
+                        pipe.watch(key, once_key)
+                        if pipe.exists(once_key):
+                            return None
+                    else:
+                        pipe.watch(key)
                     raw = pipe.hmget(key, list(view.hash_keys))
                     current = None
                     if any(value is not None for value in raw):
@@ -194,6 +208,8 @@ class OnlineStateWriter:
                     pipe.hset(key, mapping=mapping)
                     if self._key_ttl:
                         pipe.expire(key, self._key_ttl)
+                    if once_key is not None:
+                        pipe.set(once_key, b"1", ex=LABEL_SEEN_SECONDS)
                     pipe.execute()
                     return new
                 except WatchError:
@@ -216,6 +232,34 @@ class OnlineStateWriter:
             ),
             lambda new: int(new["m_latest_ts_us"]),
         )
+
+    def ingest_label(
+        self, merchant_id: str, transaction_id: str, label_ts_us: int, is_fraud: bool
+    ) -> bool:
+        """Fold one label into its merchant's buckets, at most once per transaction id.
+
+        Returns:
+            False when a label of this transaction was folded before (nothing changes).
+        """
+        new = self._update(
+            "merchant_label_stats",
+            merchant_id,
+            functools.partial(_merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud),
+            lambda new: int(new["ml_latest_ts_us"]),
+            once_key=self.label_seen_key(transaction_id),
+        )
+        return new is not None
+
+    def label_seen_key(self, transaction_id: str) -> str:
+        """The Redis key marking that a transaction's label was folded online."""
+        return f"{self._project}:label_seen:{transaction_id}"
+
+    def mark_labels_seen(self, transaction_ids: Sequence[str]) -> None:
+        """Mark labels as folded (after a rebuild loaded them through materialize)."""
+        with self._client.pipeline(transaction=False) as pipe:
+            for transaction_id in transaction_ids:
+                pipe.set(self.label_seen_key(transaction_id), b"1", ex=LABEL_SEEN_SECONDS)
+            pipe.execute()
 
     def ingest_labels(self, labels: Sequence[tuple[str, int, bool]]) -> int:
         """Fold arrived labels into their merchants' label buckets.
