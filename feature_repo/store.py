@@ -42,13 +42,32 @@ def series_to_epoch_us(timestamps: pd.Series) -> pd.Series:
     return values.dt.as_unit("us").astype("int64")
 
 
-def open_store(settings: Settings | None = None) -> FeatureStore:
-    """A FeatureStore on ``feature_repo/`` with addresses taken from the settings."""
+def open_store(
+    settings: Settings | None = None, offline_store: Mapping[str, Any] | None = None
+) -> FeatureStore:
+    """A FeatureStore on ``feature_repo/`` with addresses taken from the settings.
+
+    Args:
+        settings: Root and Redis address; the process settings by default.
+        offline_store: Replaces the ``offline_store`` section of ``feature_store.yaml``, e.g.
+            ``{"type": "duckdb"}`` for Feast's stock DuckDB store (tests and benchmarks compare
+            the two); the file's own section by default.
+
+    Returns:
+        The store.
+    """
     from feast import FeatureStore
+    from feast.repo_config import load_repo_config
 
     settings = settings or get_settings()
     export_feast_environment(settings)
-    return FeatureStore(repo_path=str(settings.paths.feature_repo))
+    repo = settings.paths.feature_repo
+    if offline_store is None:
+        return FeatureStore(repo_path=str(repo))
+    config = load_repo_config(repo, repo / "feature_store.yaml")
+    config.offline_config = dict(offline_store)
+    config._offline_store = None  # RepoConfig builds the store config from offline_config lazily
+    return FeatureStore(repo_path=str(repo), config=config)
 
 
 def feature_service(store: FeatureStore) -> FeatureService:
@@ -118,8 +137,11 @@ def historical_features(
     for k, start in enumerate(starts, start=1):
         batch = entity_df.iloc[start : start + batch_rows].copy()
         batch["_row"] = range(len(batch))
-        retrieved = store.get_historical_features(entity_df=batch, features=service).to_df()
-        parts.append(retrieved[[*batch.columns, *names]].sort_values("_row").drop(columns="_row"))
+        job = store.get_historical_features(entity_df=batch, features=service)
+        # Arrow first: only the entity columns and the service's features become pandas, not
+        # the state arrays the on-demand view read (Feast returns those too).
+        retrieved = job.to_arrow().select([*batch.columns, *names]).to_pandas()
+        parts.append(retrieved.sort_values("_row").drop(columns="_row"))
         if progress:
             done = min(start + batch_rows, len(entity_df))
             progress(
