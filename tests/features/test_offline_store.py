@@ -89,7 +89,8 @@ def _write_repo(folder: Path, offline_type: str) -> Path:
             shop = Entity(name="shop", join_keys=["shop"])
             cards = FeatureView(
                 name="cards", entities=[card], ttl=timedelta(0),
-                schema=[Field(name="spend", dtype=Float64), Field(name="recent", dtype=Array(Int64))],
+                schema=[Field(name="spend", dtype=Float64),
+                        Field(name="recent", dtype=Array(Int64))],
                 source=FileSource(path="{folder / "cards.parquet"}", timestamp_field="ts"),
             )
             visits = FeatureView(
@@ -237,7 +238,7 @@ def test_fraud_repo_uses_the_as_of_store(feature_project: FeatureProject) -> Non
 def test_fast_materialize_writes_feast_bytes(
     feature_project: FeatureProject, redis_url: str
 ) -> None:
-    """Redis after `feast materialize` through our engine equals Feast's own engine, byte for byte."""
+    """Redis after `feast materialize` through our engine equals Feast's engine, byte for byte."""
     client = redis.Redis.from_url(redis_url)
 
     def snapshot() -> dict[bytes, dict[bytes, bytes]]:
@@ -298,7 +299,8 @@ def _peak_rss_of_retrieval(root: Path, rows_per_card: int) -> int:
             "card": [f"c{{i}}" for i in rng.integers(0, cards, 2000)],
             "event_timestamp": ts[rng.integers(0, len(ts), 2000)],
         }})
-        out = store.get_historical_features(entity_df=entity_df, features=["cards:recent"]).to_arrow()
+        job = store.get_historical_features(entity_df=entity_df, features=["cards:recent"])
+        out = job.to_arrow()
         assert out.num_rows == 2000 and out["recent"].null_count == 0
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         """
