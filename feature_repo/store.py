@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 # feature list or semantics; keep the old service while models trained on it are served.
 FEATURE_SERVICE_NAME = "fraud_scoring_v1"
 ENTITY_COLUMNS = ("customer_id", "merchant_id")
-HISTORICAL_BATCH_ROWS = 100_000  # entity rows per get_historical_features call (~3 GB peak)
+# Entity rows per get_historical_features call. The as-of join costs the same per row at any
+# batch size; the batch bounds memory, because Feast's result also carries the state arrays the
+# on-demand view read (1.3M long-history rows at 250k per call: peak RSS ~3 GiB).
+HISTORICAL_BATCH_ROWS = 250_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -115,9 +118,8 @@ def historical_features(
 
     Retrieval runs in batches of ``batch_rows`` entity rows. The point-in-time join of one
     entity row does not depend on the others, so batching changes no value; it bounds memory,
-    because Feast's join materialises every candidate state row (arrays included) and the
-    python-mode on-demand view turns the joined arrays into Python lists before reducing them
-    to the features.
+    because Feast returns the joined state arrays beside the features (only the features are
+    kept here) and the python-mode on-demand view turns them into Python lists.
 
     Args:
         store: An open feature store.
