@@ -75,6 +75,13 @@ def generate(
     params_file: Annotated[
         Path | None, typer.Option(help="Parameters file (default: the project params.yaml).")
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Data profile of params.yaml's `profiles` (e.g. long_history: ~1,000 cards "
+            "x 18 months, like the public Kaggle sets); the `generate` section by default."
+        ),
+    ] = None,
 ) -> None:
     """Generate synthetic transactions, labels, customers and merchants (params.yaml)."""
     from data.generate import generate as generate_tables
@@ -87,7 +94,7 @@ def generate(
         params = load_params(params_file)
         out = out or _default_raw_dir()
         tables = generate_tables(
-            params.generate,
+            params.generate_profile(profile),
             params.seed if seed is None else seed,
             n_customers=n_customers,
             days=days,

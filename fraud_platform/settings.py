@@ -289,16 +289,63 @@ class ServeParams(_Strict):
     batch_limit: int = Field(gt=0, le=10_000)
 
 
+DEFAULT_PROFILE = "default"
+"""The data profile ``params.yaml``'s ``generate`` section describes as is."""
+
+
 class Params(_Strict):
-    """The whole of ``params.yaml``."""
+    """The whole of ``params.yaml``.
+
+    Attributes:
+        profiles: Named data profiles (``fraud data generate --profile NAME``): each holds only
+            the ``generate`` keys it changes; :meth:`generate_profile` merges them.
+    """
 
     seed: int
     generate: GenerateParams
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     import_: ImportParams = Field(alias="import")
     features: FeatureParams
     train: TrainParams
     monitor: MonitorParams
     serve: ServeParams
+
+    @model_validator(mode="after")
+    def _profiles_valid(self) -> Params:
+        if DEFAULT_PROFILE in self.profiles:
+            raise ValueError(f"profiles.{DEFAULT_PROFILE}: reserved for the generate section")
+        for name in self.profiles:
+            self.generate_profile(name)  # a bad key or value fails here, naming the profile
+        return self
+
+    def generate_profile(self, name: str | None = None) -> GenerateParams:
+        """The generator parameters of a data profile.
+
+        Args:
+            name: A key of ``profiles``; ``None`` or ``"default"`` for ``generate`` itself.
+
+        Returns:
+            ``generate`` with the profile's keys replaced, validated.
+
+        Raises:
+            ValueError: If the profile is unknown or one of its values is invalid (the
+                message names ``profiles.<name>.<key>``).
+        """
+        if name is None or name == DEFAULT_PROFILE:
+            return self.generate
+        if name not in self.profiles:
+            known = ", ".join([DEFAULT_PROFILE, *sorted(self.profiles)])
+            raise ValueError(f"unknown data profile {name!r}; known profiles: {known}")
+        try:
+            return GenerateParams.model_validate(
+                {**self.generate.model_dump(), **self.profiles[name]}
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"profiles.{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ValueError(problems) from None
 
 
 class ParamsError(ValueError):

@@ -1,0 +1,69 @@
+"""Shared set-up of the benchmarks: a temporary project root with data, tables and a registry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fraud_platform.settings import (
+    PROJECT_ROOT,
+    Settings,
+    feast_environment,
+    get_settings,
+    load_params,
+)
+
+
+def prepare_root(
+    root: Path, profile: str | None, redis_url: str = "redis://127.0.0.1:1/0"
+) -> Settings:
+    """Generate a data profile, build the offline tables and ``feast apply`` in ``root``.
+
+    Steps whose output exists are skipped, so a root can be reused between runs. The process
+    environment points at the root (``PROJECT_ROOT``, ``REDIS_URL``) afterwards.
+
+    Args:
+        root: The project root to fill.
+        profile: A data profile of ``params.yaml`` (``None``: the ``generate`` section).
+        redis_url: The online store's address (never contacted by retrieval).
+
+    Returns:
+        Settings for the root.
+    """
+    from data.generate import generate, write_tables
+    from feature_repo.pipeline import build_offline_tables
+
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "params.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
+    os.environ.update({"PROJECT_ROOT": str(root), "REDIS_URL": redis_url})
+    get_settings.cache_clear()
+    settings = Settings(project_root=root, redis_url=redis_url)
+    params = load_params(settings.paths.params_file)
+    paths = settings.paths
+    if not paths.raw_table("transactions").exists():
+        started = time.perf_counter()
+        tables = generate(params.generate_profile(profile), params.seed)
+        write_tables(tables, paths.raw_dir)
+        print(f"generate ({profile or 'default'}): {time.perf_counter() - started:.1f} s")
+    if not paths.feature_table("customer_activity").exists():
+        result = build_offline_tables(
+            paths.raw_dir,
+            paths.features_dir,
+            params.features.state_cap,
+            params.features.merchant_state_cap,
+        )
+        print(f"offline tables: {result.seconds:.1f} s")
+    if not paths.registry.exists():
+        subprocess.run(
+            [str(Path(sys.executable).with_name("feast")), "apply"],
+            cwd=paths.feature_repo,
+            env={**os.environ, **feast_environment(settings)},
+            check=True,
+            capture_output=True,
+        )
+    return settings
