@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from fraud_platform.settings import (
-    PROJECT_ROOT,
-    Settings,
-    feast_environment,
-    get_settings,
-    load_params,
-)
+from fraud_platform.settings import PROJECT_ROOT, Settings, get_settings, load_params
 
 
 def prepare_root(
@@ -35,7 +27,8 @@ def prepare_root(
         Settings for the root.
     """
     from data.generate import generate, write_tables
-    from feature_repo.pipeline import build_offline_tables
+    from feature_repo.pipeline import build_features
+    from feature_repo.store import run_feast_cli
 
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "params.yaml").exists():
@@ -51,19 +44,10 @@ def prepare_root(
         write_tables(tables, paths.raw_dir)
         print(f"generate ({profile or 'default'}): {time.perf_counter() - started:.1f} s")
     if not paths.feature_table("customer_activity").exists():
-        result = build_offline_tables(
-            paths.raw_dir,
-            paths.features_dir,
-            params.features.state_cap,
-            params.features.merchant_state_cap,
-        )
+        result = build_features(paths, params.features)
         print(f"offline tables: {result.seconds:.1f} s")
     if not paths.registry.exists():
-        subprocess.run(
-            [str(Path(sys.executable).with_name("feast")), "apply"],
-            cwd=paths.feature_repo,
-            env={**os.environ, **feast_environment(settings)},
-            check=True,
-            capture_output=True,
-        )
+        applied = run_feast_cli(settings, "apply", capture=True)
+        if applied.returncode != 0:
+            raise RuntimeError(f"feast apply failed:\n{applied.stderr[-3000:]}")
     return settings

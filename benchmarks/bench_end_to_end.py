@@ -22,36 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
-KAGGLE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # trans_date_trans_time in fraudTrain.csv
-
-
-def kaggle_frame(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Raw tables as rows of the Kaggle credit-card CSV (only the mapped columns).
-
-    Args:
-        tables: ``transactions``, ``labels``, ``customers``, ``merchants`` (data/schema.py).
-
-    Returns:
-        One row per transaction, columns named by ``KAGGLE_MAPPING``.
-    """
-    from data.importer import KAGGLE_MAPPING
-
-    rows = tables["transactions"].merge(
-        tables["labels"][["transaction_id", "is_fraud"]], on="transaction_id"
-    )
-    homes = tables["customers"].set_index("customer_id")
-    categories = tables["merchants"].set_index("merchant_id")["category"]
-    fields = {
-        **{name: rows[name] for name in rows.columns},
-        "timestamp": rows["timestamp"].dt.strftime(KAGGLE_TIME_FORMAT),
-        "home_lat": rows["customer_id"].map(homes["home_lat"]),
-        "home_long": rows["customer_id"].map(homes["home_long"]),
-        "category": rows["merchant_id"].map(categories),
-    }
-    return pd.DataFrame({column: fields[field] for field, column in KAGGLE_MAPPING.items()})
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,6 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from data.generate import generate
+    from data.importer import to_kaggle_frame
     from fraud_platform.settings import PROJECT_ROOT, load_params
 
     root = args.root or Path(tempfile.mkdtemp(prefix="bench-e2e-"))
@@ -69,7 +40,7 @@ def main() -> None:
     csv_path = root / "fraudTrain.csv"
     started = time.perf_counter()
     tables = generate(params.generate_profile(args.profile), params.seed)
-    kaggle_frame(tables).to_csv(csv_path, index=True)  # unnamed leading index, as Kaggle's
+    to_kaggle_frame(tables).to_csv(csv_path, index=True)  # unnamed leading index, as Kaggle's
     n_rows = len(tables["transactions"])
     del tables
     print(f"set-up: {n_rows:,}-row Kaggle-schema CSV in {time.perf_counter() - started:.1f} s")

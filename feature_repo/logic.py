@@ -28,10 +28,11 @@ before the latest one stored must still get exactly the reference's features. So
 a customer whose latest transaction is at T holds::
 
     arrays = top_cap(transactions in [T - 24h - L, T - L)) + every transaction in [T - L, T]
-    anchor = the latest transaction before T - 24h - L (when the arrays hold nothing earlier)
+    anchor = the latest transaction before T - L (with where it happened)
 
 For any t >= T - L this contains the ``cap`` most recent transactions of ``[t - 24h, t)`` and
-the latest transaction before t, and it is a function of the set of transactions alone: folding
+the latest transaction before t (among the recent ones, whose locations the state keeps,
+or else the anchor), and it is a function of the set of transactions alone: folding
 them in one at a time, in any order (online, :func:`merge_transaction`), gives exactly the state
 the batch pipeline computes from the whole history. A request more than L older than the state
 (:func:`lateness_us`) is answered from what the state retains and flagged by the API; it is
@@ -89,10 +90,10 @@ CUSTOMER_STATE_FIELDS: tuple[tuple[str, str], ...] = (
     ("c_txn_ids", "string[]"),
     ("c_amounts", "float64[]"),
     ("c_merchant_ids", "string[]"),
-    ("c_lats", "float64[]"),  # where each transaction happened
-    ("c_longs", "float64[]"),
+    ("c_recent_lats", "float64[]"),  # where each transaction of [T - L, T] (the arrays' tail)
+    ("c_recent_longs", "float64[]"),  # happened: only those can be the last before a request
     ("c_latest_ts_us", "int64"),  # T, the latest known transaction time
-    ("c_anchor_ts_us", "int64"),  # latest transaction before T - 24h - L (-1 when none)
+    ("c_anchor_ts_us", "int64"),  # latest transaction before T - L (-1 when none)
     ("c_anchor_txn_id", "string"),
     ("c_anchor_lat", "float64"),
     ("c_anchor_long", "float64"),
@@ -181,13 +182,16 @@ def _last_before(state: Mapping[str, Any], t_us: int) -> tuple[int, float, float
     """(time, lat, long) of the customer's latest transaction strictly before t, if retained.
 
     The arrays are sorted by (ts, id), so the last element before t is the latest (ties: the
-    largest id); when the arrays hold nothing before t, the anchor (the latest transaction
-    before the arrays' window) is.
+    largest id). When it is one of the recent transactions (``[T - L, T]``, the arrays' tail)
+    its location is kept; otherwise, for any t >= T - L, the latest before t is the latest
+    before T - L: the anchor.
     """
     ts_list = state.get("c_ts_us") or []
     i = bisect_left(ts_list, t_us) - 1
-    if i >= 0:
-        return ts_list[i], state["c_lats"][i], state["c_longs"][i]
+    lats = state.get("c_recent_lats") or []
+    recent_from = len(ts_list) - len(lats)
+    if i >= recent_from:
+        return ts_list[i], lats[i - recent_from], state["c_recent_longs"][i - recent_from]
     anchor = state.get("c_anchor_ts_us")
     if anchor is not None and 0 <= anchor < t_us:
         return anchor, state["c_anchor_lat"], state["c_anchor_long"]
@@ -436,20 +440,27 @@ def merge_transaction(
     state = state or {}
     if txn.transaction_id in (state.get("c_txn_ids") or []):
         return dict(state)
-    entries = _entries(
-        state, "c_ts_us", "c_txn_ids", "c_amounts", "c_merchant_ids", "c_lats", "c_longs"
-    )
+    entries = _entries(state, "c_ts_us", "c_txn_ids", "c_amounts", "c_merchant_ids")
+    # Locations are kept for the recent tail only; older entries need none.
+    lats, longs = state.get("c_recent_lats") or [], state.get("c_recent_longs") or []
+    tail = len(entries) - len(lats)
+    entries = [
+        (ts, key, (*values, *((lats[i - tail], longs[i - tail]) if i >= tail else (None, None))))
+        for i, (ts, key, values) in enumerate(entries)
+    ]
     entries.append(
         (txn.ts_us, txn.transaction_id, (txn.amount, txn.merchant_id, txn.lat, txn.long))
     )
     latest = max(txn.ts_us, state.get("c_latest_ts_us") or txn.ts_us)
-    window_start = latest - lateness_us - STATE_WINDOW_US
-    # The anchor: the latest transaction (by ts, then id) before the arrays' window.
-    anchors = [e for e in entries if e[0] < window_start]
+    recent_start = latest - lateness_us
+    # The anchor: the latest transaction (by ts, then id) before the recent part.
+    anchors = []
     old_anchor = state.get("c_anchor_ts_us")
     if old_anchor is not None and old_anchor >= 0:
+        # First: it wins a tie with its own copy among the older entries (which has no location).
         lat_long = (None, None, state["c_anchor_lat"], state["c_anchor_long"])
         anchors.append((old_anchor, state["c_anchor_txn_id"], lat_long))
+    anchors += [e for e in entries if e[0] < recent_start]
     anchor = max(anchors, key=lambda e: (e[0], e[1]), default=None)
 
     kept = _retained(entries, latest, cap, lateness_us)
@@ -458,8 +469,8 @@ def merge_transaction(
         "c_txn_ids": [e[1] for e in kept],
         "c_amounts": [e[2][0] for e in kept],
         "c_merchant_ids": [e[2][1] for e in kept],
-        "c_lats": [e[2][2] for e in kept],
-        "c_longs": [e[2][3] for e in kept],
+        "c_recent_lats": [e[2][2] for e in kept if e[0] >= recent_start],
+        "c_recent_longs": [e[2][3] for e in kept if e[0] >= recent_start],
         "c_latest_ts_us": latest,
         "c_anchor_ts_us": -1 if anchor is None else anchor[0],
         "c_anchor_txn_id": "" if anchor is None else anchor[1],

@@ -49,8 +49,9 @@ def _sql_top_cap(list_expr: str, cap: int) -> str:
 def _arrays_sql(entity: str, fields: str, cap: int, lateness: int, table: str) -> str:
     """SQL: per entity and distinct timestamp T, the state arrays as of T, and the anchor.
 
-    ``arr`` = top_cap of the transactions in ``[T - 24h - L, T - L)`` + all of ``[T - L, T]``
-    (sorted by (ts, key)); ``anchor`` = the latest transaction before ``T - 24h - L``. RANGE
+    ``older`` = top_cap of the transactions in ``[T - 24h - L, T - L)``, ``recent`` = all of
+    ``[T - L, T]`` (both sorted by (ts, key)); ``anchor`` = the latest transaction before
+    ``T - L``. RANGE
     frames count microseconds: ``1 PRECEDING`` ends just before a time, and ``CURRENT ROW``
     includes the same-second peers. Peers at T share every frame, so one row per T is kept.
     """
@@ -58,7 +59,8 @@ def _arrays_sql(entity: str, fields: str, cap: int, lateness: int, table: str) -
     window_start = STATE_WINDOW_US + lateness
     return f"""
         SELECT {entity}, ts,
-               {_sql_top_cap("list_sort(coalesce(older, []))", cap)} || list_sort(recent) AS arr,
+               {_sql_top_cap("list_sort(coalesce(older, []))", cap)} AS older,
+               list_sort(recent) AS recent,
                anchor
         FROM (
             SELECT {entity}, ts,
@@ -67,8 +69,7 @@ def _arrays_sql(entity: str, fields: str, cap: int, lateness: int, table: str) -
                    list(struct_pack({fields})) OVER (
                        w RANGE BETWEEN {lateness} PRECEDING AND CURRENT ROW) AS recent,
                    max(struct_pack({fields})) OVER (
-                       w RANGE BETWEEN UNBOUNDED PRECEDING AND {window_start + 1} PRECEDING)
-                       AS anchor,
+                       w RANGE BETWEEN UNBOUNDED PRECEDING AND {older_end} PRECEDING) AS anchor,
                    row_number() OVER (PARTITION BY {entity}, ts ORDER BY tid) AS peer_rank
             FROM {table}
             WINDOW w AS (PARTITION BY {entity} ORDER BY ts)
@@ -126,12 +127,12 @@ def _customer_activity_sql(cap: int, lateness: int) -> tuple[list[str], str]:
     ]
     final = f"""
     SELECT customer_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
-           list_transform(arr, lambda x: x.ts) AS c_ts_us,
-           list_transform(arr, lambda x: x.tid) AS c_txn_ids,
-           list_transform(arr, lambda x: x.amount) AS c_amounts,
-           list_transform(arr, lambda x: x.merchant) AS c_merchant_ids,
-           list_transform(arr, lambda x: x.lat) AS c_lats,
-           list_transform(arr, lambda x: x.long) AS c_longs,
+           list_transform(older || recent, lambda x: x.ts) AS c_ts_us,
+           list_transform(older || recent, lambda x: x.tid) AS c_txn_ids,
+           list_transform(older || recent, lambda x: x.amount) AS c_amounts,
+           list_transform(older || recent, lambda x: x.merchant) AS c_merchant_ids,
+           list_transform(recent, lambda x: x.lat) AS c_recent_lats,
+           list_transform(recent, lambda x: x.long) AS c_recent_longs,
            ts AS c_latest_ts_us,
            coalesce(anchor.ts, -1) AS c_anchor_ts_us,
            coalesce(anchor.tid, '') AS c_anchor_txn_id,
@@ -157,8 +158,8 @@ def _merchant_activity_sql(cap: int, lateness: int) -> tuple[list[str], str]:
     ]
     final = f"""
     SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
-           list_transform(arr, lambda x: x.ts) AS m_ts_us,
-           list_transform(arr, lambda x: x.tid) AS m_txn_ids,
+           list_transform(older || recent, lambda x: x.ts) AS m_ts_us,
+           list_transform(older || recent, lambda x: x.tid) AS m_txn_ids,
            ts AS m_latest_ts_us,
            {cap}::BIGINT AS m_state_cap,
            {lateness}::BIGINT AS m_lateness_us
