@@ -1,6 +1,6 @@
 """The scoring API against a live uvicorn process, a real redis-server, Feast and MLflow.
 
-Tests run in file order on one shared stack: the destructive ones (Redis restart, SIGTERM)
+Tests run in file order on one API process: the destructive ones (Redis restart, SIGTERM)
 come last.
 """
 
@@ -16,9 +16,12 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+import redis
 from conftest import API_KEY, Live
+from prometheus_client.parser import text_string_to_metric_families
 
 from fraud_platform import redis_server
+from serving.prediction_log import read_prediction_log
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +77,8 @@ GOOD = {
 BAD_FIELDS = [
     ("amount", 0),
     ("amount", -5),
+    ("amount", 5e-324),  # denormal: made amount_to_avg_30d of the next transaction infinite
+    ("amount", 0.0009),
     ("amount", "12.5"),
     ("amount", "NaN"),
     ("amount", "Infinity"),
@@ -92,6 +97,9 @@ BAD_FIELDS = [
     ("timestamp", 1767225600),
     ("timestamp", "2026-13-01T00:00:00"),
     ("timestamp", "1960-01-01T00:00:00Z"),
+    ("timestamp", "0001-01-01T00:00:00+01:00"),  # before year 1 in UTC: OverflowError once
+    ("timestamp", "9999-12-31T23:59:59-01:00"),  # after year 9999 in UTC
+    ("timestamp", "2199-12-31T23:59:59Z"),  # representable, but far in the future
     ("timestamp", None),
     ("customer_id", ""),
     ("customer_id", "x" * 65),
@@ -302,26 +310,104 @@ def test_new_alias_is_picked_up_without_restart(live: Live) -> None:
     assert live.client.get("/ready").json()["model_version"]["run_id"] == new["run_id"]
 
 
-def test_redis_down_gives_503_and_recovers(live: Live) -> None:
-    body = _txn(live, "down-c", "down-m", 60)
-    redis_server.stop(live.root)
+def _metric(live: Live, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (those with the given labels) on the live API."""
+    text = live.client.get("/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def _wait_until_ingested(live: Live) -> None:
+    """Until every answered scoring request's transactions are in Redis (async ingestion)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answered = sum(
+            _metric(live, "fraud_api_requests_total", endpoint=path, status="200")
+            for path in ("/predict", "/predict/batch")
+        )
+        if _metric(live, "fraud_api_ingestion_lag_seconds_count") >= answered:
+            return
+        time.sleep(0.05)
+    raise AssertionError("ingestion did not catch up")
+
+
+def _redis_snapshot(live: Live) -> dict[bytes, bytes | None]:
+    client = redis.Redis.from_url(live.stack.redis_url)
+    return {key: client.dump(key) for key in client.scan_iter(count=1000)}
+
+
+def test_a_refused_transaction_changes_no_state(live: Live) -> None:
+    first = live.post("/predict", _txn(live, "guard-c", "guard-m", 55))
+    assert first.status_code == 200
+    _wait_until_ingested(live)
+    before = _redis_snapshot(live)
+    logged_before = len(read_prediction_log(live.root / "data" / "prediction_log"))
+    future = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=10)).isoformat()
+    refused = [
+        ("/predict", _txn(live, "guard-c", "guard-m", 0, timestamp=future)),
+        ("/predict", _txn(live, "guard-c", "guard-m", 0, timestamp="2199-12-31T00:00:00Z")),
+        ("/predict", _txn(live, "guard-c", "guard-m", 0, timestamp="9999-12-31T23:59:59-01:00")),
+        # One bad item refuses the whole batch: the good one is not scored either.
+        ("/predict/batch", {"transactions": [
+            _txn(live, "guard-c", "guard-m", 56), _txn(live, "guard-c", "guard-m", 0,
+                                                        timestamp=future)]}),
+    ]  # fmt: skip
+    for path, body in refused:
+        response = live.post(path, body)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["field"].endswith("timestamp")
+    time.sleep(0.3)  # a write that slipped through would be on its way by now
+    _wait_until_ingested(live)
+    assert _redis_snapshot(live) == before
+    assert len(read_prediction_log(live.root / "data" / "prediction_log")) == logged_before
+    # And the customer's next real transaction does not see any of them.
+    after = live.post("/predict", _txn(live, "guard-c", "guard-m", 57)).json()["features"]
+    assert after["txn_count_1h"] == 1 and after["merchant_txn_count_24h"] == 1
+
+
+def test_just_inside_the_future_skew_is_accepted(live: Live) -> None:
+    soon = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=4)).isoformat()
+    response = live.post("/predict", _txn(live, "skew-c", "skew-m", 0, timestamp=soon))
+    assert response.status_code == 200, response.text
+
+
+def test_redis_down_gives_fast_503_and_recovers_with_its_state(live: Live) -> None:
+    seen = live.post("/predict", _txn(live, "down-c", "down-m", 60))
+    assert seen.status_code == 200
+    _wait_until_ingested(live)
+    body = _txn(live, "down-c", "down-m", 61)
+    redis_server.stop(live.stack.root)
     try:
         down = live.post("/predict", body)
         assert down.status_code == 503
         assert down.json()["error"] == "service_unavailable"
         assert "online store" in down.json()["detail"]
+        assert down.headers["Retry-After"] == "1"
+        started = time.perf_counter()
+        again = live.post("/predict", body)  # known down: answered without touching Redis
+        assert again.status_code == 503
+        assert time.perf_counter() - started < 1.0  # target 250 ms; loose for a busy machine
         ready = live.client.get("/ready")
-        assert ready.status_code == 503 and ready.json()["reasons"]
+        assert ready.status_code == 503 and "online store" in ready.json()["reasons"][0]
         assert live.client.get("/health").status_code == 200
+        assert _metric(live, "fraud_api_online_store_up") == 0
     finally:
-        redis_server.start(root=live.root, port=live.redis_port)
+        restarted = redis_server.start(root=live.stack.root)
+    assert restarted.url == live.stack.redis_url  # same port: the API reconnects by itself
     deadline = time.monotonic() + 15
-    status = None
-    while time.monotonic() < deadline and status != 200:
-        status = live.post("/predict", body).status_code
-        time.sleep(0.2)
-    assert status == 200
+    response = None
+    while time.monotonic() < deadline and (response is None or response.status_code != 200):
+        response = live.post("/predict", body)
+        time.sleep(0.1)
+    assert response is not None and response.status_code == 200
+    # The append-only file kept the state: the transaction scored before the outage counts.
+    assert response.json()["features"]["txn_count_1h"] == 1
     assert live.proc.poll() is None  # same process
+    assert _metric(live, "fraud_api_online_store_up") == 1
 
 
 def test_prediction_log_complete_after_sigterm(live: Live) -> None:
@@ -335,15 +421,19 @@ def test_prediction_log_complete_after_sigterm(live: Live) -> None:
     # uvicorn re-raises the signal after a graceful shutdown: exit by SIGTERM, not a crash.
     assert live.proc.wait(timeout=60) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in (live.root / "api.log").read_text()
-    files = sorted((live.root / "data" / "prediction_log").glob("predictions-*.parquet"))
-    assert files
-    log = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    folder = live.root / "data" / "prediction_log"
+    assert not list(folder.glob("*.jsonl")), "a clean stop compacts every segment"
+    assert list(folder.glob("predictions-*.parquet"))
+    log = read_prediction_log(folder)
     assert sorted(log["transaction_id"]) == sorted(live.scored)
     for column in [
         *live.meta["names"],
         "probability",
         "prediction",
         "timestamp",
+        "amount",
+        "lat",
+        "long",
         "model_version",
         "threshold",
         "scored_at",
@@ -354,3 +444,9 @@ def test_prediction_log_complete_after_sigterm(live: Live) -> None:
         assert column in log.columns, column
     assert str(log["timestamp"].dt.tz) == "UTC"
     assert set(log["prediction"]) <= {"FRAUD", "LEGIT"}
+    # The request's own fields are logged: the replayed slice's rows match their source.
+    held_out = pd.read_parquet(live.root / "slice.parquet").set_index("transaction_id")
+    replayed = log.set_index("transaction_id").loc[held_out.index]
+    for column in ("amount", "lat", "long", "customer_id", "merchant_id"):
+        assert (replayed[column] == held_out[column]).all(), column
+    assert (replayed["timestamp"] == held_out["timestamp"].dt.tz_convert("UTC")).all()
