@@ -378,10 +378,10 @@ def simulate(
         float,
         typer.Option(
             min=0,
-            help="Seconds to wait for the prediction log (the API flushes it every "
-            "SERVING_LOG_ROTATE_SECONDS, 300 by default).",
+            help="Seconds to wait for the scored rows in the prediction log (the API writes "
+            "each row before it answers; this covers an API logging somewhere else).",
         ),
-    ] = 330.0,
+    ] = 30.0,
     out: Annotated[
         Path | None, typer.Option(help="Parent folder of the report folders; reports/drift.")
     ] = None,

@@ -49,10 +49,9 @@ fraud train run
 PORT=$(python -c 'from fraud_platform.redis_server import free_port; print(free_port())')
 API_URL="http://127.0.0.1:$PORT"
 step "API: fraud serve api on $API_URL (log: .run/demo/api.log)"
-# The prediction log is flushed every 2 s here (300 s by default) so the drift check below
-# sees the simulated traffic at once.
-SERVING_LOG_ROTATE_SECONDS=${SERVING_LOG_ROTATE_SECONDS:-2} \
-  fraud serve api --host 127.0.0.1 --port "$PORT" >"$LOG_DIR/api.log" 2>&1 &
+# Every answered prediction is in the prediction log before its answer leaves, so the drift
+# check below sees the simulated traffic at once.
+fraud serve api --host 127.0.0.1 --port "$PORT" >"$LOG_DIR/api.log" 2>&1 &
 API_PID=$!
 deadline=$(( SECONDS + 300 ))
 until python -c "import sys, urllib.request; urllib.request.urlopen('$API_URL/ready', timeout=2)" 2>/dev/null; do
