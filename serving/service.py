@@ -75,7 +75,10 @@ class ScoringService:
         return ServiceUnavailableError(self.guard.reason or f"online store unreachable: {exc}")
 
     def score(self, items: Sequence[TransactionIn], received: float) -> list[dict[str, Any]]:
-        """Score transactions, log them, and hand them to ingestion.
+        """Score transactions, hand them to ingestion, then log them (before the answer).
+
+        Blocking (Redis, the log's write): runs on the API's thread pool. Answers 503 at once,
+        without touching Redis, while the online-store guard knows the store is down.
 
         Args:
             items: Validated transactions.
