@@ -34,7 +34,6 @@ class Stack:
 
     root: Path  # holds .run/redis: stop and start Redis with this root
     redis_url: str
-    redis_port: int
     meta: dict[str, Any]
     readers: dict[str, Any]
 
@@ -73,7 +72,6 @@ def serving_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("serving-root")
     stack.prepare_root(root)
     server = redis_server.start(root=root)
-    port = int(server.url.rsplit(":", 1)[1].split("/")[0])
     env = stack.stack_env(root, server.url)
     try:
         meta = stack.build_stack(root, env)
@@ -83,7 +81,7 @@ def serving_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )  # fmt: skip
         assert compare.returncode == 0, compare.stderr[-3000:]
         readers = json.loads(compare.stdout.strip().splitlines()[-1])
-        yield Stack(root, server.url, port, meta, readers)
+        yield Stack(root, server.url, meta, readers)
     finally:
         redis_server.stop(root)
 
