@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from feature_repo.logic import Transaction
+from serving.online_store import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,10 @@ class PendingGate:
             self._cond.notify_all()
 
     def wait_clear(
-        self, keys: Sequence[EntityKey], timeout: float, give_up: Callable[[], bool] = bool
+        self,
+        keys: Sequence[EntityKey],
+        timeout: float,
+        give_up: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Wait until none of ``keys`` has a write in flight, or ``give_up()`` turns true.
 
@@ -194,8 +198,6 @@ class Ingestor:
 
     def _apply_retrying(self, job: _Job) -> None:
         """Apply a queued job; on a connection error, wait for the store and go on from there."""
-        from serving.online_store import REDIS_ERRORS
-
         remaining = list(job.txns)
         while remaining:
             if not self._store_up():
