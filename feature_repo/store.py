@@ -48,6 +48,11 @@ def to_epoch_us(moment: datetime) -> int:
     return (moment - _EPOCH) // _ONE_MICROSECOND
 
 
+def from_epoch_us(ts_us: int) -> datetime:
+    """The aware UTC datetime of microseconds since the epoch (inverse of :func:`to_epoch_us`)."""
+    return _EPOCH + timedelta(microseconds=ts_us)
+
+
 def series_to_epoch_us(timestamps: pd.Series) -> pd.Series:
     """Exact microseconds since the epoch of a datetime column, whatever its resolution."""
     values = pd.to_datetime(timestamps, utc=True)

@@ -1,8 +1,18 @@
 """A real, local ``redis-server`` for development, the demo and the tests.
 
 ``REDIS_URL`` overrides all of this: when it is set and reachable, nothing is started.
-Otherwise ``start`` launches Debian's ``redis-server`` on a free loopback port with its data
-under ``.run/redis/`` and records the URL in ``.run/redis/url``, which the settings read.
+Otherwise ``start`` launches Debian's ``redis-server`` on a loopback port with its data under
+``.run/redis/`` and records the URL in ``.run/redis/url``, which the settings read.
+
+Durable: the server keeps an append-only file (:data:`PERSISTENCE_ARGS`, the same flags as the
+compose service), fsync'ed every second, so a stop and start (or a crash) keeps the online
+state, ingested transactions included: at most the last second is lost to a machine crash.
+
+Same address: the first start records its port in ``.run/redis/port`` and every later start
+uses it again, so a running API keeps its URL and reconnects by itself. The old port's
+connections linger in TIME_WAIT after a stop; like ``redis-server`` itself (SO_REUSEADDR), the
+check ignores them. If another process really listens on the recorded port, ``start`` fails and
+says so rather than silently moving to a port nobody knows.
 """
 
 from __future__ import annotations
@@ -20,6 +30,10 @@ from pathlib import Path
 import redis
 
 from fraud_platform.settings import LOCAL_REDIS_URL_FILE, PROJECT_ROOT
+
+# Append-only file, fsync'ed every second, no RDB snapshots: the one persistence of both the
+# local server and the compose service (tests/infra checks that the two agree).
+PERSISTENCE_ARGS = ("--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
 
 
 class RedisUnavailableError(RuntimeError):
@@ -51,8 +65,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """Whether ``redis-server`` could listen on ``127.0.0.1:port`` now.
+
+    Binds with SO_REUSEADDR, as ``redis-server`` does: connections of a stopped server that
+    linger in TIME_WAIT do not make the port busy; another process listening on it does.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -99,14 +119,14 @@ def start(root: Path = PROJECT_ROOT, port: int | None = None, timeout: float = 1
 
     Args:
         root: Project root; data, pid file and URL go under ``root/.run/redis``.
-        port: Port to listen on; a free one by default.
-        timeout: Seconds to wait for the server to answer PING.
+        port: Port to listen on; by default the one recorded by the first start, else a free one.
+        timeout: Seconds to wait for the server to answer PING (it loads its data first).
 
     Returns:
         The running server.
 
     Raises:
-        RedisUnavailableError: If no server can be started.
+        RedisUnavailableError: If no server can be started, or the recorded port is taken.
     """
     env_url = os.environ.get("REDIS_URL")
     data_dir = root / ".run" / "redis"
@@ -117,10 +137,16 @@ def start(root: Path = PROJECT_ROOT, port: int | None = None, timeout: float = 1
         return running
     binary = find_redis_server()
     data_dir.mkdir(parents=True, exist_ok=True)
-    # Reuse the last port when it is free, so clients holding the old URL reconnect by themselves.
+    # The recorded port again, so that clients holding the old URL reconnect by themselves.
     port_file = data_dir / "port"
-    if port is None and port_file.exists() and _port_is_free(int(port_file.read_text())):
+    if port is None and port_file.exists():
         port = int(port_file.read_text())
+        if not port_is_free(port):
+            raise RedisUnavailableError(
+                f"port {port}, recorded in {port_file} by an earlier start, is taken by another "
+                f"process. Stop that process, or delete {port_file} to start on a new port (then "
+                "restart the clients that hold the old URL, such as the API)."
+            )
     port = port or free_port()
     port_file.write_text(str(port))
     url = f"redis://127.0.0.1:{port}/0"
@@ -134,8 +160,7 @@ def start(root: Path = PROJECT_ROOT, port: int | None = None, timeout: float = 1
             "--pidfile", str(pid_file),
             "--logfile", str(data_dir / "redis.log"),
             "--daemonize", "yes",
-            "--save", "",
-            "--appendonly", "no",
+            *PERSISTENCE_ARGS,
         ],
         check=True,
     )  # fmt: skip

@@ -9,13 +9,21 @@ fails with the name of the offending key.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -107,9 +115,21 @@ class Settings(BaseSettings):
             the request (read-your-writes across several workers).
         serving_ingest_wait_seconds: Longest wait of a request for a pending ingestion.
         serving_ingest_queue_size: Bound of the ingestion queue; when full, ingest inline.
-        serving_model_poll_seconds: How often the registry alias is checked for a new version.
-        serving_log_rotate_seconds: A prediction-log file is closed at least this often.
-        serving_log_queue_size: Bound of the prediction-log queue (backpressure, no drop).
+        serving_model_poll_seconds: How often the registry alias is checked for a new version
+            (and the longest pause between load attempts while no model is loaded).
+        serving_registry_timeout_seconds: MLflow HTTP timeout in the API
+            (``MLFLOW_HTTP_REQUEST_TIMEOUT`` unless that is set).
+        serving_registry_retries: MLflow HTTP retries in the API
+            (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` unless that is set).
+        serving_redis_timeout_seconds: The API's Redis connect and per-command timeout; bounds
+            how long a request can wait on an unreachable or hung Redis before its 503.
+        serving_threads: Threads that run the scoring requests (blocking Redis and log I/O),
+            off the event loop.
+        prediction_log_rotate_rows: Rows per prediction-log segment at most.
+        serving_log_rotate_seconds: A prediction-log segment is sealed (compacted to Parquet)
+            at least this often.
+        serving_log_fsync_seconds: Longest time a logged prediction stays without fsync (the
+            most a machine crash can lose; a killed process loses nothing).
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
@@ -127,8 +147,12 @@ class Settings(BaseSettings):
     serving_ingest_wait_seconds: float = Field(default=2.0, gt=0)
     serving_ingest_queue_size: int = Field(default=10_000, gt=0)
     serving_model_poll_seconds: float = Field(default=30.0, gt=0)
+    serving_registry_timeout_seconds: int = Field(default=5, gt=0)
+    serving_registry_retries: int = Field(default=1, ge=0)
+    serving_redis_timeout_seconds: float = Field(default=0.2, gt=0)
+    serving_threads: int = Field(default=4, gt=0, le=256)
     serving_log_rotate_seconds: float = Field(default=300.0, gt=0)
-    serving_log_queue_size: int = Field(default=100_000, gt=0)
+    serving_log_fsync_seconds: float = Field(default=1.0, gt=0)
 
     @property
     def paths(self) -> Paths:
@@ -283,10 +307,31 @@ class MonitorParams(_Strict):
     consistency_max_mismatch_rate: float = Field(ge=0, le=1)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class ServeParams(_Strict):
-    """API limits."""
+    """API limits.
+
+    Attributes:
+        batch_limit: Transactions per ``/predict/batch`` call at most.
+        max_future_skew_seconds: A transaction dated later than now plus this is refused (422):
+            one far-future event would sit in its card's and merchant's state until that date.
+        min_timestamp: The oldest transaction time accepted (422 before it); the epoch by
+            default, so that replays and backfills of old data still work.
+    """
 
     batch_limit: int = Field(gt=0, le=10_000)
+    max_future_skew_seconds: float = Field(default=300.0, ge=0, le=366 * 86_400)
+    min_timestamp: datetime = EPOCH
+
+    @field_validator("min_timestamp")
+    @classmethod
+    def _utc_after_epoch(cls, value: datetime) -> datetime:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value < EPOCH:
+            raise ValueError("must be at or after 1970-01-01T00:00:00Z (state times are >= 0)")
+        return value
 
 
 DEFAULT_PROFILE = "default"

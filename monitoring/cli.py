@@ -71,14 +71,14 @@ def read_reference(path: Path) -> pd.DataFrame:
 
 
 def read_current(path: Path) -> pd.DataFrame:
-    """The current data: one Parquet file, or a prediction-log folder of ``predictions-*``.
+    """The current data: one Parquet file, or a prediction-log folder (the API's journal).
 
     Raises:
         MonitorInputError: If nothing is there or a file cannot be read.
     """
     import pandas as pd
 
-    from monitoring.simulate import read_prediction_log
+    from serving.prediction_log import read_prediction_log
 
     try:
         if path.is_file():
@@ -86,7 +86,7 @@ def read_current(path: Path) -> pd.DataFrame:
         if path.is_dir():
             frame = read_prediction_log(path)
             if frame.empty:
-                raise MonitorInputError(f"no rows in {path}/predictions-*.parquet")
+                raise MonitorInputError(f"no rows in the prediction log {path}")
             return frame
     except MonitorInputError:
         raise
@@ -483,10 +483,10 @@ def simulate(
         float,
         typer.Option(
             min=0,
-            help="Seconds to wait for the prediction log (the API flushes it every "
-            "SERVING_LOG_ROTATE_SECONDS, 300 by default).",
+            help="Seconds to wait for the scored rows in the prediction log (the API writes "
+            "each row before it answers; this covers an API logging somewhere else).",
         ),
-    ] = 330.0,
+    ] = 30.0,
     out: Annotated[
         Path | None, typer.Option(help="Parent folder of the report folders; reports/drift.")
     ] = None,

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from feature_repo.logic import OUTPUT_FEATURES
+from serving.prediction_log import NON_FEATURE_COLUMNS
 
 FeatureKind = Literal["numerical", "categorical"]
 
@@ -45,24 +46,7 @@ TIME_COLUMN = "timestamp"  # event time of a logged prediction (UTC)
 # Columns the reference sample and the prediction log carry besides the model features; any
 # other column is reported as unexpected (a sign that the two come from different models).
 REFERENCE_EXTRA_COLUMNS: frozenset[str] = frozenset({LABEL_COLUMN, PREDICTION_COLUMN})
-CURRENT_EXTRA_COLUMNS: frozenset[str] = frozenset(
-    {
-        PREDICTION_COLUMN,
-        "prediction",
-        "threshold",
-        TIME_COLUMN,
-        "scored_at",
-        "transaction_id",
-        "customer_id",
-        "merchant_id",
-        "model_name",
-        "model_version",
-        "model_run_id",
-        "cold_start",
-        LABEL_COLUMN,
-        "label_timestamp",
-    }
-)
+CURRENT_EXTRA_COLUMNS: frozenset[str] = NON_FEATURE_COLUMNS | {LABEL_COLUMN, "label_timestamp"}
 
 
 class DriftInputError(ValueError):

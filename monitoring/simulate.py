@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from data.schema import TRANSACTIONS
+from serving.prediction_log import read_prediction_log
 
 if TYPE_CHECKING:
     from fraud_platform.settings import GenerateParams
@@ -733,48 +734,6 @@ def send_window(
 # ------------------------------------------------------------------------------ prediction log
 
 
-def log_files(folder: Path, *, modified_since: float | None = None) -> list[Path]:
-    """The prediction log's files (``predictions-*.parquet``), in name order.
-
-    Args:
-        folder: The prediction log folder.
-        modified_since: Only files modified at or after this POSIX time.
-
-    Returns:
-        Their paths.
-    """
-    files = sorted(folder.glob("predictions-*.parquet"))
-    if modified_since is not None:
-        files = [f for f in files if f.stat().st_mtime >= modified_since]
-    return files
-
-
-def read_prediction_log(
-    folder: Path, *, columns: Sequence[str] | None = None, modified_since: float | None = None
-) -> pd.DataFrame:
-    """All rows of the prediction log, in file-name order.
-
-    The API writes each file under a hidden name and renames it into place, so a file that
-    matches ``predictions-*.parquet`` is complete.
-
-    Args:
-        folder: The prediction log folder.
-        columns: Read only these columns.
-        modified_since: Only files modified at or after this POSIX time.
-
-    Returns:
-        The concatenated rows; an empty frame when there are no files.
-    """
-    frames = [
-        pd.read_parquet(f, columns=list(columns) if columns else None)
-        for f in log_files(folder, modified_since=modified_since)
-    ]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
-
-
 def latest_logged_event(folder: Path) -> pd.Timestamp | None:
     """Latest event time in the prediction log, or ``None`` without one."""
     log = read_prediction_log(folder, columns=["timestamp"])
@@ -794,8 +753,8 @@ def wait_for_logged(
 ) -> pd.DataFrame:
     """The prediction log rows of the given transactions, waiting for the log to catch up.
 
-    The API buffers the log and writes a file every ``prediction_log_rotate_rows`` rows or
-    every ``SERVING_LOG_ROTATE_SECONDS`` seconds (300 by default), so rows may take a while.
+    The API writes each row before it answers, so rows are there at once; the wait covers an
+    API that logs to another folder or has not answered yet.
 
     Args:
         folder: The prediction log folder.

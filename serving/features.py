@@ -41,27 +41,42 @@ class FeatureReader(Protocol):
         """
         ...
 
-    def ping(self) -> bool:
-        """Whether the online store answers."""
-        ...
+
+# Feast value types of the service's features -> column types of the prediction log's journal.
+_LOG_TYPES = {
+    "Int32": "int64",
+    "Int64": "int64",
+    "Float32": "float64",
+    "Float64": "float64",
+    "Bool": "bool",
+    "String": "string",
+}
+
+
+def feature_types(store: FeatureStore) -> dict[str, str]:
+    """The service's features, in order, with their prediction-log column types.
+
+    Raises:
+        ValueError: If a feature is not a scalar number, bool or string.
+    """
+    types = {}
+    for projection in feature_service(store).feature_view_projections:
+        for feature in projection.features:
+            kind = _LOG_TYPES.get(str(feature.dtype))
+            if kind is None:
+                raise ValueError(f"feature {feature.name}: type {feature.dtype} cannot be logged")
+            types[feature.name] = kind
+    return types
 
 
 def _redis_client(store: FeatureStore) -> tuple[Any, Any]:
-    """Feast's Redis online store, and a client on the same server that fails fast.
+    """Feast's Redis online store and its client.
 
-    Feast's own client retries a refused connection with exponential backoff (seconds); the
-    request path wants an immediate error to answer 503 with, and a bounded wait if Redis hangs.
+    In the API that client is the fail-fast one :func:`serving.online_store.install_fast_client`
+    put in place before any reader was built.
     """
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     online_store: Any = store._get_provider().online_store  # Feast's configured Redis store
-    feast_client = online_store._get_client(store.config.online_store)
-    kwargs = dict(feast_client.connection_pool.connection_kwargs)
-    kwargs.update(socket_timeout=2.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
-    client = redis.Redis(**kwargs)
-    return online_store, client
+    return online_store, online_store._get_client(store.config.online_store)
 
 
 class FeastReader:
@@ -82,7 +97,6 @@ class FeastReader:
             for feature in projection.features
         ] + [f"{view}:{field}" for view, field in STATE_TIME_FIELDS.items()]
         self._columns = (*self.names, *STATE_TIME_FIELDS.values())
-        _, self._client = _redis_client(store)
 
     def read(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Features (and state times) of each row through Feast."""
@@ -90,10 +104,6 @@ class FeastReader:
             features=self._refs, entity_rows=[dict(row) for row in rows]
         ).to_dict()
         return [{name: response[name][i] for name in self._columns} for i in range(len(rows))]
-
-    def ping(self) -> bool:
-        """Redis PING through Feast's client."""
-        return bool(self._client.ping())
 
 
 def _python_value(proto: ValueProto) -> Any:
@@ -200,10 +210,6 @@ class DirectReader:
             | {field: inputs[field][i] for field in STATE_TIME_FIELDS.values()}
             for i in range(len(rows))
         ]
-
-    def ping(self) -> bool:
-        """Redis PING."""
-        return bool(self._client.ping())
 
 
 def make_reader(store: FeatureStore, path: str) -> FeatureReader:

@@ -10,6 +10,13 @@ use ``SERVING_INGEST_MODE=sync`` (the write happens inside the request, before t
 
 Lag (request received -> state written) is a Prometheus histogram. Concurrent writes of one
 customer lose nothing: :class:`~feature_repo.online_state.OnlineStateWriter` retries under WATCH.
+
+Outages. Nothing here waits on a dead Redis: a reader stops waiting for pending writes as soon
+as the store is known to be down (its request is then answered 503), the queue put never blocks
+(a full queue makes the request write inline), and the background writer keeps a write that
+failed on a connection error and retries it, in order, once the store answers again (the merge
+is idempotent for a retried transaction), so a transaction answered before an outage still
+reaches the online state after it, as long as the process lives.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from feature_repo.logic import Transaction
+from serving.online_store import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +63,36 @@ class PendingGate:
                 del self._pending[key]
             self._cond.notify_all()
 
-    def wait_clear(self, keys: Sequence[EntityKey], timeout: float) -> bool:
-        """Wait until none of ``keys`` has a write in flight.
+    def wake(self) -> None:
+        """Make every waiter re-check its condition (the store went down, say)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_clear(
+        self,
+        keys: Sequence[EntityKey],
+        timeout: float,
+        give_up: Callable[[], bool] = lambda: False,
+    ) -> bool:
+        """Wait until none of ``keys`` has a write in flight, or ``give_up()`` turns true.
+
+        Args:
+            keys: The entities the reader is about to read.
+            timeout: Longest wait in seconds.
+            give_up: Checked whenever the gate changes or :meth:`wake` is called.
 
         Returns:
             False if the timeout passed first (the read may then miss that write).
         """
+
+        def clear() -> bool:
+            return not any(key in self._pending for key in keys)
+
         with self._cond:
-            if not any(key in self._pending for key in keys):
+            if clear():
                 return True
-            return self._cond.wait_for(
-                lambda: not any(key in self._pending for key in keys), timeout
-            )
+            self._cond.wait_for(lambda: clear() or give_up(), timeout)
+            return clear()
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,9 @@ class Ingestor:
         wait_seconds: float,
         observe_lag: Callable[[float], None],
         count_failure: Callable[[], None],
+        store_up: Callable[[], bool] = lambda: True,
+        store_failed: Callable[[BaseException], None] = lambda exc: None,
+        retry_seconds: float = 0.25,
     ) -> None:
         """Set up the writer; call :meth:`start` before use.
 
@@ -95,7 +124,11 @@ class Ingestor:
             queue_size: Bound of the queue; a full queue makes the request write inline.
             wait_seconds: Longest wait of a reader for its entities' pending writes.
             observe_lag: Records one lag in seconds.
-            count_failure: Counts a write that failed (logged; the request had been answered).
+            count_failure: Counts a write given up (logged; the request had been answered).
+            store_up: Whether the online store counts as up (the guard's state).
+            store_failed: Reports a connection error to the guard.
+            retry_seconds: Pause of the background writer between retries while the store is
+                down.
         """
         self._write = write
         self.mode = mode
@@ -103,6 +136,10 @@ class Ingestor:
         self._wait_seconds = wait_seconds
         self._observe_lag = observe_lag
         self._count_failure = count_failure
+        self._store_up = store_up
+        self._store_failed = store_failed
+        self._retry_seconds = retry_seconds
+        self._closing = threading.Event()
         self.gate = PendingGate()
         self._thread: threading.Thread | None = None
 
@@ -113,9 +150,23 @@ class Ingestor:
             self._thread.start()
 
     def before_read(self, txns: Sequence[Transaction]) -> bool:
-        """Wait for pending writes of these transactions' entities (read-your-writes)."""
+        """Wait for pending writes of these transactions' entities (read-your-writes).
+
+        Returns at once when the store goes down meanwhile (the caller then answers 503).
+
+        Returns:
+            False if the wait ended before the entities were clear.
+        """
         keys = [key for txn in txns for key in entity_keys(txn)]
-        return self.gate.wait_clear(keys, self._wait_seconds)
+        return self.gate.wait_clear(keys, self._wait_seconds, give_up=self._store_down)
+
+    def _store_down(self) -> bool:
+        return not self._store_up()
+
+    def store_changed(self, up: bool) -> None:
+        """The guard's hook: wake readers waiting on the gate when the store goes down."""
+        if not up:
+            self.gate.wake()
 
     def submit(self, txns: Sequence[Transaction], received: float) -> None:
         """Ingest scored transactions, in timestamp order.
@@ -145,18 +196,49 @@ class Ingestor:
                 logger.exception("ingestion of %s failed", txn.transaction_id)
         self._observe_lag(time.perf_counter() - job.received)
 
+    def _apply_retrying(self, job: _Job) -> None:
+        """Apply a queued job; on a connection error, wait for the store and go on from there."""
+        remaining = list(job.txns)
+        while remaining:
+            if not self._store_up():
+                if self._closing.is_set():
+                    break  # shutting down during an outage: give up, counted below
+                time.sleep(self._retry_seconds)
+                continue
+            try:
+                self._write(remaining[0])
+            except REDIS_ERRORS as exc:
+                self._store_failed(exc)
+                if self._closing.is_set():
+                    break
+                continue  # retried once the store answers (the merge is idempotent)
+            except Exception:
+                self._count_failure()
+                logger.exception("ingestion of %s failed", remaining[0].transaction_id)
+            remaining.pop(0)
+        for txn in remaining:
+            self._count_failure()
+            logger.error("ingestion of %s given up: store down at shutdown", txn.transaction_id)
+        if not remaining:
+            self._observe_lag(time.perf_counter() - job.received)
+
     def _run(self) -> None:
         while True:
             job = self._queue.get()
             if job is None:
                 return
             try:
-                self._apply(job, raise_errors=False)
+                self._apply_retrying(job)
             finally:
                 self.gate.done([key for txn in job.txns for key in entity_keys(txn)])
 
     def close(self, timeout: float = 30.0) -> None:
-        """Drain the queue (every accepted write is applied) and stop."""
+        """Drain the queue (every accepted write is applied) and stop.
+
+        While the online store is down, the writes still queued are given up (counted as
+        failures) instead of waiting for it.
+        """
+        self._closing.set()
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=timeout)

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,7 +21,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraud_platform.settings import get_settings, load_params
-from serving.routes import health, predict
+from serving.routes import health, labels, predict
+from serving.schemas import time_guard
 from serving.service import ServiceUnavailableError, build_service
 
 logger = logging.getLogger("serving")
@@ -150,15 +152,23 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Build the scoring service once; drain ingestion and flush the log on shutdown."""
+    """Build the scoring service once; drain ingestion and close the log on shutdown.
+
+    Start-up does no network I/O (the model loads in the background, Redis is probed in the
+    background), so uvicorn answers ``/health`` within a second of starting, whatever state
+    Redis and MLflow are in.
+    """
     settings = get_settings()
+    time_guard()  # read serve.* of params.yaml now: a bad file fails the start, not a request
     service = build_service(settings)
     app.state.service = service
     app.state.metrics = service.metrics
     app.state.batch_limit = load_params(settings.paths.params_file).serve.batch_limit
+    app.state.pool = ThreadPoolExecutor(settings.serving_threads, thread_name_prefix="score")
     try:
         yield
     finally:
+        app.state.pool.shutdown(wait=True)
         service.close()
 
 
@@ -171,6 +181,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(predict.router)
+    app.include_router(labels.router)
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceUnavailableError, _unavailable)

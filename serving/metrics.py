@@ -40,6 +40,10 @@ class Metrics:
             "fraud_api_cold_starts", "Scored transactions of an unknown customer or merchant.",
             registry=r,
         )  # fmt: skip
+        self.labels_ingested = Counter(
+            "fraud_api_labels_ingested", "Labels folded into the online label state.",
+            registry=r,
+        )  # fmt: skip
         self.late_beyond_bound = Counter(
             "fraud_api_late_beyond_bound",
             "Transactions older than the stored state by more than the lateness bound "
@@ -77,4 +81,23 @@ class Metrics:
         self.store_errors = Counter(
             "fraud_api_online_store_errors", "Requests answered 503: online store unreachable.",
             registry=r,
+        )  # fmt: skip
+        self.store_up = Gauge(
+            "fraud_api_online_store_up",
+            "1 while the online store answers, 0 while requests are answered 503 without trying.",
+            registry=r,
+        )  # fmt: skip
+        self.store_up.set(1)
+        self.model_loaded = Gauge(
+            "fraud_api_model_loaded", "1 once a model is loaded (0: /predict answers 503).",
+            registry=r,
+        )  # fmt: skip
+        self.model_registry_missing = Gauge(
+            "fraud_api_model_registry_entry_missing",
+            "1 when the served model's registry entry (version or alias) no longer exists; the "
+            "model in memory keeps scoring.", registry=r,
+        )  # fmt: skip
+        self.prediction_log_failures = Counter(
+            "fraud_api_prediction_log_failures",
+            "Scored transactions that could not be written to the prediction log.", registry=r,
         )  # fmt: skip

@@ -3,12 +3,22 @@
 A :class:`ModelBundle` is immutable; :class:`ModelHolder` keeps the current one in a single
 attribute, so a request reads one consistent bundle and a swap is one reference assignment
 (atomic under the GIL): in-flight requests finish on the bundle they started with.
+
+Registry faults. Loading happens on a background thread, never in the API's start-up: the API
+answers ``/health`` at once whatever state MLflow is in, and ``/ready`` and ``/predict`` answer
+503 with the reason until a model is loaded. Failed loads are retried after 1, 2, 4, ... seconds
+(capped at ``SERVING_MODEL_POLL_SECONDS``), and each attempt is bounded:
+:func:`bound_registry_requests` caps MLflow's own HTTP retries and timeout, which by default
+retry for minutes. A served model whose registry entry disappears (the version deleted, the
+alias removed) keeps scoring from memory; :attr:`ModelHolder.registry_missing` says so, and
+``/ready`` reports it as a warning (see ``serving/routes/health.py`` for why not a 503).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -157,41 +167,97 @@ def load_by_alias(tracking_uri: str, name: str, alias: str) -> ModelBundle:
     )
 
 
-def current_version(tracking_uri: str, name: str, alias: str) -> str:
-    """The version number the alias points at right now (cheap registry call)."""
+# MLflow's answers for "no such model" and "no such alias" (a deleted version takes its
+# aliases with it); anything else (connection refused, timeout, HTTP 5xx) means "cannot tell".
+_NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
+def bound_registry_requests(timeout_seconds: int, max_retries: int) -> None:
+    """Bound MLflow's HTTP calls in this process, unless the environment already does.
+
+    MLflow retries a failed request 7 times with exponential backoff and waits 120 s for an
+    answer by default: minutes against an unreachable server. MLflow reads these variables at
+    each call.
+
+    Args:
+        timeout_seconds: ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (connect and read, per request).
+        max_retries: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout_seconds))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(max_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def current_version(tracking_uri: str, name: str, alias: str) -> str | None:
+    """The version number the alias points at right now (cheap registry call).
+
+    Returns:
+        ``None`` when the registry answers that the model or the alias does not exist.
+
+    Raises:
+        Exception: Whatever MLflow raised when the registry could not answer.
+    """
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    return str(client.get_model_version_by_alias(name, alias).version)
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND_CODES:
+            return None
+        raise
 
 
 class ModelHolder:
-    """Holds the current bundle; a daemon thread polls the alias and swaps on change."""
+    """Holds the current bundle; a daemon thread loads it, then polls the alias and swaps."""
 
     def __init__(
         self,
         load: Callable[[], ModelBundle],
-        version_now: Callable[[], str],
+        version_now: Callable[[], str | None],
         service_features: Sequence[str],
         poll_seconds: float,
+        first_retry_seconds: float = 1.0,
+        target: str = "the model",
     ) -> None:
         """Set up; nothing is loaded until :meth:`start`.
 
         Args:
             load: Loads the bundle the alias points at.
-            version_now: The version the alias points at (cheap).
+            version_now: The version the alias points at (cheap); ``None`` when the registry
+                says the alias or the model no longer exists.
             service_features: Features the feature service provides; a model asking for
                 anything else is refused (the old model keeps serving).
-            poll_seconds: Seconds between alias checks.
+            poll_seconds: Seconds between alias checks once a model is loaded (and the longest
+                pause between load attempts before).
+            first_retry_seconds: Pause after the first failed load; doubled after each failure.
+            target: What is loaded, for messages (``models:/name@alias``).
         """
         self._load = load
         self._version_now = version_now
         self._service_features = frozenset(service_features)
         self._poll_seconds = poll_seconds
+        self._first_retry = first_retry_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.target = target
         self.bundle: ModelBundle | None = None
         self.last_error: str | None = None
+        self.failed_loads = 0  # failed attempts before the first model was loaded
+        self.registry_missing: str | None = None  # the served model's registry entry is gone
+
+    @property
+    def unavailable_reason(self) -> str:
+        """Why no model is loaded (empty once one is)."""
+        if self.bundle is not None:
+            return ""
+        if self.failed_loads == 0:
+            return f"no model loaded yet: loading {self.target} from the registry"
+        return (
+            f"no model loaded: {self.failed_loads} attempt(s) to load {self.target} failed, "
+            f"retrying; last error: {self.last_error}"
+        )
 
     def refresh(self) -> bool:
         """Load the alias's version if it differs from the current one.
@@ -199,35 +265,60 @@ class ModelHolder:
         Returns:
             Whether a new bundle was swapped in.
         """
+        current = self.bundle
         try:
-            current = self.bundle
-            if current is not None and self._version_now() == current.version:
-                return False
+            if current is not None:
+                version = self._version_now()
+                if version is None:
+                    self._entry_missing(current)
+                    return False
+                self.registry_missing = None
+                if version == current.version:
+                    self.last_error = None
+                    return False
             bundle = self._load()
             missing = [f for f in bundle.features if f not in self._service_features]
             if missing:
                 raise ModelLoadError(f"model wants features the service lacks: {missing}")
         except Exception as exc:  # the registry may be down: keep serving the old model
-            self.last_error = str(exc)
-            logger.warning("model refresh failed: %s", exc)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if current is None:
+                self.failed_loads += 1
+            logger.warning("model refresh failed: %s", self.last_error)
             return False
         self.bundle = bundle  # the atomic swap
         self.last_error = None
+        self.registry_missing = None
         logger.info("serving %s version %s (run %s)", bundle.name, bundle.version, bundle.run_id)
         return True
 
+    def _entry_missing(self, current: ModelBundle) -> None:
+        message = (
+            f"{current.name} version {current.version} is served from memory but "
+            f"{self.target} no longer exists in the registry"
+        )
+        if self.registry_missing is None:
+            logger.error("%s", message)
+        self.registry_missing = message
+
     def start(self) -> None:
-        """Load once now, then poll in a daemon thread."""
-        self.refresh()
-        self._thread = threading.Thread(target=self._poll, name="model-poller", daemon=True)
+        """Start the loader thread; it returns at once (the first load runs in the thread)."""
+        self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
         self._thread.start()
 
-    def _poll(self) -> None:
-        while not self._stop.wait(self._poll_seconds):
+    def _run(self) -> None:
+        pause = self._first_retry
+        while not self._stop.is_set():
             self.refresh()
+            if self.bundle is None:
+                wait, pause = pause, min(pause * 2, self._poll_seconds)
+            else:
+                wait = self._poll_seconds
+            if self._stop.wait(wait):
+                return
 
     def stop(self) -> None:
-        """Stop polling."""
+        """Stop the thread (a load in progress finishes in the background)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

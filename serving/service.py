@@ -1,9 +1,14 @@
-"""Scoring, end to end: features -> model -> explanation -> prediction log -> ingestion.
+"""Scoring, end to end: features -> model -> explanation -> ingestion -> prediction log.
 
-Everything here is resolved once at start-up (:func:`build_service`) and shared by requests.
-Batch semantics: every item's features are read (in one call) *before* any item of the batch
-is ingested, so items of one batch do not see one another; the batch is then ingested in
-timestamp order. Send dependent transactions in separate requests to have them see each other.
+Everything here is resolved once at start-up (:func:`build_service`) and shared by requests;
+:meth:`ScoringService.score` is blocking (Redis, the log's write) and runs on the API's thread
+pool, never on the event loop. Batch semantics: every item's features are read (in one call)
+*before* any item of the batch is ingested, so items of one batch do not see one another; the
+batch is then ingested in timestamp order. Send dependent transactions in separate requests to
+have them see each other.
+
+The prediction-log rows of a request are written (to the OS) after its ingestion was accepted
+and before its answer: every answered prediction is in the log, and none that was refused.
 """
 
 from __future__ import annotations
@@ -17,25 +22,65 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from feature_repo.logic import MICROS_PER_SECOND, STATE_TIME_FIELDS, Transaction, lateness_us
-from feature_repo.store import request_row, to_epoch_us
-from serving.features import FeatureReader, make_reader
+from feature_repo.store import from_epoch_us, request_row, to_epoch_us
+from fraud_platform.journal import Journal, JournalError
+from serving.features import FeatureReader, feature_types, make_reader
 from serving.ingest import Ingestor
 from serving.metrics import Metrics
-from serving.model import ModelBundle, ModelHolder, current_version, load_by_alias
+from serving.model import (
+    ModelBundle,
+    ModelHolder,
+    bound_registry_requests,
+    current_version,
+    load_by_alias,
+)
+from serving.online_store import REDIS_ERRORS, OnlineStoreGuard, install_fast_client
 from serving.prediction_log import PredictionLog
-from serving.schemas import TransactionIn
+from serving.schemas import LabelIn, TransactionIn
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from feast import FeatureStore
 
+    from feature_repo.online_state import OnlineStateWriter
     from fraud_platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+@dataclass
+class IngestJournals:
+    """The durable twins of what the API folds into Redis (see :mod:`feature_repo.events`)."""
+
+    transactions: Journal
+    labels: Journal
+
+    @classmethod
+    def open(cls, directory: Path, fsync_seconds: float) -> IngestJournals:
+        """Open both journals (recovering segments of a crashed process)."""
+        from feature_repo.events import open_journals
+
+        return cls(*open_journals(directory, fsync_seconds))
+
+    def close(self) -> None:
+        """Seal, fsync and compact both."""
+        self.transactions.close()
+        self.labels.close()
+
+
+def _transaction_record(txn: Transaction) -> dict[str, Any]:
+    """A scored transaction as a row of the raw transactions table (data/schema.py)."""
+    return {
+        "transaction_id": txn.transaction_id,
+        "customer_id": txn.customer_id,
+        "merchant_id": txn.merchant_id,
+        "timestamp": from_epoch_us(txn.ts_us),
+        "amount": txn.amount,
+        "lat": txn.lat,
+        "long": txn.long,
+    }
 
 
 def _is_unknown(value: Any) -> bool:
@@ -57,17 +102,29 @@ class ScoringService:
     ingestor: Ingestor
     log: PredictionLog
     metrics: Metrics
+    guard: OnlineStoreGuard
     lateness_seconds: float  # features.max_lateness_seconds: later than this is not exact
+    writer: OnlineStateWriter
+    ingested: IngestJournals
 
     def model(self) -> ModelBundle:
         """The current model, or 503 if none could be loaded yet."""
         bundle = self.models.bundle
         if bundle is None:
-            raise ServiceUnavailableError(f"no model loaded: {self.models.last_error}")
+            raise ServiceUnavailableError(self.models.unavailable_reason)
         return bundle
 
+    def _store_unavailable(self, exc: BaseException | None = None) -> ServiceUnavailableError:
+        if exc is not None:
+            self.guard.failed(exc)
+        self.metrics.store_errors.inc()
+        return ServiceUnavailableError(self.guard.reason or f"online store unreachable: {exc}")
+
     def score(self, items: Sequence[TransactionIn], received: float) -> list[dict[str, Any]]:
-        """Score transactions, log them, and hand them to ingestion.
+        """Score transactions, hand them to ingestion, then log them (before the answer).
+
+        Blocking (Redis, the log's write): runs on the API's thread pool. Answers 503 at once,
+        without touching Redis, while the online-store guard knows the store is down.
 
         Args:
             items: Validated transactions.
@@ -79,6 +136,8 @@ class ScoringService:
         Raises:
             ServiceUnavailableError: Redis unreachable or no model.
         """
+        if not self.guard.up:  # known down: answer at once, touch nothing
+            raise self._store_unavailable()
         bundle = self.model()  # one bundle for the whole request, whatever the poller does
         txns = [
             Transaction(
@@ -93,6 +152,8 @@ class ScoringService:
             for item in items
         ]
         if not self.ingestor.before_read(txns):
+            if not self.guard.up:  # the store went down while we waited for its writes
+                raise self._store_unavailable()
             self.metrics.ingest_wait_timeouts.inc()
         rows = [
             request_row(t.customer_id, t.merchant_id, item.timestamp, t.amount, t.lat, t.long)
@@ -102,14 +163,14 @@ class ScoringService:
         try:
             features = self.reader.read(rows)
         except REDIS_ERRORS as exc:
-            self.metrics.store_errors.inc()
-            raise ServiceUnavailableError(f"online store unreachable: {exc}") from exc
+            raise self._store_unavailable(exc) from exc
         self.metrics.feature_fetch.observe(time.perf_counter() - started)
 
         lateness_bound = self.lateness_seconds
         scored_at = datetime.now(UTC)
         model_version = {"name": bundle.name, "version": bundle.version, "run_id": bundle.run_id}
         results = []
+        records = []
         for txn, item, read in zip(txns, items, features, strict=True):
             state_times = [read.pop(field) for field in STATE_TIME_FIELDS.values()]
             values = read
@@ -123,15 +184,15 @@ class ScoringService:
             unknown = [name for name, value in values.items() if _is_unknown(value)]
             if unknown:
                 self.metrics.unknown_features.inc(len(unknown))
-            self.metrics.predictions.labels(prediction).inc()
-            if cold_start:
-                self.metrics.cold_starts.inc()
-            self.log.append(
+            records.append(
                 {
                     "transaction_id": txn.transaction_id,
                     "customer_id": txn.customer_id,
                     "merchant_id": txn.merchant_id,
                     "timestamp": item.timestamp,
+                    "amount": txn.amount,
+                    "lat": txn.lat,
+                    "long": txn.long,
                     "scored_at": scored_at,
                     **values,
                     "probability": probability,
@@ -160,38 +221,121 @@ class ScoringService:
             )
         try:
             self.ingestor.submit(txns, received)
-        except REDIS_ERRORS as exc:  # sync mode only; async failures are logged and counted
-            self.metrics.store_errors.inc()
-            raise ServiceUnavailableError(f"online store unreachable: {exc}") from exc
+        except REDIS_ERRORS as exc:  # sync mode (or a full queue): the write was inline
+            raise self._store_unavailable(exc) from exc
+        # Journaled once the write is accepted (done, in sync mode; queued, in async mode) and
+        # before the answer: every answered transaction is in the journal, so the online state
+        # can be rebuilt from raw data plus the journal (fraud features rebuild-online).
+        self._journal(self.ingested.transactions, [_transaction_record(t) for t in txns])
         self.metrics.ingest_backlog.set(self.ingestor.backlog)
+        if not self.log.append_many(records):  # in the OS before the answer leaves
+            logger.error("answering %d prediction(s) that are not in the log", len(records))
+        for result in results:
+            self.metrics.predictions.labels(result["prediction"]).inc()
+            if result["cold_start"]:
+                self.metrics.cold_starts.inc()
         return results
 
-    def readiness(self) -> list[str]:
-        """Reasons the service cannot score now; empty when ready."""
-        reasons = []
+    def _journal(self, journal: Journal, records: list[dict[str, Any]]) -> None:
         try:
-            self.reader.ping()
-        except REDIS_ERRORS as exc:
-            reasons.append(f"online store unreachable: {exc}")
+            journal.append_many(records)
+        except JournalError as exc:  # disk full, say: refuse rather than lose durability
+            self.metrics.ingest_failures.inc()
+            raise ServiceUnavailableError(f"cannot journal the ingested events: {exc}") from exc
+
+    def ingest_labels(self, items: Sequence[LabelIn]) -> dict[str, Any]:
+        """Journal arrived labels, then fold each into its merchant's online label state.
+
+        Idempotent by transaction id: a label posted again is journaled again (the offline
+        reader keeps the first) but not folded again.
+
+        Returns:
+            A ``LabelsOut``-shaped dict.
+
+        Raises:
+            ServiceUnavailableError: Redis unreachable or the journal cannot be written.
+        """
+        if not self.guard.up:
+            raise self._store_unavailable()
+        now = datetime.now(UTC)
+        records: list[dict[str, Any]] = [
+            {
+                "transaction_id": item.transaction_id,
+                "merchant_id": item.merchant_id,
+                "is_fraud": int(item.is_fraud),
+                "label_timestamp": item.label_timestamp or now,
+                "fraud_pattern": item.fraud_pattern if item.is_fraud else "none",
+            }
+            for item in items
+        ]
+        self._journal(self.ingested.labels, records)
+        duplicates = []
+        for record in records:
+            try:
+                applied = self.writer.ingest_label(
+                    record["merchant_id"],
+                    record["transaction_id"],
+                    to_epoch_us(record["label_timestamp"]),
+                    bool(record["is_fraud"]),
+                )
+            except REDIS_ERRORS as exc:  # journaled: a rebuild (or a retry) folds it
+                raise self._store_unavailable(exc) from exc
+            if not applied:
+                duplicates.append(record["transaction_id"])
+        self.metrics.labels_ingested.inc(len(records) - len(duplicates))
+        return {
+            "received": len(records),
+            "applied": len(records) - len(duplicates),
+            "duplicates": duplicates,
+        }
+
+    def readiness(self) -> tuple[list[str], list[str]]:
+        """Why the service cannot score now, and what is wrong although it can (no I/O).
+
+        Returns:
+            ``(reasons, warnings)``; ready when ``reasons`` is empty.
+        """
+        reasons = []
+        if not self.guard.up:
+            reasons.append(self.guard.reason)
         if self.models.bundle is None:
-            reasons.append(f"no model loaded: {self.models.last_error}")
-        return reasons
+            reasons.append(self.models.unavailable_reason)
+        warnings = [self.models.registry_missing] if self.models.registry_missing else []
+        return reasons, warnings
+
+    def refresh_gauges(self) -> None:
+        """Set the state gauges of ``/metrics`` from the parts' current state."""
+        self.metrics.store_up.set(1 if self.guard.up else 0)
+        self.metrics.model_loaded.set(0 if self.models.bundle is None else 1)
+        self.metrics.model_registry_missing.set(1 if self.models.registry_missing else 0)
+        self.metrics.ingest_backlog.set(self.ingestor.backlog)
 
     def close(self) -> None:
-        """Stop polling, drain ingestion, flush the prediction log."""
+        """Stop polling, drain ingestion, close the prediction log (fsync + compaction)."""
         self.models.stop()
         self.ingestor.close()
+        self.guard.stop()
         self.log.close()
+        self.ingested.close()
 
 
 def build_service(settings: Settings) -> ScoringService:
-    """Open the store, resolve the reader and writer, load the model, start the threads."""
+    """Open the store, resolve the reader and writer, start the threads; never block on I/O.
+
+    Nothing here waits for Redis or MLflow: the model loads on a background thread and the
+    online store's state is learnt by the guard's probe, so the API answers ``/health`` as soon
+    as uvicorn is up, whatever state its dependencies are in.
+    """
     from feature_repo.online_state import OnlineStateWriter
     from feature_repo.store import open_store
     from fraud_platform.settings import load_params
 
     params = load_params(settings.paths.params_file)
+    bound_registry_requests(
+        settings.serving_registry_timeout_seconds, settings.serving_registry_retries
+    )
     store = open_store(settings)
+    client = install_fast_client(store, settings.serving_redis_timeout_seconds)
     reader = make_reader(store, settings.serving_feature_path)
     writer = OnlineStateWriter(store, params.features)
     metrics = Metrics()
@@ -201,7 +345,9 @@ def build_service(settings: Settings) -> ScoringService:
         version_now=lambda: current_version(uri, name, alias),
         service_features=reader.names,
         poll_seconds=settings.serving_model_poll_seconds,
+        target=f"models:/{name}@{alias}",
     )
+    guard = OnlineStoreGuard(ping=client.ping)
     ingestor = Ingestor(
         write=writer.ingest_transaction,
         mode=settings.serving_ingest_mode,
@@ -209,16 +355,37 @@ def build_service(settings: Settings) -> ScoringService:
         wait_seconds=settings.serving_ingest_wait_seconds,
         observe_lag=metrics.ingest_lag.observe,
         count_failure=metrics.ingest_failures.inc,
+        store_up=lambda: guard.up,
+        store_failed=guard.failed,
     )
+
+    def store_changed(up: bool) -> None:
+        ingestor.store_changed(up)  # wake readers waiting for writes that cannot happen now
+        metrics.store_up.set(int(up))
+
+    guard.on_change = store_changed
     log = PredictionLog(
         settings.paths.prediction_log_dir,
+        feature_types(store),
         rotate_rows=settings.prediction_log_rotate_rows,
         rotate_seconds=settings.serving_log_rotate_seconds,
-        queue_size=settings.serving_log_queue_size,
+        fsync_seconds=settings.serving_log_fsync_seconds,
+        count_failure=metrics.prediction_log_failures.inc,
     )
+    log.start()
+    ingested = IngestJournals.open(settings.paths.ingested_dir, settings.serving_log_fsync_seconds)
     models.start()
     ingestor.start()
-    log.start()
+    guard.start()
     return ScoringService(
-        store, reader, models, ingestor, log, metrics, params.features.max_lateness_seconds
+        store,
+        reader,
+        models,
+        ingestor,
+        log,
+        metrics,
+        guard,
+        params.features.max_lateness_seconds,
+        writer,
+        ingested,
     )

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from fraud_platform import redis_server
+from serving.prediction_log import read_prediction_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -116,9 +117,9 @@ def test_main_job_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
         api.terminate()
         api.wait(timeout=60)
 
-    log_files = list((root / "data" / "prediction_log").glob("predictions-*.parquet"))
-    logged = pd.concat([pd.read_parquet(f) for f in log_files])
+    logged = read_prediction_log(root / "data" / "prediction_log")
     assert list(logged["transaction_id"]) == ["e2e-1"]
+    assert logged["amount"].tolist() == [25.0]  # the request's own fields are logged
 
     done = fraud(env, "monitor", "drift", "--current", str(root / "data" / "prediction_log"))
     assert done.returncode in (0, 1), done.stdout + done.stderr  # 0/1 = verdicts, 2 = error

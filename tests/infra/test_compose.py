@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from fraud_platform.redis_server import PERSISTENCE_ARGS
 from fraud_platform.settings import Settings
 from tests.infra.conftest import ROOT
 
@@ -90,6 +91,15 @@ def test_redis_image_healthcheck_and_volume(compose: dict[str, Any]) -> None:
     assert re.fullmatch(r"redis:7\.\d+\.\d+(-[a-z0-9]+)?", redis["image"]), redis["image"]
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     assert any(str(volume).endswith(":/data") for volume in redis["volumes"])
+
+
+def test_redis_keeps_an_append_only_file_like_the_local_server(compose: dict[str, Any]) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert command[0] == "redis-server"
+    flags = dict(zip(command[1::2], command[2::2], strict=True))
+    assert flags["--appendonly"] == "yes" and flags["--appendfsync"] == "everysec"
+    local = dict(zip(PERSISTENCE_ARGS[::2], PERSISTENCE_ARGS[1::2], strict=True))
+    assert {k: flags.get(k) for k in local} == local  # one persistence policy, two launchers
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)

@@ -71,8 +71,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_api(root: Path, env: dict[str, str], port: int, log_name: str = "api.log") -> Any:
-    """Start ``uvicorn serving.main:app`` and wait until /health answers."""
+def start_api(
+    root: Path, env: dict[str, str], port: int, log_name: str = "api.log", wait_for: str = "/ready"
+) -> Any:
+    """Start ``uvicorn serving.main:app`` and wait until ``wait_for`` answers 200."""
     import httpx
 
     log = (root / log_name).open("ab")
@@ -88,13 +90,28 @@ def start_api(root: Path, env: dict[str, str], port: int, log_name: str = "api.l
         if proc.poll() is not None:
             raise RuntimeError(f"API exited with {proc.returncode}; see {root / log_name}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{wait_for}", timeout=1).status_code == 200:
                 return proc
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.1)
     proc.kill()
-    raise RuntimeError(f"API did not become ready; see {root / log_name}")
+    raise RuntimeError(f"API did not answer {wait_for}; see {root / log_name}")
+
+
+def clone_root(source: Path, target: Path) -> Path:
+    """A copy of a built project root for one more API process (Redis stays shared).
+
+    Each copy has its own Feast registry, offline tables, MLflow store and prediction log, so
+    one API's tests (an alias moved, a version deleted, a log read whole) do not see another's.
+    The MLflow artifacts stay where the source's runs put them (read only).
+    """
+    shutil.copytree(
+        source,
+        target,
+        ignore=shutil.ignore_patterns(".run", "prediction_log", "*.log", ".names.json.tmp"),
+    )
+    return target
 
 
 # ------------------------------------------------------------------ the script part

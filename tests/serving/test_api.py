@@ -1,6 +1,6 @@
 """The scoring API against a live uvicorn process, a real redis-server, Feast and MLflow.
 
-Tests run in file order on one shared stack: the destructive ones (Redis restart, SIGTERM)
+Tests run in file order on one API process: the destructive ones (Redis restart, SIGTERM)
 come last.
 """
 
@@ -16,9 +16,12 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+import redis
 from conftest import API_KEY, Live
+from prometheus_client.parser import text_string_to_metric_families
 
 from fraud_platform import redis_server
+from serving.prediction_log import read_prediction_log
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +77,8 @@ GOOD = {
 BAD_FIELDS = [
     ("amount", 0),
     ("amount", -5),
+    ("amount", 5e-324),  # denormal: made amount_to_avg_30d of the next transaction infinite
+    ("amount", 0.0009),
     ("amount", "12.5"),
     ("amount", "NaN"),
     ("amount", "Infinity"),
@@ -92,6 +97,9 @@ BAD_FIELDS = [
     ("timestamp", 1767225600),
     ("timestamp", "2026-13-01T00:00:00"),
     ("timestamp", "1960-01-01T00:00:00Z"),
+    ("timestamp", "0001-01-01T00:00:00+01:00"),  # before year 1 in UTC: OverflowError once
+    ("timestamp", "9999-12-31T23:59:59-01:00"),  # after year 9999 in UTC
+    ("timestamp", "2199-12-31T23:59:59Z"),  # representable, but far in the future
     ("timestamp", None),
     ("customer_id", ""),
     ("customer_id", "x" * 129),
@@ -140,6 +148,61 @@ def test_real_looking_ids_are_scored_and_round_trip_through_redis(
     assert first.json()["transaction_id"] == f"{merchant[:120]}#1"
 
 
+def test_posted_labels_move_the_online_rate_once_and_are_journaled(live: Live) -> None:
+    from feature_repo.events import read_event_tables
+
+    def rate_on(minutes: float) -> float:
+        response = live.post("/predict", _txn(live, "label-c", "label-m", minutes))
+        assert response.status_code == 200, response.text
+        return float(response.json()["features"]["merchant_fraud_rate_30d"])
+
+    assert rate_on(400) == 0.0
+    labels = [
+        {"transaction_id": "lt-1", "merchant_id": "label-m", "is_fraud": True,
+         "label_timestamp": _later(live, 410), "fraud_pattern": "card_testing"},
+        {"transaction_id": "lt-2", "merchant_id": "label-m", "is_fraud": False,
+         "label_timestamp": _later(live, 420)},
+    ]  # fmt: skip
+    first = live.post("/labels", {"labels": labels})
+    assert first.status_code == 200, first.text
+    assert first.json() == {"received": 2, "applied": 2, "duplicates": []}
+    two_days_later = 400 + 2 * 1440
+    assert rate_on(two_days_later) == pytest.approx(0.5)
+    again = live.post("/labels", {"labels": labels}).json()
+    assert again == {"received": 2, "applied": 0, "duplicates": ["lt-1", "lt-2"]}
+    assert rate_on(two_days_later + 1) == pytest.approx(0.5)  # idempotent: not counted twice
+    events = read_event_tables(live.root / "data" / "raw", live.root / "data" / "ingested")
+    journaled = events.labels.to_pandas().set_index("transaction_id")
+    assert (
+        journaled.loc["lt-1", "merchant_id"] == "label-m" and journaled.loc["lt-1", "is_fraud"] == 1
+    )
+    assert journaled.loc["lt-2", "fraud_pattern"] == "none"
+    scored = events.transactions.to_pandas()
+    assert (scored["merchant_id"] == "label-m").sum() == 3  # the scored transactions, journaled
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"is_fraud": "yes"}, "labels.0.is_fraud"),
+        ({"label_timestamp": "2999-01-01T00:00:00Z"}, "labels.0.label_timestamp"),
+        ({"merchant_id": "tab\there"}, "labels.0.merchant_id"),
+        ({"fraud_pattern": "aliens"}, "labels.0.fraud_pattern"),
+        ({"extra": 1}, "labels.0.extra"),
+    ],
+)
+def test_bad_label_is_422_naming_the_field(live: Live, change: dict, field: str) -> None:
+    body = {"transaction_id": "bad-l", "merchant_id": "m", "is_fraud": True} | change
+    response = live.post("/labels", {"labels": [body]})
+    assert response.status_code == 422, response.text
+    assert field in {err["field"] for err in response.json()["detail"]}
+
+
+def test_labels_need_the_api_key(live: Live) -> None:
+    body = {"labels": [{"transaction_id": "k-l", "merchant_id": "m", "is_fraud": False}]}
+    assert live.post("/labels", body, key=None).status_code == 401
+
+
 def test_late_transactions_say_how_late_and_beyond_the_bound_are_flagged(live: Live) -> None:
     first = live.post("/predict", _txn(live, "late-c", "late-m", 300))
     assert first.status_code == 200 and first.json()["lateness_seconds"] == 0.0
@@ -149,18 +212,12 @@ def test_late_transactions_say_how_late_and_beyond_the_bound_are_flagged(live: L
     # Exact within the bound: the card's other transaction is 10 minutes *after* this one.
     assert ten_minutes_late["features"]["txn_count_24h"] == 0
     assert ten_minutes_late["features"]["is_new_customer"] == 1
-    before = live.client.get("/metrics").text
+    before = _metric(live, "fraud_api_late_beyond_bound_total")
     three_hours_late = live.post("/predict", _txn(live, "late-c", "late-m3", 120)).json()
     assert three_hours_late["late_beyond_bound"] is True
     assert three_hours_late["lateness_seconds"] == pytest.approx(3 * 3600.0)
     assert three_hours_late["features"]["is_new_customer"] == 0  # a known card is not new
-    after = live.client.get("/metrics").text
-    count = "fraud_api_late_beyond_bound_total "
-    assert _metric(after, count) == _metric(before, count) + 1
-
-
-def _metric(text: str, prefix: str) -> float:
-    return float(next(line for line in text.splitlines() if line.startswith(prefix)).split()[-1])
+    assert _metric(live, "fraud_api_late_beyond_bound_total") == before + 1
 
 
 @pytest.mark.parametrize(
@@ -353,26 +410,104 @@ def test_new_alias_is_picked_up_without_restart(live: Live) -> None:
     assert live.client.get("/ready").json()["model_version"]["run_id"] == new["run_id"]
 
 
-def test_redis_down_gives_503_and_recovers(live: Live) -> None:
-    body = _txn(live, "down-c", "down-m", 60)
-    redis_server.stop(live.root)
+def _metric(live: Live, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (those with the given labels) on the live API."""
+    text = live.client.get("/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def _wait_until_ingested(live: Live) -> None:
+    """Until every answered scoring request's transactions are in Redis (async ingestion)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answered = sum(
+            _metric(live, "fraud_api_requests_total", endpoint=path, status="200")
+            for path in ("/predict", "/predict/batch")
+        )
+        if _metric(live, "fraud_api_ingestion_lag_seconds_count") >= answered:
+            return
+        time.sleep(0.05)
+    raise AssertionError("ingestion did not catch up")
+
+
+def _redis_snapshot(live: Live) -> dict[bytes, bytes | None]:
+    client = redis.Redis.from_url(live.stack.redis_url)
+    return {key: client.dump(key) for key in client.scan_iter(count=1000)}
+
+
+def test_a_refused_transaction_changes_no_state(live: Live) -> None:
+    first = live.post("/predict", _txn(live, "guard-c", "guard-m", 55))
+    assert first.status_code == 200
+    _wait_until_ingested(live)
+    before = _redis_snapshot(live)
+    logged_before = len(read_prediction_log(live.root / "data" / "prediction_log"))
+    future = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=10)).isoformat()
+    refused = [
+        ("/predict", _txn(live, "guard-c", "guard-m", 0, timestamp=future)),
+        ("/predict", _txn(live, "guard-c", "guard-m", 0, timestamp="2199-12-31T00:00:00Z")),
+        ("/predict", _txn(live, "guard-c", "guard-m", 0, timestamp="9999-12-31T23:59:59-01:00")),
+        # One bad item refuses the whole batch: the good one is not scored either.
+        ("/predict/batch", {"transactions": [
+            _txn(live, "guard-c", "guard-m", 56), _txn(live, "guard-c", "guard-m", 0,
+                                                        timestamp=future)]}),
+    ]  # fmt: skip
+    for path, body in refused:
+        response = live.post(path, body)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["field"].endswith("timestamp")
+    time.sleep(0.3)  # a write that slipped through would be on its way by now
+    _wait_until_ingested(live)
+    assert _redis_snapshot(live) == before
+    assert len(read_prediction_log(live.root / "data" / "prediction_log")) == logged_before
+    # And the customer's next real transaction does not see any of them.
+    after = live.post("/predict", _txn(live, "guard-c", "guard-m", 57)).json()["features"]
+    assert after["txn_count_1h"] == 1 and after["merchant_txn_count_24h"] == 1
+
+
+def test_just_inside_the_future_skew_is_accepted(live: Live) -> None:
+    soon = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=4)).isoformat()
+    response = live.post("/predict", _txn(live, "skew-c", "skew-m", 0, timestamp=soon))
+    assert response.status_code == 200, response.text
+
+
+def test_redis_down_gives_fast_503_and_recovers_with_its_state(live: Live) -> None:
+    seen = live.post("/predict", _txn(live, "down-c", "down-m", 60))
+    assert seen.status_code == 200
+    _wait_until_ingested(live)
+    body = _txn(live, "down-c", "down-m", 61)
+    redis_server.stop(live.stack.root)
     try:
         down = live.post("/predict", body)
         assert down.status_code == 503
         assert down.json()["error"] == "service_unavailable"
         assert "online store" in down.json()["detail"]
+        assert down.headers["Retry-After"] == "1"
+        started = time.perf_counter()
+        again = live.post("/predict", body)  # known down: answered without touching Redis
+        assert again.status_code == 503
+        assert time.perf_counter() - started < 1.0  # target 250 ms; loose for a busy machine
         ready = live.client.get("/ready")
-        assert ready.status_code == 503 and ready.json()["reasons"]
+        assert ready.status_code == 503 and "online store" in ready.json()["reasons"][0]
         assert live.client.get("/health").status_code == 200
+        assert _metric(live, "fraud_api_online_store_up") == 0
     finally:
-        redis_server.start(root=live.root, port=live.redis_port)
+        restarted = redis_server.start(root=live.stack.root)
+    assert restarted.url == live.stack.redis_url  # same port: the API reconnects by itself
     deadline = time.monotonic() + 15
-    status = None
-    while time.monotonic() < deadline and status != 200:
-        status = live.post("/predict", body).status_code
-        time.sleep(0.2)
-    assert status == 200
+    response = None
+    while time.monotonic() < deadline and (response is None or response.status_code != 200):
+        response = live.post("/predict", body)
+        time.sleep(0.1)
+    assert response is not None and response.status_code == 200
+    # The append-only file kept the state: the transaction scored before the outage counts.
+    assert response.json()["features"]["txn_count_1h"] == 1
     assert live.proc.poll() is None  # same process
+    assert _metric(live, "fraud_api_online_store_up") == 1
 
 
 def test_prediction_log_complete_after_sigterm(live: Live) -> None:
@@ -386,15 +521,19 @@ def test_prediction_log_complete_after_sigterm(live: Live) -> None:
     # uvicorn re-raises the signal after a graceful shutdown: exit by SIGTERM, not a crash.
     assert live.proc.wait(timeout=60) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in (live.root / "api.log").read_text()
-    files = sorted((live.root / "data" / "prediction_log").glob("predictions-*.parquet"))
-    assert files
-    log = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    folder = live.root / "data" / "prediction_log"
+    assert not list(folder.glob("*.jsonl")), "a clean stop compacts every segment"
+    assert list(folder.glob("predictions-*.parquet"))
+    log = read_prediction_log(folder)
     assert sorted(log["transaction_id"]) == sorted(live.scored)
     for column in [
         *live.meta["names"],
         "probability",
         "prediction",
         "timestamp",
+        "amount",
+        "lat",
+        "long",
         "model_version",
         "threshold",
         "scored_at",
@@ -405,3 +544,9 @@ def test_prediction_log_complete_after_sigterm(live: Live) -> None:
         assert column in log.columns, column
     assert str(log["timestamp"].dt.tz) == "UTC"
     assert set(log["prediction"]) <= {"FRAUD", "LEGIT"}
+    # The request's own fields are logged: the replayed slice's rows match their source.
+    held_out = pd.read_parquet(live.root / "slice.parquet").set_index("transaction_id")
+    replayed = log.set_index("transaction_id").loc[held_out.index]
+    for column in ("amount", "lat", "long", "customer_id", "merchant_id"):
+        assert (replayed[column] == held_out[column]).all(), column
+    assert (replayed["timestamp"] == held_out["timestamp"].dt.tz_convert("UTC")).all()
