@@ -1,5 +1,5 @@
 # Fraud feature platform: one target per step. `make` (or `make help`) lists them.
-# Every step is a `fraud` command (fraud_platform/cli.py); this file only orders them.
+# Every step is a `fraud` command (fraud_cli/main.py); this file only orders them.
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash

@@ -144,7 +144,7 @@ def _is_group(command: Any) -> bool:
 
 def cli_root() -> Any:
     """The ``fraud`` command line as a click-style group (imports every step's Typer app)."""
-    from fraud_platform.cli import app
+    from fraud_cli.main import app
 
     command = typer.main.get_command(app)
     assert _is_group(command), type(command)

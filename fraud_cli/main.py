@@ -1,7 +1,8 @@
-"""``fraud``: one command line for every step of the platform.
+"""``fraud``: one command line for every step of the platform (``[project.scripts] fraud``).
 
-Each step owns its Typer app in its own package; this module only mounts them. Step modules
-keep heavy imports (Feast, MLflow, scikit-learn, Evidently) inside their commands so that
+Each step owns its Typer app in its own package; this module only mounts them, and nothing
+else imports it, so the CLI sits on top of the steps instead of under them. Step modules keep
+heavy imports (Feast, MLflow, scikit-learn, Evidently) inside their commands so that
 ``fraud --help`` stays fast.
 """
 
@@ -11,7 +12,7 @@ import typer
 
 from data.cli import app as data_app
 from feature_repo.cli import app as features_app
-from fraud_platform.redis_cli import app as redis_app
+from fraud_cli.local_redis import app as redis_app
 from monitoring.cli import app as monitor_app
 from serving.cli import app as serve_app
 from training.cli import app as train_app

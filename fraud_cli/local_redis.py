@@ -1,4 +1,8 @@
-"""``fraud redis``: manage the local redis-server used by the demo and the tests."""
+"""``fraud redis``: manage the local redis-server used by the demo and the tests.
+
+The server itself is :mod:`fraud_platform.redis_server` (the tests start it too); this module is
+only its commands.
+"""
 
 from __future__ import annotations
 
