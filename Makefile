@@ -16,13 +16,13 @@ STAMP := $(VENV)/.install-stamp
 INSTALLER ?= uv
 
 .PHONY: help venv install redis redis-stop data features train evaluate serve drift demo \
-	repro test lint format bench clean
+	repro test test-unit test-integration lint format bench clean
 
 ## Show this help
 help:
 	@awk 'BEGIN { printf "Usage: make <target>\n\nTargets:\n" } \
 		/^## / { doc = substr($$0, 4); next } \
-		/^[a-zA-Z0-9_-]+:/ { if (doc != "") { split($$0, t, ":"); printf "  %-11s %s\n", t[1], doc }; doc = ""; next } \
+		/^[a-zA-Z0-9_-]+:/ { if (doc != "") { split($$0, t, ":"); printf "  %-17s %s\n", t[1], doc }; doc = ""; next } \
 		{ doc = "" }' $(MAKEFILE_LIST)
 
 ## Create the virtualenv in .venv with Python 3.11 (if missing)
@@ -86,11 +86,19 @@ demo: install
 repro: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-## Run the test suite (tests start their own redis-server)
+## Run the whole test suite: unit, integration, e2e (tests start their own redis-server)
 test: install
 	@$(BIN)/python -c "from fraud_platform.redis_server import find_redis_server; \
 		print('redis-server:', find_redis_server())"  # apt-get installs it when missing and root
 	$(BIN)/pytest
+
+## Run the fast tests only (tests/unit: no Redis, MLflow, Feast CLI or uvicorn; seconds)
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+## Run the tests against real stacks (tests/integration: redis-server, MLflow, Feast, uvicorn)
+test-integration: install
+	$(BIN)/pytest tests/integration
 
 ## Lint: ruff check, ruff format --check, mypy
 lint: install

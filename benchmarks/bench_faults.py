@@ -1,6 +1,6 @@
 """Fault drills on the real serving stack; the figures the README quotes.
 
-Builds (or reuses, ``--root``) the small test stack of ``tests/serving/stack.py`` (a temporary
+Builds (or reuses, ``--root``) the small test stack of ``tests/support/stack.py`` (a temporary
 project root, a real ``redis-server``, Feast state, a registered model) and runs the API as a
 real uvicorn process, loaded by client threads on keep-alive connections:
 
@@ -36,10 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-MAIN = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(MAIN / "tests" / "serving"))
-
-import stack  # noqa: E402
+from tests.support import stack
 
 API_KEY = "bench-key"
 

@@ -1,6 +1,6 @@
 """Load test of the scoring API against ``feast serve`` on the same feature repo, on loopback.
 
-Builds the small test stack (``tests/serving/stack.py``: a temporary project root, a real
+Builds the small test stack (``tests/support/stack.py``: a temporary project root, a real
 redis-server, Feast state, a registered model), starts the API (ingestion and the prediction
 log on, as in production) and ``feast serve``, then loads each from this process:
 
@@ -30,10 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-MAIN = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(MAIN / "tests" / "serving"))
-
-import stack  # noqa: E402
+from tests.support import stack
 
 
 def percentile(values: list[float], q: float) -> float:

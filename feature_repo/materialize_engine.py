@@ -27,7 +27,7 @@ view) and keeps Feast's write rule and layout byte for byte:
 
 Column types without a fast path (and list columns with null elements) go through Feast's own
 ``python_values_to_proto_values``; online stores other than Redis get Feast's node unchanged.
-``tests/features`` compares the Redis contents byte for byte with Feast's path.
+``tests/integration/features`` compares the Redis contents byte for byte with Feast's path.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Spark SQL accepts too (``collect_list``/``flatten``/``slice``), so the same logi
 Feast's Spark offline store when the history outgrows one machine.
 
 ``merge_transaction`` in :mod:`feature_repo.logic` is the online, one-at-a-time twin of the
-customer and merchant queries; ``tests/features`` checks they produce identical state.
+customer and merchant queries; ``tests/integration/features`` checks they produce identical state.
 """
 
 from __future__ import annotations

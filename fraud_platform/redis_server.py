@@ -32,7 +32,7 @@ import redis
 from fraud_platform.settings import LOCAL_REDIS_URL_FILE, PROJECT_ROOT
 
 # Append-only file, fsync'ed every second, no RDB snapshots: the one persistence of both the
-# local server and the compose service (tests/infra checks that the two agree).
+# local server and the compose service (tests/unit/infra checks that the two agree).
 PERSISTENCE_ARGS = ("--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
 
 

@@ -1,6 +1,6 @@
 """Online features for the API, resolved once at start-up.
 
-Two readers give the same numbers (``tests/serving`` checks it on live Redis):
+Two readers give the same numbers (``tests/integration/serving`` checks it on live Redis):
 
 * :class:`FeastReader`: the public path, ``feature_repo.store.online_features``, i.e.
   ``FeatureStore.get_online_features`` on the feature service. Measured ~3.5 ms a row here:

@@ -27,7 +27,7 @@ from data.importer import to_kaggle_frame
 from fraud_platform import redis_server
 from fraud_platform.settings import load_params
 from serving.prediction_log import read_prediction_log
-from tests.serving.stack import free_port, prepare_root, stack_env, start_api
+from tests.support.stack import free_port, prepare_root, stack_env, start_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,0 +1,283 @@
+"""MLflow run contents, the registry alias, champion/challenger and reproducibility.
+
+One registry per module, filled by four runs in order:
+
+1. ``first``: the first model -> ``production`` (no champion);
+2. ``again``: the same data, params and seed through the CLI (features retrieved afresh)
+   -> identical metrics; equal is not better, so the alias stays;
+3. ``worse``: the training part's labels shuffled (holdout labels intact) -> a worse
+   challenger, the alias stays;
+4. ``forced``: the same worse model with ``--force-promote`` -> the alias moves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from feature_repo.store import FEATURE_SERVICE_NAME
+from fraud_platform.settings import Settings
+from tests.support.training_projects import Project, isolated_environment
+from training import lineage
+from training.registry import PRODUCTION_ALIAS, RunSummary, evaluate_registered, train_and_register
+from training.train import LABEL_COLUMN, PREDICTION_COLUMN, TrainingSet, holdout_mask
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Registry:
+    settings: Settings
+    project: Project
+    training_set: TrainingSet
+    first: RunSummary
+    first_metrics_json: str
+    first_reference: pd.DataFrame
+    again_output: str
+    again_metrics_json: str
+    worse: RunSummary
+    forced: RunSummary
+    forced_reference: pd.DataFrame
+    alias_after: dict[str, str]  # run name -> version the alias pointed at after it
+
+
+def _alias_version(settings: Settings, name: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    return str(client.get_model_version_by_alias(name, PRODUCTION_ALIAS).version)
+
+
+def _shuffle_training_labels(training_set: TrainingSet, holdout_fraction: float) -> TrainingSet:
+    frame = training_set.frame.copy()
+    train = ~holdout_mask(frame["event_timestamp"], holdout_fraction)
+    rng = np.random.default_rng(1)
+    frame.loc[train, LABEL_COLUMN] = rng.permutation(frame.loc[train, LABEL_COLUMN].to_numpy())
+    return TrainingSet(frame, training_set.features)
+
+
+@pytest.fixture(scope="module")
+def registry(
+    projects: dict[str, Project],
+    training_set: TrainingSet,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Registry]:
+    from training.cli import app
+
+    project = projects["full"]
+    mlflow_dir = tmp_path_factory.mktemp("mlflow")
+    settings = Settings(
+        project_root=project.root,
+        redis_url="redis://127.0.0.1:1/0",
+        mlflow_tracking_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+    )
+    params, name = project.params, project.params.train.model_name
+    models_dir = settings.paths.models_dir
+    alias_after: dict[str, str] = {}
+    quiet = lambda _: None  # noqa: E731
+    with isolated_environment(mlflow_dir) as patch:
+        patch.setenv("PROJECT_ROOT", str(project.root))
+
+        first = train_and_register(settings, params, training_set=training_set, progress=quiet)
+        alias_after["first"] = _alias_version(settings, name)
+        first_metrics_json = (models_dir / "metrics.json").read_text()
+        first_reference = pd.read_parquet(models_dir / "reference_sample.parquet")
+
+        result = CliRunner().invoke(app, ["run"])
+        assert result.exit_code == 0, result.output
+        alias_after["again"] = _alias_version(settings, name)
+        again_metrics_json = (models_dir / "metrics.json").read_text()
+
+        worse_set = _shuffle_training_labels(training_set, params.train.holdout_fraction)
+        worse = train_and_register(settings, params, training_set=worse_set, progress=quiet)
+        alias_after["worse"] = _alias_version(settings, name)
+
+        forced = train_and_register(
+            settings, params, training_set=worse_set, force_promote=True, progress=quiet
+        )
+        alias_after["forced"] = _alias_version(settings, name)
+        forced_reference = pd.read_parquet(models_dir / "reference_sample.parquet")
+
+        yield Registry(
+            settings=settings,
+            project=project,
+            training_set=training_set,
+            first=first,
+            first_metrics_json=first_metrics_json,
+            first_reference=first_reference,
+            again_output=result.output,
+            again_metrics_json=again_metrics_json,
+            worse=worse,
+            forced=forced,
+            forced_reference=forced_reference,
+            alias_after=alias_after,
+        )
+
+
+def _client(registry: Registry) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    uri = registry.settings.tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_first_model_becomes_production_with_its_threshold_and_features(
+    registry: Registry,
+) -> None:
+    first = registry.first
+    assert (first.decision, first.promoted, first.champion_version) == ("no_champion", True, None)
+    assert registry.alias_after["first"] == first.model_version == "1"
+    name = registry.project.params.train.model_name
+    version = _client(registry).get_model_version(name, "1")
+    assert float(version.tags["threshold"]) == first.threshold
+    assert 0 < first.threshold < 1
+    assert version.tags["features"] == ",".join(registry.training_set.features)
+    assert version.tags["feature_service"] == FEATURE_SERVICE_NAME
+
+
+def test_run_logs_params_lineage_metrics_and_artifacts(registry: Registry) -> None:
+    client = _client(registry)
+    run = client.get_run(registry.first.run_id)
+    params = registry.project.params
+    expected = lineage.flatten_params(params.model_dump(by_alias=True))
+    assert {key: str(value) for key, value in expected.items()} == run.data.params
+    assert "train.k_folds" in run.data.params and "import.chargeback_delay_days" in run.data.params
+
+    tags = run.data.tags
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    assert tags["git_commit"] == (commit or "unknown")
+    assert tags["raw_data_md5"] == lineage.raw_data_hash(registry.project.root)[0]
+    assert tags["feature_service"] == FEATURE_SERVICE_NAME
+    assert tags["features"].split(",") == registry.training_set.features
+    assert tags["promotion_decision"] == "no_champion"
+
+    metrics = run.data.metrics
+    assert metrics["lift_pr_auc"] == pytest.approx(
+        metrics["holdout_pr_auc"] - metrics["baseline_holdout_pr_auc"]
+    )
+    assert metrics["holdout_pr_auc"] > metrics["baseline_holdout_pr_auc"]
+    for name in ("pr_auc", "roc_auc", "precision", "recall", "recall_at_1pct_fpr"):
+        assert f"cv_{name}_mean" in metrics and f"cv_{name}_std" in metrics
+        assert f"baseline_holdout_{name}" in metrics
+    folds = client.get_metric_history(run.info.run_id, "cv_fold_pr_auc")
+    assert sorted(m.step for m in folds) == list(range(1, params.train.k_folds + 1))
+    assert np.mean([m.value for m in folds]) == pytest.approx(metrics["cv_pr_auc_mean"])
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {
+        "plots/pr_curve.png",
+        "plots/roc_curve.png",
+        "plots/confusion_matrix.png",
+        "coefficients.csv",
+        "reference_sample.parquet",
+    } <= artifacts
+
+
+def test_reference_sample_and_metrics_file(registry: Registry) -> None:
+    reference = registry.first_reference
+    params = registry.project.params
+    features = registry.training_set.features
+    assert list(reference.columns) == [*features, LABEL_COLUMN, PREDICTION_COLUMN]
+    assert len(reference) == params.train.reference_sample_size
+    assert reference[PREDICTION_COLUMN].between(0, 1).all()
+    assert reference[LABEL_COLUMN].isin([0, 1]).all()
+    metrics = json.loads(registry.first_metrics_json)
+    assert metrics["holdout_pr_auc"] == registry.first.metrics["holdout_pr_auc"]
+    assert metrics["threshold"] == registry.first.threshold
+
+
+def test_same_data_params_and_seed_give_identical_metrics(registry: Registry) -> None:
+    # The second run went through the CLI and retrieved its features from Feast again.
+    assert registry.again_metrics_json == registry.first_metrics_json
+    assert "fold 3 of 3" in registry.again_output
+    assert "retrieved" in registry.again_output
+
+
+def test_equal_challenger_does_not_move_the_alias(registry: Registry) -> None:
+    client = _client(registry)
+    name = registry.project.params.train.model_name
+    version = client.get_model_version(name, "2")
+    assert version.tags["promotion_decision"] == "champion_kept"
+    assert registry.alias_after["again"] == "1"
+    run = client.get_run(version.run_id)
+    # The champion was re-scored on this run's holdout: same rows, same score as its own.
+    assert run.data.metrics["champion_holdout_pr_auc"] == pytest.approx(
+        registry.first.metrics["holdout_pr_auc"], abs=1e-12
+    )
+
+
+def test_worse_challenger_does_not_move_the_alias_unless_forced(registry: Registry) -> None:
+    worse, forced = registry.worse, registry.forced
+    assert worse.metrics["holdout_pr_auc"] < registry.first.metrics["holdout_pr_auc"]
+    assert (worse.decision, worse.promoted) == ("champion_kept", False)
+    assert worse.champion_version == "1"
+    assert worse.champion_pr_auc == pytest.approx(registry.first.metrics["holdout_pr_auc"])
+    assert registry.alias_after["worse"] == "1"
+
+    assert (forced.decision, forced.promoted) == ("forced", True)
+    assert registry.alias_after["forced"] == forced.model_version == "4"
+
+
+def test_evaluate_scores_production_at_its_threshold(registry: Registry) -> None:
+    with isolated_environment(Path(registry.settings.project_root)):
+        result = evaluate_registered(
+            registry.settings,
+            registry.project.params,
+            training_set=registry.training_set,
+            progress=lambda _: None,
+        )
+    assert result["model_version"] == registry.forced.model_version
+    assert result["threshold"] == registry.forced.threshold
+    assert result["holdout_pr_auc"] == pytest.approx(registry.forced.metrics["holdout_pr_auc"])
+    assert result["holdout_recall"] == pytest.approx(registry.forced.metrics["holdout_recall"])
+
+
+LOAD_AND_PREDICT = """
+import sys, numpy as np, pandas as pd, mlflow
+model = mlflow.pyfunc.load_model("models:/{name}@production")
+features = pd.read_parquet(sys.argv[1])
+np.save(sys.argv[2], np.asarray(model.predict(features)))
+"""
+
+
+def test_production_model_predicts_identically_in_a_fresh_process(
+    registry: Registry, tmp_path: Path
+) -> None:
+    reference = registry.forced_reference  # scored in-process by the model now in production
+    features = reference[registry.training_set.features].astype("float64")
+    features.to_parquet(tmp_path / "features.parquet")
+    name = registry.project.params.train.model_name
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.settings.tracking_uri}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_AND_PREDICT.format(name=name),
+            str(tmp_path / "features.parquet"),
+            str(tmp_path / "out.npy"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    predicted = np.load(tmp_path / "out.npy")
+    assert predicted.shape == (len(reference), 2)  # pyfunc serves predict_proba
+    np.testing.assert_array_equal(predicted[:, 1], reference[PREDICTION_COLUMN].to_numpy())

@@ -1,0 +1,122 @@
+"""The edge-case feature project: raw data with every case the feature contract must get right.
+
+Edge cases in the data: bursts within the same second, an event exactly at t - 1h and at
+t - 24h, a customer's first transaction, a customer inactive for longer than any window, a
+burst longer than the state cap, and merchants whose labels arrive late. The integration tests
+build it into a real Feast project on a real Redis (``tests/integration/features``); the unit
+tests fold it through the pure merges and the DuckDB pipeline only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.schema import RAW_TABLES
+from fraud_platform.settings import FeatureParams, Settings, feast_environment
+
+STATE_CAP = 4  # small on purpose: the cap binds in the data
+MERCHANT_CAP = 8
+LATENESS_SECONDS = 3_600
+FEATURES = FeatureParams(
+    state_cap=STATE_CAP, merchant_state_cap=MERCHANT_CAP, max_lateness_seconds=LATENESS_SECONDS
+)
+BASE = pd.Timestamp("2026-03-01", tz="UTC")
+
+
+def edge_case_tables(seed: int = 7) -> dict[str, pd.DataFrame]:
+    """Raw tables (data/schema.py) with hand-placed edge cases on random background traffic."""
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[str, str, pd.Timestamp, float, float, float]] = []
+
+    def add(customer: str, merchant: str, at: pd.Timestamp, amount: float) -> None:
+        lat, long = 40.0 + rng.normal(0, 0.5), -74.0 + rng.normal(0, 0.5)
+        rows.append((customer, merchant, at, round(amount, 2), lat, long))
+
+    # Background: 12 customers, 8 merchants, 45 days, whole seconds, some exact ties.
+    for c in range(12):
+        times = BASE + pd.to_timedelta(np.sort(rng.integers(0, 45 * 86_400, 70)), unit="s")
+        for at in times:
+            add(f"c{c:02d}", f"m{rng.integers(0, 8)}", at, rng.lognormal(3, 1))
+    # Same-second burst, then events exactly 1 h and 24 h after it.
+    burst = BASE + pd.Timedelta(days=10, hours=3)
+    for _ in range(3):
+        add("c_burst", "m0", burst, rng.uniform(1, 5))
+    add("c_burst", "m1", burst + pd.Timedelta(hours=1), 20.0)
+    add("c_burst", "m1", burst + pd.Timedelta(hours=24), 30.0)
+    add("c_burst", "m2", burst + pd.Timedelta(hours=24, seconds=1), 31.0)
+    # Burst longer than the cap: 9 within two minutes, 4 of them in one second.
+    long_burst = BASE + pd.Timedelta(days=20, hours=14)
+    for i in range(5):
+        add("c_cap", "m3", long_burst + pd.Timedelta(seconds=10 * i), 1.0 + i)
+    for _ in range(4):
+        add("c_cap", "m3", long_burst + pd.Timedelta(seconds=100), 2.5)
+    add("c_cap", "m3", long_burst + pd.Timedelta(minutes=30), 9.0)
+    # First transaction, then nothing for 40 days (longer than any window or baseline).
+    add("c_sleepy", "m4", BASE + pd.Timedelta(days=1, hours=5), 50.0)
+    add("c_sleepy", "m4", BASE + pd.Timedelta(days=41, hours=5), 60.0)
+    add("c_sleepy", "m5", BASE + pd.Timedelta(days=41, hours=6), 70.0)
+
+    tx = pd.DataFrame(
+        rows, columns=["customer_id", "merchant_id", "timestamp", "amount", "lat", "long"]
+    )
+    tx = tx.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    tx.insert(0, "transaction_id", [f"t{i:06d}" for i in range(len(tx))])
+    fraud = (rng.random(len(tx)) < 0.15).astype("int8")
+    delay = pd.to_timedelta(rng.uniform(0.2, 12, len(tx)) * 86_400, unit="s").round("s")
+    labels = pd.DataFrame(
+        {
+            "transaction_id": tx["transaction_id"],
+            "is_fraud": fraud,
+            "label_timestamp": tx["timestamp"] + delay,
+            "fraud_pattern": np.where(fraud == 1, "unknown", "none"),
+        }
+    )
+    customers = pd.DataFrame(
+        {
+            "customer_id": sorted(tx["customer_id"].unique()),
+        }
+    )
+    customers["home_lat"] = 40.0 + rng.normal(0, 0.3, len(customers))
+    customers["home_long"] = -74.0 + rng.normal(0, 0.3, len(customers))
+    customers["created_at"] = BASE - pd.Timedelta(days=100)
+    merchants = pd.DataFrame({"merchant_id": sorted(tx["merchant_id"].unique())})
+    merchants["category"] = "retail"
+    merchants["lat"], merchants["long"] = 40.0, -74.0
+    return {"transactions": tx, "labels": labels, "customers": customers, "merchants": merchants}
+
+
+def write_raw(tables: dict[str, pd.DataFrame], raw_dir: Path) -> None:
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        table = pa.Table.from_pandas(frame, schema=RAW_TABLES[name], preserve_index=False)
+        pq.write_table(table, raw_dir / f"{name}.parquet")
+
+
+@dataclass
+class FeatureProject:
+    root: Path
+    settings: Settings
+    tables: dict[str, pd.DataFrame]
+
+
+def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `feast` CLI in feature_repo/ against this settings' root and Redis."""
+    env = {**os.environ, **feast_environment(settings)}
+    feast = str(Path(sys.executable).with_name("feast"))
+    return subprocess.run(
+        [feast, *args],
+        cwd=settings.paths.feature_repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )

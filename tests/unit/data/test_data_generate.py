@@ -1,0 +1,208 @@
+"""The synthetic generator: determinism, schema, fraud rate and the signature of each pattern."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from data.generate import generate, write_tables
+from data.schema import FRAUD_PATTERNS, RAW_TABLES
+from data.validate import RawDataError
+from fraud_platform.settings import GenerateParams
+
+from .data_helpers import SMALL_CUSTOMERS, SMALL_DAYS, SMALL_SEED, haversine_km
+
+TEN_MINUTES = pd.Timedelta(minutes=10)
+
+
+def _with_labels(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return tables["transactions"].merge(tables["labels"], on="transaction_id", validate="1:1")
+
+
+def test_same_seed_gives_identical_files(generate_params: GenerateParams, tmp_path: Path) -> None:
+    first = generate(generate_params, 3, n_customers=150, days=7)
+    second = generate(generate_params, 3, n_customers=150, days=7)
+    for name in RAW_TABLES:
+        pd.testing.assert_frame_equal(first[name], second[name])
+    write_tables(first, tmp_path / "a")
+    write_tables(second, tmp_path / "b")
+    for name in RAW_TABLES:
+        a = (tmp_path / "a" / f"{name}.parquet").read_bytes()
+        b = (tmp_path / "b" / f"{name}.parquet").read_bytes()
+        assert a == b, name
+
+
+def test_different_seed_gives_different_data(generate_params: GenerateParams) -> None:
+    first = generate(generate_params, 3, n_customers=150, days=7)
+    other = generate(generate_params, 4, n_customers=150, days=7)
+    assert not first["transactions"].equals(other["transactions"])
+    assert not first["customers"].equals(other["customers"])
+
+
+def test_size_overrides_are_used(small_tables: dict[str, pd.DataFrame]) -> None:
+    txns = small_tables["transactions"]
+    assert len(small_tables["customers"]) == SMALL_CUSTOMERS
+    span = txns["timestamp"].max() - txns["timestamp"].min()
+    assert pd.Timedelta(days=SMALL_DAYS - 2) < span <= pd.Timedelta(days=SMALL_DAYS)
+
+
+def test_written_files_have_exactly_the_contract_schema(
+    small_tables: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    written = write_tables(small_tables, tmp_path)
+    assert set(written) == set(RAW_TABLES)
+    for name, schema in RAW_TABLES.items():
+        assert pq.read_schema(written[name]).equals(schema), name
+        assert pq.read_table(written[name]).num_rows == len(small_tables[name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.parquet" for n in RAW_TABLES)
+
+
+def test_frames_convert_to_the_contract_schema(small_tables: dict[str, pd.DataFrame]) -> None:
+    for name, schema in RAW_TABLES.items():
+        frame = small_tables[name]
+        assert list(frame.columns) == schema.names
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for field in schema:
+            assert table.schema.field(field.name).type.equals(field.type), (name, field.name)
+
+
+def test_transactions_sorted_unique_whole_seconds_with_ties(
+    small_tables: dict[str, pd.DataFrame],
+) -> None:
+    txns = small_tables["transactions"]
+    assert txns["transaction_id"].is_unique
+    keys = list(zip(txns["timestamp"], txns["transaction_id"], strict=True))
+    assert keys == sorted(keys)
+    assert (txns["timestamp"].dt.microsecond == 0).all()
+    assert txns["timestamp"].duplicated().any()  # exact ties exist, features must handle them
+    assert (txns["amount"] > 0).all()
+    assert txns["customer_id"].isin(small_tables["customers"]["customer_id"]).all()
+    assert txns["merchant_id"].isin(small_tables["merchants"]["merchant_id"]).all()
+
+
+def test_legitimate_spending_is_mostly_near_home_and_daytime(
+    small_tables: dict[str, pd.DataFrame],
+) -> None:
+    rows = _with_labels(small_tables).merge(small_tables["customers"], on="customer_id")
+    legit = rows[rows["is_fraud"] == 0]
+    distance = haversine_km(legit["home_lat"], legit["home_long"], legit["lat"], legit["long"])
+    assert np.mean(distance < 100) > 0.8
+    hours = legit["timestamp"].dt.hour
+    assert hours.between(8, 21).mean() > 0.7
+
+
+@pytest.mark.parametrize("seed", [42, 1, 2])
+def test_default_params_fraud_rate_between_half_and_two_percent(
+    generate_params: GenerateParams, seed: int
+) -> None:
+    labels = generate(generate_params, seed)["labels"]
+    assert 0.005 <= labels["is_fraud"].mean() <= 0.02
+
+
+def test_labels_one_per_transaction_and_strictly_later(
+    small_tables: dict[str, pd.DataFrame], generate_params: GenerateParams
+) -> None:
+    rows = _with_labels(small_tables)
+    assert len(rows) == len(small_tables["transactions"]) == len(small_tables["labels"])
+    delay = rows["label_timestamp"] - rows["timestamp"]
+    assert (delay > pd.Timedelta(0)).all()
+    fraud_delay = delay[rows["is_fraud"] == 1] / pd.Timedelta(days=1)
+    assert fraud_delay.between(
+        generate_params.chargeback_delay_days_min, generate_params.chargeback_delay_days_max
+    ).all()
+    legit_delay = delay[rows["is_fraud"] == 0] / pd.Timedelta(days=1)
+    assert (legit_delay >= generate_params.legit_label_delay_days).all()
+    assert legit_delay.nunique() > 1  # jittered, not one constant delay
+    assert set(rows.loc[rows["is_fraud"] == 0, "fraud_pattern"]) == {"none"}
+    assert set(rows.loc[rows["is_fraud"] == 1, "fraud_pattern"]) == set(FRAUD_PATTERNS)
+
+
+def test_card_testing_bursts_small_amounts_within_minutes_with_same_second_ties(
+    small_tables: dict[str, pd.DataFrame],
+) -> None:
+    rows = _with_labels(small_tables)
+    testing = rows[rows["fraud_pattern"] == "card_testing"]
+    assert testing["customer_id"].nunique() >= 1
+    for _, burst in testing.groupby("customer_id"):
+        assert burst["amount"].between(0.5, 5.0).all()
+        seconds = np.sort(burst["timestamp"].astype("int64").to_numpy() // 1_000_000)
+        window_end = seconds + int(TEN_MINUTES.total_seconds())
+        in_ten_minutes = np.searchsorted(seconds, window_end) - np.arange(len(seconds))
+        assert in_ten_minutes.max() >= 10
+        assert burst["timestamp"].duplicated().any()
+
+
+def test_account_takeover_large_far_from_home_at_new_merchants(
+    small_tables: dict[str, pd.DataFrame],
+) -> None:
+    rows = _with_labels(small_tables).merge(small_tables["customers"], on="customer_id")
+    takeover = rows[rows["fraud_pattern"] == "account_takeover"]
+    legit = rows[rows["is_fraud"] == 0]
+    assert len(takeover) > 0
+    distance = haversine_km(
+        takeover["home_lat"], takeover["home_long"], takeover["lat"], takeover["long"]
+    )
+    assert (distance > 500).all()
+    for customer, stolen in takeover.groupby("customer_id"):
+        own = legit[legit["customer_id"] == customer]
+        assert (stolen["amount"] > 3 * own["amount"].median()).all()
+        assert not set(stolen["merchant_id"]) & set(own["merchant_id"])
+    night = takeover["timestamp"].dt.hour < 6
+    assert night.mean() > (legit["timestamp"].dt.hour < 6).mean()
+
+
+def test_compromised_merchant_fraud_spreads_over_time_and_customers(
+    small_tables: dict[str, pd.DataFrame],
+) -> None:
+    rows = _with_labels(small_tables)
+    compromised = rows[rows["fraud_pattern"] == "compromised_merchant"]
+    assert len(compromised) > 0
+    busiest = compromised.groupby("merchant_id").size().idxmax()
+    at_merchant = rows[rows["merchant_id"] == busiest]
+    fraud = at_merchant[at_merchant["fraud_pattern"] == "compromised_merchant"]
+    assert fraud["timestamp"].max() - fraud["timestamp"].min() > pd.Timedelta(days=1)
+    assert fraud["customer_id"].nunique() > 1
+    # Ordinary-looking amounts: nothing like card-testing pennies or takeover splurges.
+    legit_amounts = at_merchant.loc[at_merchant["is_fraud"] == 0, "amount"]
+    assert legit_amounts.min() <= fraud["amount"].median() <= legit_amounts.max()
+    # Only part of the merchant's traffic is fraud, and none before the breach starts.
+    assert 0 < len(fraud) < len(at_merchant)
+    before = at_merchant[at_merchant["timestamp"] < fraud["timestamp"].min()]
+    assert (before["fraud_pattern"] != "compromised_merchant").all()
+
+
+def test_no_fraud_when_rates_are_zero(generate_params: GenerateParams) -> None:
+    params = generate_params.model_copy(
+        update={
+            "card_testing_rate": 0.0,
+            "account_takeover_rate": 0.0,
+            "compromised_merchant_rate": 0.0,
+        }
+    )
+    labels = generate(params, SMALL_SEED, n_customers=100, days=5)["labels"]
+    assert labels["is_fraud"].sum() == 0
+
+
+def test_progress_is_reported(generate_params: GenerateParams) -> None:
+    messages: list[str] = []
+    generate(generate_params, SMALL_SEED, n_customers=50, days=3, progress=messages.append)
+    assert len(messages) >= 3
+    assert any("fraud rate" in message for message in messages)
+
+
+def test_write_tables_writes_nothing_when_tables_are_bad(
+    small_tables: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    write_tables(small_tables, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    bad = dict(small_tables)
+    bad["transactions"] = small_tables["transactions"].assign(amount=-1.0)
+    with pytest.raises(RawDataError, match="column amount"):
+        write_tables(bad, tmp_path)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert after == before
