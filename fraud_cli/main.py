@@ -15,6 +15,7 @@ from feature_repo.cli import app as features_app
 from fraud_cli.local_redis import app as redis_app
 from monitoring.cli import app as monitor_app
 from serving.cli import app as serve_app
+from simulation.cli import app as simulate_app
 from training.cli import app as train_app
 
 app = typer.Typer(
@@ -27,7 +28,12 @@ app.add_typer(data_app, name="data", help="Generate synthetic or import real tra
 app.add_typer(features_app, name="features", help="Build offline tables, apply and materialize.")
 app.add_typer(train_app, name="train", help="Train, cross-validate, register the model.")
 app.add_typer(serve_app, name="serve", help="Run the scoring API.")
-app.add_typer(monitor_app, name="monitor", help="Drift reports on live traffic.")
+# `fraud monitor`: monitoring's drift and consistency checks, and the simulation that exercises
+# the drift check through the live API (a client of the platform, in its own package).
+monitor = typer.Typer(no_args_is_help=True)
+monitor.add_typer(monitor_app)
+monitor.add_typer(simulate_app)
+app.add_typer(monitor, name="monitor", help="Drift reports on live traffic.")
 
 if __name__ == "__main__":
     app()

@@ -1,21 +1,18 @@
-"""``fraud monitor``: drift of live traffic against the training reference.
+"""``fraud monitor``: drift of live traffic against the training reference, and consistency.
 
 ``fraud monitor drift`` compares a window of the prediction log with
 ``models/reference_sample.parquet``, prints a per-feature table, writes
 ``reports/drift/<utc-timestamp>/`` (Evidently HTML and JSON, our ``summary.json``), logs the run
 to MLflow and exits 0 (no dataset drift), 1 (dataset drift) or 2 (bad input).
 
-``fraud monitor simulate`` sends realistic traffic (the generating process continued after the
-data, see :mod:`monitoring.simulate`) through the live API, shifted or not, runs the same check
-on exactly the rows it sent, then judges each window against what its shift is meant to move
-(:data:`monitoring.simulate.EXPECTED_DRIFT`): it exits 0 when the control window (if sent) shows
-no dataset drift and the shifted window's expected features (and prediction) are flagged while
-the untouched ones stay below the dataset threshold, 1 when not, 2 on errors.
+``fraud monitor consistency`` recomputes the served features offline and compares them.
+
+``fraud monitor simulate`` (simulated traffic through the live API) lives in
+:mod:`simulation.cli`; ``fraud_cli`` mounts it beside these two commands.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,12 +27,10 @@ if TYPE_CHECKING:
 
     from monitoring.drift import DriftResult
     from monitoring.report import ReportFiles
-    from monitoring.simulate import WindowVerdict
 
 app = typer.Typer(no_args_is_help=True)
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
-DEFAULT_API_URL = "http://127.0.0.1:8000"
 
 
 class MonitorInputError(Exception):
@@ -439,296 +434,3 @@ def consistency(
         except Exception as exc:  # the reports are on disk; a tracking outage is not skew
             _warn(f"could not log to MLflow at {settings.tracking_uri}: {exc}")
     raise typer.Exit(EXIT_DRIFT if result.failing else EXIT_NO_DRIFT)
-
-
-def _http_client(api_url: str) -> Any:
-    """The HTTP client for the API (a seam for tests)."""
-    import httpx
-
-    return httpx.Client(base_url=api_url, timeout=30.0)
-
-
-@app.command()
-def simulate(
-    api_url: Annotated[str, typer.Option(help="Base URL of the scoring API.")] = DEFAULT_API_URL,
-    api_key: Annotated[
-        str | None,
-        typer.Option(help="X-API-Key; the first of API_KEYS by default.", envvar="FRAUD_API_KEY"),
-    ] = None,
-    rows: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="About this many transactions per window; one whole day of traffic by default "
-            "(1000 for imported data).",
-        ),
-    ] = None,
-    shift: Annotated[
-        str, typer.Option(help="amount (x5) | night (00-06 UTC) | burst (card testing) | none.")
-    ] = "amount",
-    control: Annotated[
-        bool,
-        typer.Option("--control/--no-control", help="Send and check an unshifted window first."),
-    ] = False,
-    transactions: Annotated[
-        Path | None,
-        typer.Option(help="Transactions to continue; data/raw/transactions.parquet."),
-    ] = None,
-    reference: Annotated[
-        Path | None,
-        typer.Option(help="Training reference sample; models/reference_sample.parquet."),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed; params.yaml seed.")] = None,
-    wait: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="Seconds to wait for the scored rows in the prediction log (the API writes "
-            "each row before it answers; this covers an API logging somewhere else).",
-        ),
-    ] = 30.0,
-    out: Annotated[
-        Path | None, typer.Option(help="Parent folder of the report folders; reports/drift.")
-    ] = None,
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
-) -> None:
-    """Send shifted (and optionally control) traffic through the API and check the drift check.
-
-    Exit 0 when every window behaved as its shift says (control: no dataset drift; shifted:
-    the features it moves flagged, the untouched ones not), 1 when not, 2 on errors.
-    """
-    import pandas as pd
-
-    from monitoring.simulate import (
-        SHIFTS,
-        SimulationError,
-        drop_fraud_events,
-        generated_period,
-        utc_run_tag,
-    )
-
-    settings = get_settings()
-    paths = settings.paths
-    if shift not in SHIFTS:
-        raise _fail(f"--shift: unknown shift {shift!r}; choose one of {', '.join(SHIFTS)}")
-    transactions = transactions or paths.raw_table("transactions")
-    reference = reference or paths.models_dir / "reference_sample.parquet"
-    out = out or paths.reports_dir / "drift"
-    api_key = api_key or next(iter(settings.api_key_list), None)
-    windows = (["none"] if control and shift != "none" else []) + [shift]
-    verdicts: list[WindowVerdict] = []
-    try:
-        try:
-            params = load_params()
-        except ParamsError as exc:
-            raise MonitorInputError(str(exc)) from exc
-        ref_frame = read_reference(reference)  # before any traffic is sent
-        if not transactions.is_file():
-            raise MonitorInputError(f"transactions not found: {transactions}")
-        base = pd.read_parquet(transactions)
-        customers = transactions.with_name("customers.parquet")
-        n_customers = (
-            len(pd.read_parquet(customers, columns=["customer_id"]))
-            if customers.is_file()
-            else None
-        )
-        period_days = generated_period(base, params.generate, params.seed, n_customers=n_customers)
-        labels = transactions.with_name("labels.parquet")
-        if period_days is not None and labels.is_file():
-            base = drop_fraud_events(base, pd.read_parquet(labels))
-        if period_days is None:
-            _warn(
-                f"{transactions} is not what `fraud data generate` makes with params.yaml "
-                "(imported, or other parameters): replaying its last day moved forward instead; "
-                "the replayed customers' velocity features are distorted by the move, so even "
-                "the control window may drift"
-            )
-        else:
-            typer.echo(
-                f"continuing the generated {period_days}-day period after the data "
-                f"(same customers, merchants and process; seed {params.seed})"
-            )
-        seed = params.seed if seed is None else seed
-        run_tag = utc_run_tag()
-        client = _http_client(api_url)
-        previous_end = None
-        try:
-            for window_shift in windows:
-                outcome, previous_end = _simulate_one(
-                    client,
-                    base,
-                    ref_frame,
-                    previous_end=previous_end,
-                    period_days=period_days,
-                    shift=window_shift,
-                    rows=rows,
-                    seed=seed,
-                    run_tag=run_tag,
-                    api_url=api_url,
-                    api_key=api_key,
-                    wait=wait,
-                    out=out,
-                    reference=reference,
-                    log_mlflow=mlflow,
-                )
-                verdicts.append(_judge(window_shift, outcome.result))
-        finally:
-            client.close()
-    except (MonitorInputError, SimulationError) as exc:
-        raise _fail(str(exc)) from exc
-    print_verdict(verdicts)
-    raise typer.Exit(EXIT_NO_DRIFT if all(v.passed for v in verdicts) else EXIT_DRIFT)
-
-
-def _judge(shift: str, result: DriftResult) -> WindowVerdict:
-    from monitoring.simulate import judge_window
-
-    return judge_window(shift, result)
-
-
-def print_verdict(verdicts: list[WindowVerdict]) -> None:
-    """Print, per feature, what each window's shift expected and what the check flagged."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from monitoring.simulate import MAY_MOVE, MOVES, PREDICTION
-
-    if not verdicts:
-        return
-    console = Console(width=130)
-    table = Table(title="Simulation: expected vs flagged (p < ks_p_value)")
-    table.add_column("feature", no_wrap=True)
-    for verdict in verdicts:
-        table.add_column(f"{verdict.shift}: expected", justify="center")
-        table.add_column(f"{verdict.shift}: p-value", justify="right")
-        table.add_column(f"{verdict.shift}: flagged / verdict")
-    styles = {MOVES: "bold", MAY_MOVE: "dim", None: ""}
-    by_window = [{c.column: c for c in verdict.columns} for verdict in verdicts]
-    names = list(dict.fromkeys(name for window in by_window for name in window))
-    for name in names:
-        cells = [f"{name} (prediction)" if name == PREDICTION else name]
-        for window in by_window:
-            item = window.get(name)
-            if item is None:
-                cells += ["", "", ""]
-                continue
-            expected = item.expected or "-"
-            status = item.status if item.ok else f"[bold red]{item.status}[/]"
-            style = styles[item.expected]
-            cells += [
-                f"[{style}]{expected}[/]" if style else expected,
-                f"{item.p_value:.3g}",
-                ("DRIFT" if item.flagged else "ok") + f" / {status}",
-            ]
-        table.add_row(*cells)
-    console.print(table)
-    for verdict in verdicts:
-        label = "[green]PASS[/]" if verdict.passed else "[bold red]FAIL[/]"
-        dataset = "dataset drift" if verdict.dataset_drift else "no dataset drift"
-        console.print(
-            f"{label} {verdict.shift!r} window: {dataset} (share {verdict.share_drifted:.2f}, "
-            f"threshold {verdict.drift_share}); {verdict.explain()}",
-            soft_wrap=True,
-        )
-    if all(v.passed for v in verdicts):
-        console.print("[green]the check tells the shift from no shift[/]")
-    else:
-        console.print("[bold red]the check did not behave as the shifts expect[/]")
-
-
-def _simulate_one(
-    client: Any,
-    base: pd.DataFrame,
-    ref_frame: pd.DataFrame,
-    *,
-    previous_end: pd.Timestamp | None,
-    period_days: int | None,
-    shift: str,
-    rows: int | None,
-    seed: int,
-    run_tag: str,
-    api_url: str,
-    api_key: str | None,
-    wait: float,
-    out: Path,
-    reference: Path,
-    log_mlflow: bool,
-) -> tuple[CheckOutcome, pd.Timestamp]:
-    """Build, send and check one simulated window.
-
-    Returns:
-        The check's outcome and the window's last event time.
-    """
-    from rich.progress import track
-
-    from monitoring.simulate import (
-        latest_logged_event,
-        send_window,
-        simulated_window,
-        wait_for_logged,
-    )
-
-    settings = get_settings()
-    log_dir = settings.paths.prediction_log_dir
-    # Never behind what the online state holds, even if the log has not caught up.
-    after = max(
-        (t for t in (latest_logged_event(log_dir), previous_end) if t is not None),
-        default=None,
-    )
-    notes: list[str] = []
-    window = simulated_window(
-        base,
-        rows=rows,
-        shift=shift,
-        after=after,
-        run_tag=run_tag,
-        seed=seed,
-        period_days=period_days,
-        notes=notes,
-    )
-    for message in notes:
-        _warn(message)
-    typer.echo(
-        f"sending {len(window)} '{shift}' transactions to {api_url} "
-        f"({window['timestamp'].min()} .. {window['timestamp'].max()})"
-    )
-
-    def progress(items: Any) -> Any:
-        return track(items, description=f"{shift:>6}")
-
-    started = time.time()
-    sent = send_window(client, window, api_key=api_key, progress=progress)
-    typer.echo(
-        f"{sent.ok}/{sent.sent} scored in {sent.seconds:.1f} s"
-        + (f", {sent.failed} failed" if sent.failed else "")
-    )
-    for message in sent.errors:
-        _warn(f"API answered {message}")
-    if not sent.ok:
-        raise MonitorInputError("the API scored none of the simulated transactions")
-    typer.echo(f"waiting up to {wait:.0f} s for the rows to reach {log_dir}")
-    logged = wait_for_logged(
-        log_dir, window["transaction_id"].tolist(), timeout=wait, sent_after=started
-    )
-    if logged.empty:
-        raise MonitorInputError(
-            f"nothing reached the prediction log at {log_dir}; is the API running with "
-            f"PROJECT_ROOT={settings.project_root}?"
-        )
-    if len(logged) < sent.ok:
-        _warn(f"only {len(logged)} of {sent.ok} scored transactions are in the log yet")
-    outcome = run_check(
-        ref_frame,
-        logged,
-        out_dir=out,
-        sources={
-            "reference": str(reference),
-            "current": str(log_dir),
-            "simulated_shift": shift,
-            "simulated_run": run_tag,
-            "simulated_base": "continuation" if period_days is not None else "replay",
-            "api_url": api_url,
-        },
-        log_mlflow=log_mlflow,
-    )
-    return outcome, window["timestamp"].max()

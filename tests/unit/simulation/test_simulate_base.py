@@ -8,7 +8,7 @@ import pytest
 from data.generate import generate
 from fraud_platform.settings import load_params
 from monitoring.drift import ColumnDrift, DriftResult, model_features
-from monitoring.simulate import (
+from simulation.traffic import (
     AMOUNT_FACTOR,
     EXPECTED_DRIFT,
     MAY_MOVE,
@@ -242,7 +242,7 @@ def test_unknown_shift_is_rejected() -> None:
 
 
 def test_a_run_shifts_the_same_base_a_day_later(generated: pd.DataFrame) -> None:
-    from monitoring.simulate import base_window
+    from simulation.traffic import base_window
 
     base = base_window(generated, rows=None, period_days=DAYS)
     control = simulated_window(
@@ -265,7 +265,7 @@ def test_a_run_shifts_the_same_base_a_day_later(generated: pd.DataFrame) -> None
 
 
 def test_fraud_events_are_left_out_of_the_continuation() -> None:
-    from monitoring.simulate import drop_fraud_events
+    from simulation.traffic import drop_fraud_events
 
     params = load_params()
     tables = generate(params.generate, params.seed, n_customers=N_CUSTOMERS, days=DAYS)

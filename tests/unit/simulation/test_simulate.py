@@ -1,4 +1,7 @@
-"""``fraud monitor simulate``: the shifted windows, and the HTTP round trip against a stub API."""
+"""``fraud monitor simulate``: the shifted windows, and the HTTP round trip against a stub API.
+
+The command is invoked as users type it, through the ``fraud`` command line that mounts it.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ from fastapi import FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from monitoring import cli
-from monitoring.simulate import (
+from fraud_cli.main import app as fraud
+from simulation import cli
+from simulation.traffic import (
     AMOUNT_FACTOR,
     BURST_LENGTH,
     last_day,
@@ -261,8 +265,9 @@ def test_simulate_control_then_amount_shift(project: Path, simulation) -> None:
     # threshold, and still a pass, since the verdict is per feature against EXPECTED_DRIFT.
 
     result = runner.invoke(
-        cli.app,
+        fraud,
         [
+            "monitor",
             "simulate",
             *("--shift", "amount", "--control", "--rows", "200"),
             *("--api-key", API_KEY, "--no-mlflow", "--wait", "5"),
@@ -306,25 +311,26 @@ def test_simulate_control_then_amount_shift(project: Path, simulation) -> None:
 
 def test_simulate_reports_api_problems(project: Path, simulation, monkeypatch) -> None:
     simulation()
-    wrong_key = runner.invoke(cli.app, ["simulate", "--rows", "20", "--api-key", "nope"])
+    wrong_key = runner.invoke(fraud, ["monitor", "simulate", "--rows", "20", "--api-key", "nope"])
     assert wrong_key.exit_code == 2
     assert "rejected the key" in wrong_key.output
 
     simulation(write_log=False)
     unlogged = runner.invoke(
-        cli.app, ["simulate", "--rows", "20", "--api-key", API_KEY, "--wait", "0", "--no-mlflow"]
+        fraud,
+        ["monitor", "simulate", "--rows", "20", "--api-key", API_KEY, "--wait", "0", "--no-mlflow"],
     )
     assert unlogged.exit_code == 2
     assert "nothing reached the prediction log" in unlogged.output
 
-    bad_shift = runner.invoke(cli.app, ["simulate", "--shift", "sideways"])
+    bad_shift = runner.invoke(fraud, ["monitor", "simulate", "--shift", "sideways"])
     assert bad_shift.exit_code == 2
     assert "sideways" in bad_shift.output
 
     # The real httpx client, against a port nothing listens on.
     monkeypatch.setattr(cli, "_http_client", REAL_HTTP_CLIENT)
     unreachable = runner.invoke(
-        cli.app, ["simulate", "--rows", "20", "--api-url", "http://127.0.0.1:9"]
+        fraud, ["monitor", "simulate", "--rows", "20", "--api-url", "http://127.0.0.1:9"]
     )
     assert unreachable.exit_code == 2
     assert "cannot reach the API" in unreachable.output
@@ -333,7 +339,7 @@ def test_simulate_reports_api_problems(project: Path, simulation, monkeypatch) -
 def test_simulate_without_data_sends_nothing(project: Path, monkeypatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(cli, "_http_client", lambda url: calls.append(url))
-    result = runner.invoke(cli.app, ["simulate"])
+    result = runner.invoke(fraud, ["monitor", "simulate"])
     assert result.exit_code == 2
     assert "reference sample not found" in result.output
     assert calls == []
