@@ -29,15 +29,13 @@ def _default_raw_dir() -> Path:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into ``error: <message>`` and exit code 2."""
+    """The errors a user can fix: ``error: <message>`` and exit code 2 (fraud_platform.console)."""
     from data.validate import RawDataError
+    from fraud_platform.console import user_errors
     from fraud_platform.settings import ParamsError
 
-    try:
+    with user_errors(RawDataError, ParamsError, OSError, ValueError):
         yield
-    except (RawDataError, ParamsError, OSError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _progress(started: float) -> Callable[[str], None]:

@@ -7,14 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
+from fraud_platform.console import fail
 from fraud_platform.settings import ParamsError, feast_environment, get_settings, load_params
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 @app.command()
@@ -32,7 +28,7 @@ def build() -> None:
         params = load_params()
         read_raw_tables(paths.raw_dir)  # validates schema, nulls, amounts, coordinates, order
     except (ParamsError, RawDataError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     typer.echo(f"building offline tables from {paths.raw_dir}")
     result = build_features(paths, params.features, progress=typer.echo)
     for name, (path, rows) in result.tables.items():
@@ -101,13 +97,13 @@ def _materialize(end: str | None) -> None:
         try:
             end_time = latest_state_time(get_settings().paths.features_dir)
         except FileNotFoundError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
         source = "the latest event or label time in the offline tables"
     else:
         try:
             end_time = datetime.fromisoformat(end)
         except ValueError as exc:
-            raise _fail(f"--end: not an ISO 8601 time: {end!r}") from exc
+            raise fail(f"--end: not an ISO 8601 time: {end!r}") from exc
         end_time = end_time.replace(tzinfo=UTC) if end_time.tzinfo is None else end_time
         source = "--end"
     end_utc = end_time.astimezone(UTC).replace(tzinfo=None)
@@ -160,7 +156,7 @@ def ingest_labels(
             paths.raw_table("transactions"), columns=["transaction_id", "merchant_id"]
         )
     except (ParamsError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     arrived = labels[(labels["label_timestamp"] > start) & (labels["label_timestamp"] <= end)]
     arrived = arrived.merge(transactions, on="transaction_id").sort_values("label_timestamp")
     writer = OnlineStateWriter(open_store(), params.features)

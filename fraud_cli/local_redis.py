@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from fraud_platform import redis_server
+from fraud_platform.console import user_errors
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -16,11 +17,8 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def start() -> None:
     """Start a local redis-server on a free port (reuses REDIS_URL when it answers)."""
-    try:
+    with user_errors(redis_server.RedisUnavailableError):
         server = redis_server.start()
-    except redis_server.RedisUnavailableError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     typer.echo(server.url)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fraud_platform.console import fail, warn
 from fraud_platform.settings import ParamsError, get_settings, load_params
 
 if TYPE_CHECKING:
@@ -30,20 +31,11 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True)
 
-EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+EXIT_NO_DRIFT, EXIT_DRIFT = 0, 1  # verdicts; bad input exits 2 (fraud_platform.console)
 
 
 class MonitorInputError(Exception):
     """Input the check cannot use; the message is shown as is, the exit code is 2."""
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_ERROR)
-
-
-def _warn(message: str) -> None:
-    typer.echo(f"warning: {message}", err=True)
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -167,12 +159,12 @@ def run_check(
     except DriftInputError as exc:
         raise MonitorInputError(str(exc)) from exc
     for message in result.warnings:
-        _warn(message)
+        warn(message)
     files = write_report(
         result, reference, current, feature_kinds(model_features()), out_dir, sources=sources
     )
     for message in files.warnings:
-        _warn(message)
+        warn(message)
     print_summary(result, files)
     run_id = None
     if log_mlflow:
@@ -187,7 +179,7 @@ def run_check(
             )
             typer.echo(f"MLflow run {run_id} ({settings.tracking_uri})")
         except Exception as exc:  # the reports are on disk; a tracking outage is not drift
-            _warn(f"could not log to MLflow at {settings.tracking_uri}: {exc}")
+            warn(f"could not log to MLflow at {settings.tracking_uri}: {exc}")
     return CheckOutcome(result=result, files=files, run_id=run_id)
 
 
@@ -327,7 +319,7 @@ def drift(
             threshold=threshold,
         )
     except MonitorInputError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     raise typer.Exit(outcome.exit_code)
 
 
@@ -396,7 +388,7 @@ def consistency(
             logged, offline, features, params.monitor.consistency_max_mismatch_rate, key="_key"
         )
     except (MonitorInputError, ParamsError, ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     window = {
         "current": str(current),
         "last": str(last),
@@ -432,5 +424,5 @@ def consistency(
             )
             typer.echo(f"MLflow run {run_id} ({settings.tracking_uri})")
         except Exception as exc:  # the reports are on disk; a tracking outage is not skew
-            _warn(f"could not log to MLflow at {settings.tracking_uri}: {exc}")
+            warn(f"could not log to MLflow at {settings.tracking_uri}: {exc}")
     raise typer.Exit(EXIT_DRIFT if result.failing else EXIT_NO_DRIFT)

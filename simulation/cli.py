@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fraud_platform.console import fail, warn
 from fraud_platform.settings import ParamsError, get_settings, load_params
 from monitoring.cli import (
     EXIT_DRIFT,
     EXIT_NO_DRIFT,
     CheckOutcome,
     MonitorInputError,
-    _fail,
-    _warn,
     read_reference,
     run_check,
 )
@@ -109,7 +108,7 @@ def simulate(
     settings = get_settings()
     paths = settings.paths
     if shift not in SHIFTS:
-        raise _fail(f"--shift: unknown shift {shift!r}; choose one of {', '.join(SHIFTS)}")
+        raise fail(f"--shift: unknown shift {shift!r}; choose one of {', '.join(SHIFTS)}")
     transactions = transactions or paths.raw_table("transactions")
     reference = reference or paths.models_dir / "reference_sample.parquet"
     out = out or paths.reports_dir / "drift"
@@ -136,7 +135,7 @@ def simulate(
         if period_days is not None and labels.is_file():
             base = drop_fraud_events(base, pd.read_parquet(labels))
         if period_days is None:
-            _warn(
+            warn(
                 f"{transactions} is not what `fraud data generate` makes with params.yaml "
                 "(imported, or other parameters): replaying its last day moved forward instead; "
                 "the replayed customers' velocity features are distorted by the move, so even "
@@ -174,7 +173,7 @@ def simulate(
         finally:
             client.close()
     except (MonitorInputError, SimulationError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     print_verdict(verdicts)
     raise typer.Exit(EXIT_NO_DRIFT if all(v.passed for v in verdicts) else EXIT_DRIFT)
 
@@ -286,7 +285,7 @@ def _simulate_one(
         notes=notes,
     )
     for message in notes:
-        _warn(message)
+        warn(message)
     typer.echo(
         f"sending {len(window)} '{shift}' transactions to {api_url} "
         f"({window['timestamp'].min()} .. {window['timestamp'].max()})"
@@ -302,7 +301,7 @@ def _simulate_one(
         + (f", {sent.failed} failed" if sent.failed else "")
     )
     for message in sent.errors:
-        _warn(f"API answered {message}")
+        warn(f"API answered {message}")
     if not sent.ok:
         raise MonitorInputError("the API scored none of the simulated transactions")
     typer.echo(f"waiting up to {wait:.0f} s for the rows to reach {log_dir}")
@@ -315,7 +314,7 @@ def _simulate_one(
             f"PROJECT_ROOT={settings.project_root}?"
         )
     if len(logged) < sent.ok:
-        _warn(f"only {len(logged)} of {sent.ok} scored transactions are in the log yet")
+        warn(f"only {len(logged)} of {sent.ok} scored transactions are in the log yet")
     outcome = run_check(
         ref_frame,
         logged,

@@ -8,12 +8,9 @@ from typing import Annotated
 
 import typer
 
+from fraud_platform.console import fail
+
 app = typer.Typer(no_args_is_help=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def _progress(message: str) -> None:
@@ -40,7 +37,7 @@ def run(
         params = load_params()
         train_and_register(settings, params, force_promote=force_promote, progress=_progress)
     except (ParamsError, TrainingError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @app.command("evaluate")
@@ -62,7 +59,7 @@ def evaluate_command(
         params = load_params()
         result = evaluate_registered(settings, params, alias=alias, progress=_progress)
     except (ParamsError, TrainingError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     text = json.dumps(result, indent=2)
     typer.echo(text)
     if output is not None:
