@@ -169,8 +169,8 @@ def end(proc: subprocess.Popen[bytes]) -> None:
 
 
 def drill_journal(n: int = 20_000) -> None:
+    from fraud_platform.contracts import PREDICTION_LOG, prediction_log_columns
     from fraud_platform.journal import Journal
-    from serving.prediction_log import log_columns
 
     features = {f"f{i}": "float64" if i % 2 else "int64" for i in range(17)}
     record: dict[str, Any] = {
@@ -182,7 +182,7 @@ def drill_journal(n: int = 20_000) -> None:
         "model_version": "1", "model_run_id": "r" * 32, "cold_start": False,
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
-        journal = Journal(Path(folder), "predictions", log_columns(features)).open()
+        journal = Journal(Path(folder), PREDICTION_LOG, prediction_log_columns(features)).open()
         times = []
         for _ in range(n):
             started = time.perf_counter()
@@ -240,7 +240,7 @@ def drill_redis_outage(
 
 
 def drill_kill(root: Path, env: dict[str, str], meta: dict[str, Any], clients: int) -> None:
-    from serving.prediction_log import read_prediction_log
+    from fraud_platform.contracts import read_prediction_log
 
     folder = root / "data" / "prediction_log"
     port = stack.free_port()

@@ -9,32 +9,46 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from fraud_platform.contracts import (
+    AMOUNT,
+    CUSTOMER_ID,
+    LABEL,
+    LABEL_TIMESTAMP,
+    LAT,
+    LONG,
+    MERCHANT_ID,
+    TIMESTAMP,
+    TRANSACTION_ID,
+)
+
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
+# Column names shared with the other steps come from fraud_platform.contracts; a scoring request
+# carries exactly a transaction's fields (contracts.REQUEST_FIELDS, checked in tests/unit/data).
 TRANSACTIONS = pa.schema(
     [
-        ("transaction_id", pa.string()),
-        ("customer_id", pa.string()),
-        ("merchant_id", pa.string()),
-        ("timestamp", UTC_MICROS),
-        ("amount", pa.float64()),
-        ("lat", pa.float64()),  # where the transaction happened
-        ("long", pa.float64()),
+        (TRANSACTION_ID, pa.string()),
+        (CUSTOMER_ID, pa.string()),
+        (MERCHANT_ID, pa.string()),
+        (TIMESTAMP, UTC_MICROS),
+        (AMOUNT, pa.float64()),
+        (LAT, pa.float64()),  # where the transaction happened
+        (LONG, pa.float64()),
     ]
 )
 
 LABELS = pa.schema(
     [
-        ("transaction_id", pa.string()),
-        ("is_fraud", pa.int8()),
-        ("label_timestamp", UTC_MICROS),  # when the label became known (after the transaction)
+        (TRANSACTION_ID, pa.string()),
+        (LABEL, pa.int8()),
+        (LABEL_TIMESTAMP, UTC_MICROS),  # when the label became known (after the transaction)
         ("fraud_pattern", pa.string()),  # none | card_testing | account_takeover | ... | unknown
     ]
 )
 
 CUSTOMERS = pa.schema(
     [
-        ("customer_id", pa.string()),
+        (CUSTOMER_ID, pa.string()),
         ("home_lat", pa.float64()),
         ("home_long", pa.float64()),
         ("created_at", UTC_MICROS),
@@ -43,7 +57,7 @@ CUSTOMERS = pa.schema(
 
 MERCHANTS = pa.schema(
     [
-        ("merchant_id", pa.string()),
+        (MERCHANT_ID, pa.string()),
         ("category", pa.string()),
         ("lat", pa.float64()),
         ("long", pa.float64()),

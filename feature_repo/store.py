@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from fraud_platform.contracts import EVENT_TIMESTAMP, TIMESTAMP
 from fraud_platform.settings import (
     Settings,
     export_feast_environment,
@@ -142,9 +143,9 @@ def entity_frame(transactions: pd.DataFrame) -> pd.DataFrame:
         The entity dataframe.
     """
     frame = transactions.copy()
-    frame["event_timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
-    frame["txn_timestamp_us"] = series_to_epoch_us(frame["timestamp"])
-    return frame.drop(columns=["timestamp"])
+    frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True)
+    frame["txn_timestamp_us"] = series_to_epoch_us(frame[TIMESTAMP])
+    return frame.drop(columns=[TIMESTAMP])
 
 
 def historical_features(

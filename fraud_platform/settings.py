@@ -81,6 +81,11 @@ class Paths(BaseModel):
         return self.root / "reports"
 
     @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """Artifacts of a local MLflow store (:func:`fraud_platform.tracking.artifact_location`)."""
+        return self.root / "mlartifacts"
+
+    @property
     def prediction_log_dir(self) -> Path:
         """Prediction log written by the API, read by monitoring."""
         return self.root / "data" / "prediction_log"
@@ -101,8 +106,10 @@ class Settings(BaseSettings):
         project_root: Root of the checkout; every path derives from it.
         redis_url: ``redis://host:port/db`` of the online store.
         mlflow_tracking_uri: Tracking and registry store; local SQLite by default.
-        model_name: Registered model name in the MLflow registry.
-        model_alias: Alias the API serves.
+        model_name: Registered model name in the MLflow registry: the one name training
+            registers under and the API loads (``MODEL_NAME``).
+        model_alias: The alias training moves to a better model and the API serves
+            (``MODEL_ALIAS``).
         api_keys: Comma-separated keys; empty means the scoring endpoints are open.
         serving_feature_path: ``feast`` (default) reads through
             ``FeatureStore.get_online_features`` on the feature service; ``direct`` reads the
@@ -163,6 +170,11 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """MLflow tracking URI: the environment's, else a SQLite file in the project root."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.project_root / 'mlflow.db'}"
+
+    @property
+    def model_uri(self) -> str:
+        """``models:/<name>@<alias>``: the model training promotes and the API serves."""
+        return f"models:/{self.model_name}@{self.model_alias}"
 
     @property
     def redis_connection_string(self) -> str:
@@ -284,10 +296,13 @@ class FeatureParams(_Strict):
 
 
 class TrainParams(_Strict):
-    """Model, cross-validation and registry settings."""
+    """Model, cross-validation and drift-reference settings.
+
+    The registered model's name and alias are not here: they are settings (``MODEL_NAME``,
+    ``MODEL_ALIAS``), read by training and by the API alike.
+    """
 
     experiment: str = Field(min_length=1)
-    model_name: str = Field(min_length=1)
     k_folds: int = Field(ge=2, le=20)
     holdout_fraction: float = Field(gt=0, lt=1)
     C: float = Field(gt=0)

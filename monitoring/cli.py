@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fraud_platform.console import fail, warn
+from fraud_platform.contracts import LABEL
 from fraud_platform.settings import ParamsError, get_settings, load_params
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def read_current(path: Path) -> pd.DataFrame:
     """
     import pandas as pd
 
-    from serving.prediction_log import read_prediction_log
+    from fraud_platform.contracts import read_prediction_log
 
     try:
         if path.is_file():
@@ -170,13 +171,7 @@ def run_check(
     if log_mlflow:
         settings = get_settings()
         try:
-            run_id = log_to_mlflow(
-                result,
-                files,
-                tracking_uri=settings.tracking_uri,
-                artifact_location=(settings.project_root / "mlruns").resolve().as_uri(),
-                params=sources,
-            )
+            run_id = log_to_mlflow(result, files, settings, params=sources)
             typer.echo(f"MLflow run {run_id} ({settings.tracking_uri})")
         except Exception as exc:  # the reports are on disk; a tracking outage is not drift
             warn(f"could not log to MLflow at {settings.tracking_uri}: {exc}")
@@ -300,7 +295,7 @@ def drift(
                 raise MonitorInputError(f"cannot read labels {labels_path}: {exc}") from exc
             # Only labels already known now: a chargeback may still be on its way.
             cur_frame = join_labels(cur_frame, label_frame, as_of=datetime.now(UTC))
-            joined = "is_fraud" in cur_frame
+            joined = LABEL in cur_frame
         elif labels is not None and not labels.is_file():
             raise MonitorInputError(f"labels not found: {labels}")
         sources = {
@@ -416,12 +411,7 @@ def consistency(
     )
     if mlflow:
         try:
-            run_id = log_to_mlflow(
-                result,
-                files,
-                tracking_uri=settings.tracking_uri,
-                artifact_location=(settings.project_root / "mlruns").resolve().as_uri(),
-            )
+            run_id = log_to_mlflow(result, files, settings)
             typer.echo(f"MLflow run {run_id} ({settings.tracking_uri})")
         except Exception as exc:  # the reports are on disk; a tracking outage is not skew
             warn(f"could not log to MLflow at {settings.tracking_uri}: {exc}")

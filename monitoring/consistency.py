@@ -273,20 +273,16 @@ def _html(result: ConsistencyResult) -> str:
     )
 
 
-def log_to_mlflow(
-    result: ConsistencyResult, files: Sequence[Path], tracking_uri: str, artifact_location: str
-) -> str:
+def log_to_mlflow(result: ConsistencyResult, files: Sequence[Path], settings: Settings) -> str:
     """Log the check as a run of the monitoring experiment; returns the run id."""
     import mlflow
 
+    from fraud_platform import tracking
     from monitoring.report import EXPERIMENT
 
-    mlflow.set_tracking_uri(tracking_uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
-    mlflow.set_experiment(EXPERIMENT)
+    experiment_id = tracking.experiment_id(settings, EXPERIMENT)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    with mlflow.start_run(run_name=f"consistency-{stamp}") as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"consistency-{stamp}") as run:
         mlflow.log_params({"max_mismatch_rate": result.max_mismatch_rate, **result.window})
         metrics = {"consistency.rows": float(result.rows)}
         metrics["consistency.total_mismatches"] = float(result.total_mismatches)

@@ -31,7 +31,15 @@ import numpy as np
 import pandas as pd
 
 from feature_repo.logic import OUTPUT_FEATURES
-from serving.prediction_log import NON_FEATURE_COLUMNS
+from fraud_platform.contracts import (
+    LABEL,
+    LABEL_TIMESTAMP,
+    PREDICTION_LOG_NON_FEATURES,
+    PROBABILITY,
+    THRESHOLD,
+    TIMESTAMP,
+    TRANSACTION_ID,
+)
 
 FeatureKind = Literal["numerical", "categorical"]
 
@@ -39,14 +47,11 @@ FeatureKind = Literal["numerical", "categorical"]
 CATEGORICAL_FEATURES: frozenset[str] = frozenset(
     {"hour_of_day", "is_night", "is_new_customer", "is_new_merchant"}
 )
-PREDICTION_COLUMN = "probability"
-LABEL_COLUMN = "is_fraud"
-TIME_COLUMN = "timestamp"  # event time of a logged prediction (UTC)
 
 # Columns the reference sample and the prediction log carry besides the model features; any
 # other column is reported as unexpected (a sign that the two come from different models).
-REFERENCE_EXTRA_COLUMNS: frozenset[str] = frozenset({LABEL_COLUMN, PREDICTION_COLUMN})
-CURRENT_EXTRA_COLUMNS: frozenset[str] = NON_FEATURE_COLUMNS | {LABEL_COLUMN, "label_timestamp"}
+REFERENCE_EXTRA_COLUMNS: frozenset[str] = frozenset({LABEL, PROBABILITY})
+CURRENT_EXTRA_COLUMNS: frozenset[str] = PREDICTION_LOG_NON_FEATURES | {LABEL, LABEL_TIMESTAMP}
 
 
 class DriftInputError(ValueError):
@@ -407,11 +412,11 @@ def compute_drift(
     share = sum(r.drifted for r in results) / len(results) if results else 0.0
 
     prediction = None
-    if PREDICTION_COLUMN in reference and PREDICTION_COLUMN in current:
-        if reference[PREDICTION_COLUMN].notna().any() and current[PREDICTION_COLUMN].notna().any():
+    if PROBABILITY in reference and PROBABILITY in current:
+        if reference[PROBABILITY].notna().any() and current[PROBABILITY].notna().any():
             prediction = column_drift(
-                reference[PREDICTION_COLUMN],
-                current[PREDICTION_COLUMN],
+                reference[PROBABILITY],
+                current[PROBABILITY],
                 kind="numerical",
                 ks_p_value=ks_p_value,
             )
@@ -419,15 +424,13 @@ def compute_drift(
         warnings.append("no prediction drift: 'probability' is missing from a frame")
 
     performance = None
-    if threshold is None and "threshold" in current and current["threshold"].notna().any():
-        threshold = float(current["threshold"].dropna().iloc[-1])
-    if LABEL_COLUMN in current and PREDICTION_COLUMN in current:
+    if threshold is None and THRESHOLD in current and current[THRESHOLD].notna().any():
+        threshold = float(current[THRESHOLD].dropna().iloc[-1])
+    if LABEL in current and PROBABILITY in current:
         if threshold is None:
             warnings.append("no precision/recall: no decision threshold known for the window")
         else:
-            performance = window_performance(
-                current[LABEL_COLUMN], current[PREDICTION_COLUMN], threshold
-            )
+            performance = window_performance(current[LABEL], current[PROBABILITY], threshold)
     if performance is None:
         warnings.append("no window performance: no labels known yet for the window")
 
@@ -454,7 +457,7 @@ def select_window(
     *,
     last: int | None = None,
     since: datetime | None = None,
-    time_column: str = TIME_COLUMN,
+    time_column: str = TIMESTAMP,
 ) -> pd.DataFrame:
     """The current window: rows at or after ``since``, then the ``last`` latest of them.
 
@@ -505,17 +508,17 @@ def join_labels(
     Returns:
         ``current`` with an ``is_fraud`` column (a nullable integer).
     """
-    if "transaction_id" not in current or not {"transaction_id", LABEL_COLUMN} <= set(labels):
+    if TRANSACTION_ID not in current or not {TRANSACTION_ID, LABEL} <= set(labels):
         return current
     known = labels
-    if as_of is not None and "label_timestamp" in labels:
+    if as_of is not None and LABEL_TIMESTAMP in labels:
         cutoff = pd.Timestamp(as_of)
         cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff
-        known = labels[pd.to_datetime(labels["label_timestamp"], utc=True) <= cutoff]
-    known = known.drop_duplicates("transaction_id", keep="last").set_index("transaction_id")
-    base = current.drop(columns=[LABEL_COLUMN, "label_timestamp"], errors="ignore")
-    mapped = base["transaction_id"].map(known[LABEL_COLUMN])
-    return base.assign(**{LABEL_COLUMN: mapped.astype("Int64")})
+        known = labels[pd.to_datetime(labels[LABEL_TIMESTAMP], utc=True) <= cutoff]
+    known = known.drop_duplicates(TRANSACTION_ID, keep="last").set_index(TRANSACTION_ID)
+    base = current.drop(columns=[LABEL, LABEL_TIMESTAMP], errors="ignore")
+    mapped = base[TRANSACTION_ID].map(known[LABEL])
+    return base.assign(**{LABEL: mapped.astype("Int64")})
 
 
 def finite_or_none(value: float | None) -> float | None:

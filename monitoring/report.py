@@ -21,16 +21,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from monitoring.drift import (
-    PREDICTION_COLUMN,
-    DriftResult,
-    FeatureKind,
-    chi2_test,
-)
+from fraud_platform import tracking
+from fraud_platform.contracts import PROBABILITY
+from monitoring.drift import DriftResult, FeatureKind, chi2_test
+
+if TYPE_CHECKING:
+    from fraud_platform.settings import Settings
 
 EXPERIMENT = "fraud_monitoring"
 CHI2_STATTEST = "fraud_chi2_contingency"  # our chi-square, registered with Evidently once
@@ -139,10 +139,10 @@ def evidently_snapshot(
     features = list(kinds)
     numerical = [n for n, k in kinds.items() if k == "numerical"]
     categorical = [n for n, k in kinds.items() if k == "categorical"]
-    with_prediction = PREDICTION_COLUMN in reference and PREDICTION_COLUMN in current
-    columns = features + ([PREDICTION_COLUMN] if with_prediction else [])
+    with_prediction = PROBABILITY in reference and PROBABILITY in current
+    columns = features + ([PROBABILITY] if with_prediction else [])
     definition = DataDefinition(
-        numerical_columns=numerical + ([PREDICTION_COLUMN] if with_prediction else []),
+        numerical_columns=numerical + ([PROBABILITY] if with_prediction else []),
         categorical_columns=categorical,
     )
     metrics: list[Any] = [
@@ -155,7 +155,7 @@ def evidently_snapshot(
         )
     ]
     if with_prediction:  # the model's output, outside the feature share
-        metrics.append(ValueDrift(column=PREDICTION_COLUMN, method="ks", threshold=ks_p_value))
+        metrics.append(ValueDrift(column=PROBABILITY, method="ks", threshold=ks_p_value))
     report = Report(metrics)
     return report.run(
         current_data=Dataset.from_pandas(_numeric(current, columns), data_definition=definition),
@@ -245,10 +245,9 @@ def _metric_name(text: str) -> str:
 def log_to_mlflow(
     result: DriftResult,
     files: ReportFiles,
+    settings: Settings,
     *,
-    tracking_uri: str,
     experiment: str = EXPERIMENT,
-    artifact_location: str | None = None,
     params: dict[str, Any] | None = None,
 ) -> str:
     """Log one check as an MLflow run: p-values, share drifted, and the reports as artifacts.
@@ -260,10 +259,9 @@ def log_to_mlflow(
     Args:
         result: The drift result.
         files: The written reports (uploaded under ``drift_report/``).
-        tracking_uri: MLflow tracking URI.
+        settings: The tracking store (and, for a local store, the project root whose
+            ``mlartifacts`` folder a new experiment gets: :mod:`fraud_platform.tracking`).
         experiment: Experiment name (created if missing).
-        artifact_location: Artifact root for a newly created experiment; MLflow's default
-            (``./mlruns`` of the working directory) when ``None``.
         params: Extra run parameters (data sources, window).
 
     Returns:
@@ -271,10 +269,7 @@ def log_to_mlflow(
     """
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(experiment, artifact_location=artifact_location)
-    mlflow.set_experiment(experiment)
+    experiment_id = tracking.experiment_id(settings, experiment)
     metrics: dict[str, float] = {
         "share_drifted": result.share_drifted,
         "n_drifted": float(len(result.drifted_features)),
@@ -307,7 +302,9 @@ def log_to_mlflow(
         "min_rows": result.min_rows,
         **(params or {}),
     }
-    with mlflow.start_run(run_name=f"drift-{files.folder.name}") as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"drift-{files.folder.name}"
+    ) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in run_params.items()})
         mlflow.log_metrics(metrics)
         mlflow.set_tags(

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from fraud_platform.contracts import ModelTags, ModelTagsError
+
 logger = logging.getLogger(__name__)
 
 EXPLANATION_SIZE = 5
@@ -100,7 +102,7 @@ def bundle_from_pipeline(
 
     Raises:
         ModelLoadError: If the pipeline is not StandardScaler + LogisticRegression or a tag is
-            missing or malformed.
+            missing or malformed (:class:`fraud_platform.contracts.ModelTags`).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -113,12 +115,10 @@ def bundle_from_pipeline(
     ):
         raise ModelLoadError(f"{name} v{version}: expected Pipeline(StandardScaler, LogReg)")
     try:
-        threshold = float(tags["threshold"])
-        features = tuple(f.strip() for f in tags["features"].split(",") if f.strip())
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(f"{name} v{version}: bad or missing tag: {exc}") from exc
-    if not 0.0 <= threshold <= 1.0 or not features:
-        raise ModelLoadError(f"{name} v{version}: threshold {threshold} or features invalid")
+        parsed = ModelTags.from_tags(tags)
+    except ModelTagsError as exc:
+        raise ModelLoadError(f"{name} v{version}: {exc}") from exc
+    threshold, features = parsed.threshold, parsed.features
     scaler, logreg = steps
     if len(features) != scaler.mean_.shape[0] or logreg.coef_.shape != (1, len(features)):
         raise ModelLoadError(f"{name} v{version}: tag features do not match the fitted shape")

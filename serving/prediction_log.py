@@ -1,17 +1,19 @@
-"""The prediction log: every scored transaction, in the OS before its answer is sent.
+"""The prediction log's one writer: every scored transaction, in the OS before its answer is sent.
 
 Each scored transaction is one record of the ``predictions`` journal
 (:mod:`fraud_platform.journal`), appended inside the request, before the response: one JSON
 line, one ``os.write``. So ``kill -9`` of the API loses no answered prediction, SIGTERM loses
 none either, and a machine crash loses at most ``SERVING_LOG_FSYNC_SECONDS`` (1 s) of them.
 Segments rotate every ``prediction_log_rotate_rows`` rows or ``SERVING_LOG_ROTATE_SECONDS``
-seconds and are compacted to Parquet; readers (monitoring) go through
-:func:`read_prediction_log`, which never returns a torn record.
+seconds and are compacted to Parquet.
 
-Columns: ``transaction_id, customer_id, merchant_id, timestamp`` (event time, UTC), the request's
-own ``amount, lat, long`` (so a transaction can be recomputed from its row), ``scored_at`` (UTC),
-one column per feature under the feature's own name, then ``probability, prediction, threshold,
-model_name, model_version, model_run_id, cold_start``.
+The record is a contract (:mod:`fraud_platform.contracts`): ``transaction_id, customer_id,
+merchant_id, timestamp`` (event time, UTC), the request's own ``amount, lat, long`` (so a
+transaction can be recomputed from its row), ``scored_at`` (UTC), one column per feature under
+the feature's own name, then ``probability, prediction, threshold, model_name, model_version,
+model_run_id, cold_start``. :func:`prediction_record` builds it here, and only here; monitoring
+and the simulation read it with :func:`fraud_platform.contracts.read_prediction_log`, which
+never returns a torn record.
 """
 
 from __future__ import annotations
@@ -21,46 +23,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraud_platform.journal import Journal, JournalError, JournalRecordError, read_journal
+from fraud_platform import contracts as c
+from fraud_platform.journal import Journal, JournalError, JournalRecordError
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from datetime import datetime
 
 logger = logging.getLogger(__name__)
-
-LOG_NAME = "predictions"  # files predictions-<utc>-<pid>-<seq>.jsonl / .parquet
-
-# What the request said, and when it was scored.
-REQUEST_COLUMNS: dict[str, str] = {
-    "transaction_id": "string",
-    "customer_id": "string",
-    "merchant_id": "string",
-    "timestamp": "timestamp",
-    "amount": "float64",
-    "lat": "float64",
-    "long": "float64",
-    "scored_at": "timestamp",
-}
-# What the model answered.
-OUTCOME_COLUMNS: dict[str, str] = {
-    "probability": "float64",
-    "prediction": "string",
-    "threshold": "float64",
-    "model_name": "string",
-    "model_version": "string",
-    "model_run_id": "string",
-    "cold_start": "bool",
-}
-# Every column of the log that is not a feature (monitoring tells features from the rest).
-NON_FEATURE_COLUMNS: frozenset[str] = frozenset(REQUEST_COLUMNS) | frozenset(OUTCOME_COLUMNS)
-
-
-def log_columns(feature_types: Mapping[str, str]) -> dict[str, str]:
-    """The log's columns, in order, for a feature service's features (name -> journal type)."""
-    clash = NON_FEATURE_COLUMNS & set(feature_types)
-    if clash:
-        raise ValueError(f"feature names clash with prediction-log columns: {sorted(clash)}")
-    return {**REQUEST_COLUMNS, **feature_types, **OUTCOME_COLUMNS}
 
 
 class PredictionLog:
@@ -89,8 +58,8 @@ class PredictionLog:
         self.directory = directory
         self.journal = Journal(
             directory,
-            LOG_NAME,
-            log_columns(feature_types),
+            c.PREDICTION_LOG,
+            c.prediction_log_columns(feature_types),
             fsync_seconds=fsync_seconds,
             rotate_records=rotate_rows,
             rotate_seconds=rotate_seconds,
@@ -127,21 +96,41 @@ class PredictionLog:
         self.journal.close()
 
 
-def read_prediction_log(
-    folder: Path, *, columns: Sequence[str] | None = None, modified_since: float | None = None
-) -> pd.DataFrame:
-    """Every complete row of the prediction log, oldest segment first: the one reader.
-
-    Reads the open (JSON lines) and compacted (Parquet) segments of every API process; a row
-    being written at that very moment is either whole or absent, never torn.
+def prediction_record(
+    request: Mapping[str, Any],
+    scored_at: datetime,
+    features: Mapping[str, Any],
+    *,
+    probability: float,
+    prediction: str,
+    threshold: float,
+    model: Mapping[str, str],
+    cold_start: bool,
+) -> dict[str, Any]:
+    """One row of the log: the request, when it was scored, its features, the model's answer.
 
     Args:
-        folder: The prediction log folder (``data/prediction_log``).
-        columns: Read only these columns (those present).
-        modified_since: Only segments modified at or after this POSIX time.
+        request: The request's fields (:data:`fraud_platform.contracts.REQUEST_FIELDS`).
+        scored_at: When it was scored (UTC).
+        features: The features the model saw, by name (unknown ones as NaN or ``None``).
+        probability: The model's fraud probability.
+        prediction: ``FRAUD`` or ``LEGIT``.
+        threshold: The model's threshold.
+        model: ``name``, ``version`` and ``run_id`` of the model version that scored it.
+        cold_start: Whether the customer or the merchant was new.
 
     Returns:
-        The rows; an empty frame without columns when there are none.
+        The record, keyed by the columns of :func:`fraud_platform.contracts.prediction_log_columns`.
     """
-    table = read_journal(folder, LOG_NAME, columns=columns, modified_since=modified_since)
-    return table.to_pandas()
+    return {
+        **{name: request[name] for name in c.REQUEST_FIELDS},
+        c.SCORED_AT: scored_at,
+        **features,
+        c.PROBABILITY: probability,
+        c.PREDICTION: prediction,
+        c.THRESHOLD: threshold,
+        "model_name": model["name"],
+        "model_version": model["version"],
+        "model_run_id": model["run_id"],
+        "cold_start": cold_start,
+    }

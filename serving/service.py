@@ -24,6 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from feature_repo.logic import MICROS_PER_SECOND, STATE_TIME_FIELDS, Transaction, lateness_us
 from feature_repo.store import from_epoch_us, request_row, to_epoch_us
+from fraud_platform.contracts import (
+    AMOUNT,
+    CUSTOMER_ID,
+    FRAUD,
+    LAT,
+    LEGIT,
+    LONG,
+    MERCHANT_ID,
+    TIMESTAMP,
+    TRANSACTION_ID,
+)
 from fraud_platform.journal import Journal, JournalError
 from serving.features import FeatureReader, feature_types, make_reader
 from serving.ingest import Ingestor
@@ -36,7 +47,7 @@ from serving.model import (
     load_by_alias,
 )
 from serving.online_store import REDIS_ERRORS, OnlineStoreGuard, install_fast_client
-from serving.prediction_log import PredictionLog
+from serving.prediction_log import PredictionLog, prediction_record
 from serving.schemas import LabelIn, TransactionIn
 
 if TYPE_CHECKING:
@@ -70,17 +81,22 @@ class IngestJournals:
         self.labels.close()
 
 
+def _request_fields(txn: Transaction, timestamp: datetime) -> dict[str, Any]:
+    """A scored transaction's fields (contracts.REQUEST_FIELDS), with its event time."""
+    return {
+        TRANSACTION_ID: txn.transaction_id,
+        CUSTOMER_ID: txn.customer_id,
+        MERCHANT_ID: txn.merchant_id,
+        TIMESTAMP: timestamp,
+        AMOUNT: txn.amount,
+        LAT: txn.lat,
+        LONG: txn.long,
+    }
+
+
 def _transaction_record(txn: Transaction) -> dict[str, Any]:
     """A scored transaction as a row of the raw transactions table (data/schema.py)."""
-    return {
-        "transaction_id": txn.transaction_id,
-        "customer_id": txn.customer_id,
-        "merchant_id": txn.merchant_id,
-        "timestamp": from_epoch_us(txn.ts_us),
-        "amount": txn.amount,
-        "lat": txn.lat,
-        "long": txn.long,
-    }
+    return _request_fields(txn, from_epoch_us(txn.ts_us))
 
 
 def _is_unknown(value: Any) -> bool:
@@ -179,30 +195,22 @@ class ScoringService:
             if late_beyond_bound:
                 self.metrics.late_beyond_bound.inc()
             probability, x, contributions = bundle.score(values)
-            prediction = "FRAUD" if probability >= bundle.threshold else "LEGIT"
+            prediction = FRAUD if probability >= bundle.threshold else LEGIT
             cold_start = bool(values.get("is_new_customer") or values.get("is_new_merchant"))
             unknown = [name for name, value in values.items() if _is_unknown(value)]
             if unknown:
                 self.metrics.unknown_features.inc(len(unknown))
             records.append(
-                {
-                    "transaction_id": txn.transaction_id,
-                    "customer_id": txn.customer_id,
-                    "merchant_id": txn.merchant_id,
-                    "timestamp": item.timestamp,
-                    "amount": txn.amount,
-                    "lat": txn.lat,
-                    "long": txn.long,
-                    "scored_at": scored_at,
-                    **values,
-                    "probability": probability,
-                    "prediction": prediction,
-                    "threshold": bundle.threshold,
-                    "model_name": bundle.name,
-                    "model_version": bundle.version,
-                    "model_run_id": bundle.run_id,
-                    "cold_start": cold_start,
-                }
+                prediction_record(
+                    _request_fields(txn, item.timestamp),
+                    scored_at,
+                    values,
+                    probability=probability,
+                    prediction=prediction,
+                    threshold=bundle.threshold,
+                    model=model_version,
+                    cold_start=cold_start,
+                )
             )
             results.append(
                 {
@@ -345,7 +353,7 @@ def build_service(settings: Settings) -> ScoringService:
         version_now=lambda: current_version(uri, name, alias),
         service_features=reader.names,
         poll_seconds=settings.serving_model_poll_seconds,
-        target=f"models:/{name}@{alias}",
+        target=settings.model_uri,
     )
     guard = OnlineStoreGuard(ping=client.ping)
     ingestor = Ingestor(

@@ -189,7 +189,8 @@ def print_verdict(verdicts: list[WindowVerdict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from simulation.traffic import MAY_MOVE, MOVES, PREDICTION
+    from fraud_platform.contracts import PROBABILITY
+    from simulation.traffic import MAY_MOVE, MOVES
 
     if not verdicts:
         return
@@ -204,7 +205,7 @@ def print_verdict(verdicts: list[WindowVerdict]) -> None:
     by_window = [{c.column: c for c in verdict.columns} for verdict in verdicts]
     names = list(dict.fromkeys(name for window in by_window for name in window))
     for name in names:
-        cells = [f"{name} (prediction)" if name == PREDICTION else name]
+        cells = [f"{name} (prediction)" if name == PROBABILITY else name]
         for window in by_window:
             item = window.get(name)
             if item is None:

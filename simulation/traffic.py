@@ -61,8 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from data.schema import TRANSACTIONS
-from serving.prediction_log import read_prediction_log
+from fraud_platform.contracts import PROBABILITY, REQUEST_FIELDS, TIMESTAMP, read_prediction_log
 
 if TYPE_CHECKING:
     from fraud_platform.settings import GenerateParams
@@ -76,7 +75,6 @@ BURST_LENGTH = 20  # transactions per card-testing run
 BURST_GAP_SECONDS = (3, 40)  # seconds between two attempts of one run
 BURST_AMOUNTS = (0.5, 3.0)  # card testers probe with small amounts
 DAY = pd.Timedelta(days=1)
-REQUEST_COLUMNS = tuple(TRANSACTIONS.names)  # a request carries a raw transaction's fields
 
 
 class SimulationError(RuntimeError):
@@ -86,7 +84,6 @@ class SimulationError(RuntimeError):
 Expectation = Literal["moves", "may move"]
 MOVES: Expectation = "moves"
 MAY_MOVE: Expectation = "may move"
-PREDICTION = "probability"  # the model's output, as named in the prediction log
 
 # What each shift is meant to move: the one list the simulate verdict checks against.
 # ``moves``: the shift must make this drift (a check that does not flag it missed the shift).
@@ -102,7 +99,7 @@ EXPECTED_DRIFT: dict[str, dict[str, Expectation]] = {
         "amount_max_24h": MOVES,
         "amount_to_avg_30d": MOVES,
         "amount_sum_1h": MAY_MOVE,
-        PREDICTION: MOVES,
+        PROBABILITY: MOVES,
     },
     "night": {
         "hour_of_day": MOVES,
@@ -118,7 +115,7 @@ EXPECTED_DRIFT: dict[str, dict[str, Expectation]] = {
         "km_per_hour_from_last_txn": MAY_MOVE,
         "merchant_txn_count_24h": MAY_MOVE,
         "is_new_merchant": MAY_MOVE,
-        PREDICTION: MAY_MOVE,
+        PROBABILITY: MAY_MOVE,
     },
     "burst": {
         "log_amount": MOVES,
@@ -136,7 +133,7 @@ EXPECTED_DRIFT: dict[str, dict[str, Expectation]] = {
         "is_new_merchant": MAY_MOVE,
         "hour_of_day": MAY_MOVE,
         "is_night": MAY_MOVE,
-        PREDICTION: MOVES,
+        PROBABILITY: MOVES,
     },
 }
 
@@ -497,7 +494,7 @@ def simulated_window(
     if window["timestamp"].min() <= anchor:
         window = retime(window, anchor)
     ids = [f"sim-{shift}-{run_tag}-{i:06d}" for i in range(len(window))]
-    return window.assign(transaction_id=ids)[list(REQUEST_COLUMNS)]
+    return window.assign(transaction_id=ids)[list(REQUEST_FIELDS)]
 
 
 # ------------------------------------------------------------------------------------ verdict
@@ -636,7 +633,7 @@ def judge_window(shift: str, result: DriftResult) -> WindowVerdict:
     return WindowVerdict(
         shift=shift,
         features=[verdict(f, f.column) for f in result.features],
-        prediction=None if result.prediction is None else verdict(result.prediction, PREDICTION),
+        prediction=None if result.prediction is None else verdict(result.prediction, PROBABILITY),
         dataset_drift=result.dataset_drift,
         share_drifted=result.share_drifted,
         drift_share=result.drift_share,
@@ -736,10 +733,10 @@ def send_window(
 
 def latest_logged_event(folder: Path) -> pd.Timestamp | None:
     """Latest event time in the prediction log, or ``None`` without one."""
-    log = read_prediction_log(folder, columns=["timestamp"])
+    log = read_prediction_log(folder, columns=[TIMESTAMP])
     if log.empty:
         return None
-    latest = pd.to_datetime(log["timestamp"], utc=True).max()
+    latest = pd.to_datetime(log[TIMESTAMP], utc=True).max()
     return None if pd.isna(latest) else latest
 
 

@@ -42,9 +42,10 @@ def run(
 
 @app.command("evaluate")
 def evaluate_command(
-    alias: Annotated[str, typer.Option(help="Registry alias of the model to evaluate.")] = (
-        "production"
-    ),
+    alias: Annotated[
+        str | None,
+        typer.Option(help="Registry alias of the model to evaluate; MODEL_ALIAS by default."),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option(help="Also write the metrics to this JSON file.")
     ] = None,

@@ -1,15 +1,17 @@
 """The training run end to end: retrieve, evaluate, log to MLflow, register, champion/challenger.
 
 The tracking and registry store is ``Settings.tracking_uri`` (``MLFLOW_TRACKING_URI``, else a
-SQLite file in the project root); a local store keeps its artifacts under
-``<root>/mlartifacts``. Models are addressed by alias (``models:/<name>@production``), never
-by stage.
+SQLite file in the project root); a local store keeps its artifacts where
+:func:`fraud_platform.tracking.artifact_location` says (``<root>/mlartifacts``). The model is
+registered under ``Settings.model_name`` and promoted by moving ``Settings.model_alias``
+(``MODEL_NAME``/``MODEL_ALIAS``: the same settings the API loads ``models:/<name>@<alias>``
+with); models are addressed by alias, never by stage.
 
-Champion/challenger: the new version (challenger) is registered on every run; the
-``production`` alias moves to it only when its holdout PR-AUC is strictly higher than that of
-the current production version (champion) scored on the *same* holdout rows now, or when no
-production version exists, or when promotion is forced. Both scores and the decision are
-logged on the run and tagged on the new version.
+Champion/challenger: the new version (challenger) is registered on every run; the alias moves
+to it only when its holdout PR-AUC is strictly higher than that of the current version under
+the alias (champion) scored on the *same* holdout rows now, or when no champion exists, or
+when promotion is forced. Both scores and the decision are logged on the run and tagged on the
+new version (:class:`fraud_platform.contracts.ModelTags`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fraud_platform.contracts import ModelTags, ModelTagsError
 from fraud_platform.settings import PROJECT_ROOT, Params, Settings
+from fraud_platform.tracking import experiment_id, mlflow_client
 from training import lineage
 from training.train import (
     BASELINE_FEATURES,
@@ -49,7 +53,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
-PRODUCTION_ALIAS = "production"
 REFERENCE_SAMPLE_FILE = "reference_sample.parquet"
 METRICS_FILE = "metrics.json"
 
@@ -61,10 +64,10 @@ class RunSummary:
     Attributes:
         run_id: The MLflow run.
         model_version: Version registered by this run (the challenger).
-        promoted: Whether the ``production`` alias now points at it.
+        promoted: Whether the alias (``Settings.model_alias``) now points at it.
         decision: ``no_champion``, ``forced``, ``challenger_better``, ``champion_kept`` or
             ``champion_unscorable``.
-        champion_version: Production version before this run, if any.
+        champion_version: The version under the alias before this run, if any.
         champion_pr_auc: Its holdout PR-AUC on this run's holdout, if it could be scored.
         threshold: Decision threshold of the new model.
         metrics: Evaluation metrics (deterministic for the same data, params and seed).
@@ -82,28 +85,6 @@ class RunSummary:
 
 def _print(message: str) -> None:
     print(message, flush=True)
-
-
-def mlflow_client(settings: Settings) -> MlflowClient:
-    """Point MLflow (tracking and registry) at the settings' store and return a client."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
-def _experiment_id(client: MlflowClient, name: str, settings: Settings) -> str:
-    """The experiment's id, created on first use with artifacts beside a local store."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    artifact_location = None
-    if settings.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in settings.tracking_uri:
-        # Otherwise MLflow puts artifacts in ./mlruns of whatever the working directory is.
-        artifact_location = (settings.project_root / "mlartifacts").resolve().as_uri()
-    return str(client.create_experiment(name, artifact_location=artifact_location))
 
 
 def run_metrics(evaluation: Evaluation) -> dict[str, float]:
@@ -144,27 +125,31 @@ def _log_folds(result: ModelResult, prefix: str) -> None:
 
 
 def _champion_pr_auc(
-    client: MlflowClient, model_name: str, holdout: pd.DataFrame, progress: Progress
+    client: MlflowClient, settings: Settings, holdout: pd.DataFrame, progress: Progress
 ) -> tuple[str | None, float | None]:
-    """(version, holdout PR-AUC) of the current production model on this holdout.
+    """(version, holdout PR-AUC) of the current model under the alias, on this holdout.
 
-    Returns ``(None, None)`` when there is no production version, ``(version, None)`` when it
-    cannot be scored (its features are not in the frame, or it does not load).
+    Returns ``(None, None)`` when the alias points nowhere, ``(version, None)`` when the
+    champion cannot be scored (bad tags, its features not in the frame, or it does not load).
     """
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
 
     try:
-        champion = client.get_model_version_by_alias(model_name, PRODUCTION_ALIAS)
+        champion = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
     except MlflowException:
         return None, None
-    features = [name for name in champion.tags.get("features", "").split(",") if name]
+    try:
+        features = list(ModelTags.from_tags(champion.tags).features)
+    except ModelTagsError as exc:
+        progress(f"champion v{champion.version} cannot be scored: {exc}")
+        return str(champion.version), None
     missing = [name for name in features if name not in holdout.columns]
-    if not features or missing:
+    if missing:
         progress(f"champion v{champion.version} cannot be scored: missing features {missing}")
         return str(champion.version), None
     try:
-        model = mlflow.sklearn.load_model(f"models:/{model_name}@{PRODUCTION_ALIAS}")
+        model = mlflow.sklearn.load_model(settings.model_uri)
     except (MlflowException, OSError) as exc:
         progress(f"champion v{champion.version} does not load: {exc}")
         return str(champion.version), None
@@ -229,7 +214,7 @@ def train_and_register(
     training_set: TrainingSet | None = None,
     progress: Progress = _print,
 ) -> RunSummary:
-    """Train, evaluate, log and register the model; move ``production`` if it wins.
+    """Train, evaluate, log and register the model; move the alias if it wins.
 
     Args:
         settings: Project root and MLflow tracking URI.
@@ -266,11 +251,11 @@ def train_and_register(
     paths = settings.paths
 
     client = mlflow_client(settings)
-    experiment_id = _experiment_id(client, train_params.experiment, settings)
+    experiment = experiment_id(settings, train_params.experiment)
     commit, dirty = lineage.git_commit(PROJECT_ROOT)
     data_hash, data_hash_source = lineage.raw_data_hash(paths.root)
     started = time.perf_counter()
-    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
+    with mlflow.start_run(experiment_id=experiment, run_name="train") as run:
         mlflow.log_params(lineage.flatten_params(params.model_dump(by_alias=True)))
         mlflow.set_tags(
             {
@@ -305,14 +290,14 @@ def train_and_register(
             mlflow.log_artifact(str(paths.models_dir / REFERENCE_SAMPLE_FILE))
 
         champion_version, champion_pr_auc = _champion_pr_auc(
-            client, train_params.model_name, evaluation.holdout, progress
+            client, settings, evaluation.holdout, progress
         )
 
         x_example = model_matrix(evaluation.train.head(5), model.features)
         info = mlflow.sklearn.log_model(
             model.model,
             name="model",
-            registered_model_name=train_params.model_name,
+            registered_model_name=settings.model_name,
             signature=infer_signature(x_example, model.model.predict_proba(x_example)),
             input_example=x_example,
             # pyfunc returns probabilities (column 1 = fraud), compared with the threshold tag.
@@ -327,18 +312,18 @@ def train_and_register(
         promoted, decision = _decide(
             force_promote, champion_version, champion_pr_auc, model.holdout["pr_auc"]
         )
-        version_tags = {
-            "threshold": repr(model.threshold),
-            "feature_service": FEATURE_SERVICE_NAME,
-            "features": ",".join(model.features),
-            "holdout_pr_auc": repr(model.holdout["pr_auc"]),
-            "raw_data_md5": data_hash,
-            "promotion_decision": decision,
-        }
-        for key, value in version_tags.items():
-            client.set_model_version_tag(train_params.model_name, version, key, value)
+        version_tags = ModelTags(
+            threshold=model.threshold,
+            features=tuple(model.features),
+            feature_service=FEATURE_SERVICE_NAME,
+            holdout_pr_auc=model.holdout["pr_auc"],
+            raw_data_md5=data_hash,
+            promotion_decision=decision,
+        )
+        for key, value in version_tags.to_tags().items():
+            client.set_model_version_tag(settings.model_name, version, key, value)
         if promoted:
-            client.set_registered_model_alias(train_params.model_name, PRODUCTION_ALIAS, version)
+            client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
         decision_metrics = {"challenger_holdout_pr_auc": model.holdout["pr_auc"]}
         if champion_pr_auc is not None:
             decision_metrics["champion_holdout_pr_auc"] = champion_pr_auc
@@ -365,10 +350,10 @@ def train_and_register(
         + ("unscorable" if champion_pr_auc is None else f"{champion_pr_auc:.4f}")
     )
     progress(
-        f"registered {train_params.model_name} v{version}: holdout PR-AUC "
+        f"registered {settings.model_name} v{version}: holdout PR-AUC "
         f"{model.holdout['pr_auc']:.4f} (baseline {evaluation.baseline.holdout['pr_auc']:.4f}, "
         f"lift {evaluation.lift_pr_auc:+.4f}); champion {champion_text}; {decision}: "
-        f"{PRODUCTION_ALIAS} -> v{version if promoted else champion_version}"
+        f"{settings.model_alias} -> v{version if promoted else champion_version}"
     )
     progress(
         "timings: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in timings.items())
@@ -388,7 +373,7 @@ def train_and_register(
 def evaluate_registered(
     settings: Settings,
     params: Params,
-    alias: str = PRODUCTION_ALIAS,
+    alias: str | None = None,
     training_set: TrainingSet | None = None,
     progress: Progress = _print,
 ) -> dict[str, Any]:
@@ -396,8 +381,8 @@ def evaluate_registered(
 
     Args:
         settings: Project root and MLflow tracking URI.
-        params: ``train.holdout_fraction`` and ``train.model_name`` are used.
-        alias: Registry alias of the model to evaluate.
+        params: ``train.holdout_fraction`` is used.
+        alias: Registry alias of the model to evaluate; ``Settings.model_alias`` by default.
         training_set: Pre-retrieved training set; retrieved when ``None``.
         progress: Where to report progress.
 
@@ -410,14 +395,17 @@ def evaluate_registered(
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
 
-    name = params.train.model_name
+    name, alias = settings.model_name, alias or settings.model_alias
     client = mlflow_client(settings)
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise TrainingError(f"no model {name}@{alias} in {settings.tracking_uri}") from exc
-    features = [f for f in version.tags.get("features", "").split(",") if f]
-    threshold = float(version.tags["threshold"])
+    try:
+        tags = ModelTags.from_tags(version.tags)
+    except ModelTagsError as exc:
+        raise TrainingError(f"{name}@{alias} v{version.version}: {exc}") from exc
+    features, threshold = list(tags.features), tags.threshold
     if training_set is None:
         training_set = load_training_set(settings, progress)
     frame = training_set.frame
@@ -441,12 +429,10 @@ def evaluate_registered(
 
 
 __all__ = [
-    "PRODUCTION_ALIAS",
     "RunSummary",
     "TrainingError",
     "evaluate_registered",
     "load_training_set",
-    "mlflow_client",
     "run_metrics",
     "train_and_register",
 ]

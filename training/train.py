@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from fraud_platform.contracts import EVENT_TIMESTAMP, LABEL, PROBABILITY
+
 if TYPE_CHECKING:
     from feast import FeatureStore
     from sklearn.pipeline import Pipeline
@@ -59,9 +61,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 
-LABEL_COLUMN = "is_fraud"
-TIMESTAMP_COLUMN = "event_timestamp"  # historical_features renames the raw ``timestamp``
-PREDICTION_COLUMN = "probability"  # in the reference sample; monitoring/drift.py reads this name
+LABEL_COLUMN = LABEL
+TIMESTAMP_COLUMN = EVENT_TIMESTAMP  # historical_features renames the raw ``timestamp``
+PREDICTION_COLUMN = PROBABILITY  # in the reference sample; the drift check reads this name
 # The baseline model sees only what the request itself carries (no stored state). Both are
 # outputs of the same feature service, taken from the retrieved frame, never recomputed here.
 BASELINE_FEATURES: tuple[str, ...] = ("log_amount", "hour_of_day")

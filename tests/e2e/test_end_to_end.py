@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from fraud_platform import redis_server
-from serving.prediction_log import read_prediction_log
+from fraud_platform.contracts import read_prediction_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -25,8 +25,8 @@ import pytest
 from data.generate import generate
 from data.importer import to_kaggle_frame
 from fraud_platform import redis_server
+from fraud_platform.contracts import read_prediction_log
 from fraud_platform.settings import load_params
-from serving.prediction_log import read_prediction_log
 from tests.support.stack import free_port, prepare_root, stack_env, start_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -127,16 +127,13 @@ def _register_model(names: list[str], seed: int, alias: bool = True) -> dict[str
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from feature_repo.store import FEATURE_SERVICE_NAME
+    from fraud_platform.contracts import ModelTags
     from fraud_platform.settings import get_settings
+    from fraud_platform.tracking import experiment_id
 
     settings = get_settings()
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    experiment = "serving-tests"
-    if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(
-            experiment, artifact_location=(settings.project_root / "mlartifacts").as_uri()
-        )
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(experiment_id=experiment_id(settings, "serving-tests"))
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(200, len(names))) * 3 + 1, columns=names)
     y = (X[names[0]] + X[names[3]] + rng.normal(size=200) > 2).astype(int)
@@ -147,11 +144,8 @@ def _register_model(names: list[str], seed: int, alias: bool = True) -> dict[str
         )
     client = MlflowClient()
     version = str(info.registered_model_version)
-    for key, value in {
-        "threshold": "0.5",
-        "feature_service": "fraud_scoring_v1",
-        "features": ",".join(names),
-    }.items():
+    tags = ModelTags(threshold=0.5, features=tuple(names), feature_service=FEATURE_SERVICE_NAME)
+    for key, value in tags.to_tags().items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     if alias:
         client.set_registered_model_alias(settings.model_name, settings.model_alias, version)

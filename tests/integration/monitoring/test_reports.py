@@ -10,6 +10,8 @@ import pytest
 from scipy.stats import ks_2samp
 from typer.testing import CliRunner
 
+from fraud_platform.settings import get_settings
+from fraud_platform.tracking import artifact_location
 from monitoring.cli import app
 from tests.support.frames import (
     AMOUNT_FEATURES,
@@ -88,7 +90,9 @@ def test_run_is_logged_to_mlflow(project: Path) -> None:
     client = MlflowClient()
     experiment = client.get_experiment_by_name("fraud_monitoring")
     assert experiment is not None
-    assert experiment.artifact_location.startswith((project / "mlruns").as_uri())
+    # The one artifact location of the platform: training's experiments use the same folder.
+    assert experiment.artifact_location == artifact_location(get_settings())
+    assert experiment.artifact_location == (project / "mlartifacts").resolve().as_uri()
     (run,) = client.search_runs([experiment.experiment_id])
     summary = json.loads((_only_report(project) / "summary.json").read_text())
     metrics = run.data.metrics

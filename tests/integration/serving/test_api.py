@@ -20,7 +20,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraud_platform import redis_server
-from serving.prediction_log import read_prediction_log
+from fraud_platform.contracts import read_prediction_log
 from tests.support.live_api import API_KEY, Live
 
 pytestmark = pytest.mark.integration

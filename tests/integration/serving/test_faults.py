@@ -22,7 +22,7 @@ import pytest
 from mlflow import MlflowClient
 
 from fraud_platform import redis_server
-from serving.prediction_log import read_prediction_log
+from fraud_platform.contracts import read_prediction_log
 from tests.support import stack
 from tests.support.live_api import API_KEY, Live, Stack, start_live, stop
 

@@ -30,7 +30,7 @@ from feature_repo.store import FEATURE_SERVICE_NAME
 from fraud_platform.settings import Settings
 from tests.support.training_projects import Project, isolated_environment
 from training import lineage
-from training.registry import PRODUCTION_ALIAS, RunSummary, evaluate_registered, train_and_register
+from training.registry import RunSummary, evaluate_registered, train_and_register
 from training.train import LABEL_COLUMN, PREDICTION_COLUMN, TrainingSet, holdout_mask
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def _alias_version(settings: Settings, name: str) -> str:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
-    return str(client.get_model_version_by_alias(name, PRODUCTION_ALIAS).version)
+    return str(client.get_model_version_by_alias(name, settings.model_alias).version)
 
 
 def _shuffle_training_labels(training_set: TrainingSet, holdout_fraction: float) -> TrainingSet:
@@ -82,7 +82,7 @@ def registry(
         redis_url="redis://127.0.0.1:1/0",
         mlflow_tracking_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}",
     )
-    params, name = project.params, project.params.train.model_name
+    params, name = project.params, settings.model_name
     models_dir = settings.paths.models_dir
     alias_after: dict[str, str] = {}
     quiet = lambda _: None  # noqa: E731
@@ -138,7 +138,7 @@ def test_first_model_becomes_production_with_its_threshold_and_features(
     first = registry.first
     assert (first.decision, first.promoted, first.champion_version) == ("no_champion", True, None)
     assert registry.alias_after["first"] == first.model_version == "1"
-    name = registry.project.params.train.model_name
+    name = registry.settings.model_name
     version = _client(registry).get_model_version(name, "1")
     assert float(version.tags["threshold"]) == first.threshold
     assert 0 < first.threshold < 1
@@ -209,7 +209,7 @@ def test_same_data_params_and_seed_give_identical_metrics(registry: Registry) ->
 
 def test_equal_challenger_does_not_move_the_alias(registry: Registry) -> None:
     client = _client(registry)
-    name = registry.project.params.train.model_name
+    name = registry.settings.model_name
     version = client.get_model_version(name, "2")
     assert version.tags["promotion_decision"] == "champion_kept"
     assert registry.alias_after["again"] == "1"
@@ -260,7 +260,7 @@ def test_production_model_predicts_identically_in_a_fresh_process(
     reference = registry.forced_reference  # scored in-process by the model now in production
     features = reference[registry.training_set.features].astype("float64")
     features.to_parquet(tmp_path / "features.parquet")
-    name = registry.project.params.train.model_name
+    name = registry.settings.model_name
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.settings.tracking_uri}
     completed = subprocess.run(
         [

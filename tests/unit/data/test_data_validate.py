@@ -221,3 +221,21 @@ def test_naive_timestamps_are_rejected(small_tables: Tables) -> None:
     tables["customers"]["created_at"] = tables["customers"]["created_at"].dt.tz_localize(None)
     with pytest.raises(RawDataError, match="column created_at: must be a UTC timestamp"):
         validate_raw(tables)
+
+
+def test_a_scoring_request_carries_exactly_a_raw_transactions_fields() -> None:
+    """The API's request, the prediction log's request part and the raw table agree (contracts)."""
+    from data.schema import LABELS, TRANSACTIONS
+    from fraud_platform.contracts import (
+        LABEL,
+        LABEL_TIMESTAMP,
+        PREDICTION_LOG_REQUEST,
+        REQUEST_FIELDS,
+        SCORED_AT,
+    )
+    from serving.schemas import TransactionIn
+
+    assert tuple(TRANSACTIONS.names) == REQUEST_FIELDS
+    assert set(TransactionIn.model_fields) == set(REQUEST_FIELDS)
+    assert list(PREDICTION_LOG_REQUEST) == [*REQUEST_FIELDS, SCORED_AT]
+    assert {LABEL, LABEL_TIMESTAMP} <= set(LABELS.names)

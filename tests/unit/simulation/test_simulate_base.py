@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from data.generate import generate
+from fraud_platform.contracts import PROBABILITY
 from fraud_platform.settings import load_params
 from monitoring.drift import ColumnDrift, DriftResult, model_features
 from simulation.traffic import (
@@ -13,7 +14,6 @@ from simulation.traffic import (
     EXPECTED_DRIFT,
     MAY_MOVE,
     MOVES,
-    PREDICTION,
     SHIFTS,
     continuation_window,
     generated_period,
@@ -161,7 +161,7 @@ def drift_result(flagged: set[str], *, prediction: bool | None = False) -> Drift
         reference_rows=1000,
         current_rows=500,
         min_rows=200,
-        prediction=None if prediction is None else column(PREDICTION, prediction),
+        prediction=None if prediction is None else column(PROBABILITY, prediction),
     )
 
 
@@ -171,7 +171,7 @@ AMOUNT_MOVES = {name for name, how in EXPECTED_DRIFT["amount"].items() if how ==
 def test_expected_drift_is_one_consistent_list() -> None:
     assert set(EXPECTED_DRIFT) == set(SHIFTS)
     assert EXPECTED_DRIFT["none"] == {}
-    names = set(model_features()) | {PREDICTION}
+    names = set(model_features()) | {PROBABILITY}
     for shift, expected in EXPECTED_DRIFT.items():
         assert set(expected) <= names, shift
         assert set(expected.values()) <= {MOVES, MAY_MOVE}
@@ -181,7 +181,7 @@ def test_expected_drift_is_one_consistent_list() -> None:
         "amount_sum_24h",
         "amount_max_24h",
         "amount_to_avg_30d",
-        PREDICTION,
+        PROBABILITY,
     } == AMOUNT_MOVES
 
 
@@ -201,7 +201,7 @@ def test_control_passes_without_dataset_drift() -> None:
 
 
 def test_amount_shift_passes_on_its_features_not_on_the_dataset_share() -> None:
-    result = drift_result(AMOUNT_MOVES - {PREDICTION}, prediction=True)
+    result = drift_result(AMOUNT_MOVES - {PROBABILITY}, prediction=True)
     assert not result.dataset_drift  # 4/17 < 0.3: the known blind spot of the share
     verdict = judge_window("amount", result)
     assert verdict.passed and verdict.missed == [] and verdict.unexpected == []
@@ -209,21 +209,21 @@ def test_amount_shift_passes_on_its_features_not_on_the_dataset_share() -> None:
     assert statuses["log_amount"] == "drift (expected)"
     assert statuses["amount_sum_1h"] == "stable (allowed)"
     assert statuses["hour_of_day"] == "stable"
-    assert statuses[PREDICTION] == "drift (expected)"
+    assert statuses[PROBABILITY] == "drift (expected)"
 
 
 def test_amount_shift_fails_when_a_moved_feature_or_the_prediction_is_missed() -> None:
     missed = judge_window(
-        "amount", drift_result(AMOUNT_MOVES - {PREDICTION, "amount_sum_24h"}, prediction=True)
+        "amount", drift_result(AMOUNT_MOVES - {PROBABILITY, "amount_sum_24h"}, prediction=True)
     )
     assert not missed.passed and missed.missed == ["amount_sum_24h"]
     assert "missed amount_sum_24h" in missed.explain()
-    stable_output = judge_window("amount", drift_result(AMOUNT_MOVES - {PREDICTION}))
-    assert not stable_output.passed and stable_output.missed == [PREDICTION]
+    stable_output = judge_window("amount", drift_result(AMOUNT_MOVES - {PROBABILITY}))
+    assert not stable_output.passed and stable_output.missed == [PROBABILITY]
 
 
 def test_shifted_window_tolerates_few_unexpected_flags_only() -> None:
-    moved = AMOUNT_MOVES - {PREDICTION}
+    moved = AMOUNT_MOVES - {PROBABILITY}
     one = judge_window(
         "amount", drift_result(moved | {"amount_sum_1h", "hour_of_day"}, prediction=True)
     )
