@@ -113,9 +113,11 @@ def _materialize(end: str | None) -> None:
     posted = journal_label_ids(get_settings().paths.ingested_dir)
     if posted:
         from feature_repo.online_state import OnlineStateWriter
+        from feature_repo.redis_layout import RedisLayout
         from feature_repo.store import open_store
 
-        OnlineStateWriter(open_store(), load_params().features).mark_labels_seen(posted)
+        writer = OnlineStateWriter(RedisLayout(open_store()), load_params().features)
+        writer.mark_labels_seen(posted)
         typer.echo(f"marked {len(posted):,} labels posted online as folded (idempotency)")
 
 
@@ -144,6 +146,7 @@ def ingest_labels(
     import pandas as pd
 
     from feature_repo.online_state import OnlineStateWriter
+    from feature_repo.redis_layout import RedisLayout
     from feature_repo.store import open_store
 
     paths = get_settings().paths
@@ -159,7 +162,7 @@ def ingest_labels(
         raise fail(str(exc)) from exc
     arrived = labels[(labels["label_timestamp"] > start) & (labels["label_timestamp"] <= end)]
     arrived = arrived.merge(transactions, on="transaction_id").sort_values("label_timestamp")
-    writer = OnlineStateWriter(open_store(), params.features)
+    writer = OnlineStateWriter(RedisLayout(open_store()), params.features)
     applied = writer.ingest_labels(
         [
             (str(r.merchant_id), int(r.label_timestamp.value // 1_000), bool(r.is_fraud))

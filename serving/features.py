@@ -7,25 +7,25 @@ Two readers give the same numbers (``tests/integration/serving`` checks it on li
   most of it is Feast converting every state array to protobuf and back around the on-demand
   transform, not Redis.
 * :class:`DirectReader`: the same work with everything resolved once: the service's
-  on-demand view, its source views, their Redis hash fields (through Feast's own Redis store
-  helpers, so the key layout stays Feast's), one pipelined ``HMGET`` per view and entity, and
-  the on-demand view's registered Python function called on the decoded state.
+  on-demand view, its source views, their Redis keys and hash fields (through
+  :mod:`feature_repo.redis_layout`, the one adapter of Feast's Redis layout, shared with the
+  state writer), one pipelined ``HMGET`` per view and entity, and the on-demand view's
+  registered Python function called on the decoded state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-
 from feature_repo.logic import STATE_TIME_FIELDS
+from feature_repo.redis_layout import ViewLayout, decode_value
 from feature_repo.store import feature_names, feature_service
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
+
+    from feature_repo.redis_layout import RedisLayout
 
 
 class FeatureReader(Protocol):
@@ -69,16 +69,6 @@ def feature_types(store: FeatureStore) -> dict[str, str]:
     return types
 
 
-def _redis_client(store: FeatureStore) -> tuple[Any, Any]:
-    """Feast's Redis online store and its client.
-
-    In the API that client is the fail-fast one :func:`serving.online_store.install_fast_client`
-    put in place before any reader was built.
-    """
-    online_store: Any = store._get_provider().online_store  # Feast's configured Redis store
-    return online_store, online_store._get_client(store.config.online_store)
-
-
 class FeastReader:
     """The public path: ``get_online_features`` for the feature service's features.
 
@@ -106,30 +96,16 @@ class FeastReader:
         return [{name: response[name][i] for name in self._columns} for i in range(len(rows))]
 
 
-def _python_value(proto: ValueProto) -> Any:
-    """A ValueProto as Feast hands it to a python-mode on-demand function."""
-    kind = proto.WhichOneof("val")
-    if kind is None or kind == "null_val":
-        return None
-    value = getattr(proto, kind)
-    return list(value.val) if kind.endswith("_list_val") else value
-
-
-@dataclass(frozen=True)
-class _SourceView:
-    """One stored source view of the on-demand view, with its Redis layout resolved."""
-
-    name: str
-    join_key: str
-    features: tuple[str, ...]
-    hash_keys: tuple[bytes | str, ...]  # one per feature (the _ts field is not read)
-
-
 class DirectReader:
     """Same features as :class:`FeastReader`, with the registry work done once."""
 
-    def __init__(self, store: FeatureStore) -> None:
+    def __init__(self, store: FeatureStore, layout: RedisLayout) -> None:
         """Resolve the on-demand view, its sources and their Redis hash fields.
+
+        Args:
+            store: The open feature store (its registry holds the service).
+            layout: Feast's Redis layout of that store; its client is the one read with (in
+                the API, the fail-fast one of :func:`serving.online_store.install_fast_client`).
 
         Raises:
             ValueError: If the service is not one python-mode on-demand view over stored views
@@ -147,47 +123,30 @@ class DirectReader:
         self._request_fields = tuple(
             field.name for source in odfv.source_request_sources.values() for field in source.schema
         )
-        self._online_store, self._client = _redis_client(store)
-        self._config = store.config
+        self._layout = layout
+        self._client = layout.client
         views = []
         for projection in odfv.source_feature_view_projections.values():
-            view = store.get_feature_view(projection.name)
             wanted = [f.name for f in projection.features]
-            time_field = STATE_TIME_FIELDS.get(view.name)
+            time_field = STATE_TIME_FIELDS.get(projection.name)
             if time_field is not None and time_field not in wanted:
                 wanted.append(time_field)  # for the lateness check, not the on-demand view
-            requested, hash_keys = self._online_store._generate_hset_keys_for_features(
-                view, list(wanted)
-            )
-            views.append(
-                _SourceView(
-                    name=view.name,
-                    join_key=view.join_keys[0],
-                    features=tuple(requested[:-1]),  # the last one is the _ts field
-                    hash_keys=tuple(hash_keys[:-1]),
-                )
-            )
-        self._views = tuple(views)
-
-    def _key(self, join_key: str, value: str) -> bytes:
-        entity = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=value)])
-        keys: list[bytes] = self._online_store._generate_redis_keys_for_entities(
-            self._config, [entity]
-        )
-        return keys[0]
+            views.append(layout.view(projection.name, wanted))
+        self._views: tuple[ViewLayout, ...] = tuple(views)
 
     def read(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Features of each row: one Redis round trip, then the on-demand function."""
         if not rows:
             return []
+        key = self._layout.key
         with self._client.pipeline(transaction=False) as pipe:
             for row in rows:
                 for view in self._views:
-                    pipe.hmget(self._key(view.join_key, str(row[view.join_key])), view.hash_keys)
+                    pipe.hmget(key(view, str(row[view.join_key])), view.field_keys)
             replies = pipe.execute()
         inputs: dict[str, list[Any]] = {name: [] for name in self._request_fields}
         for view in self._views:
-            for feature in view.features:
+            for feature in view.fields:
                 inputs.setdefault(feature, [])
         position = 0
         for row in rows:
@@ -196,13 +155,8 @@ class DirectReader:
             for view in self._views:
                 raw = replies[position]
                 position += 1
-                for feature, blob in zip(view.features, raw, strict=True):
-                    if blob is None:
-                        inputs[feature].append(None)
-                        continue
-                    proto = ValueProto()
-                    proto.ParseFromString(blob)
-                    inputs[feature].append(_python_value(proto))
+                for feature, blob in zip(view.fields, raw, strict=True):
+                    inputs[feature].append(decode_value(blob))
         out = self._udf(inputs)
         # NaN (an unknown feature) as None, as Feast's online response carries it.
         return [
@@ -212,6 +166,6 @@ class DirectReader:
         ]
 
 
-def make_reader(store: FeatureStore, path: str) -> FeatureReader:
+def make_reader(store: FeatureStore, layout: RedisLayout, path: str) -> FeatureReader:
     """The reader for ``SERVING_FEATURE_PATH`` (``direct`` or ``feast``)."""
-    return DirectReader(store) if path == "direct" else FeastReader(store)
+    return DirectReader(store, layout) if path == "direct" else FeastReader(store)

@@ -3,7 +3,8 @@
 Why. Feast's Redis client retries a refused connection with exponential backoff (seconds) and
 has no socket timeouts; a request that meets a dead Redis then hangs for seconds before its 503
 and holds a worker thread all that time. The API therefore gives Feast's online store a client of
-its own (:func:`install_fast_client`), shared by the feature readers and the state writer:
+its own (:func:`install_fast_client`, through :mod:`feature_repo.redis_layout`, the one module
+that touches Feast's Redis internals), shared by the feature readers and the state writer:
 ``SERVING_REDIS_TIMEOUT_SECONDS`` (0.2 s) to connect and per command, and one immediate retry
 on a broken connection only (after a Redis restart every pooled connection is dead once).
 
@@ -20,11 +21,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from feature_repo import redis_layout
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -46,8 +49,7 @@ def install_fast_client(store: FeatureStore, timeout: float) -> redis.Redis:
         store: The open feature store.
         timeout: Seconds to connect, and to wait for any one reply.
     """
-    online_store: Any = store._get_provider().online_store  # Feast's Redis store (internal API)
-    feast_client = online_store._get_client(store.config.online_store)
+    feast_client = redis_layout.feast_client(store)
     kwargs = dict(feast_client.connection_pool.connection_kwargs)
     kwargs.pop("retry", None)
     kwargs.update(
@@ -58,7 +60,7 @@ def install_fast_client(store: FeatureStore, timeout: float) -> redis.Redis:
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
     )
     client = redis.Redis(**kwargs)
-    online_store._client = client  # Feast's _get_client() hands out this one from now on
+    redis_layout.use_client(store, client)  # Feast hands out this one from now on
     return client
 
 

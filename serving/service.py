@@ -335,6 +335,7 @@ def build_service(settings: Settings) -> ScoringService:
     as uvicorn is up, whatever state its dependencies are in.
     """
     from feature_repo.online_state import OnlineStateWriter
+    from feature_repo.redis_layout import RedisLayout
     from feature_repo.store import open_store
     from fraud_platform.settings import load_params
 
@@ -342,10 +343,13 @@ def build_service(settings: Settings) -> ScoringService:
     bound_registry_requests(
         settings.serving_registry_timeout_seconds, settings.serving_registry_retries
     )
+    # The store, then the API's fail-fast client installed into it, then one Redis layout on
+    # that client shared by the reader and the writer.
     store = open_store(settings)
     client = install_fast_client(store, settings.serving_redis_timeout_seconds)
-    reader = make_reader(store, settings.serving_feature_path)
-    writer = OnlineStateWriter(store, params.features)
+    layout = RedisLayout(store)
+    reader = make_reader(store, layout, settings.serving_feature_path)
+    writer = OnlineStateWriter(layout, params.features)
     metrics = Metrics()
     uri, name, alias = settings.tracking_uri, settings.model_name, settings.model_alias
     models = ModelHolder(

@@ -223,11 +223,12 @@ def _setup(root: Path) -> dict[str, Any]:
 def _compare_readers(root: Path) -> dict[str, Any]:
     import pandas as pd
 
+    from feature_repo.redis_layout import RedisLayout
     from feature_repo.store import open_store, request_row
     from serving.features import DirectReader, FeastReader
 
     store = open_store()
-    direct, feast_reader = DirectReader(store), FeastReader(store)
+    direct, feast_reader = DirectReader(store, RedisLayout(store)), FeastReader(store)
     held_out = pd.read_parquet(root / "slice.parquet")
     rows = [
         request_row(r.customer_id, r.merchant_id, r.timestamp.to_pydatetime(), r.amount, r.lat,

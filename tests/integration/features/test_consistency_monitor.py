@@ -13,6 +13,7 @@ import redis
 
 from feature_repo.online_state import OnlineStateWriter
 from feature_repo.pipeline import latest_state_time
+from feature_repo.redis_layout import RedisLayout
 from feature_repo.store import feature_names, materialize, online_features, open_store, request_row
 from monitoring.consistency import compare_features, recompute_offline
 from tests.support.edge_cases import FEATURES, FeatureProject
@@ -59,7 +60,7 @@ def test_monitor_finds_no_skew_then_flags_exactly_the_injected_one(
 
     # Skew: a burst of wrong fraud labels reaches one merchant's online state only.
     victim = requests["merchant_id"].iloc[0]
-    writer = OnlineStateWriter(store, FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
     wrong_day = after - pd.Timedelta(days=2)
     writer.ingest_labels([(victim, int(wrong_day.value // 1000), True)] * 5)
     skewed = compare_features(_served(store, requests), offline, names, max_mismatch_rate=0.0)

@@ -23,6 +23,7 @@ from feature_repo.logic import (
 )
 from feature_repo.online_state import OnlineStateWriter
 from feature_repo.pipeline import latest_state_time
+from feature_repo.redis_layout import RedisLayout
 from feature_repo.store import (
     feature_names,
     feature_service,
@@ -233,7 +234,7 @@ def test_replay_through_online_ingestion_matches_reference(
     store = open_store(feature_project.settings)
     cutoff = BASE + pd.Timedelta(days=20)
     materialize(store, end=cutoff.to_pydatetime())
-    writer = OnlineStateWriter(store, FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
     service, names = feature_service(store), feature_names(store)
     t = feature_project.tables
     tx = t["transactions"][t["transactions"]["timestamp"] > cutoff]
@@ -278,7 +279,7 @@ def test_late_events_within_the_bound_get_the_reference_features(
     store = open_store(feature_project.settings)
     cutoff = BASE + pd.Timedelta(days=8)
     materialize(store, end=cutoff.to_pydatetime())
-    writer = OnlineStateWriter(store, FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
     service, names = feature_service(store), feature_names(store)
     t = feature_project.tables
     tx = t["transactions"]
@@ -319,7 +320,7 @@ def test_beyond_the_lateness_bound_a_known_card_is_not_called_new(
     feature_project: FeatureProject, redis_url: str
 ) -> None:
     store = open_store(feature_project.settings)
-    writer = OnlineStateWriter(store, FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
     at = BASE + pd.Timedelta(days=700)
     writer.ingest_transaction(
         Transaction("late-1", "c_late", "m_late", int(at.value // 1000), 5.0, 1.0, 1.0)
@@ -338,7 +339,7 @@ def test_beyond_the_lateness_bound_a_known_card_is_not_called_new(
 
 def test_ingesting_twice_counts_once(feature_project: FeatureProject, redis_url: str) -> None:
     store = open_store(feature_project.settings)
-    writer = OnlineStateWriter(store, FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
     at = BASE + pd.Timedelta(days=400)
     txn = Transaction("dup-1", "c_dup", "m_dup", int(at.value // 1000), 10.0, 1.0, 1.0)
     writer.ingest_transaction(txn)
@@ -358,7 +359,7 @@ def test_merchant_counts_a_reused_transaction_id_of_another_card(
     """Idempotency is by (card, transaction id): a retry counts once, another card's reuse of
     the same id at the same merchant counts as the other transaction it is."""
     store = open_store(feature_project.settings)
-    writer = OnlineStateWriter(store, FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
     at = BASE + pd.Timedelta(days=500)
     us = int(at.value // 1000)
     writer.ingest_transaction(Transaction("shared-1", "c_one", "m_shared", us, 10.0, 1.0, 1.0))

@@ -1,0 +1,410 @@
+"""Feast's Redis online layout in one adapter: keys, fields, codecs, the client, reads, writes.
+
+Why an adapter. Four parts of the platform must touch the bytes Feast keeps in Redis: the
+freshness writer (:mod:`feature_repo.online_state`: ``store.push`` costs ~5 ms and drops a
+second same-second row), the API's direct reader (``serving/features.py``: one pipelined
+``HMGET`` instead of Feast's per-value conversions), the fast materialize engine
+(:mod:`feature_repo.materialize_engine`) and the API's fail-fast Redis client
+(``serving/online_store.py``, which replaces Feast's client). That layout is internal to Feast
+(``feast.infra.online_stores.redis`` and ``.helpers``), so every private Feast name it needs is
+imported here and nowhere else; the others go through this module.
+
+The layout (``RedisOnlineStore``, feast 0.67):
+
+* one hash per entity, key ``serialize_entity_key(entity key) + project`` (``_redis_key``);
+* per feature, field ``mmh3("<view>:<feature>")`` (4 bytes, ``_mmh3``) -> serialized
+  ``ValueProto``;
+* field ``_ts:<view>`` -> serialized protobuf ``Timestamp`` of the row's event time, and a row
+  replaces the stored one only when its event time is newer;
+* ``key_ttl_seconds`` as ``EXPIRE`` on the hash;
+
+where ``<view>`` is the view's name (with a version suffix when the registry's online feature
+view versioning is on: ``_versioned_fv_name``).
+
+Pinned: checked with feast 0.67.x, the range ``pyproject.toml`` pins
+(``feast[redis,duckdb]>=0.67.0,<0.68``, :data:`FEAST_VERSIONS`). A Feast upgrade that changes
+the layout fails loudly in ``tests/integration/features/test_redis_layout.py``, which writes
+entities through Feast's public ``write_to_online_store``, compares the Redis bytes with this
+module's encoding, and reads this module's writes back through ``get_online_features``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from feast.infra.online_stores.helpers import _mmh3, _redis_key
+from feast.infra.online_stores.redis import _versioned_fv_name
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import DoubleList, Int64List, StringList
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import python_values_to_proto_values
+from feast.types import Array, Float64, Int64, String
+from feast.utils import make_tzaware
+from feast.value_type import ValueType
+from google.protobuf.timestamp_pb2 import Timestamp
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+FEAST_VERSIONS = ">=0.67.0,<0.68"  # the Feast versions this layout was checked against
+WRITE_BATCH_ROWS = 10_000  # rows per Redis pipeline round trip (read timestamps, then write)
+
+# ------------------------------------------------------------------ the client
+
+
+def feast_online_store(store: FeatureStore) -> Any:
+    """Feast's configured online store object (a ``RedisOnlineStore`` here)."""
+    return store._get_provider().online_store
+
+
+def client_of(online_store: Any, online_config: Any) -> Any:
+    """The redis-py client a Feast Redis online store uses (created on first use)."""
+    return online_store._get_client(online_config)
+
+
+def feast_client(store: FeatureStore) -> Any:
+    """Feast's own Redis client of a store (honours ``redis_type``, password, ssl)."""
+    return client_of(feast_online_store(store), store.config.online_store)
+
+
+def use_client(store: FeatureStore, client: Any) -> None:
+    """Make Feast's online store hand out ``client`` from now on (its reads use it too)."""
+    feast_online_store(store)._client = client
+
+
+# ------------------------------------------------------------------ names
+
+
+def redis_view_name(feature_view: Any, config: RepoConfig) -> str:
+    """The view's name as Feast writes it into field names (versioned when that is on)."""
+    return _versioned_fv_name(feature_view, config)
+
+
+def field_key(view: str, feature: str) -> bytes:
+    """The hash field of one feature of a view: 4 bytes of murmur3."""
+    key: bytes = _mmh3(f"{view}:{feature}")
+    return key
+
+
+def ts_field(view: str) -> bytes:
+    """The hash field holding a view's event time."""
+    return f"_ts:{view}".encode()
+
+
+def entity_key(config: RepoConfig, join_keys: Sequence[str], values: Sequence[ValueProto]) -> bytes:
+    """The Redis key of one entity: its serialized entity key, then the project."""
+    proto = EntityKeyProto(join_keys=list(join_keys), entity_values=list(values))
+    key: bytes = _redis_key(
+        config.project,
+        proto,
+        entity_key_serialization_version=config.entity_key_serialization_version,
+    )
+    return key
+
+
+# ------------------------------------------------------------------ values
+
+Encoder = Callable[[Any], ValueProto]
+
+
+def encoder(dtype: Any) -> Encoder:
+    """The ``ValueProto`` builder of one Feast type; resolve once per field, not per write.
+
+    Raises:
+        TypeError: For a type the state views do not use.
+    """
+    encoders: list[tuple[Any, Encoder]] = [
+        (Array(Int64), lambda v: ValueProto(int64_list_val=Int64List(val=[int(x) for x in v]))),
+        (
+            Array(Float64),
+            lambda v: ValueProto(double_list_val=DoubleList(val=[float(x) for x in v])),
+        ),
+        (Array(String), lambda v: ValueProto(string_list_val=StringList(val=[str(x) for x in v]))),
+        (Int64, lambda v: ValueProto(int64_val=int(v))),
+        (Float64, lambda v: ValueProto(double_val=float(v))),
+        (String, lambda v: ValueProto(string_val=str(v))),
+    ]
+    for feast_type, encode in encoders:
+        if dtype == feast_type:
+            return encode
+    raise TypeError(f"unsupported state field type {dtype}")
+
+
+def python_value(proto: ValueProto) -> Any:
+    """A ``ValueProto`` as Feast hands it to a python-mode on-demand function (lists as lists)."""
+    kind = proto.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    value = getattr(proto, kind)
+    return list(value.val) if kind.endswith("_list_val") else value
+
+
+def decode_value(raw: bytes | None) -> Any:
+    """A stored field's value; ``None`` for a missing field or a null value."""
+    if raw is None:
+        return None
+    proto = ValueProto()
+    proto.ParseFromString(raw)
+    return python_value(proto)
+
+
+def encode_timestamp_us(ts_us: int) -> bytes:
+    """A ``_ts:<view>`` value from microseconds since the epoch."""
+    ts = Timestamp()
+    ts.FromMicroseconds(ts_us)
+    return ts.SerializeToString()
+
+
+def timestamp_nanos(raw: bytes | None) -> int:
+    """Event time (ns) of a stored ``_ts:<view>`` field; 0 when absent."""
+    if not raw:
+        return 0
+    ts = Timestamp()
+    ts.ParseFromString(raw)
+    return int(ts.seconds) * 1_000_000_000 + int(ts.nanos)
+
+
+# ------------------------------------------------------------------ one view, one store
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """One feature view's Redis layout, resolved once.
+
+    Attributes:
+        name: The view as named in Redis field names.
+        join_key: Its (single, string) join key.
+        fields: The features, in order.
+        field_keys: Their hash fields.
+        ts_key: The event-time field.
+        encoders: One ``ValueProto`` builder per feature.
+    """
+
+    name: str
+    join_key: str
+    fields: tuple[str, ...]
+    field_keys: tuple[bytes, ...]
+    ts_key: bytes
+    encoders: tuple[Encoder, ...]
+
+    def encode(self, values: Mapping[str, Any], event_ts_us: int) -> dict[bytes, bytes]:
+        """The hash fields of one entity's row: every feature plus the event time."""
+        mapping = {self.ts_key: encode_timestamp_us(event_ts_us)}
+        for name, encode, key in zip(self.fields, self.encoders, self.field_keys, strict=True):
+            mapping[key] = encode(values[name]).SerializeToString()
+        return mapping
+
+    def decode(self, raw: Sequence[bytes | None]) -> dict[str, Any] | None:
+        """Feature name -> value of an ``HMGET`` of :attr:`field_keys`; ``None`` if none is set."""
+        if all(value is None for value in raw):
+            return None
+        return {name: decode_value(value) for name, value in zip(self.fields, raw, strict=True)}
+
+
+class RedisLayout:
+    """Feast's Redis layout for one feature store: views, keys and the client, resolved once."""
+
+    def __init__(self, store: FeatureStore) -> None:
+        """Take the store's config and Feast's current client (the API installs its own first).
+
+        Args:
+            store: An open feature store with a Redis online store.
+        """
+        self._store = store
+        self.config = store.config
+        self.project = self.config.project
+        self.key_ttl: int | None = getattr(self.config.online_store, "key_ttl_seconds", None)
+        self.client = feast_client(store)
+
+    def view(self, name: str, fields: Sequence[str] | None = None) -> ViewLayout:
+        """The layout of a registered feature view (only ``fields``, in that order, if given)."""
+        feature_view = self._store.get_feature_view(name)
+        features = {f.name: f for f in feature_view.features}
+        wanted = list(fields) if fields is not None else list(features)
+        redis_name = redis_view_name(feature_view, self.config)
+        return ViewLayout(
+            name=redis_name,
+            join_key=feature_view.join_keys[0],
+            fields=tuple(wanted),
+            field_keys=tuple(field_key(redis_name, f) for f in wanted),
+            ts_key=ts_field(redis_name),
+            encoders=tuple(encoder(features[f].dtype) for f in wanted),
+        )
+
+    def key(self, view: ViewLayout, entity_id: str) -> bytes:
+        """The Redis key of one entity of a view with a string join key."""
+        return entity_key(self.config, [view.join_key], [ValueProto(string_val=entity_id)])
+
+    def read(self, view: ViewLayout, entity_id: str) -> dict[str, Any] | None:
+        """The stored row of one entity, or ``None`` if it has none."""
+        return view.decode(self.client.hmget(self.key(view, entity_id), list(view.field_keys)))
+
+    def write(self, pipe: Any, key: bytes, mapping: Mapping[bytes, bytes]) -> None:
+        """Queue one entity's row on a pipeline, with Feast's key ttl."""
+        pipe.hset(key, mapping=dict(mapping))
+        if self.key_ttl:
+            pipe.expire(key, self.key_ttl)
+
+
+# ------------------------------------------------------------------ Arrow rows (materialize)
+
+
+def _scalar_bytes(values: pa.Array, field: str, cast: Callable[[Any], Any]) -> list[bytes]:
+    """Serialized ValueProtos of a scalar column; null (and NaN, as Feast reads it) -> empty."""
+    empty = ValueProto().SerializeToString()
+    out: list[bytes] = []
+    for value in values.to_pylist():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out.append(empty)
+        else:
+            out.append(ValueProto(**{field: cast(value)}).SerializeToString())
+    return out
+
+
+_SCALARS: dict[ValueType, tuple[str, Callable[[Any], Any]]] = {
+    ValueType.INT64: ("int64_val", int),
+    ValueType.DOUBLE: ("double_val", float),
+    ValueType.STRING: ("string_val", str),
+}
+_LISTS: dict[ValueType, tuple[str, Any]] = {
+    ValueType.INT64_LIST: ("int64_list_val", Int64List),
+    ValueType.DOUBLE_LIST: ("double_list_val", DoubleList),
+    ValueType.STRING_LIST: ("string_list_val", StringList),
+}
+
+
+def value_bytes(column: pa.Array, value_type: ValueType) -> list[bytes]:
+    """Serialized ``ValueProto`` of every row of a column, exactly as Feast's materialize writes.
+
+    Plain int, float and string columns (and lists of them without null elements) take a fast
+    path; anything else goes through Feast's own ``python_values_to_proto_values``.
+
+    Args:
+        column: One Arrow column (a single chunk).
+        value_type: The feature's Feast value type.
+
+    Returns:
+        One serialized ValueProto per row.
+    """
+    if value_type in _SCALARS and _arrow_fits(column.type, value_type):
+        field, cast = _SCALARS[value_type]
+        return _scalar_bytes(column, field, cast)
+    if value_type in _LISTS and _arrow_fits(column.type, value_type):
+        values = column.values if len(column) else None
+        if values is None or values.null_count == 0:
+            field, list_type = _LISTS[value_type]
+            empty = ValueProto().SerializeToString()
+            return [
+                empty
+                if items is None
+                else ValueProto(**{field: list_type(val=items)}).SerializeToString()
+                for items in column.to_pylist()
+            ]
+    protos = python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)
+    return [proto.SerializeToString() for proto in protos]
+
+
+def _arrow_fits(arrow_type: pa.DataType, value_type: ValueType) -> bool:
+    """Whether an Arrow column type is the plain one for a Feast value type."""
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        arrow_type = arrow_type.value_type
+        value_type = {
+            ValueType.INT64_LIST: ValueType.INT64,
+            ValueType.DOUBLE_LIST: ValueType.DOUBLE,
+            ValueType.STRING_LIST: ValueType.STRING,
+        }.get(value_type, ValueType.UNKNOWN)
+    if value_type == ValueType.INT64:
+        return pa.types.is_integer(arrow_type)
+    if value_type == ValueType.DOUBLE:
+        return pa.types.is_floating(arrow_type)
+    if value_type == ValueType.STRING:
+        return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+    return False
+
+
+def _entity_values(column: pa.Array, value_type: ValueType) -> list[ValueProto]:
+    """Entity key values as ValueProtos (Feast's conversion for anything but plain types)."""
+    if value_type in _SCALARS and _arrow_fits(column.type, value_type) and column.null_count == 0:
+        field, cast = _SCALARS[value_type]
+        return [ValueProto(**{field: cast(v)}) for v in column.to_pylist()]
+    protos: list[ValueProto] = python_values_to_proto_values(
+        column.to_numpy(zero_copy_only=False), value_type
+    )
+    return protos
+
+
+def _event_timestamps(column: pa.Array) -> list[Timestamp]:
+    """Event times as protobuf Timestamps, built as Feast builds ``_ts:<view>`` (via datetime)."""
+    stamps = []
+    for moment in column.to_pylist():
+        ts = Timestamp()
+        ts.FromDatetime(make_tzaware(moment))
+        stamps.append(ts)
+    return stamps
+
+
+def write_arrow_rows(
+    client: Any,
+    config: RepoConfig,
+    feature_view: Any,
+    table: pa.Table,
+    batch_rows: int = WRITE_BATCH_ROWS,
+) -> int:
+    """Write a view's latest rows to Redis in Feast's layout; skip rows not newer than stored.
+
+    Args:
+        client: A redis-py client (Feast's, :func:`client_of`).
+        config: The repo config (project, key serialization version, ``key_ttl_seconds``).
+        feature_view: The view being materialized.
+        table: One row per entity: join keys, features, event timestamp.
+        batch_rows: Rows per pipeline round trip.
+
+    Returns:
+        The number of rows written.
+    """
+    online_config = config.online_store
+    view_name = redis_view_name(feature_view, config)
+    ts_key = ts_field(view_name)
+    join_keys = {e.name: e.dtype.to_value_type() for e in feature_view.entity_columns}
+    features = [(f.name, f.dtype.to_value_type()) for f in feature_view.features]
+    field_keys = [field_key(view_name, name) for name, _ in features]
+    timestamp_field = feature_view.batch_source.timestamp_field
+    ttl = getattr(online_config, "key_ttl_seconds", None)
+    skip_dedup = bool(getattr(online_config, "skip_dedup", False))
+    written = 0
+    for batch in table.combine_chunks().to_batches(max_chunksize=batch_rows):
+        key_values = [
+            _entity_values(batch.column(name), value_type) for name, value_type in join_keys.items()
+        ]
+        keys = [
+            entity_key(config, list(join_keys), values) for values in zip(*key_values, strict=True)
+        ]
+        stamps = _event_timestamps(batch.column(timestamp_field))
+        values = [value_bytes(batch.column(name), vt) for name, vt in features]
+        stored: Sequence[Any] = [None] * len(keys)
+        if not skip_dedup:
+            with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hget(key, ts_key)
+                stored = pipe.execute()
+        newest: dict[bytes, int] = {}
+        with client.pipeline(transaction=False) as pipe:
+            for i, key in enumerate(keys):
+                nanos = stamps[i].seconds * 1_000_000_000 + stamps[i].nanos
+                latest = max(timestamp_nanos(stored[i]), newest.get(key, 0))
+                if latest and nanos <= latest:
+                    continue  # Feast's rule: only a newer event time replaces online state
+                newest[key] = nanos
+                mapping = {ts_key: stamps[i].SerializeToString()}
+                mapping.update(zip(field_keys, (column[i] for column in values), strict=True))
+                pipe.hset(key, mapping=mapping)
+                if ttl:
+                    pipe.expire(name=key, time=ttl)
+                written += 1
+            pipe.execute()
+    return written

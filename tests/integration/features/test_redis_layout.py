@@ -1,0 +1,91 @@
+"""Feast's Redis layout, as feature_repo/redis_layout.py writes it, against Feast's own writes.
+
+The adapter writes Feast's internal layout directly (freshness writer, direct reader, fast
+materialize). If a Feast upgrade changes that layout, these tests fail loudly: for one entity of
+every state view, Feast's public ``write_to_online_store`` and the adapter's encoding must give
+the same Redis key and the same bytes in every field, and the adapter's writes must read back
+through Feast's public ``get_online_features``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+import redis
+
+from feature_repo.redis_layout import RedisLayout
+from feature_repo.store import open_store
+from fraud_platform.contracts import EVENT_TIMESTAMP
+from tests.support.edge_cases import FeatureProject
+
+VIEWS = {  # view -> join key
+    "customer_activity": "customer_id",
+    "merchant_activity": "merchant_id",
+    "merchant_label_stats": "merchant_id",
+    "customer_profile": "customer_id",
+}
+
+
+def _latest_row(project: FeatureProject, view: str, key: str) -> dict[str, Any]:
+    """The pipeline's latest state row of the entity with the most rows (long arrays)."""
+    table = pd.read_parquet(project.settings.paths.feature_table(view))
+    busiest = table[key].value_counts().index[0]
+    row = table[table[key] == busiest].sort_values(EVENT_TIMESTAMP).iloc[-1]
+    return {
+        name: (list(value) if hasattr(value, "__len__") and not isinstance(value, str) else value)
+        for name, value in row.items()
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value Feast returns."""
+    return value.item() if hasattr(value, "item") else value
+
+
+@pytest.mark.parametrize("view", sorted(VIEWS))
+def test_adapter_bytes_equal_feasts_own_write(
+    feature_project: FeatureProject, redis_url: str, view: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    store = open_store(feature_project.settings)
+    key_column = VIEWS[view]
+    row = _latest_row(feature_project, view, key_column)
+    store.write_to_online_store(view, pd.DataFrame([row]))  # Feast's public write path
+    keys = list(client.scan_iter(count=100))
+    assert len(keys) == 1
+    feasts = client.hgetall(keys[0])
+
+    layout = RedisLayout(store)
+    shape = layout.view(view)
+    assert layout.key(shape, row[key_column]) == keys[0]
+    event_us = pd.Timestamp(row[EVENT_TIMESTAMP]).value // 1_000
+    ours = shape.encode(row, event_us)
+    assert ours == feasts  # every field hash, every ValueProto, the _ts field: byte for byte
+    assert layout.read(shape, row[key_column]) == {f: _plain(row[f]) for f in shape.fields}
+
+
+@pytest.mark.parametrize("view", sorted(VIEWS))
+def test_adapter_writes_read_back_through_get_online_features(
+    feature_project: FeatureProject, redis_url: str, view: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    store = open_store(feature_project.settings)
+    key_column = VIEWS[view]
+    row = _latest_row(feature_project, view, key_column)
+    layout = RedisLayout(store)
+    shape = layout.view(view)
+    event_us = pd.Timestamp(row[EVENT_TIMESTAMP]).value // 1_000
+    with layout.client.pipeline(transaction=True) as pipe:
+        layout.write(pipe, layout.key(shape, row[key_column]), shape.encode(row, event_us))
+        pipe.execute()
+
+    answer = store.get_online_features(
+        features=[f"{view}:{field}" for field in shape.fields],
+        entity_rows=[{key_column: row[key_column]}],
+    ).to_dict()
+    for field in shape.fields:
+        assert answer[field] == [_plain(row[field])], field
