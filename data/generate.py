@@ -29,12 +29,12 @@ import pandas as pd
 
 from data.schema import RAW_TABLES
 from data.validate import validate_raw
+from fraud_platform.geo import haversine_km
 from fraud_platform.settings import GenerateParams
 
 Progress = Callable[[str], None]
 
 SECONDS_PER_DAY = 86_400
-EARTH_RADIUS_KM = 6371.0
 FAR_FROM_HOME_KM = 500.0
 """Account-takeover transactions happen further than this from the customer's home."""
 
@@ -97,18 +97,13 @@ CARD_TESTING_BURSTS = (1, 2)  # a leaked card is often tested more than once
 COMPROMISE_START_SHARE = (0.1, 0.5)  # when the breach starts, as a share of the period
 
 
-def haversine_km(
-    lat1: np.ndarray | float,
-    long1: np.ndarray | float,
-    lat2: np.ndarray | float,
-    long2: np.ndarray | float,
-) -> np.ndarray:
-    """Great-circle distance in kilometres between points given in degrees (broadcasts)."""
-    phi1, phi2 = np.radians(lat1), np.radians(lat2)
-    dphi = phi2 - phi1
-    dlambda = np.radians(np.asarray(long2) - np.asarray(long1))
-    a = np.sin(dphi / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(dlambda / 2) ** 2
-    return np.asarray(2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
+def distances_km(lat: float, long: float, lats: np.ndarray, longs: np.ndarray) -> np.ndarray:
+    """Great-circle km from one point to many: the platform's one haversine, fraud_platform.geo."""
+    return np.fromiter(
+        (haversine_km(lat, long, a, b) for a, b in zip(lats.tolist(), longs.tolist(), strict=True)),
+        dtype=float,
+        count=len(lats),
+    )
 
 
 @dataclass
@@ -255,7 +250,7 @@ def _account_takeover(
     bounds = np.searchsorted(legit.customer[order], [victims, victims + 1])
     for victim, lo, hi in zip(victims, bounds[0], bounds[1], strict=True):
         used = np.unique(legit.merchant[order[lo:hi]])
-        distance = haversine_km(
+        distance = distances_km(
             pop.home_lat[victim], pop.home_long[victim], pop.merchant_lat, pop.merchant_long
         )
         candidates = np.setdiff1d(np.flatnonzero(distance > FAR_FROM_HOME_KM), used)

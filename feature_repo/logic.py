@@ -65,6 +65,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fraud_platform.geo import haversine_km  # the one great-circle distance (6,371.0088 km)
+
 MICROS_PER_SECOND = 1_000_000
 HOUR_US = 3_600 * MICROS_PER_SECOND
 DAY_US = 86_400 * MICROS_PER_SECOND
@@ -79,7 +81,6 @@ LABEL_STATE_DAYS = 90
 MAX_GAP_SECONDS = 30 * 86_400.0  # seconds_since_last_txn is capped here (and is this when none)
 MIN_TRAVEL_SECONDS = 60.0  # impossible-travel speed divides by at least one minute
 NIGHT_HOURS = frozenset(range(0, 6))  # 00:00-05:59 UTC
-EARTH_RADIUS_KM = 6_371.0088
 
 # ------------------------------------------------------------------ names of stored state fields
 
@@ -164,15 +165,6 @@ OUTPUT_FEATURES: tuple[tuple[str, type], ...] = (
 def day_number(ts_us: int) -> int:
     """UTC day number (days since 1970-01-01) of a timestamp in microseconds."""
     return ts_us // DAY_US
-
-
-def haversine_km(lat1: float, long1: float, lat2: float, long2: float) -> float:
-    """Great-circle distance in kilometres between two points given in degrees."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi = phi2 - phi1
-    dlambda = math.radians(long2 - long1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 # ------------------------------------------------------------------ on-demand features

@@ -1,7 +1,8 @@
 """Brute-force reference of every feature, written straight from the definitions.
 
 Deliberately naive: for each request it scans the whole raw history. It shares no code with
-``feature_repo`` (not even the haversine), so an error in the platform cannot hide here.
+the platform (not even the haversine of ``fraud_platform.geo``), so an error in the platform
+cannot hide here.
 
 Definitions (README "Feature semantics"), for a request of customer c at merchant m, time t:
 - window(c, t): the `cap` most recent (by timestamp, then transaction id) of c's transactions
@@ -38,7 +39,8 @@ class Request:
 
 
 def _great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    # Spherical law of haversines, written out independently of feature_repo.logic.
+    # Spherical law of haversines, written out independently of fraud_platform.geo; the
+    # contract's radius (the mean Earth radius, km).
     r = 6371.0088
     p1, p2 = math.radians(lat1), math.radians(lat2)
     h = (

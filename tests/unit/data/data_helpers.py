@@ -41,7 +41,10 @@ KAGGLE_COLUMNS = [
 def haversine_km(
     lat1: ArrayLike, long1: ArrayLike, lat2: ArrayLike, long2: ArrayLike
 ) -> np.ndarray:
-    """Reference great-circle distance, written independently of data.generate."""
+    """Reference great-circle distance, written independently of fraud_platform.geo.
+
+    The feature contract's Earth radius (6,371.0088 km), the one the generator now uses too.
+    """
     phi1, lambda1, phi2, lambda2 = (
         np.radians(np.asarray(v, dtype=float)) for v in (lat1, long1, lat2, long2)
     )
@@ -49,7 +52,7 @@ def haversine_km(
         np.sin((phi2 - phi1) / 2) ** 2
         + np.cos(phi1) * np.cos(phi2) * np.sin((lambda2 - lambda1) / 2) ** 2
     )
-    return np.asarray(2 * 6371.0 * np.arcsin(np.sqrt(a)))
+    return np.asarray(2 * 6371.0088 * np.arcsin(np.sqrt(a)))
 
 
 def kaggle_frame(tables: dict[str, pd.DataFrame], n_rows: int | None = None) -> pd.DataFrame:
