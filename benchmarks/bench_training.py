@@ -98,8 +98,9 @@ def main() -> None:
     for phase, seconds in phases.items():
         print(f"{phase}: {seconds:.1f} s (set-up)")
 
-    from training.registry import load_training_set, train_and_register
-    from training.train import evaluate
+    from training.dataset import load_training_set
+    from training.evaluation import evaluate
+    from training.run import train_and_register
 
     rss_before = psutil.Process().memory_info().rss
     with PeakRss() as peak:

@@ -23,14 +23,14 @@ def run(
         bool,
         typer.Option(
             "--force-promote",
-            help="Move the production alias to the new version even if the champion is better.",
+            help="Move the alias (MODEL_ALIAS) to the new version even if the champion is better.",
         ),
     ] = False,
 ) -> None:
     """Train on labeled transactions with Feast features; log to MLflow; register the model."""
     from fraud_platform.settings import ParamsError, get_settings, load_params
-    from training.registry import train_and_register
-    from training.train import TrainingError
+    from training.dataset import TrainingError
+    from training.run import train_and_register
 
     settings = get_settings()
     try:
@@ -52,8 +52,8 @@ def evaluate_command(
 ) -> None:
     """Score a registered model on the current data's time-ordered holdout at its threshold."""
     from fraud_platform.settings import ParamsError, get_settings, load_params
+    from training.dataset import TrainingError
     from training.registry import evaluate_registered
-    from training.train import TrainingError
 
     settings = get_settings()
     try:

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from training.train import LABEL_COLUMN, Evaluation
+from fraud_platform.contracts import LABEL
+from training.evaluation import Evaluation
 
 
 def _pyplot() -> Any:
@@ -34,7 +35,7 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> list[Path]:
 
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
-    y_true = evaluation.holdout[LABEL_COLUMN].to_numpy(dtype=int)
+    y_true = evaluation.holdout[LABEL].to_numpy(dtype=int)
     runs = (("model", evaluation.model), ("baseline", evaluation.baseline))
     written: list[Path] = []
 

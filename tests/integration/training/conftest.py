@@ -23,7 +23,7 @@ from tests.support.training_projects import (
     small_params,
     write_params,
 )
-from training.train import TrainingSet
+from training.dataset import TrainingSet
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +59,7 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Project]:
 @pytest.fixture(scope="session")
 def retrieve(projects: dict[str, Project]) -> Callable[[str], TrainingSet]:
     """Training sets retrieved through Feast, cached per project name."""
-    from training.registry import load_training_set
+    from training.dataset import load_training_set
 
     cache: dict[str, TrainingSet] = {}
 

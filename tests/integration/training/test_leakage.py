@@ -8,14 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraud_platform.contracts import LABEL
 from tests.support.training_projects import Project, isolated_environment
-from training.train import (
-    BASELINE_FEATURES,
-    LABEL_COLUMN,
-    TrainingSet,
-    evaluate,
-    holdout_mask,
-)
+from training.dataset import TrainingSet
+from training.evaluation import evaluate, holdout_mask
+from training.model import BASELINE_FEATURES
 
 
 def test_model_columns_are_the_feature_service_in_its_order(
@@ -32,8 +29,8 @@ def test_model_columns_are_the_feature_service_in_its_order(
     # One row per labeled transaction, in raw order, labels carried through unchanged.
     tables = projects["full"].tables
     assert len(frame) == len(tables["labels"])
-    labels = tables["labels"].set_index("transaction_id")[LABEL_COLUMN]
-    assert (frame[LABEL_COLUMN].to_numpy() == labels.loc[frame["transaction_id"]].to_numpy()).all()
+    labels = tables["labels"].set_index("transaction_id")[LABEL]
+    assert (frame[LABEL].to_numpy() == labels.loc[frame["transaction_id"]].to_numpy()).all()
 
 
 def test_features_do_not_change_when_later_transactions_are_added(
@@ -62,12 +59,12 @@ def test_shuffled_labels_collapse_pr_auc_to_the_fraud_rate(
 
     frame = training_set.frame.copy()
     rng = np.random.default_rng(0)
-    frame[LABEL_COLUMN] = rng.permutation(frame[LABEL_COLUMN].to_numpy())
+    frame[LABEL] = rng.permutation(frame[LABEL].to_numpy())
     noise = evaluate(TrainingSet(frame, training_set.features), params.train, params.seed)
 
     is_holdout = holdout_mask(frame["event_timestamp"], params.train.holdout_fraction)
-    train_rate = frame.loc[~is_holdout, LABEL_COLUMN].mean()
-    holdout_rate = frame.loc[is_holdout, LABEL_COLUMN].mean()
+    train_rate = frame.loc[~is_holdout, LABEL].mean()
+    holdout_rate = frame.loc[is_holdout, LABEL].mean()
     assert real.model.cv_mean["pr_auc"] > 0.6
     assert real.model.holdout["pr_auc"] > 0.3
     # Without a link between features and labels, average precision is about the base rate.
@@ -80,7 +77,7 @@ def test_batched_retrieval_equals_one_call(
     retrieve: Callable[[str], TrainingSet], projects: dict[str, Project]
 ) -> None:
     from feature_repo.store import open_store
-    from training.train import labeled_transactions, retrieve_training_set
+    from training.dataset import labeled_transactions, retrieve_training_set
 
     project = projects["early"]
     with isolated_environment(project.root):

@@ -27,11 +27,14 @@ import pytest
 from typer.testing import CliRunner
 
 from feature_repo.store import FEATURE_SERVICE_NAME
+from fraud_platform.contracts import LABEL, PROBABILITY
 from fraud_platform.settings import Settings
 from tests.support.training_projects import Project, isolated_environment
 from training import lineage
-from training.registry import RunSummary, evaluate_registered, train_and_register
-from training.train import LABEL_COLUMN, PREDICTION_COLUMN, TrainingSet, holdout_mask
+from training.dataset import TrainingSet
+from training.evaluation import holdout_mask
+from training.registry import evaluate_registered
+from training.run import RunSummary, train_and_register
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +66,7 @@ def _shuffle_training_labels(training_set: TrainingSet, holdout_fraction: float)
     frame = training_set.frame.copy()
     train = ~holdout_mask(frame["event_timestamp"], holdout_fraction)
     rng = np.random.default_rng(1)
-    frame.loc[train, LABEL_COLUMN] = rng.permutation(frame.loc[train, LABEL_COLUMN].to_numpy())
+    frame.loc[train, LABEL] = rng.permutation(frame.loc[train, LABEL].to_numpy())
     return TrainingSet(frame, training_set.features)
 
 
@@ -191,10 +194,10 @@ def test_reference_sample_and_metrics_file(registry: Registry) -> None:
     reference = registry.first_reference
     params = registry.project.params
     features = registry.training_set.features
-    assert list(reference.columns) == [*features, LABEL_COLUMN, PREDICTION_COLUMN]
+    assert list(reference.columns) == [*features, LABEL, PROBABILITY]
     assert len(reference) == params.train.reference_sample_size
-    assert reference[PREDICTION_COLUMN].between(0, 1).all()
-    assert reference[LABEL_COLUMN].isin([0, 1]).all()
+    assert reference[PROBABILITY].between(0, 1).all()
+    assert reference[LABEL].isin([0, 1]).all()
     metrics = json.loads(registry.first_metrics_json)
     assert metrics["holdout_pr_auc"] == registry.first.metrics["holdout_pr_auc"]
     assert metrics["threshold"] == registry.first.threshold
@@ -280,4 +283,4 @@ def test_production_model_predicts_identically_in_a_fresh_process(
     assert completed.returncode == 0, completed.stderr[-3000:]
     predicted = np.load(tmp_path / "out.npy")
     assert predicted.shape == (len(reference), 2)  # pyfunc serves predict_proba
-    np.testing.assert_array_equal(predicted[:, 1], reference[PREDICTION_COLUMN].to_numpy())
+    np.testing.assert_array_equal(predicted[:, 1], reference[PROBABILITY].to_numpy())

@@ -9,15 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from training.dataset import TrainingError, check_labels
+from training.evaluation import choose_threshold, holdout_mask, recall_at_fpr, score_metrics
 from training.lineage import flatten_params, raw_data_hash
-from training.train import (
-    TrainingError,
-    check_labels,
-    choose_threshold,
-    holdout_mask,
-    recall_at_fpr,
-    score_metrics,
-)
 
 Y = np.array([0, 0, 0, 0, 1, 0, 1, 1])
 SCORES = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
@@ -138,7 +132,7 @@ def test_reference_sample_skips_the_warm_up_days() -> None:
 
     from sklearn.linear_model import LogisticRegression
 
-    from training.train import reference_sample
+    from training.evaluation import reference_sample
 
     days = pd.date_range("2026-01-01", periods=20, freq="D", tz="UTC")
     train = pd.DataFrame({"event_timestamp": days, "x": np.arange(20.0), "is_fraud": [0, 1] * 10})

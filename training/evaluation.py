@@ -1,29 +1,8 @@
-"""Model training: labeled transactions -> Feast features -> stratified CV + time-ordered holdout.
+"""Training phase 2, evaluation: stratified K-fold CV, the threshold, a time-ordered holdout.
 
-Pure functions over data frames; MLflow, plots and the registry live in
-:mod:`training.registry` and :mod:`training.reports`.
-
-What the model sees
--------------------
-The training set is the labeled transactions (raw ``transactions`` inner-joined with
-``labels`` on ``transaction_id``) used as the entity dataframe of
-``get_historical_features`` on the feature service
-(:data:`~feature_repo.store.FEATURE_SERVICE_NAME`). Every feature value is therefore what
-Feast's point-in-time join gives as of the transaction's own timestamp, computed by the same
-on-demand function the API runs online; the model's columns are the service's feature names in
-the service's order. There is no feature list in this package, only :data:`BASELINE_FEATURES`,
-the request-only subset the baseline uses, which must be outputs of the same service.
-
-Which labels are used
----------------------
-All labels in the ``labels`` table are used. The table is a snapshot taken when training
-runs, so every label in it is known at training time, and the model is fit at training time:
-that is not leakage. It does mean that the holdout is scored with labels (and the training
-part is fit with labels) some of which arrived after the holdout period began, so holdout
-figures describe "a model trained on everything known today, judged on the latest period",
-not a strict as-of-cutoff backtest. Features never see a label before its ``label_timestamp``
-(see :mod:`feature_repo.logic`): the label delay matters to features, not to the target.
-Transactions without a label yet are left out.
+Pure functions over data frames; the model itself is :mod:`training.model`, the data
+:mod:`training.dataset`, MLflow and the registry :mod:`training.run_log` and
+:mod:`training.registry`.
 
 Evaluation protocol
 -------------------
@@ -38,137 +17,36 @@ Evaluation protocol
    FPR) and their mean and standard deviation are reported.
 5. The final model is refit on the whole training part; holdout metrics use the threshold of
    step 3, so the holdout stays untouched by any choice.
+
+The model and the request-only baseline go through the same protocol (:func:`evaluate`); the
+run's flat metrics (:func:`run_metrics`) and the drift reference sample
+(:func:`reference_sample`) are read off the result.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from fraud_platform.contracts import EVENT_TIMESTAMP, LABEL, PROBABILITY
+from training.dataset import Progress, TrainingSet, check_labels, quiet
+from training.model import BASELINE_FEATURES, build_model, model_matrix
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
     from sklearn.pipeline import Pipeline
 
     from fraud_platform.settings import TrainParams
 
-Progress = Callable[[str], None]
-
-LABEL_COLUMN = LABEL
-TIMESTAMP_COLUMN = EVENT_TIMESTAMP  # historical_features renames the raw ``timestamp``
-PREDICTION_COLUMN = PROBABILITY  # in the reference sample; the drift check reads this name
-# The baseline model sees only what the request itself carries (no stored state). Both are
-# outputs of the same feature service, taken from the retrieved frame, never recomputed here.
-BASELINE_FEATURES: tuple[str, ...] = ("log_amount", "hour_of_day")
 MAX_FPR_FOR_RECALL = 0.01  # "recall at 1 % FPR": the share of fraud caught at 1 % false alarms
 METRIC_NAMES = ("pr_auc", "roc_auc", "precision", "recall", "recall_at_1pct_fpr")
 
 
-class TrainingError(ValueError):
-    """The data cannot train a model (no labeled rows, one class, a class too small)."""
-
-
-def _quiet(message: str) -> None:
-    """A progress sink that drops messages."""
-
-
-# ------------------------------------------------------------------ data
-
-
-def labeled_transactions(raw_dir: Path, ingested_dir: Path | None = None) -> pd.DataFrame:
-    """Transactions that have a label, with their ``is_fraud`` target.
-
-    Args:
-        raw_dir: Folder with the raw tables (raw schema).
-        ingested_dir: Journals of transactions scored and labels posted online since; they
-            train the next model too. Raw data only when ``None``.
-
-    Returns:
-        Raw-schema transaction columns plus ``is_fraud`` (int8), sorted by
-        (timestamp, transaction_id).
-
-    Raises:
-        FileNotFoundError: If a table is missing.
-        TrainingError: If no transaction has a label, or all labels are one class.
-    """
-    from feature_repo.events import read_event_tables
-
-    labeled = read_event_tables(raw_dir, ingested_dir).labeled_transactions()
-    labeled[LABEL_COLUMN] = labeled[LABEL_COLUMN].astype("int8")
-    labeled = labeled.reset_index(drop=True)
-    check_labels(labeled[LABEL_COLUMN], where="labeled transactions")
-    return labeled
-
-
-def check_labels(labels: pd.Series | np.ndarray, where: str, min_per_class: int = 1) -> None:
-    """Fail clearly unless both classes are present, each at least ``min_per_class`` times.
-
-    Args:
-        labels: 0/1 targets.
-        where: Which part of the data, for the message.
-        min_per_class: Smallest acceptable count of each class.
-
-    Raises:
-        TrainingError: Naming the part and the class counts.
-    """
-    values = np.asarray(labels)
-    if len(values) == 0:
-        raise TrainingError(f"{where}: no labeled rows; generate or import labels first")
-    n_fraud = int((values == 1).sum())
-    n_legit = int((values == 0).sum())
-    if min(n_fraud, n_legit) < min_per_class:
-        raise TrainingError(
-            f"{where}: {n_fraud} fraud and {n_legit} legitimate rows; need at least "
-            f"{min_per_class} of each class"
-        )
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    """Retrieved training rows and the model's feature columns.
-
-    Attributes:
-        frame: Entity columns, ``event_timestamp``, ``is_fraud`` and every feature.
-        features: The feature service's names in its order: the model's column order.
-    """
-
-    frame: pd.DataFrame
-    features: list[str]
-
-
-def retrieve_training_set(
-    store: FeatureStore,
-    labeled: pd.DataFrame,
-    progress: Progress = _quiet,
-    batch_rows: int | None = None,
-) -> TrainingSet:
-    """Point-in-time features of the feature service for every labeled transaction.
-
-    Args:
-        store: An open feature store (after ``feast apply``).
-        labeled: Output of :func:`labeled_transactions`.
-        progress: Where to report progress.
-        batch_rows: Entity rows per ``get_historical_features`` call; the store's default
-            (``HISTORICAL_BATCH_ROWS``) when ``None``.
-
-    Returns:
-        The training set; features come only from the service.
-    """
-    from feature_repo.store import HISTORICAL_BATCH_ROWS, feature_names, historical_features
-
-    features = feature_names(store)
-    missing = [name for name in BASELINE_FEATURES if name not in features]
-    if missing:
-        raise TrainingError(f"baseline features {missing} are not outputs of the feature service")
-    frame = historical_features(store, labeled, progress, batch_rows or HISTORICAL_BATCH_ROWS)
-    return TrainingSet(frame=frame, features=features)
+# ------------------------------------------------------------------ the split
 
 
 def holdout_mask(timestamps: pd.Series, fraction: float) -> np.ndarray:
@@ -191,37 +69,7 @@ def holdout_mask(timestamps: pd.Series, fraction: float) -> np.ndarray:
     return np.asarray(values >= cutoff)
 
 
-# ------------------------------------------------------------------ model and metrics
-
-
-def build_model(params: TrainParams, seed: int) -> Pipeline:
-    """The model: standardised features into a class-balanced logistic regression.
-
-    Args:
-        params: ``C`` and ``max_iter`` come from here.
-        seed: ``random_state`` of the regression.
-
-    Returns:
-        An unfitted scikit-learn pipeline.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return Pipeline(
-        [
-            ("scale", StandardScaler()),
-            (
-                "classify",
-                LogisticRegression(
-                    class_weight="balanced",  # fraud is rare: weigh classes equally
-                    C=params.C,
-                    max_iter=params.max_iter,
-                    random_state=seed,
-                ),
-            ),
-        ]
-    )
+# ------------------------------------------------------------------ metrics
 
 
 def recall_at_fpr(
@@ -342,18 +190,13 @@ class ModelResult:
     seconds: float = field(default=0.0)
 
 
-def model_matrix(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
-    """The model's input: ``features`` in order, as float64 (the logged signature's type)."""
-    return frame.loc[:, list(features)].astype("float64")
-
-
 def cross_validate_and_fit(
     train: pd.DataFrame,
     holdout: pd.DataFrame,
     features: Sequence[str],
     params: TrainParams,
     seed: int,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     label: str = "model",
 ) -> ModelResult:
     """Stratified K-fold CV on ``train``, threshold on OOF, refit, then score ``holdout``.
@@ -377,8 +220,8 @@ def cross_validate_and_fit(
     from sklearn.model_selection import StratifiedKFold
 
     started = time.perf_counter()
-    y_train = train[LABEL_COLUMN].to_numpy(dtype=int)
-    y_holdout = holdout[LABEL_COLUMN].to_numpy(dtype=int)
+    y_train = train[LABEL].to_numpy(dtype=int)
+    y_holdout = holdout[LABEL].to_numpy(dtype=int)
     check_labels(y_train, "training part (before the holdout)", min_per_class=params.k_folds)
     check_labels(y_holdout, "holdout (latest part of the period)")
     x_train = model_matrix(train, features)
@@ -450,7 +293,7 @@ class Evaluation:
 
 
 def evaluate(
-    training_set: TrainingSet, params: TrainParams, seed: int, progress: Progress = _quiet
+    training_set: TrainingSet, params: TrainParams, seed: int, progress: Progress = quiet
 ) -> Evaluation:
     """Split by time, then train and evaluate the model and the baseline.
 
@@ -464,12 +307,12 @@ def evaluate(
         Both fitted models with their metrics, and the two parts of the data.
     """
     frame = training_set.frame
-    is_holdout = holdout_mask(frame[TIMESTAMP_COLUMN], params.holdout_fraction)
+    is_holdout = holdout_mask(frame[EVENT_TIMESTAMP], params.holdout_fraction)
     train, holdout = frame.loc[~is_holdout], frame.loc[is_holdout]
     progress(
-        f"split: {len(train):,} training rows ({train[LABEL_COLUMN].mean():.2%} fraud), "
-        f"{len(holdout):,} holdout rows from {holdout[TIMESTAMP_COLUMN].min()} "
-        f"({holdout[LABEL_COLUMN].mean():.2%} fraud)"
+        f"split: {len(train):,} training rows ({train[LABEL].mean():.2%} fraud), "
+        f"{len(holdout):,} holdout rows from {holdout[EVENT_TIMESTAMP].min()} "
+        f"({holdout[LABEL].mean():.2%} fraud)"
     )
     model = cross_validate_and_fit(
         train, holdout, training_set.features, params, seed, progress, label="model"
@@ -499,45 +342,39 @@ def reference_sample(
     """
     train = evaluation.train
     if warmup_days > 0:
-        start = train[TIMESTAMP_COLUMN].min() + pd.Timedelta(days=warmup_days)
-        warm = train[train[TIMESTAMP_COLUMN] >= start]
+        start = train[EVENT_TIMESTAMP].min() + pd.Timedelta(days=warmup_days)
+        warm = train[train[EVENT_TIMESTAMP] >= start]
         train = warm if len(warm) else train
     sample = train.sample(n=min(size, len(train)), random_state=seed).sort_index()
     result = sample.loc[:, evaluation.model.features].copy()
-    result[LABEL_COLUMN] = sample[LABEL_COLUMN].astype("int8")
+    result[LABEL] = sample[LABEL].astype("int8")
     features = model_matrix(sample, evaluation.model.features)
-    result[PREDICTION_COLUMN] = evaluation.model.model.predict_proba(features)[:, 1]
+    result[PROBABILITY] = evaluation.model.model.predict_proba(features)[:, 1]
     return result.reset_index(drop=True)
 
 
-def coefficient_table(result: ModelResult) -> pd.DataFrame:
-    """Coefficients of the logistic regression per feature, largest magnitude first.
-
-    Features are standardised before the regression, so a coefficient is the change in
-    log-odds per standard deviation of the feature and magnitudes are comparable.
+def run_metrics(evaluation: Evaluation) -> dict[str, float]:
+    """Flat metrics of a run: CV mean/std and holdout, model and ``baseline_``, lift, sizes.
 
     Args:
-        result: A fitted model.
+        evaluation: The evaluated model and baseline.
 
     Returns:
-        Columns ``feature``, ``coefficient``, ``abs_coefficient``, ``scaler_mean``,
-        ``scaler_std``; the intercept is the last row.
+        Metric name -> value; per-fold values are logged separately as steps.
     """
-    scaler = result.model.named_steps["scale"]
-    regression = result.model.named_steps["classify"]
-    table = pd.DataFrame(
-        {
-            "feature": result.features,
-            "coefficient": regression.coef_[0],
-            "scaler_mean": scaler.mean_,
-            "scaler_std": scaler.scale_,
-        }
-    )
-    table["abs_coefficient"] = table["coefficient"].abs()
-    table = table.sort_values("abs_coefficient", ascending=False, kind="stable")
-    intercept = pd.DataFrame(
-        [{"feature": "(intercept)", "coefficient": float(regression.intercept_[0])}]
-    )
-    intercept["abs_coefficient"] = intercept["coefficient"].abs()
-    columns = ["feature", "coefficient", "abs_coefficient", "scaler_mean", "scaler_std"]
-    return pd.concat([table, intercept], ignore_index=True)[columns]
+    metrics: dict[str, float] = {}
+    for prefix, result in (("", evaluation.model), ("baseline_", evaluation.baseline)):
+        for name in METRIC_NAMES:
+            metrics[f"{prefix}cv_{name}_mean"] = result.cv_mean[name]
+            metrics[f"{prefix}cv_{name}_std"] = result.cv_std[name]
+            metrics[f"{prefix}holdout_{name}"] = result.holdout[name]
+        metrics[f"{prefix}threshold"] = result.threshold
+    metrics["lift_pr_auc"] = evaluation.lift_pr_auc
+    baseline_pr_auc = evaluation.baseline.holdout["pr_auc"]
+    if baseline_pr_auc > 0:
+        metrics["lift_pr_auc_ratio"] = evaluation.model.holdout["pr_auc"] / baseline_pr_auc
+    metrics["train_rows"] = float(len(evaluation.train))
+    metrics["holdout_rows"] = float(len(evaluation.holdout))
+    metrics["train_fraud_rate"] = float(evaluation.train[LABEL].mean())
+    metrics["holdout_fraud_rate"] = float(evaluation.holdout[LABEL].mean())
+    return metrics

@@ -1,0 +1,171 @@
+"""The training run, phase by phase: dataset -> evaluation -> registry decision, all logged.
+
+:func:`train_and_register` only orders the phases; each lives in its own module and none calls
+back into another:
+
+1. :mod:`training.dataset`: labeled transactions and their point-in-time features (Feast);
+2. :mod:`training.evaluation`: stratified K-fold CV, the threshold, the time-ordered holdout,
+   for the model (:mod:`training.model`) and the request-only baseline;
+3. :mod:`training.registry`: the challenger is registered, scored against the champion on the
+   same holdout, tagged, and promoted when it wins;
+4. :mod:`training.run_log`: parameters, lineage, metrics, plots and the decision, in one
+   MLflow run of ``train.experiment``.
+
+Two DVC-tracked files come out too (``models/``): the drift reference sample, which monitoring
+compares live traffic with, and ``metrics.json`` (evaluation metrics only, deterministic for the
+same data, params and seed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fraud_platform.tracking import experiment_id, mlflow_client
+from training import run_log
+from training.dataset import Progress, TrainingSet, load_training_set, to_stdout
+from training.evaluation import evaluate, reference_sample, run_metrics
+from training.registry import Decision, register_challenger
+
+if TYPE_CHECKING:
+    from fraud_platform.settings import Params, Settings
+
+REFERENCE_SAMPLE_FILE = "reference_sample.parquet"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Outcome of :func:`train_and_register`.
+
+    Attributes:
+        run_id: The MLflow run.
+        model_version: Version registered by this run (the challenger).
+        promoted: Whether the alias (``Settings.model_alias``) now points at it.
+        decision: ``no_champion``, ``forced``, ``challenger_better``, ``champion_kept`` or
+            ``champion_unscorable``.
+        champion_version: The version under the alias before this run, if any.
+        champion_pr_auc: Its holdout PR-AUC on this run's holdout, if it could be scored.
+        threshold: Decision threshold of the new model.
+        metrics: Evaluation metrics (deterministic for the same data, params and seed).
+    """
+
+    run_id: str
+    model_version: str
+    promoted: bool
+    decision: str
+    champion_version: str | None
+    champion_pr_auc: float | None
+    threshold: float
+    metrics: dict[str, float]
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Record the wall time of the block under ``phase``."""
+    started = time.perf_counter()
+    yield
+    timings[phase] = time.perf_counter() - started
+
+
+def train_and_register(
+    settings: Settings,
+    params: Params,
+    *,
+    force_promote: bool = False,
+    training_set: TrainingSet | None = None,
+    progress: Progress = to_stdout,
+) -> RunSummary:
+    """Train, evaluate, log and register the model; move the alias if it wins.
+
+    Args:
+        settings: Project root, MLflow tracking URI, the model's name and alias.
+        params: The whole of ``params.yaml`` (every key is logged).
+        force_promote: Move the alias to the new version whatever the comparison says.
+        training_set: Pre-retrieved training set (tests and benchmarks); retrieved from the
+            raw data and Feast when ``None``.
+        progress: Where to report progress.
+
+    Returns:
+        What was registered and decided.
+    """
+    import mlflow
+
+    timings: dict[str, float] = {}
+    with _timed(timings, "retrieval"):
+        training_set = training_set or load_training_set(settings, progress)
+    with _timed(timings, "evaluation"):
+        evaluation = evaluate(training_set, params.train, params.seed, progress)
+    metrics = run_metrics(evaluation)
+    client = mlflow_client(settings)
+    experiment = experiment_id(settings, params.train.experiment)
+    paths = settings.paths
+    started = time.perf_counter()
+    with mlflow.start_run(experiment_id=experiment, run_name="train") as run:
+        raw_data_md5 = run_log.log_inputs(settings, params, evaluation)
+        run_log.log_evaluation(evaluation, metrics)
+        sample = reference_sample(
+            evaluation,
+            params.train.reference_sample_size,
+            params.seed,
+            params.train.reference_warmup_days,
+        )
+        paths.models_dir.mkdir(parents=True, exist_ok=True)
+        sample.to_parquet(paths.models_dir / REFERENCE_SAMPLE_FILE, index=False)
+        run_log.log_artifacts(evaluation, paths.models_dir / REFERENCE_SAMPLE_FILE)
+        decision = register_challenger(
+            client,
+            settings,
+            evaluation,
+            force=force_promote,
+            raw_data_md5=raw_data_md5,
+            progress=progress,
+        )
+        run_log.log_decision(decision, evaluation.model.holdout["pr_auc"])
+        timings["logging"] = time.perf_counter() - started
+        run_log.log_timings(timings)
+    # DVC-tracked and deterministic: evaluation metrics only, no version numbers or timings.
+    (paths.models_dir / METRICS_FILE).write_text(
+        json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    )
+    _report(progress, settings, evaluation.model.holdout["pr_auc"], metrics, decision, timings)
+    return RunSummary(
+        run_id=run.info.run_id,
+        model_version=decision.version,
+        promoted=decision.promoted,
+        decision=decision.decision,
+        champion_version=decision.champion_version,
+        champion_pr_auc=decision.champion_pr_auc,
+        threshold=evaluation.model.threshold,
+        metrics=metrics,
+    )
+
+
+def _report(
+    progress: Progress,
+    settings: Settings,
+    pr_auc: float,
+    metrics: dict[str, float],
+    decision: Decision,
+    timings: dict[str, float],
+) -> None:
+    """The run's two closing lines: what was registered and decided, and where time went."""
+    champion = (
+        "none"
+        if decision.champion_version is None
+        else f"v{decision.champion_version} holdout PR-AUC "
+        + ("unscorable" if decision.champion_pr_auc is None else f"{decision.champion_pr_auc:.4f}")
+    )
+    serving = decision.version if decision.promoted else decision.champion_version
+    progress(
+        f"registered {settings.model_name} v{decision.version}: holdout PR-AUC {pr_auc:.4f} "
+        f"(baseline {metrics['baseline_holdout_pr_auc']:.4f}, lift {metrics['lift_pr_auc']:+.4f}); "
+        f"champion {champion}; {decision.decision}: {settings.model_alias} -> v{serving}"
+    )
+    progress(
+        "timings: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in timings.items())
+    )

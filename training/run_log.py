@@ -1,0 +1,119 @@
+"""Training phase 4, logging: what a training run records in its MLflow run.
+
+One function per kind of record, each called once by :func:`training.run.train_and_register`
+inside the active run:
+
+* :func:`log_inputs`: every ``params.yaml`` leaf as a parameter, and the lineage tags (code
+  commit, raw-data hash, the feature service, the model's and the baseline's features);
+* :func:`log_evaluation`: the flat metrics and the per-fold metrics as metric history;
+* :func:`log_artifacts`: the plots, the coefficient table and the drift reference sample;
+* :func:`log_decision`: the champion/challenger scores, the decision and the new version.
+
+The tracking store and its artifact location are :mod:`fraud_platform.tracking`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from feature_repo.store import FEATURE_SERVICE_NAME
+from fraud_platform.contracts import EVENT_TIMESTAMP
+from fraud_platform.settings import PROJECT_ROOT
+from training import lineage
+from training.model import BASELINE_FEATURES, coefficient_table
+
+if TYPE_CHECKING:
+    from fraud_platform.settings import Params, Settings
+    from training.evaluation import Evaluation, ModelResult
+    from training.registry import Decision
+
+
+def log_inputs(settings: Settings, params: Params, evaluation: Evaluation) -> str:
+    """Log the run's parameters and lineage tags.
+
+    Returns:
+        The raw data's hash (DVC's md5 when DVC tracks it), also tagged on the new version.
+    """
+    import mlflow
+
+    commit, dirty = lineage.git_commit(PROJECT_ROOT)
+    data_hash, data_hash_source = lineage.raw_data_hash(settings.paths.root)
+    mlflow.log_params(lineage.flatten_params(params.model_dump(by_alias=True)))
+    mlflow.set_tags(
+        {
+            "git_commit": commit or "unknown",
+            "git_dirty": str(dirty).lower(),
+            "raw_data_md5": data_hash,
+            "raw_data_md5_source": data_hash_source,
+            "feature_service": FEATURE_SERVICE_NAME,
+            "features": ",".join(evaluation.model.features),
+            "baseline_features": ",".join(BASELINE_FEATURES),
+            "holdout_start": str(evaluation.holdout[EVENT_TIMESTAMP].min()),
+        }
+    )
+    return data_hash
+
+
+def _log_folds(result: ModelResult, prefix: str) -> None:
+    """Per-fold metrics as MLflow metric history: step k is fold k."""
+    import mlflow
+
+    for k, fold in enumerate(result.fold_metrics, start=1):
+        mlflow.log_metrics(
+            {f"{prefix}cv_fold_{name}": value for name, value in fold.items()}, step=k
+        )
+
+
+def log_evaluation(evaluation: Evaluation, metrics: dict[str, float]) -> None:
+    """Log the run's flat metrics, then each fold's, for the model and the baseline."""
+    import mlflow
+
+    mlflow.log_metrics(metrics)
+    _log_folds(evaluation.model, "")
+    _log_folds(evaluation.baseline, "baseline_")
+
+
+def log_artifacts(evaluation: Evaluation, reference_sample: Path) -> None:
+    """Log the PR/ROC/confusion plots, the coefficient table and the drift reference sample."""
+    import mlflow
+
+    from training.reports import write_plots
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        for plot in write_plots(evaluation, folder):
+            mlflow.log_artifact(str(plot), artifact_path="plots")
+        model = evaluation.model
+        coefficient_table(model.model, model.features).to_csv(
+            folder / "coefficients.csv", index=False
+        )
+        mlflow.log_artifact(str(folder / "coefficients.csv"))
+        mlflow.log_artifact(str(reference_sample))
+
+
+def log_decision(decision: Decision, challenger_pr_auc: float) -> None:
+    """Log both holdout scores, whether the alias moved, why, and the new version."""
+    import mlflow
+
+    metrics = {"challenger_holdout_pr_auc": challenger_pr_auc}
+    if decision.champion_pr_auc is not None:
+        metrics["champion_holdout_pr_auc"] = decision.champion_pr_auc
+    metrics["promoted"] = float(decision.promoted)
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags(
+        {
+            "promotion_decision": decision.decision,
+            "champion_version": decision.champion_version or "none",
+            "model_version": decision.version,
+        }
+    )
+
+
+def log_timings(timings: dict[str, float]) -> None:
+    """Tag the wall time of each phase (seconds)."""
+    import mlflow
+
+    mlflow.set_tag("timings_seconds", json.dumps({k: round(v, 2) for k, v in timings.items()}))
