@@ -12,7 +12,8 @@ temporary project root with its own Feast registry. Nothing of the real offline 
 or Redis is touched.
 
 Pure comparison (:func:`compare_features`) and I/O (:func:`recompute_offline`, the report
-writers) are apart, so the comparison is unit-tested without a stack.
+writers) are apart, so the comparison is unit-tested without a stack; :func:`check_logged` is
+the whole check of a window (``fraud monitor consistency``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ import json
 import math
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from fraud_platform.contracts import (
+    CUSTOMER_ID,
+    REQUEST_FIELDS,
+    TIMESTAMP,
+    TRANSACTION_ID,
+)
 
 if TYPE_CHECKING:
     from fraud_platform.settings import Settings
@@ -193,7 +201,6 @@ def recompute_offline(
     Raises:
         RuntimeError: If ``feast apply`` fails on the shadow root.
     """
-    from data.schema import TRANSACTIONS
     from feature_repo.events import read_event_tables
     from feature_repo.pipeline import build_offline_tables
     from feature_repo.store import historical_features, open_store, run_feast_cli
@@ -215,10 +222,78 @@ def recompute_offline(
         try:
             store = open_store(shadow)
             say(f"get_historical_features for {len(logged):,} logged predictions")
-            offline = historical_features(store, logged[TRANSACTIONS.names], progress=None)
+            offline = historical_features(store, logged[list(REQUEST_FIELDS)], progress=None)
         finally:
             export_feast_environment(settings)  # open_store pointed Feast at the shadow root
     return offline
+
+
+def check_logged(
+    settings: Settings,
+    logged: pd.DataFrame,
+    max_mismatch_rate: float,
+    *,
+    window: dict[str, str],
+    progress: Callable[[str], None] | None = None,
+) -> ConsistencyResult:
+    """The whole check of a window of logged predictions: recompute offline, then compare.
+
+    Args:
+        settings: The project whose raw data, ingested events and registry to use.
+        logged: The prediction log's rows of the window.
+        max_mismatch_rate: A feature fails above this rate
+            (``monitor.consistency_max_mismatch_rate``).
+        window: Where the rows came from (stored with the result); the event-time range is
+            added.
+        progress: Where to report each phase; silent by default.
+
+    Returns:
+        One verdict per feature of the model.
+
+    Raises:
+        ValueError: If the rows lack the request fields (an older API's log) or there are none.
+    """
+    from monitoring.drift import model_features
+
+    missing = [c for c in REQUEST_FIELDS if c not in logged.columns]
+    if missing:
+        raise ValueError(
+            f"{window.get('current', 'the log')}: logged predictions lack the request fields "
+            f"{missing} (logged by an older API version?)"
+        )
+    if logged.empty:
+        raise ValueError(
+            f"no logged predictions in the selected window of {window.get('current', 'the log')}"
+        )
+    logged = logged.drop_duplicates([CUSTOMER_ID, TRANSACTION_ID], keep="first")
+    if progress:
+        progress(f"recomputing {len(logged):,} logged predictions offline ...")
+    offline = recompute_offline(settings, logged, progress=progress)
+    # A transaction is (card, id): two cards may reuse an id (feature_repo.logic).
+    logged = logged.assign(_key=logged[CUSTOMER_ID] + "\x1f" + logged[TRANSACTION_ID])
+    offline = offline.assign(_key=offline[CUSTOMER_ID] + "\x1f" + offline[TRANSACTION_ID])
+    result = compare_features(logged, offline, model_features(), max_mismatch_rate, key="_key")
+    span = {"from": str(logged[TIMESTAMP].min()), "to": str(logged[TIMESTAMP].max())}
+    return replace(result, window={**window, **span})
+
+
+def print_table(
+    result: ConsistencyResult, folder: Path, echo: Callable[[str], None] = print
+) -> None:
+    """Print each feature's mismatch rate (with examples) and the verdict."""
+    echo(f"{'feature':<28} {'compared':>9} {'mismatches':>10} {'rate':>8} {'unknown':>8}")
+    for item in result.features:
+        echo(
+            f"{item.feature:<28} {item.compared:>9,} {item.mismatches:>10,} "
+            f"{item.mismatch_rate:>8.3%} {item.unknown:>8,}"
+        )
+        for example in item.examples[:2]:
+            echo(f"    e.g. {example}")
+    verdict = "consistent" if not result.failing else f"SKEW in {', '.join(result.failing)}"
+    echo(
+        f"{result.rows:,} predictions, {result.total_mismatches:,} mismatching values: {verdict} "
+        f"(threshold {result.max_mismatch_rate:.3%}); reports in {folder}"
+    )
 
 
 def write_report(result: ConsistencyResult, folder: Path) -> list[Path]:

@@ -398,42 +398,17 @@ def compute_drift(
     names = model_features() if features is None else list(features)
     check_columns(reference, names, REFERENCE_EXTRA_COLUMNS, name="reference")
     check_columns(current, names, CURRENT_EXTRA_COLUMNS, name="current")
-    kinds = feature_kinds(names)
     warnings: list[str] = []
     if len(current) < min_rows:
         warnings.append(
             f"small window: {len(current)} current rows < min_rows={min_rows}; "
             "the tests have little power and the verdict is unreliable"
         )
-
+    kinds = feature_kinds(names)
     results = [
         column_drift(reference[n], current[n], kind=kinds[n], ks_p_value=ks_p_value) for n in names
     ]
     share = sum(r.drifted for r in results) / len(results) if results else 0.0
-
-    prediction = None
-    if PROBABILITY in reference and PROBABILITY in current:
-        if reference[PROBABILITY].notna().any() and current[PROBABILITY].notna().any():
-            prediction = column_drift(
-                reference[PROBABILITY],
-                current[PROBABILITY],
-                kind="numerical",
-                ks_p_value=ks_p_value,
-            )
-    else:
-        warnings.append("no prediction drift: 'probability' is missing from a frame")
-
-    performance = None
-    if threshold is None and THRESHOLD in current and current[THRESHOLD].notna().any():
-        threshold = float(current[THRESHOLD].dropna().iloc[-1])
-    if LABEL in current and PROBABILITY in current:
-        if threshold is None:
-            warnings.append("no precision/recall: no decision threshold known for the window")
-        else:
-            performance = window_performance(current[LABEL], current[PROBABILITY], threshold)
-    if performance is None:
-        warnings.append("no window performance: no labels known yet for the window")
-
     return DriftResult(
         features=results,
         share_drifted=share,
@@ -443,10 +418,60 @@ def compute_drift(
         reference_rows=len(reference),
         current_rows=len(current),
         min_rows=min_rows,
-        prediction=prediction,
-        performance=performance,
+        prediction=prediction_drift(reference, current, ks_p_value, warnings),
+        performance=labelled_performance(current, threshold, warnings),
         warnings=warnings,
     )
+
+
+def prediction_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, ks_p_value: float, warnings: list[str]
+) -> ColumnDrift | None:
+    """The KS test of the model's output, outside the features' share.
+
+    Args:
+        reference: The reference sample.
+        current: The window.
+        ks_p_value: The output drifts when its p-value is below this.
+        warnings: A caveat is appended when a frame has no ``probability``.
+
+    Returns:
+        The test, or ``None`` when a frame has no (non-null) ``probability``.
+    """
+    if PROBABILITY not in reference or PROBABILITY not in current:
+        warnings.append("no prediction drift: 'probability' is missing from a frame")
+        return None
+    if not (reference[PROBABILITY].notna().any() and current[PROBABILITY].notna().any()):
+        return None
+    return column_drift(
+        reference[PROBABILITY], current[PROBABILITY], kind="numerical", ks_p_value=ks_p_value
+    )
+
+
+def labelled_performance(
+    current: pd.DataFrame, threshold: float | None, warnings: list[str]
+) -> WindowPerformance | None:
+    """PR-AUC, precision and recall of the window's labelled rows, at the decision threshold.
+
+    Args:
+        current: The window, with ``is_fraud`` where labels are known.
+        threshold: The decision threshold; the window's own latest ``threshold`` if ``None``.
+        warnings: Caveats are appended (no threshold, no labels).
+
+    Returns:
+        The performance, or ``None`` without labels or a threshold.
+    """
+    if threshold is None and THRESHOLD in current and current[THRESHOLD].notna().any():
+        threshold = float(current[THRESHOLD].dropna().iloc[-1])
+    performance = None
+    if LABEL in current and PROBABILITY in current:
+        if threshold is None:
+            warnings.append("no precision/recall: no decision threshold known for the window")
+        else:
+            performance = window_performance(current[LABEL], current[PROBABILITY], threshold)
+    if performance is None:
+        warnings.append("no window performance: no labels known yet for the window")
+    return performance
 
 
 # ------------------------------------------------------------------------------ window selection

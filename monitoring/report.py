@@ -10,6 +10,9 @@ One check writes one folder ``reports/drift/<utc-timestamp>/``:
   the data came from. This is the file to read programmatically; the exit code of
   ``fraud monitor drift`` follows it.
 
+The same check is logged as an MLflow run (:func:`log_to_mlflow`) and printed as a table
+(:func:`print_summary`).
+
 Evidently and MLflow are imported inside the functions: they take seconds to import.
 """
 
@@ -317,3 +320,53 @@ def log_to_mlflow(
         for path in files.existing():
             mlflow.log_artifact(str(path), artifact_path="drift_report")
         return str(run.info.run_id)
+
+
+def print_summary(result: DriftResult, files: ReportFiles) -> None:
+    """Print the per-feature table and the verdicts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=110)
+    table = Table(
+        title=f"Drift: {result.current_rows:,} current vs {result.reference_rows:,} reference rows"
+    )
+    table.add_column("feature", no_wrap=True)
+    table.add_column("test")
+    table.add_column("statistic", justify="right")
+    table.add_column("p-value", justify="right")
+    table.add_column("drift", justify="center")
+    rows = list(result.features)
+    if result.prediction is not None:
+        rows.append(result.prediction)
+    for item in rows:
+        name = item.column if item in result.features else f"{item.column} (prediction)"
+        table.add_row(
+            name,
+            item.test,
+            f"{item.statistic:.4f}",
+            f"{item.p_value:.3g}",
+            "[bold red]DRIFT[/]" if item.drifted else "ok",
+        )
+    console.print(table)
+    verdict = "[bold red]DATASET DRIFT[/]" if result.dataset_drift else "[green]no dataset drift[/]"
+    console.print(
+        f"{verdict}: {len(result.drifted_features)}/{len(result.features)} features drifted "
+        f"(share {result.share_drifted:.2f}, threshold {result.drift_share}; "
+        f"p < {result.ks_p_value})"
+    )
+    if result.prediction is not None:
+        state = "drifted" if result.prediction.drifted else "stable"
+        console.print(f"prediction drift: {state} (KS p = {result.prediction.p_value:.3g})")
+    perf = result.performance
+    if perf is not None:
+
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.3f}"
+
+        console.print(
+            f"window performance on {perf.labelled_rows} labelled rows ({perf.positives} fraud): "
+            f"PR-AUC {fmt(perf.pr_auc)}, precision {fmt(perf.precision)}, "
+            f"recall {fmt(perf.recall)} at threshold {perf.threshold:.3f}"
+        )
+    console.print(f"report: {files.folder}", soft_wrap=True)

@@ -3,7 +3,7 @@
 Sends realistic traffic (the generating process continued after the data, see
 :mod:`simulation.traffic`) through the live API, shifted or not, runs the same drift check as
 ``fraud monitor drift`` on exactly the rows it sent, then judges each window against what its
-shift is meant to move (:data:`simulation.traffic.EXPECTED_DRIFT`): it exits 0 when the control
+shift is meant to move (:data:`simulation.verdict.EXPECTED_DRIFT`): it exits 0 when the control
 window (if sent) shows no dataset drift and the shifted window's expected features (and
 prediction) are flagged while the untouched ones stay below the dataset threshold, 1 when not,
 2 on errors.
@@ -12,6 +12,7 @@ prediction) are flagged while the untouched ones stay below the dataset threshol
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,7 +20,7 @@ import typer
 
 from fraud_platform.console import fail, warn
 from fraud_platform.settings import ParamsError, get_settings, load_params
-from monitoring.cli import (
+from monitoring.check import (
     EXIT_DRIFT,
     EXIT_NO_DRIFT,
     CheckOutcome,
@@ -31,8 +32,8 @@ from monitoring.cli import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from monitoring.drift import DriftResult
-    from simulation.traffic import WindowVerdict
+    from fraud_platform.settings import MonitorParams, Settings
+    from simulation.verdict import WindowVerdict
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -104,6 +105,7 @@ def simulate(
         generated_period,
         utc_run_tag,
     )
+    from simulation.verdict import judge_window
 
     settings = get_settings()
     paths = settings.paths
@@ -111,8 +113,6 @@ def simulate(
         raise fail(f"--shift: unknown shift {shift!r}; choose one of {', '.join(SHIFTS)}")
     transactions = transactions or paths.raw_table("transactions")
     reference = reference or paths.models_dir / "reference_sample.parquet"
-    out = out or paths.reports_dir / "drift"
-    api_key = api_key or next(iter(settings.api_key_list), None)
     windows = (["none"] if control and shift != "none" else []) + [shift]
     verdicts: list[WindowVerdict] = []
     try:
@@ -146,42 +146,34 @@ def simulate(
                 f"continuing the generated {period_days}-day period after the data "
                 f"(same customers, merchants and process; seed {params.seed})"
             )
-        seed = params.seed if seed is None else seed
-        run_tag = utc_run_tag()
-        client = _http_client(api_url)
+        run = _Run(
+            settings=settings,
+            monitor=params.monitor,
+            client=_http_client(api_url),
+            base=base,
+            reference=ref_frame,
+            reference_path=reference,
+            period_days=period_days,
+            rows=rows,
+            seed=params.seed if seed is None else seed,
+            run_tag=utc_run_tag(),
+            api_url=api_url,
+            api_key=api_key or next(iter(settings.api_key_list), None),
+            wait=wait,
+            out=out or paths.reports_dir / "drift",
+            log_mlflow=mlflow,
+        )
         previous_end = None
         try:
             for window_shift in windows:
-                outcome, previous_end = _simulate_one(
-                    client,
-                    base,
-                    ref_frame,
-                    previous_end=previous_end,
-                    period_days=period_days,
-                    shift=window_shift,
-                    rows=rows,
-                    seed=seed,
-                    run_tag=run_tag,
-                    api_url=api_url,
-                    api_key=api_key,
-                    wait=wait,
-                    out=out,
-                    reference=reference,
-                    log_mlflow=mlflow,
-                )
-                verdicts.append(_judge(window_shift, outcome.result))
+                outcome, previous_end = _simulate_one(run, window_shift, previous_end)
+                verdicts.append(judge_window(window_shift, outcome.result))
         finally:
-            client.close()
+            run.client.close()
     except (MonitorInputError, SimulationError) as exc:
         raise fail(str(exc)) from exc
     print_verdict(verdicts)
     raise typer.Exit(EXIT_NO_DRIFT if all(v.passed for v in verdicts) else EXIT_DRIFT)
-
-
-def _judge(shift: str, result: DriftResult) -> WindowVerdict:
-    from simulation.traffic import judge_window
-
-    return judge_window(shift, result)
 
 
 def print_verdict(verdicts: list[WindowVerdict]) -> None:
@@ -190,7 +182,7 @@ def print_verdict(verdicts: list[WindowVerdict]) -> None:
     from rich.table import Table
 
     from fraud_platform.contracts import PROBABILITY
-    from simulation.traffic import MAY_MOVE, MOVES
+    from simulation.verdict import MAY_MOVE, MOVES
 
     if not verdicts:
         return
@@ -235,23 +227,29 @@ def print_verdict(verdicts: list[WindowVerdict]) -> None:
         console.print("[bold red]the check did not behave as the shifts expect[/]")
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every window of one ``fraud monitor simulate`` shares."""
+
+    settings: Settings
+    monitor: MonitorParams
+    client: Any  # httpx.Client, or a test's TestClient
+    base: pd.DataFrame  # the transactions to continue (or replay)
+    reference: pd.DataFrame
+    reference_path: Path
+    period_days: int | None  # the generated period (continuation), None for a replay
+    rows: int | None
+    seed: int
+    run_tag: str
+    api_url: str
+    api_key: str | None
+    wait: float
+    out: Path
+    log_mlflow: bool
+
+
 def _simulate_one(
-    client: Any,
-    base: pd.DataFrame,
-    ref_frame: pd.DataFrame,
-    *,
-    previous_end: pd.Timestamp | None,
-    period_days: int | None,
-    shift: str,
-    rows: int | None,
-    seed: int,
-    run_tag: str,
-    api_url: str,
-    api_key: str | None,
-    wait: float,
-    out: Path,
-    reference: Path,
-    log_mlflow: bool,
+    run: _Run, shift: str, previous_end: pd.Timestamp | None
 ) -> tuple[CheckOutcome, pd.Timestamp]:
     """Build, send and check one simulated window.
 
@@ -260,15 +258,10 @@ def _simulate_one(
     """
     from rich.progress import track
 
-    from simulation.traffic import (
-        latest_logged_event,
-        send_window,
-        simulated_window,
-        wait_for_logged,
-    )
+    from simulation.client import latest_logged_event, send_window, wait_for_logged
+    from simulation.traffic import simulated_window
 
-    settings = get_settings()
-    log_dir = settings.paths.prediction_log_dir
+    log_dir = run.settings.paths.prediction_log_dir
     # Never behind what the online state holds, even if the log has not caught up.
     after = max(
         (t for t in (latest_logged_event(log_dir), previous_end) if t is not None),
@@ -276,19 +269,19 @@ def _simulate_one(
     )
     notes: list[str] = []
     window = simulated_window(
-        base,
-        rows=rows,
+        run.base,
+        rows=run.rows,
         shift=shift,
         after=after,
-        run_tag=run_tag,
-        seed=seed,
-        period_days=period_days,
+        run_tag=run.run_tag,
+        seed=run.seed,
+        period_days=run.period_days,
         notes=notes,
     )
     for message in notes:
         warn(message)
     typer.echo(
-        f"sending {len(window)} '{shift}' transactions to {api_url} "
+        f"sending {len(window)} '{shift}' transactions to {run.api_url} "
         f"({window['timestamp'].min()} .. {window['timestamp'].max()})"
     )
 
@@ -296,7 +289,7 @@ def _simulate_one(
         return track(items, description=f"{shift:>6}")
 
     started = time.time()
-    sent = send_window(client, window, api_key=api_key, progress=progress)
+    sent = send_window(run.client, window, api_key=run.api_key, progress=progress)
     typer.echo(
         f"{sent.ok}/{sent.sent} scored in {sent.seconds:.1f} s"
         + (f", {sent.failed} failed" if sent.failed else "")
@@ -305,29 +298,31 @@ def _simulate_one(
         warn(f"API answered {message}")
     if not sent.ok:
         raise MonitorInputError("the API scored none of the simulated transactions")
-    typer.echo(f"waiting up to {wait:.0f} s for the rows to reach {log_dir}")
+    typer.echo(f"waiting up to {run.wait:.0f} s for the rows to reach {log_dir}")
     logged = wait_for_logged(
-        log_dir, window["transaction_id"].tolist(), timeout=wait, sent_after=started
+        log_dir, window["transaction_id"].tolist(), timeout=run.wait, sent_after=started
     )
     if logged.empty:
         raise MonitorInputError(
             f"nothing reached the prediction log at {log_dir}; is the API running with "
-            f"PROJECT_ROOT={settings.project_root}?"
+            f"PROJECT_ROOT={run.settings.project_root}?"
         )
     if len(logged) < sent.ok:
         warn(f"only {len(logged)} of {sent.ok} scored transactions are in the log yet")
     outcome = run_check(
-        ref_frame,
+        run.reference,
         logged,
-        out_dir=out,
+        settings=run.settings,
+        params=run.monitor,
+        out_dir=run.out,
         sources={
-            "reference": str(reference),
+            "reference": str(run.reference_path),
             "current": str(log_dir),
             "simulated_shift": shift,
-            "simulated_run": run_tag,
-            "simulated_base": "continuation" if period_days is not None else "replay",
-            "api_url": api_url,
+            "simulated_run": run.run_tag,
+            "simulated_base": "continuation" if run.period_days is not None else "replay",
+            "api_url": run.api_url,
         },
-        log_mlflow=log_mlflow,
+        log_mlflow=run.log_mlflow,
     )
     return outcome, window["timestamp"].max()

@@ -1,4 +1,4 @@
-"""Simulated traffic for the drift check: realistic windows, shifted or not, via the API.
+"""Simulated traffic for the drift check: realistic windows of transactions, shifted or not.
 
 The control window must look like the training data *as the online state sees it*: every
 velocity feature is computed against the customer's and merchant's state in Redis, which holds
@@ -42,8 +42,9 @@ Shifts (:data:`SHIFTS`), applied to such a base window:
   merchants, seconds apart, on the same customers;
 - ``none``: the control window.
 
-What each shift is meant to move is :data:`EXPECTED_DRIFT`; :func:`judge_window` holds a drift
-check of a window against it.
+What each shift is meant to move is :data:`simulation.verdict.EXPECTED_DRIFT`;
+:func:`simulation.verdict.judge_window` holds a drift check of a window against it. Sending the
+windows to the API and reading back what it logged is :mod:`simulation.client`.
 
 Simulated transactions get ids ``sim-<shift>-<run>-<n>`` so that their rows in the prediction
 log can be picked out exactly; customers and merchants are real ones the online store knows.
@@ -51,21 +52,16 @@ log can be picked out exactly; customers and merchants are real ones the online 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from fraud_platform.contracts import PROBABILITY, REQUEST_FIELDS, TIMESTAMP, read_prediction_log
+from fraud_platform.contracts import REQUEST_FIELDS
 
 if TYPE_CHECKING:
     from fraud_platform.settings import GenerateParams
-    from monitoring.drift import ColumnDrift, DriftResult
 
 Shift = Literal["amount", "night", "burst", "none"]
 SHIFTS: tuple[str, ...] = ("amount", "night", "burst", "none")
@@ -79,63 +75,6 @@ DAY = pd.Timedelta(days=1)
 
 class SimulationError(RuntimeError):
     """The simulation cannot run (no data, API unreachable, key rejected); says why."""
-
-
-Expectation = Literal["moves", "may move"]
-MOVES: Expectation = "moves"
-MAY_MOVE: Expectation = "may move"
-
-# What each shift is meant to move: the one list the simulate verdict checks against.
-# ``moves``: the shift must make this drift (a check that does not flag it missed the shift).
-# ``may move``: a side effect that depends on the window (e.g. the 1 h sums, mostly zero, or
-# the velocity features of a squeezed night); flagged or not, it is not held against the check.
-# Every other feature is untouched: flagging it is unexpected. ``probability`` is the model's
-# output (prediction drift), judged the same way but never counted in the dataset share.
-EXPECTED_DRIFT: dict[str, dict[str, Expectation]] = {
-    "none": {},
-    "amount": {
-        "log_amount": MOVES,
-        "amount_sum_24h": MOVES,
-        "amount_max_24h": MOVES,
-        "amount_to_avg_30d": MOVES,
-        "amount_sum_1h": MAY_MOVE,
-        PROBABILITY: MOVES,
-    },
-    "night": {
-        "hour_of_day": MOVES,
-        "is_night": MOVES,
-        # Four times closer together, and the 24 h windows straddle the previous day.
-        "txn_count_1h": MAY_MOVE,
-        "txn_count_24h": MAY_MOVE,
-        "amount_sum_1h": MAY_MOVE,
-        "amount_sum_24h": MAY_MOVE,
-        "amount_max_24h": MAY_MOVE,
-        "distinct_merchants_24h": MAY_MOVE,
-        "seconds_since_last_txn": MAY_MOVE,
-        "km_per_hour_from_last_txn": MAY_MOVE,
-        "merchant_txn_count_24h": MAY_MOVE,
-        "is_new_merchant": MAY_MOVE,
-        PROBABILITY: MAY_MOVE,
-    },
-    "burst": {
-        "log_amount": MOVES,
-        "txn_count_1h": MOVES,
-        "seconds_since_last_txn": MOVES,
-        "amount_to_avg_30d": MOVES,
-        "txn_count_24h": MAY_MOVE,
-        "amount_sum_1h": MAY_MOVE,
-        "amount_sum_24h": MAY_MOVE,
-        "amount_max_24h": MAY_MOVE,
-        "distinct_merchants_24h": MAY_MOVE,
-        "km_per_hour_from_last_txn": MAY_MOVE,
-        "distance_from_home_km": MAY_MOVE,
-        "merchant_txn_count_24h": MAY_MOVE,
-        "is_new_merchant": MAY_MOVE,
-        "hour_of_day": MAY_MOVE,
-        "is_night": MAY_MOVE,
-        PROBABILITY: MOVES,
-    },
-}
 
 
 # ------------------------------------------------------------------------------- building windows
@@ -495,288 +434,6 @@ def simulated_window(
         window = retime(window, anchor)
     ids = [f"sim-{shift}-{run_tag}-{i:06d}" for i in range(len(window))]
     return window.assign(transaction_id=ids)[list(REQUEST_FIELDS)]
-
-
-# ------------------------------------------------------------------------------------ verdict
-
-
-@dataclass(frozen=True)
-class FeatureVerdict:
-    """One column of a simulated window against what its shift is meant to move.
-
-    Attributes:
-        column: Feature name, or ``probability`` for the model's output.
-        expected: ``moves``, ``may move``, or ``None`` (untouched by the shift).
-        flagged: Whether the drift check flagged it.
-        p_value: The test's p-value.
-    """
-
-    column: str
-    expected: Expectation | None
-    flagged: bool
-    p_value: float
-
-    @property
-    def ok(self) -> bool:
-        """False for a missed expected move or an unexpected drift."""
-        if self.expected == MOVES:
-            return self.flagged
-        return self.expected == MAY_MOVE or not self.flagged
-
-    @property
-    def status(self) -> str:
-        """``drift (expected)``, ``MISSED``, ``UNEXPECTED``, ``stable``, ..."""
-        if self.expected == MOVES:
-            return "drift (expected)" if self.flagged else "MISSED"
-        if self.expected == MAY_MOVE:
-            return "drift (allowed)" if self.flagged else "stable (allowed)"
-        return "UNEXPECTED" if self.flagged else "stable"
-
-
-@dataclass(frozen=True)
-class WindowVerdict:
-    """A drift check of one simulated window, judged against :data:`EXPECTED_DRIFT`.
-
-    The window passes when every feature its shift ``moves`` (and the prediction, when
-    listed so) is flagged, and the untouched features that are flagged stay below the dataset
-    threshold: ``unexpected / all features < drift_share``. For the control (``none``) that
-    is exactly "no dataset drift". A threshold instead of "none at all" because 17 tests at
-    p < 0.05 flag one or more features by chance about half the time.
-
-    Attributes:
-        shift: The window's shift.
-        features: One verdict per model feature.
-        prediction: The model output's verdict, when the check had one.
-        dataset_drift: The drift check's own dataset verdict.
-        share_drifted: Its share of drifted features.
-        drift_share: The dataset threshold.
-    """
-
-    shift: str
-    features: list[FeatureVerdict]
-    prediction: FeatureVerdict | None
-    dataset_drift: bool
-    share_drifted: float
-    drift_share: float
-
-    @property
-    def columns(self) -> list[FeatureVerdict]:
-        """The features, then the prediction when there is one."""
-        return self.features + ([self.prediction] if self.prediction else [])
-
-    @property
-    def missed(self) -> list[str]:
-        """Columns the shift should have moved that were not flagged."""
-        return [c.column for c in self.columns if c.expected == MOVES and not c.flagged]
-
-    @property
-    def unexpected(self) -> list[str]:
-        """Untouched columns that were flagged (the prediction included)."""
-        return [c.column for c in self.columns if c.expected is None and c.flagged]
-
-    @property
-    def unexpected_share(self) -> float:
-        """Share of the model features that drifted without the shift touching them."""
-        count = sum(c.expected is None and c.flagged for c in self.features)
-        return count / len(self.features) if self.features else 0.0
-
-    @property
-    def passed(self) -> bool:
-        """Every expected move flagged, and the unexpected ones below the dataset threshold."""
-        if self.missed:
-            return False
-        return self.unexpected_share < self.drift_share
-
-    def explain(self) -> str:
-        """One line: why the window passed or failed."""
-        parts = []
-        if self.missed:
-            parts.append(f"missed {', '.join(self.missed)}")
-        if self.unexpected:
-            parts.append(
-                f"unexpected drift in {', '.join(self.unexpected)} "
-                f"(share {self.unexpected_share:.2f} vs threshold {self.drift_share})"
-            )
-        expected = [c.column for c in self.columns if c.expected == MOVES]
-        if not parts:
-            if expected:
-                parts.append(f"all of {', '.join(expected)} flagged, nothing unexpected")
-            else:
-                parts.append("nothing flagged")
-        elif not self.missed and expected:
-            parts.insert(0, f"all of {', '.join(expected)} flagged")
-        return "; ".join(parts)
-
-
-def judge_window(shift: str, result: DriftResult) -> WindowVerdict:
-    """Judge a drift check of a simulated window against :data:`EXPECTED_DRIFT`.
-
-    Args:
-        shift: The window's shift.
-        result: The drift check of its logged rows.
-
-    Returns:
-        The per-column verdicts and the window's.
-
-    Raises:
-        ValueError: For an unknown shift.
-    """
-    if shift not in EXPECTED_DRIFT:
-        raise ValueError(f"unknown shift {shift!r}; choose one of {', '.join(SHIFTS)}")
-    expected = EXPECTED_DRIFT[shift]
-
-    def verdict(item: ColumnDrift, name: str) -> FeatureVerdict:
-        return FeatureVerdict(
-            column=name, expected=expected.get(name), flagged=item.drifted, p_value=item.p_value
-        )
-
-    return WindowVerdict(
-        shift=shift,
-        features=[verdict(f, f.column) for f in result.features],
-        prediction=None if result.prediction is None else verdict(result.prediction, PROBABILITY),
-        dataset_drift=result.dataset_drift,
-        share_drifted=result.share_drifted,
-        drift_share=result.drift_share,
-    )
-
-
-def to_request(row: pd.Series | dict[str, Any]) -> dict[str, Any]:
-    """One ``POST /predict`` body from a window row."""
-    ts = pd.Timestamp(row["timestamp"]).tz_convert("UTC")
-    return {
-        "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "customer_id": str(row["customer_id"]),
-        "merchant_id": str(row["merchant_id"]),
-        "amount": float(row["amount"]),
-        "lat": float(row["lat"]),
-        "long": float(row["long"]),
-        "transaction_id": str(row["transaction_id"]),
-    }
-
-
-# ----------------------------------------------------------------------------------- sending
-
-
-@dataclass
-class SendResult:
-    """What happened to the requests of one window.
-
-    Attributes:
-        sent: Requests sent.
-        ok: Answered with 2xx.
-        errors: The first few failures, as ``status: body`` strings.
-        failed: Requests that failed.
-        seconds: Wall time.
-    """
-
-    sent: int = 0
-    ok: int = 0
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def send_window(
-    client: Any,
-    window: pd.DataFrame,
-    *,
-    api_key: str | None = None,
-    progress: Callable[[Sequence[Any]], Any] | None = None,
-    max_errors: int = 5,
-) -> SendResult:
-    """POST every row of the window to ``/predict``, one at a time, in time order.
-
-    One at a time on purpose: the API ingests each scored transaction into the customer's
-    online state, and a card-testing run only looks like one if each attempt sees the last.
-
-    Args:
-        client: An ``httpx.Client`` (or Starlette ``TestClient``) with the API's base URL.
-        window: Rows from :func:`simulated_window`.
-        api_key: Sent as ``X-API-Key`` when given.
-        progress: Wraps the iteration (e.g. ``rich.progress.track``).
-        max_errors: How many failure messages to keep.
-
-    Returns:
-        Counts of sent, answered and failed requests.
-
-    Raises:
-        SimulationError: If the API cannot be reached or rejects the key.
-    """
-    import httpx
-
-    headers = {"X-API-Key": api_key} if api_key else {}
-    result = SendResult()
-    started = time.perf_counter()
-    records = window.to_dict("records")
-    for row in progress(records) if progress else records:
-        try:
-            response = client.post("/predict", json=to_request(row), headers=headers)
-        except httpx.TransportError as exc:
-            raise SimulationError(f"cannot reach the API at {client.base_url}: {exc}") from exc
-        result.sent += 1
-        if response.status_code in (401, 403):
-            raise SimulationError(
-                f"the API rejected the key (HTTP {response.status_code}); pass --api-key"
-            )
-        if response.is_success:
-            result.ok += 1
-        else:
-            result.failed += 1
-            if len(result.errors) < max_errors:
-                result.errors.append(f"{response.status_code}: {response.text[:300]}")
-    result.seconds = time.perf_counter() - started
-    return result
-
-
-# ------------------------------------------------------------------------------ prediction log
-
-
-def latest_logged_event(folder: Path) -> pd.Timestamp | None:
-    """Latest event time in the prediction log, or ``None`` without one."""
-    log = read_prediction_log(folder, columns=[TIMESTAMP])
-    if log.empty:
-        return None
-    latest = pd.to_datetime(log[TIMESTAMP], utc=True).max()
-    return None if pd.isna(latest) else latest
-
-
-def wait_for_logged(
-    folder: Path,
-    transaction_ids: Sequence[str],
-    *,
-    timeout: float,
-    sent_after: float | None = None,
-    poll: float = 1.0,
-) -> pd.DataFrame:
-    """The prediction log rows of the given transactions, waiting for the log to catch up.
-
-    The API writes each row before it answers, so rows are there at once; the wait covers an
-    API that logs to another folder or has not answered yet.
-
-    Args:
-        folder: The prediction log folder.
-        transaction_ids: Ids that were sent.
-        timeout: Seconds to wait for all of them to appear.
-        sent_after: POSIX time the first request was sent; older files are not read.
-        poll: Seconds between two reads.
-
-    Returns:
-        Their rows (possibly fewer than asked for when the timeout passed).
-    """
-    wanted = set(transaction_ids)
-    deadline = time.monotonic() + timeout
-    since = None if sent_after is None else sent_after - 1.0  # coarse file-system clocks
-    while True:
-        log = read_prediction_log(folder, modified_since=since)
-        if "transaction_id" in log:
-            rows = log[log["transaction_id"].isin(wanted)].drop_duplicates(
-                "transaction_id", keep="last"
-            )
-        else:
-            rows = pd.DataFrame()
-        if len(rows) >= len(wanted) or time.monotonic() >= deadline:
-            return rows.reset_index(drop=True)
-        time.sleep(poll)
 
 
 def utc_run_tag(now: datetime | None = None) -> str:

@@ -118,7 +118,7 @@ fi
 
 step "Monitoring: an unshifted control window, then amounts x5, through the API; KS drift check"
 # Exit 0: the control window showed no dataset drift and the shifted window moved exactly the
-# features the shift touches (see EXPECTED_DRIFT in simulation/traffic.py); 1: it did not.
+# features the shift touches (see EXPECTED_DRIFT in simulation/verdict.py); 1: it did not.
 drift_status=0
 fraud monitor simulate --api-url "$API_URL" --control --shift amount --wait 60 || drift_status=$?
 case $drift_status in

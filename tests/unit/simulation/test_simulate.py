@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from fraud_cli.main import app as fraud
 from simulation import cli
+from simulation.client import to_request
 from simulation.traffic import (
     AMOUNT_FACTOR,
     BURST_LENGTH,
@@ -28,7 +29,6 @@ from simulation.traffic import (
     retime,
     sample_customers,
     simulated_window,
-    to_request,
 )
 from tests.support.frames import FEATURES, make_features, write_reference
 

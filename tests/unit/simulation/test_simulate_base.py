@@ -11,15 +11,12 @@ from fraud_platform.settings import load_params
 from monitoring.drift import ColumnDrift, DriftResult, model_features
 from simulation.traffic import (
     AMOUNT_FACTOR,
-    EXPECTED_DRIFT,
-    MAY_MOVE,
-    MOVES,
     SHIFTS,
     continuation_window,
     generated_period,
-    judge_window,
     simulated_window,
 )
+from simulation.verdict import EXPECTED_DRIFT, MAY_MOVE, MOVES, judge_window
 
 from .test_simulate import make_transactions
 
