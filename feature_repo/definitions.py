@@ -5,21 +5,38 @@ The stored views hold *state* (recent activity as of each event), not finished w
 features; the on-demand view ``transaction_features`` computes every window relative to the
 request time, so the same code gives the training value and the serving value. The logic is in
 :mod:`feature_repo.logic`; see its docstring for the exact semantics.
+
+Two ways in. ``feast apply`` (run by ``fraud features apply``) imports this module and registers
+its top-level objects; only for it is the project root read from the environment
+(``PROJECT_ROOT``, which the ``fraud features`` commands set for the Feast CLI), at the bottom of
+this file. Code that knows its root builds the very same objects with
+:func:`fraud_definitions` (the offline tables' folder is the only thing a root changes), so
+nothing here needs a process-global settings object and no test has to touch ``os.environ``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    OnDemandFeatureView,
+    PushSource,
+    RequestSource,
+)
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 
 from feature_repo.logic import FEATURE_INPUTS, OUTPUT_FEATURES, STATE_FIELDS
 from feature_repo.store import FEATURE_SERVICE_NAME
-from fraud_platform.settings import get_settings
 
 OWNER = "fraud-ml-platform@example.com"
 _FEAST_TYPES: dict[str, Any] = {
@@ -37,7 +54,6 @@ def _schema(view: str) -> list[Field]:
     return [Field(name=name, dtype=_FEAST_TYPES[kind]) for name, kind in STATE_FIELDS[view]]
 
 
-_FEATURES_DIR = get_settings().paths.features_dir
 _NO_TTL = timedelta(0)  # state rows never expire: the on-demand view filters by request time
 # A merchant state older than a day holds nothing inside any of its windows, so a one-day ttl
 # changes no value (offline: no row -> defaults; online: stale row -> empty windows) while it
@@ -62,60 +78,7 @@ merchant = Entity(
     owner=OWNER,
 )
 
-# ------------------------------------------------------------------ data sources
-
-customer_activity_source = FileSource(
-    name="customer_activity_source",
-    path=str(_FEATURES_DIR / "customer_activity.parquet"),
-    timestamp_field="event_timestamp",
-    description="Customer recent-activity state as of each transaction (feature pipeline).",
-    owner=OWNER,
-)
-
-customer_activity_push = PushSource(
-    name="customer_activity_push",
-    batch_source=customer_activity_source,
-    description="Fresh customer state pushed by the API after each scored transaction.",
-    owner=OWNER,
-)
-
-merchant_activity_source = FileSource(
-    name="merchant_activity_source",
-    path=str(_FEATURES_DIR / "merchant_activity.parquet"),
-    timestamp_field="event_timestamp",
-    description="Merchant recent-activity state as of each transaction.",
-    owner=OWNER,
-)
-
-merchant_activity_push = PushSource(
-    name="merchant_activity_push",
-    batch_source=merchant_activity_source,
-    description="Fresh merchant state pushed by the API after each scored transaction.",
-    owner=OWNER,
-)
-
-merchant_label_source = FileSource(
-    name="merchant_label_source",
-    path=str(_FEATURES_DIR / "merchant_label_stats.parquet"),
-    timestamp_field="event_timestamp",
-    description="Per-merchant label-arrival buckets as of each label arrival time.",
-    owner=OWNER,
-)
-
-merchant_label_push = PushSource(
-    name="merchant_label_push",
-    batch_source=merchant_label_source,
-    description="Label buckets pushed when chargebacks or confirmations arrive.",
-    owner=OWNER,
-)
-
-customer_profile_source = FileSource(
-    name="customer_profile_source",
-    path=str(_FEATURES_DIR / "customer_profile.parquet"),
-    timestamp_field="event_timestamp",
-    description="Cardholder home location, known from account creation.",
-    owner=OWNER,
-)
+# ------------------------------------------------------------------ request source
 
 # In get_historical_features these fields come from entity_df columns; online, from the request.
 transaction_request = RequestSource(
@@ -130,88 +93,219 @@ transaction_request = RequestSource(
     owner=OWNER,
 )
 
-# ------------------------------------------------------------------ feature views (state)
 
-customer_activity_fv = FeatureView(
-    name="customer_activity",
-    entities=[customer],
-    ttl=_NO_TTL,
-    schema=_schema("customer_activity"),
-    source=customer_activity_push,
-    online=True,
-    description="Customer's transactions of the last 24 h (capped) and 30 daily buckets.",
-    owner=OWNER,
-)
+@dataclass(frozen=True)
+class FraudDefinitions:
+    """The root-dependent Feast objects, built by :func:`fraud_definitions` for one root."""
 
-merchant_activity_fv = FeatureView(
-    name="merchant_activity",
-    entities=[merchant],
-    ttl=_ONE_DAY,
-    schema=_schema("merchant_activity"),
-    source=merchant_activity_push,
-    online=True,
-    description="Merchant's transactions of the last 24 h (capped).",
-    owner=OWNER,
-)
+    customer_activity_source: FileSource
+    customer_activity_push: PushSource
+    merchant_activity_source: FileSource
+    merchant_activity_push: PushSource
+    merchant_label_source: FileSource
+    merchant_label_push: PushSource
+    customer_profile_source: FileSource
+    customer_activity_fv: FeatureView
+    merchant_activity_fv: FeatureView
+    merchant_label_stats_fv: FeatureView
+    customer_profile_fv: FeatureView
+    transaction_features: OnDemandFeatureView
+    fraud_scoring_v1: FeatureService
 
-merchant_label_stats_fv = FeatureView(
-    name="merchant_label_stats",
-    entities=[merchant],
-    ttl=_NO_TTL,  # one row per label day; the on-demand view filters by request time
-    schema=_schema("merchant_label_stats"),
-    source=merchant_label_push,
-    online=True,
-    description="Labels that reached the merchant per UTC day of arrival (LABEL_STATE_DAYS).",
-    owner=OWNER,
-)
-
-customer_profile_fv = FeatureView(
-    name="customer_profile",
-    entities=[customer],
-    ttl=_NO_TTL,
-    schema=_schema("customer_profile"),
-    source=customer_profile_source,
-    online=True,
-    description="Cardholder's home location.",
-    owner=OWNER,
-)
-
-# ------------------------------------------------------------------ on-demand view
+    def objects(self) -> list[Any]:
+        """Every Feast object of the repository, entities and request source included."""
+        own = [getattr(self, item.name) for item in fields(self)]
+        return [customer, merchant, transaction_request, *own]
 
 
-@on_demand_feature_view(
-    # Projections: only the state fields the logic reads (FEATURE_INPUTS), so Feast neither
-    # joins nor converts the ids that only the online merge needs.
-    sources=[
-        view[list(FEATURE_INPUTS[view.name])]
-        for view in (
-            customer_activity_fv,
-            merchant_activity_fv,
-            merchant_label_stats_fv,
-            customer_profile_fv,
-        )
-    ]
-    + [transaction_request],
-    schema=[
-        Field(name=name, dtype=Int64 if kind is int else Float64) for name, kind in OUTPUT_FEATURES
-    ],
-    mode="python",  # measured much faster online than "pandas" (DESIGN.md)
-    description="Velocity, baseline, travel and merchant-risk features as of the request time.",
-    owner=OWNER,
-)
-def transaction_features(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Every model feature of each transaction; see :mod:`feature_repo.logic`."""
-    # Imported here: Feast serialises this function by value, the logic stays in one module.
-    from feature_repo.logic import transaction_features as compute
+def fraud_definitions(features_dir: Path) -> FraudDefinitions:
+    """The fraud features' sources, views and service, reading offline tables in ``features_dir``.
 
-    return compute(inputs)
+    Args:
+        features_dir: The project's offline feature tables (``Paths.features_dir``).
+
+    Returns:
+        The objects ``feast apply`` registers (with :data:`customer`, :data:`merchant` and
+        :data:`transaction_request`, which do not depend on the root).
+    """
+    # -------------------------------------------------------------- data sources
+
+    customer_activity_source = FileSource(
+        name="customer_activity_source",
+        path=str(features_dir / "customer_activity.parquet"),
+        timestamp_field="event_timestamp",
+        description="Customer recent-activity state as of each transaction (feature pipeline).",
+        owner=OWNER,
+    )
+
+    customer_activity_push = PushSource(
+        name="customer_activity_push",
+        batch_source=customer_activity_source,
+        description="Fresh customer state pushed by the API after each scored transaction.",
+        owner=OWNER,
+    )
+
+    merchant_activity_source = FileSource(
+        name="merchant_activity_source",
+        path=str(features_dir / "merchant_activity.parquet"),
+        timestamp_field="event_timestamp",
+        description="Merchant recent-activity state as of each transaction.",
+        owner=OWNER,
+    )
+
+    merchant_activity_push = PushSource(
+        name="merchant_activity_push",
+        batch_source=merchant_activity_source,
+        description="Fresh merchant state pushed by the API after each scored transaction.",
+        owner=OWNER,
+    )
+
+    merchant_label_source = FileSource(
+        name="merchant_label_source",
+        path=str(features_dir / "merchant_label_stats.parquet"),
+        timestamp_field="event_timestamp",
+        description="Per-merchant label-arrival buckets as of each label arrival time.",
+        owner=OWNER,
+    )
+
+    merchant_label_push = PushSource(
+        name="merchant_label_push",
+        batch_source=merchant_label_source,
+        description="Label buckets pushed when chargebacks or confirmations arrive.",
+        owner=OWNER,
+    )
+
+    customer_profile_source = FileSource(
+        name="customer_profile_source",
+        path=str(features_dir / "customer_profile.parquet"),
+        timestamp_field="event_timestamp",
+        description="Cardholder home location, known from account creation.",
+        owner=OWNER,
+    )
+
+    # -------------------------------------------------------------- feature views (state)
+
+    customer_activity_fv = FeatureView(
+        name="customer_activity",
+        entities=[customer],
+        ttl=_NO_TTL,
+        schema=_schema("customer_activity"),
+        source=customer_activity_push,
+        online=True,
+        description="Customer's transactions of the last 24 h (capped) and 30 daily buckets.",
+        owner=OWNER,
+    )
+
+    merchant_activity_fv = FeatureView(
+        name="merchant_activity",
+        entities=[merchant],
+        ttl=_ONE_DAY,
+        schema=_schema("merchant_activity"),
+        source=merchant_activity_push,
+        online=True,
+        description="Merchant's transactions of the last 24 h (capped).",
+        owner=OWNER,
+    )
+
+    merchant_label_stats_fv = FeatureView(
+        name="merchant_label_stats",
+        entities=[merchant],
+        ttl=_NO_TTL,  # one row per label day; the on-demand view filters by request time
+        schema=_schema("merchant_label_stats"),
+        source=merchant_label_push,
+        online=True,
+        description="Labels that reached the merchant per UTC day of arrival (LABEL_STATE_DAYS).",
+        owner=OWNER,
+    )
+
+    customer_profile_fv = FeatureView(
+        name="customer_profile",
+        entities=[customer],
+        ttl=_NO_TTL,
+        schema=_schema("customer_profile"),
+        source=customer_profile_source,
+        online=True,
+        description="Cardholder's home location.",
+        owner=OWNER,
+    )
+
+    # -------------------------------------------------------------- on-demand view
+
+    @on_demand_feature_view(
+        # Projections: only the state fields the logic reads (FEATURE_INPUTS), so Feast neither
+        # joins nor converts the ids that only the online merge needs.
+        sources=[
+            view[list(FEATURE_INPUTS[view.name])]
+            for view in (
+                customer_activity_fv,
+                merchant_activity_fv,
+                merchant_label_stats_fv,
+                customer_profile_fv,
+            )
+        ]
+        + [transaction_request],
+        schema=[
+            Field(name=name, dtype=Int64 if kind is int else Float64)
+            for name, kind in OUTPUT_FEATURES
+        ],
+        mode="python",  # measured much faster online than "pandas" (DESIGN.md)
+        description="Velocity, baseline, travel and merchant-risk features as of the request time.",
+        owner=OWNER,
+    )
+    def transaction_features(inputs: dict[str, Any]) -> dict[str, Any]:
+        """Every model feature of each transaction; see :mod:`feature_repo.logic`."""
+        # Imported here: Feast serialises this function by value, the logic stays in one module.
+        from feature_repo.logic import transaction_features as compute
+
+        return compute(inputs)
+
+    # -------------------------------------------------------------- feature service
+
+    fraud_scoring_v1 = FeatureService(
+        name=FEATURE_SERVICE_NAME,
+        features=[transaction_features],
+        description="The fraud model's features, version 1: used by training and by the API.",
+        owner=OWNER,
+    )
+    return FraudDefinitions(
+        customer_activity_source,
+        customer_activity_push,
+        merchant_activity_source,
+        merchant_activity_push,
+        merchant_label_source,
+        merchant_label_push,
+        customer_profile_source,
+        customer_activity_fv,
+        merchant_activity_fv,
+        merchant_label_stats_fv,
+        customer_profile_fv,
+        transaction_features,
+        fraud_scoring_v1,
+    )
 
 
-# ------------------------------------------------------------------ feature service
+# ------------------------------------------------------------------ for `feast apply`
+# The Feast CLI registers this module's top-level objects; it runs with PROJECT_ROOT set by
+# `fraud features ...` (feast_environment), so a fresh Settings() reads that root here.
 
-fraud_scoring_v1 = FeatureService(
-    name=FEATURE_SERVICE_NAME,
-    features=[transaction_features],
-    description="The fraud model's features, version 1: used by training and by the API.",
-    owner=OWNER,
-)
+
+def _from_environment() -> FraudDefinitions:
+    from fraud_platform.settings import Settings
+
+    return fraud_definitions(Settings().paths.features_dir)
+
+
+_FEAST_CLI = _from_environment()
+customer_activity_source = _FEAST_CLI.customer_activity_source
+customer_activity_push = _FEAST_CLI.customer_activity_push
+merchant_activity_source = _FEAST_CLI.merchant_activity_source
+merchant_activity_push = _FEAST_CLI.merchant_activity_push
+merchant_label_source = _FEAST_CLI.merchant_label_source
+merchant_label_push = _FEAST_CLI.merchant_label_push
+customer_profile_source = _FEAST_CLI.customer_profile_source
+customer_activity_fv = _FEAST_CLI.customer_activity_fv
+merchant_activity_fv = _FEAST_CLI.merchant_activity_fv
+merchant_label_stats_fv = _FEAST_CLI.merchant_label_stats_fv
+customer_profile_fv = _FEAST_CLI.customer_profile_fv
+transaction_features = _FEAST_CLI.transaction_features
+fraud_scoring_v1 = _FEAST_CLI.fraud_scoring_v1

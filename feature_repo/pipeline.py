@@ -7,7 +7,8 @@ Spark SQL accepts too (``collect_list``/``flatten``/``slice``), so the same logi
 Feast's Spark offline store when the history outgrows one machine.
 
 ``merge_transaction`` in :mod:`feature_repo.logic` is the online, one-at-a-time twin of the
-customer and merchant queries; ``tests/integration/features`` checks they produce identical state.
+customer and merchant queries; ``tests/unit/features/test_logic.py`` checks they produce
+identical state.
 """
 
 from __future__ import annotations
@@ -35,10 +36,19 @@ OFFLINE_TABLES = (
 
 @dataclass(frozen=True)
 class PipelineResult:
-    """What the pipeline wrote: table name -> (path, rows), and how long it took."""
+    """What the pipeline wrote: table name -> (path, rows), how long it took, from how much.
+
+    Attributes:
+        tables: Table name -> (path, rows).
+        seconds: Wall time.
+        transactions: Transactions the state was built from (raw plus ingested online).
+        labels: Labels the label state was built from.
+    """
 
     tables: dict[str, tuple[Path, int]]
     seconds: float
+    transactions: int = 0
+    labels: int = 0
 
 
 def _sql_top_cap(list_expr: str, cap: int) -> str:
@@ -279,7 +289,12 @@ def build_offline_tables(
     for tmp, final in staged:  # all or nothing: replace only once every table is written
         os.replace(tmp, final)
     con.close()
-    return PipelineResult(tables=written, seconds=time.perf_counter() - started)
+    return PipelineResult(
+        tables=written,
+        seconds=time.perf_counter() - started,
+        transactions=events.transactions.num_rows,
+        labels=events.labels.num_rows,
+    )
 
 
 def build_features(
@@ -287,19 +302,23 @@ def build_features(
     features: FeatureParams,
     progress: Callable[[str], None] | None = None,
     threads: int | None = None,
+    out_dir: Path | None = None,
 ) -> PipelineResult:
     """The ``features`` step of a project: its raw data plus its ingested events -> its tables.
 
-    The one recipe the CLI, the tests and the benchmarks use.
+    The one recipe the CLI, the consistency monitor's shadow build, the tests and the
+    benchmarks use.
 
     Args:
         paths: The project's paths (raw data, ingestion journals, offline tables).
         features: ``params.yaml``'s ``features`` section (the state caps).
         progress: Where to report each table's build time; silent by default.
         threads: DuckDB threads; all cores by default.
+        out_dir: Where to write the tables; the project's ``data/features`` by default (the
+            consistency monitor builds into a shadow root instead).
 
     Returns:
-        Where each table went, its row count and the wall time.
+        Where each table went, its row count, the wall time and the events it was built from.
     """
     events = read_event_tables(paths.raw_dir, paths.ingested_dir)
     if progress and (events.ingested_transactions or events.ingested_labels):
@@ -308,7 +327,7 @@ def build_features(
             f"labels ingested online ({paths.ingested_dir})"
         )
     return build_offline_tables(
-        events, paths.features_dir, features, threads=threads, progress=progress
+        events, out_dir or paths.features_dir, features, threads=threads, progress=progress
     )
 
 

@@ -1,7 +1,7 @@
 """The platform's door to Feast: open the store, build entity rows, fetch features.
 
 Training calls :func:`historical_features`, the API calls :func:`online_features`; both ask
-for the same feature service (:data:`~feature_repo.definitions.FEATURE_SERVICE_NAME`) and
+for the same feature service (:data:`FEATURE_SERVICE_NAME`) and
 both build their rows with the same request fields, so a feature means the same number in
 both places.
 """
@@ -9,6 +9,7 @@ both places.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,17 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import yaml
 
 from fraud_platform.contracts import EVENT_TIMESTAMP, TIMESTAMP
-from fraud_platform.settings import (
-    Settings,
-    export_feast_environment,
-    feast_environment,
-    get_settings,
-)
+from fraud_platform.settings import Settings, feast_environment, get_settings
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
+    from feast.repo_config import RepoConfig
 
 # The one name training and serving both ask Feast for. Bump the version on any change of the
 # feature list or semantics; keep the old service while models trained on it are served.
@@ -65,6 +63,12 @@ def open_store(
 ) -> FeatureStore:
     """A FeatureStore on ``feature_repo/`` with addresses taken from the settings.
 
+    ``feature_store.yaml`` reads its addresses from variables (``${REDIS_CONNECTION_STRING}``,
+    ``${FEAST_REGISTRY_PATH}``) so that the Feast CLI and compose share it; here they are filled
+    in from these settings (:func:`~fraud_platform.settings.feast_environment`), not from
+    ``os.environ``: a process may open stores of several roots, and opening one changes no
+    global state.
+
     Args:
         settings: Root and Redis address; the process settings by default.
         offline_store: Replaces the ``offline_store`` section of ``feature_store.yaml``, e.g.
@@ -75,17 +79,37 @@ def open_store(
         The store.
     """
     from feast import FeatureStore
-    from feast.repo_config import load_repo_config
 
     settings = settings or get_settings()
-    export_feast_environment(settings)
+    config = repo_config(settings)
+    if offline_store is not None:
+        config.offline_config = dict(offline_store)
+        config._offline_store = None  # RepoConfig builds the store config from offline_config
+    return FeatureStore(repo_path=str(settings.paths.feature_repo), config=config)
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """``feature_store.yaml`` as Feast's ``load_repo_config`` reads it, variables from settings.
+
+    Args:
+        settings: The root, registry and Redis address to fill in.
+
+    Returns:
+        The repo config (an unknown ``${VAR}`` is taken from the environment, as Feast does).
+    """
+    from feast.repo_config import RepoConfig
+
     repo = settings.paths.feature_repo
-    if offline_store is None:
-        return FeatureStore(repo_path=str(repo))
-    config = load_repo_config(repo, repo / "feature_store.yaml")
-    config.offline_config = dict(offline_store)
-    config._offline_store = None  # RepoConfig builds the store config from offline_config lazily
-    return FeatureStore(repo_path=str(repo), config=config)
+    variables = feast_environment(settings)
+
+    def expand(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return variables.get(name) or os.environ.get(name, match.group(0))
+
+    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", expand, (repo / "feature_store.yaml").read_text())
+    config = RepoConfig(**yaml.safe_load(text))
+    config.repo_path = repo
+    return config
 
 
 def run_feast_cli(

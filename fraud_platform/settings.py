@@ -8,7 +8,6 @@ fails with the name of the offending key.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -236,7 +235,10 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
 
     Returns:
         ``REDIS_CONNECTION_STRING`` and ``FEAST_REGISTRY_PATH`` for Feast, plus
-        ``PROJECT_ROOT`` so that the definitions find the offline tables under the same root.
+        ``PROJECT_ROOT`` so that ``feast apply`` finds the offline tables under the same root
+        (``feature_repo/definitions.py``). Passed to the Feast CLI's process
+        (``run_feast_cli``) and filled into the YAML by ``open_store``; never put into this
+        process's ``os.environ``.
     """
     settings = settings or get_settings()
     return {
@@ -244,11 +246,6 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
         "FEAST_REGISTRY_PATH": str(settings.paths.registry),
         "PROJECT_ROOT": str(settings.project_root),
     }
-
-
-def export_feast_environment(settings: Settings | None = None) -> None:
-    """Put :func:`feast_environment` into ``os.environ`` so Feast can expand its YAML."""
-    os.environ.update(feast_environment(settings))
 
 
 # --------------------------------------------------------------------------- params.yaml

@@ -201,30 +201,25 @@ def recompute_offline(
     Raises:
         RuntimeError: If ``feast apply`` fails on the shadow root.
     """
-    from feature_repo.events import read_event_tables
-    from feature_repo.pipeline import build_offline_tables
+    from feature_repo.pipeline import build_features
     from feature_repo.store import historical_features, open_store, run_feast_cli
-    from fraud_platform.settings import export_feast_environment, load_params
+    from fraud_platform.settings import load_params
 
     say = progress or (lambda _message: None)
     params = load_params(settings.paths.params_file)
     with tempfile.TemporaryDirectory(prefix="consistency-") as tmp:
         shadow = settings.model_copy(update={"project_root": Path(tmp)})
-        events = read_event_tables(settings.paths.raw_dir, settings.paths.ingested_dir)
+        built = build_features(settings.paths, params.features, out_dir=shadow.paths.features_dir)
         say(
-            f"shadow build: {len(events.transactions):,} transactions and {len(events.labels):,} "
+            f"shadow build: {built.transactions:,} transactions and {built.labels:,} "
             "labels (raw data plus everything ingested online)"
         )
-        build_offline_tables(events, shadow.paths.features_dir, params.features)
         applied = run_feast_cli(shadow, "apply", capture=True)
         if applied.returncode != 0:
             raise RuntimeError(f"feast apply on the shadow root failed:\n{applied.stderr[-2000:]}")
-        try:
-            store = open_store(shadow)
-            say(f"get_historical_features for {len(logged):,} logged predictions")
-            offline = historical_features(store, logged[list(REQUEST_FIELDS)], progress=None)
-        finally:
-            export_feast_environment(settings)  # open_store pointed Feast at the shadow root
+        store = open_store(shadow)
+        say(f"get_historical_features for {len(logged):,} logged predictions")
+        offline = historical_features(store, logged[list(REQUEST_FIELDS)], progress=None)
     return offline
 
 

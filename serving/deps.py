@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 
-from fraud_platform.settings import Settings, get_settings
 from serving.service import ScoringService
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -21,11 +20,13 @@ def get_service(request: Request) -> ScoringService:
 
 
 def require_api_key(
-    settings: Annotated[Settings, Depends(get_settings)],
-    api_key: Annotated[str | None, Depends(_api_key_header)],
+    request: Request, api_key: Annotated[str | None, Depends(_api_key_header)]
 ) -> None:
-    """401 unless the ``X-API-Key`` header holds a configured key (open when none is set)."""
-    keys = settings.api_key_list
+    """401 unless the ``X-API-Key`` header holds a configured key (open when none is set).
+
+    The keys are the app's settings (``API_KEYS``), given to :func:`serving.main.create_app`.
+    """
+    keys = request.app.state.settings.api_key_list
     if not keys:
         return
     given = (api_key or "").encode()

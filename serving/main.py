@@ -3,6 +3,10 @@
 The store, the feature reader, the state writer and the model are resolved once in the
 lifespan; requests share them. See :mod:`serving.service` for the scoring path and
 :mod:`serving.ingest` for the freshness decision.
+
+:func:`create_app` takes its settings and the function that builds the scoring service, so a
+test can run the real app (routes, validation, error handlers, middleware) on a fake service
+with ``TestClient``; ``app`` below is the production one, on the process settings.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,10 +24,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fraud_platform.settings import get_settings, load_params
+from fraud_platform.settings import Settings, get_settings, load_params
 from serving.routes import health, labels, predict
 from serving.schemas import time_guard
-from serving.service import ServiceUnavailableError, build_service
+from serving.service import ScoringService, ServiceUnavailableError, build_service
+
+ServiceBuilder = Callable[[Settings], ScoringService]
 
 logger = logging.getLogger("serving")
 
@@ -158,9 +164,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     background), so uvicorn answers ``/health`` within a second of starting, whatever state
     Redis and MLflow are in.
     """
-    settings = get_settings()
+    settings: Settings = app.state.settings
     time_guard()  # read serve.* of params.yaml now: a bad file fails the start, not a request
-    service = build_service(settings)
+    service = app.state.build_service(settings)
     app.state.service = service
     app.state.metrics = service.metrics
     app.state.batch_limit = load_params(settings.paths.params_file).serve.batch_limit
@@ -172,8 +178,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.close()
 
 
-def create_app() -> FastAPI:
-    """Assemble the app: routes, error handlers, body limit and metrics middleware."""
+def create_app(settings: Settings | None = None, build: ServiceBuilder = build_service) -> FastAPI:
+    """Assemble the app: routes, error handlers, body limit and metrics middleware.
+
+    Args:
+        settings: API keys, body limit, root and addresses; the process settings by default.
+        build: Builds the scoring service in the lifespan (:func:`serving.service.build_service`;
+            a fake one in tests).
+
+    Returns:
+        The app; the service is built when it starts.
+    """
+    settings = settings or get_settings()
     app = FastAPI(
         title="Fraud scoring API",
         summary="Scores card transactions on exact online velocity features (Feast + Redis).",
@@ -186,7 +202,9 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceUnavailableError, _unavailable)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(BodyLimitAndMetrics, max_body_bytes=get_settings().max_body_bytes)
+    app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes)
+    app.state.settings = settings
+    app.state.build_service = build
     return app
 
 

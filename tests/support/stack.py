@@ -161,16 +161,11 @@ def _lap(what: str) -> None:
     _T0[0] = now
 
 
-def _apply(store: Any) -> None:
-    """What ``feast apply`` does: register every Feast object of ``feature_repo/definitions.py``."""
-    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
-    from feast.data_source import DataSource
+def _apply(store: Any, features_dir: Path) -> None:
+    """What ``feast apply`` does, for this root: register every object of the definitions."""
+    from feature_repo.definitions import fraud_definitions
 
-    from feature_repo import definitions
-
-    kinds = (Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)
-    objects = [obj for obj in vars(definitions).values() if isinstance(obj, kinds)]
-    store.apply(objects)
+    store.apply(fraud_definitions(features_dir).objects())
 
 
 def _setup(root: Path) -> dict[str, Any]:
@@ -189,7 +184,7 @@ def _setup(root: Path) -> dict[str, Any]:
     _lap("offline tables")
     store = open_store(settings)
     _lap("open store")
-    _apply(store)
+    _apply(store, settings.paths.features_dir)
     tmp = root / ".names.json.tmp"
     tmp.write_text(json.dumps(feature_names(store)))
     os.replace(tmp, root / "names.json")  # atomically: ``register`` polls for it

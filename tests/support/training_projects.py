@@ -32,7 +32,6 @@ N_CUSTOMERS = 150
 DAYS = 14
 EARLY_SHARE = 0.6  # the early root keeps transactions before this share of the period
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # apply and offline retrieval never connect
-FEAST_ENV_KEYS = ("PROJECT_ROOT", "REDIS_CONNECTION_STRING", "FEAST_REGISTRY_PATH", "REDIS_URL")
 
 
 def small_params() -> dict:
@@ -93,15 +92,17 @@ def early_tables(tables: dict[str, pd.DataFrame], share: float) -> dict[str, pd.
 
 @contextmanager
 def isolated_environment(mlflow_dir: Path) -> Iterator[pytest.MonkeyPatch]:
-    """MLflow store in ``mlflow_dir``; Feast variables and MLflow globals restored on exit."""
+    """MLflow store in ``mlflow_dir`` for the command lines run in-process; MLflow globals restored.
+
+    Only the ``fraud train`` commands (which read the process settings, as a command line
+    should) need the environment; the library calls take their settings explicitly.
+    """
     import mlflow.tracking._model_registry.utils as registry_utils
     import mlflow.tracking._tracking_service.utils as tracking_utils
 
     # MLflow keeps the URIs in module globals; put back whatever another test had set.
     saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
     with pytest.MonkeyPatch.context() as patch:
-        for key in FEAST_ENV_KEYS:  # open_store exports these into os.environ
-            patch.setenv(key, os.environ.get(key, ""))
         patch.setenv("REDIS_URL", UNREACHABLE_REDIS)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}")
         get_settings.cache_clear()

@@ -6,13 +6,12 @@ a real ``feast apply`` and a real ``redis-server``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from fraud_platform import redis_server
-from fraud_platform.settings import Settings, get_settings
+from fraud_platform.settings import Settings
 from tests.support.edge_cases import (
     FEATURES,
     FeatureProject,
@@ -31,16 +30,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     redis_server.stop(root=root)
 
 
-# Environment the feature tests set (directly or through open_store); restored afterwards so
-# other test folders' servers and roots are not overridden.
-_ENV_KEYS = ("PROJECT_ROOT", "REDIS_URL", "REDIS_CONNECTION_STRING", "FEAST_REGISTRY_PATH")
-
-
 @pytest.fixture(scope="module")
-def feature_project(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str
-) -> Iterator[FeatureProject]:
-    """Raw edge-case data -> offline tables -> `feast apply`, in an isolated root."""
+def feature_project(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> FeatureProject:
+    """Raw edge-case data -> offline tables -> `feast apply`, in an isolated root.
+
+    Everything below takes the project's settings explicitly (``open_store(settings)``,
+    ``fraud_definitions``): no test here changes ``os.environ`` or the process settings.
+    """
     from feature_repo.pipeline import build_features
 
     root = tmp_path_factory.mktemp("project")
@@ -49,13 +45,4 @@ def feature_project(
     write_raw(tables, settings.paths.raw_dir)
     build_features(settings.paths, FEATURES)
     feast_cli(settings, "apply")
-    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
-    os.environ["PROJECT_ROOT"], os.environ["REDIS_URL"] = str(root), redis_url
-    get_settings.cache_clear()
-    yield FeatureProject(root=root, settings=settings, tables=tables)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
+    return FeatureProject(root=root, settings=settings, tables=tables)

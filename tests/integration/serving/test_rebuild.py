@@ -129,20 +129,15 @@ def test_redis_killed_under_load_is_rebuilt_exactly_from_the_journal(
             Request(c, merchants[k % len(merchants)], probe_at.value // 1000, 25.0, 40.2, -74.1)
             for k, c in enumerate(customers)
         ]
-        saved = dict(os.environ)
-        try:
-            from feature_repo.store import online_features, open_store, request_row
+        from feature_repo.store import online_features, open_store, request_row
 
-            store = open_store(settings)
-            rows = [
-                request_row(q.customer_id, q.merchant_id, probe_at.to_pydatetime(), q.amount,
-                            q.lat, q.long)
-                for q in probes
-            ]  # fmt: skip
-            got = online_features(store, rows)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)  # open_store exported the clone's Feast variables
+        store = open_store(settings)  # the clone's root and Redis, no process-wide state
+        rows = [
+            request_row(q.customer_id, q.merchant_id, probe_at.to_pydatetime(), q.amount,
+                        q.lat, q.long)
+            for q in probes
+        ]  # fmt: skip
+        got = online_features(store, rows)
     problems = [
         (q.customer_id, bad)
         for q, row in zip(probes, got, strict=True)
