@@ -65,7 +65,10 @@ def test_api_key_required(live: Live) -> None:
     )
 
 
-GOOD = {
+# Every invalid field, missing field, unknown field, junk body and bad label is checked in
+# tests/unit/serving/test_validation.py against the real app on a fake service; one of each kind
+# here goes through uvicorn and the live stack, as a smoke test of the same path.
+SMOKE_GOOD = {
     "timestamp": "2026-02-01T10:00:00Z",
     "customer_id": "val-c",
     "merchant_id": "val-m",
@@ -74,52 +77,27 @@ GOOD = {
     "long": 2.0,
 }
 
-BAD_FIELDS = [
-    ("amount", 0),
-    ("amount", -5),
-    ("amount", 5e-324),  # denormal: made amount_to_avg_30d of the next transaction infinite
-    ("amount", 0.0009),
-    ("amount", "12.5"),
-    ("amount", "NaN"),
-    ("amount", "Infinity"),
-    ("amount", None),
-    ("amount", True),
-    ("amount", 1e300),
-    ("amount", 10**400),
-    ("amount", {"nested": [1, 2]}),
-    ("lat", 90.0001),
-    ("lat", -91),
-    ("lat", "north"),
-    ("long", 180.5),
-    ("long", -181),
-    ("long", [1]),
-    ("timestamp", "yesterday"),
-    ("timestamp", 1767225600),
-    ("timestamp", "2026-13-01T00:00:00"),
-    ("timestamp", "1960-01-01T00:00:00Z"),
-    ("timestamp", "0001-01-01T00:00:00+01:00"),  # before year 1 in UTC: OverflowError once
-    ("timestamp", "9999-12-31T23:59:59-01:00"),  # after year 9999 in UTC
-    ("timestamp", "2199-12-31T23:59:59Z"),  # representable, but far in the future
-    ("timestamp", None),
-    ("customer_id", ""),
-    ("customer_id", "x" * 129),
-    ("customer_id", "   "),
-    ("customer_id", "tab\there"),
-    ("customer_id", 12345),
-    ("merchant_id", None),
-    ("merchant_id", "line\nbreak"),
-    ("merchant_id", "nul\u0000"),
-    ("merchant_id", "c1\u0085control"),
-    ("transaction_id", ""),
-    ("transaction_id", "del\u007f"),
-]
 
-
-@pytest.mark.parametrize(("field", "value"), BAD_FIELDS)
-def test_bad_field_is_422_naming_it(live: Live, field: str, value: Any) -> None:
-    response = live.post("/predict", GOOD | {field: value})
+def test_bad_field_is_422_naming_it_live(live: Live) -> None:
+    response = live.post("/predict", SMOKE_GOOD | {"merchant_id": "line\nbreak"})
     assert response.status_code == 422, response.text
-    assert field in {err["field"] for err in response.json()["detail"]}
+    assert "merchant_id" in {err["field"] for err in response.json()["detail"]}
+
+
+def test_junk_body_and_huge_body_live(live: Live) -> None:
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+    junk = live.client.post("/predict/batch", content=b"\xff\xfe\x00garbage", headers=headers)
+    assert junk.status_code == 422, junk.text
+    assert junk.json()["detail"]
+    huge = b'{"customer_id": "' + b"x" * 1_100_000 + b'"}'
+    assert live.client.post("/predict", content=huge, headers=headers).status_code == 413
+
+
+def test_bad_label_is_422_naming_the_field_live(live: Live) -> None:
+    body = {"transaction_id": "bad-l", "merchant_id": "m", "is_fraud": "yes"}
+    response = live.post("/labels", {"labels": [body]})
+    assert response.status_code == 422, response.text
+    assert "labels.0.is_fraud" in {err["field"] for err in response.json()["detail"]}
 
 
 REAL_LOOKING_IDS = [
@@ -181,23 +159,6 @@ def test_posted_labels_move_the_online_rate_once_and_are_journaled(live: Live) -
     assert (scored["merchant_id"] == "label-m").sum() == 3  # the scored transactions, journaled
 
 
-@pytest.mark.parametrize(
-    ("change", "field"),
-    [
-        ({"is_fraud": "yes"}, "labels.0.is_fraud"),
-        ({"label_timestamp": "2999-01-01T00:00:00Z"}, "labels.0.label_timestamp"),
-        ({"merchant_id": "tab\there"}, "labels.0.merchant_id"),
-        ({"fraud_pattern": "aliens"}, "labels.0.fraud_pattern"),
-        ({"extra": 1}, "labels.0.extra"),
-    ],
-)
-def test_bad_label_is_422_naming_the_field(live: Live, change: dict, field: str) -> None:
-    body = {"transaction_id": "bad-l", "merchant_id": "m", "is_fraud": True} | change
-    response = live.post("/labels", {"labels": [body]})
-    assert response.status_code == 422, response.text
-    assert field in {err["field"] for err in response.json()["detail"]}
-
-
 def test_labels_need_the_api_key(live: Live) -> None:
     body = {"labels": [{"transaction_id": "k-l", "merchant_id": "m", "is_fraud": False}]}
     assert live.post("/labels", body, key=None).status_code == 401
@@ -218,63 +179,6 @@ def test_late_transactions_say_how_late_and_beyond_the_bound_are_flagged(live: L
     assert three_hours_late["lateness_seconds"] == pytest.approx(3 * 3600.0)
     assert three_hours_late["features"]["is_new_customer"] == 0  # a known card is not new
     assert _metric(live, "fraud_api_late_beyond_bound_total") == before + 1
-
-
-@pytest.mark.parametrize(
-    "missing", ["timestamp", "customer_id", "merchant_id", "amount", "lat", "long"]
-)
-def test_missing_field_is_422_naming_it(live: Live, missing: str) -> None:
-    body = {k: v for k, v in GOOD.items() if k != missing}
-    response = live.post("/predict", body)
-    assert response.status_code == 422
-    assert missing in {err["field"] for err in response.json()["detail"]}
-
-
-def test_unknown_field_is_422(live: Live) -> None:
-    response = live.post("/predict", GOOD | {"is_fraud": 1})
-    assert response.status_code == 422
-    assert "is_fraud" in {err["field"] for err in response.json()["detail"]}
-
-
-RAW_BODIES = [
-    b"",
-    b"not json",
-    b"{",
-    b"[]",
-    b"null",
-    b"42",
-    b'"string"',
-    b'{"amount": NaN}',
-    b'{"amount": 1e999}',
-    b'[{"a": [[[[[[]]]]]]}]',
-    b"\xff\xfe\x00garbage",
-    b'{"transactions": "nope"}',
-    b'{"timestamp": {"$gt": ""}, "customer_id": [], "merchant_id": {}, "amount": [1]}',
-]
-
-
-@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
-@pytest.mark.parametrize("raw", RAW_BODIES)
-def test_junk_bodies_are_422_never_500(live: Live, path: str, raw: bytes) -> None:
-    response = live.client.post(
-        path, content=raw, headers={"X-API-Key": API_KEY, "Content-Type": "application/json"}
-    )
-    assert response.status_code == 422, response.text
-    assert response.json()["detail"]
-
-
-def test_wrong_content_type_and_huge_body(live: Live) -> None:
-    text = live.client.post(
-        "/predict",
-        content=b"amount=5",
-        headers={"X-API-Key": API_KEY, "Content-Type": "text/plain"},
-    )
-    assert text.status_code == 422
-    huge = b'{"customer_id": "' + b"x" * 1_100_000 + b'"}'
-    response = live.client.post(
-        "/predict", content=huge, headers={"X-API-Key": API_KEY, "Content-Type": "application/json"}
-    )
-    assert response.status_code == 413
 
 
 def _close(a: Any, b: Any) -> bool:
