@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from monitoring.report import ReportFiles
 
 EXIT_NO_DRIFT, EXIT_DRIFT = 0, 1  # verdicts; bad input exits 2 (fraud_platform.console)
+
+# The options of the commands that run the check (fraud monitor drift, fraud monitor simulate).
+ReferenceOption = Annotated[
+    Path | None,
+    typer.Option(help="Training reference sample; models/reference_sample.parquet."),
+]
+DriftReportsOption = Annotated[
+    Path | None, typer.Option(help="Parent folder of the report folders; reports/drift.")
+]
+MlflowOption = Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")]
 
 
 class MonitorInputError(Exception):

@@ -25,7 +25,10 @@ from fraud_platform.settings import ParamsError, get_settings, load_params
 from monitoring.check import (
     EXIT_DRIFT,
     EXIT_NO_DRIFT,
+    DriftReportsOption,
+    MlflowOption,
     MonitorInputError,
+    ReferenceOption,
     parse_since,
     read_current,
     read_reference,
@@ -40,10 +43,7 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command()
 def drift(
-    reference: Annotated[
-        Path | None,
-        typer.Option(help="Training reference sample; models/reference_sample.parquet."),
-    ] = None,
+    reference: ReferenceOption = None,
     current: Annotated[
         Path | None,
         typer.Option(help="Parquet file or prediction-log folder; data/prediction_log."),
@@ -70,10 +70,8 @@ def drift(
             help="Decision threshold for precision/recall; the logged one by default.",
         ),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Parent folder of the report folders; reports/drift.")
-    ] = None,
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
+    out: DriftReportsOption = None,
+    mlflow: MlflowOption = True,
 ) -> None:
     """Compare live traffic with the training reference; exit 0 stable, 1 drift, 2 error."""
     settings = get_settings()
@@ -148,7 +146,7 @@ def consistency(
     out: Annotated[
         Path | None, typer.Option(help="Parent folder of the report folders; reports/consistency.")
     ] = None,
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
+    mlflow: MlflowOption = True,
 ) -> None:
     """Recompute served features offline and compare; exit 0 consistent, 1 skew, 2 error.
 

@@ -24,7 +24,10 @@ from monitoring.check import (
     EXIT_DRIFT,
     EXIT_NO_DRIFT,
     CheckOutcome,
+    DriftReportsOption,
+    MlflowOption,
     MonitorInputError,
+    ReferenceOption,
     read_reference,
     run_check,
 )
@@ -73,10 +76,7 @@ def simulate(
         Path | None,
         typer.Option(help="Transactions to continue; data/raw/transactions.parquet."),
     ] = None,
-    reference: Annotated[
-        Path | None,
-        typer.Option(help="Training reference sample; models/reference_sample.parquet."),
-    ] = None,
+    reference: ReferenceOption = None,
     seed: Annotated[int | None, typer.Option(help="Random seed; params.yaml seed.")] = None,
     wait: Annotated[
         float,
@@ -86,10 +86,8 @@ def simulate(
             "each row before it answers; this covers an API logging somewhere else).",
         ),
     ] = 30.0,
-    out: Annotated[
-        Path | None, typer.Option(help="Parent folder of the report folders; reports/drift.")
-    ] = None,
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
+    out: DriftReportsOption = None,
+    mlflow: MlflowOption = True,
 ) -> None:
     """Send shifted (and optionally control) traffic through the API and check the drift check.
 

@@ -9,13 +9,15 @@ through Feast's public ``get_online_features``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import pytest
 import redis
+from feast import FeatureStore
 
-from feature_repo.redis_layout import RedisLayout
+from feature_repo.redis_layout import RedisLayout, ViewLayout
 from feature_repo.store import open_store
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from tests.support.edge_cases import FeatureProject
@@ -39,6 +41,29 @@ def _latest_row(project: FeatureProject, view: str, key: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Case:
+    """One view, an empty Redis, the store, the adapter and one real state row to write."""
+
+    client: redis.Redis
+    store: FeatureStore
+    layout: RedisLayout
+    shape: ViewLayout
+    key_column: str
+    row: dict[str, Any]
+    event_us: int
+
+    @classmethod
+    def of(cls, project: FeatureProject, redis_url: str, view: str) -> _Case:
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        store = open_store(project.settings)
+        layout = RedisLayout(store)
+        row = _latest_row(project, view, VIEWS[view])
+        event_us = pd.Timestamp(row[EVENT_TIMESTAMP]).value // 1_000
+        return cls(client, store, layout, layout.view(view), VIEWS[view], row, event_us)
+
+
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python value Feast returns."""
     return value.item() if hasattr(value, "item") else value
@@ -48,44 +73,34 @@ def _plain(value: Any) -> Any:
 def test_adapter_bytes_equal_feasts_own_write(
     feature_project: FeatureProject, redis_url: str, view: str
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    store = open_store(feature_project.settings)
-    key_column = VIEWS[view]
-    row = _latest_row(feature_project, view, key_column)
-    store.write_to_online_store(view, pd.DataFrame([row]))  # Feast's public write path
-    keys = list(client.scan_iter(count=100))
+    case = _Case.of(feature_project, redis_url, view)
+    row, shape, layout = case.row, case.shape, case.layout
+    case.store.write_to_online_store(view, pd.DataFrame([row]))  # Feast's public write path
+    keys = list(case.client.scan_iter(count=100))
     assert len(keys) == 1
-    feasts = client.hgetall(keys[0])
+    feasts = case.client.hgetall(keys[0])
 
-    layout = RedisLayout(store)
-    shape = layout.view(view)
-    assert layout.key(shape, row[key_column]) == keys[0]
-    event_us = pd.Timestamp(row[EVENT_TIMESTAMP]).value // 1_000
-    ours = shape.encode(row, event_us)
+    assert layout.key(shape, row[case.key_column]) == keys[0]
+    ours = shape.encode(row, case.event_us)
     assert ours == feasts  # every field hash, every ValueProto, the _ts field: byte for byte
-    assert layout.read(shape, row[key_column]) == {f: _plain(row[f]) for f in shape.fields}
+    assert layout.read(shape, row[case.key_column]) == {f: _plain(row[f]) for f in shape.fields}
 
 
 @pytest.mark.parametrize("view", sorted(VIEWS))
 def test_adapter_writes_read_back_through_get_online_features(
     feature_project: FeatureProject, redis_url: str, view: str
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    store = open_store(feature_project.settings)
-    key_column = VIEWS[view]
-    row = _latest_row(feature_project, view, key_column)
-    layout = RedisLayout(store)
-    shape = layout.view(view)
-    event_us = pd.Timestamp(row[EVENT_TIMESTAMP]).value // 1_000
+    case = _Case.of(feature_project, redis_url, view)
+    row, shape, layout = case.row, case.shape, case.layout
     with layout.client.pipeline(transaction=True) as pipe:
-        layout.write(pipe, layout.key(shape, row[key_column]), shape.encode(row, event_us))
+        layout.write(
+            pipe, layout.key(shape, row[case.key_column]), shape.encode(row, case.event_us)
+        )
         pipe.execute()
 
-    answer = store.get_online_features(
+    answer = case.store.get_online_features(
         features=[f"{view}:{field}" for field in shape.fields],
-        entity_rows=[{key_column: row[key_column]}],
+        entity_rows=[{case.key_column: row[case.key_column]}],
     ).to_dict()
     for field in shape.fields:
         assert answer[field] == [_plain(row[field])], field

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraud_platform import redis_server
 from fraud_platform.contracts import read_prediction_log
+from tests.support.bodies import VALID_TRANSACTION
 from tests.support.live_api import API_KEY, Live
 
 pytestmark = pytest.mark.integration
@@ -68,18 +69,8 @@ def test_api_key_required(live: Live) -> None:
 # Every invalid field, missing field, unknown field, junk body and bad label is checked in
 # tests/unit/serving/test_validation.py against the real app on a fake service; one of each kind
 # here goes through uvicorn and the live stack, as a smoke test of the same path.
-SMOKE_GOOD = {
-    "timestamp": "2026-02-01T10:00:00Z",
-    "customer_id": "val-c",
-    "merchant_id": "val-m",
-    "amount": 10.0,
-    "lat": 1.0,
-    "long": 2.0,
-}
-
-
 def test_bad_field_is_422_naming_it_live(live: Live) -> None:
-    response = live.post("/predict", SMOKE_GOOD | {"merchant_id": "line\nbreak"})
+    response = live.post("/predict", VALID_TRANSACTION | {"merchant_id": "line\nbreak"})
     assert response.status_code == 422, response.text
     assert "merchant_id" in {err["field"] for err in response.json()["detail"]}
 

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from fraud_platform.settings import Settings
 from serving.main import create_app
+from tests.support.bodies import VALID_TRANSACTION
 from tests.support.fake_service import FakeService
 
 if TYPE_CHECKING:
@@ -76,14 +77,7 @@ def test_the_api_key_is_required(api: Api) -> None:
     assert api.post("/labels", {"labels": []}, key=None).status_code == 401
 
 
-GOOD = {
-    "timestamp": "2026-02-01T10:00:00Z",
-    "customer_id": "val-c",
-    "merchant_id": "val-m",
-    "amount": 10.0,
-    "lat": 1.0,
-    "long": 2.0,
-}
+GOOD = VALID_TRANSACTION
 
 BAD_FIELDS = [
     ("amount", 0),
