@@ -1,12 +1,14 @@
-"""A small but real serving stack in a temporary project root (used by tests and the benchmark).
+"""A small but real serving stack in a temporary project root (tests and benchmarks share it).
 
 Run as a script in a subprocess so that the settings (read once per process) see the
 temporary root: ``python stack.py setup ROOT`` with ``PROJECT_ROOT``, ``REDIS_URL`` and
 ``MLFLOW_TRACKING_URI`` in the environment. It generates synthetic data, builds the offline
-tables from *all* of it, runs the real ``feast apply``, materializes state only up to the start
-of a held-out slice (within one UTC day), computes the slice's historical features, and
-registers a small model as ``fraud-detector@production``. Also ``register ROOT`` (one more
-model version, re-pointing the alias) and ``compare-readers ROOT`` (direct vs. Feast reads).
+tables from *all* of it (``build_features``, as the CLI does), registers the root's Feast
+definitions (``fraud_definitions``, what ``feast apply`` registers), materializes state only up
+to the start of a held-out slice (within one UTC day), computes the slice's historical
+features, and registers a small model as ``fraud-detector@production``. Also
+``register ROOT`` (one more model version, re-pointing the alias) and ``compare-readers ROOT``
+(direct vs. Feast reads).
 """
 
 from __future__ import annotations
