@@ -48,13 +48,17 @@ Labels as of event time
 -----------------------
 Labels arrive weeks after their transactions, so the label state a store holds can be *newer*
 than a request: Redis materialized to the end of the data knows chargebacks that arrive after
-the transactions being replayed. The merchant's label state therefore keeps the label-arrival
-days ``[day(L) - LABEL_STATE_DAYS, day(L)]`` around its latest label L, not only the last 30:
-a request at t is answered exactly from it whenever t's window ``[day(t) - 30, day(t))`` lies
-inside that range, that is for any t from ``LABEL_STATE_DAYS - 30`` days before L onward.
-Earlier than that, the buckets it needs were dropped, and the rate is *unknown*: NaN, never a
-silent 0. Offline, the point-in-time join never picks a state newer than t, so it is never
-unknown there.
+the transactions being replayed. So a label state says from which day on it is complete
+(``ml_complete_from_day``): the state folded online keeps the label-arrival days
+``[day(L) - LABEL_STATE_DAYS, day(L)]`` around its latest label L, and a request at t is answered
+exactly whenever t's window ``[day(t) - 30, day(t))`` starts on or after that day, that is for
+any t from ``LABEL_STATE_DAYS - 30`` days before L onward. Earlier, the buckets it needs were
+dropped, and the rate is *unknown*: NaN, never a silent 0.
+
+Offline, the point-in-time join never picks a state newer than t, so 30 days are enough there:
+every offline row keeps ``[D - 30, D]``, except each merchant's last row, which keeps
+``LABEL_STATE_DAYS`` like the online fold (that is the row ``feast materialize`` loads). Training
+reads short arrays; Redis gets the long horizon.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ MERCHANT_LABEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("ml_day_numbers", "int64[]"),  # UTC day of label arrival
     ("ml_day_labels", "int64[]"),  # labels that arrived that day
     ("ml_day_frauds", "int64[]"),  # of which fraud
-    ("ml_keep_days", "int64"),  # LABEL_STATE_DAYS this state was built with
+    ("ml_complete_from_day", "int64"),  # every label of days >= this one is in the buckets
 )
 PROFILE_FIELDS: tuple[tuple[str, str], ...] = (("home_lat", "float64"), ("home_long", "float64"))
 STATE_FIELDS = {
@@ -224,39 +228,26 @@ def features_for_request(
     hour = (t // HOUR_US) % 24
 
     # Customer windows: strictly earlier transactions only, [t - W, t), and of those the
-    # `cap` most recent (the arrays are sorted by (timestamp, transaction id)).
+    # `cap` most recent. The arrays are sorted by (timestamp, transaction id), so each window
+    # is one slice, found by bisection; sums run in array order.
     start_1h, start_24h = t - HOUR_US, t - DAY_US
     ts_list = customer_state.get("c_ts_us") or []
-    in_window = [i for i, ts in enumerate(ts_list) if start_24h <= ts < t]
-    in_window = in_window[-customer_state["c_state_cap"] :] if in_window else in_window
+    end = bisect_left(ts_list, t)
+    first = max(bisect_left(ts_list, start_24h), end - (customer_state.get("c_state_cap") or 0))
+    first_1h = max(first, bisect_left(ts_list, start_1h))
     amounts = customer_state.get("c_amounts") or []
-    merchants = customer_state.get("c_merchant_ids") or []
-    count_1h = count_24h = 0
-    sum_1h = sum_24h = 0.0
-    max_24h = 0.0
-    distinct: set[str] = set()
-    for i in in_window:
-        ts, amt, merchant = ts_list[i], amounts[i], merchants[i]
-        count_24h += 1
-        sum_24h += amt
-        max_24h = max(max_24h, amt)
-        distinct.add(merchant)
-        if ts >= start_1h:
-            count_1h += 1
-            sum_1h += amt
+    window_amounts = amounts[first:end]
+    count_24h, count_1h = end - first, end - first_1h
+    sum_24h, sum_1h = sum(window_amounts, 0.0), sum(amounts[first_1h:end], 0.0)
+    max_24h = max(window_amounts, default=0.0)
+    distinct = len(set((customer_state.get("c_merchant_ids") or [])[first:end]))
 
-    # 30-day baseline: complete UTC days before t's day.
+    # 30-day baseline: complete UTC days before t's day (bucket days ascend).
     today = day_number(t)
-    day_sum, day_count = 0.0, 0
-    for day, dsum, dcount in zip(
-        customer_state.get("c_day_numbers") or [],
-        customer_state.get("c_day_sums") or [],
-        customer_state.get("c_day_counts") or [],
-        strict=False,
-    ):
-        if today - BASELINE_DAYS <= day < today:
-            day_sum += dsum
-            day_count += dcount
+    days = customer_state.get("c_day_numbers") or []
+    lo, hi = bisect_left(days, today - BASELINE_DAYS), bisect_left(days, today)
+    day_sum = sum((customer_state.get("c_day_sums") or [])[lo:hi], 0.0)
+    day_count = sum((customer_state.get("c_day_counts") or [])[lo:hi])
     amount_to_avg = amount / (day_sum / day_count) if day_count and day_sum > 0 else 1.0
 
     last = _last_before(customer_state, t)
@@ -275,7 +266,7 @@ def features_for_request(
         from_home = haversine_km(home_lat, home_long, lat, long)
 
     m_ts = merchant_state.get("m_ts_us") or []
-    merchant_count = sum(1 for ts in m_ts if start_24h <= ts < t)
+    merchant_count = bisect_left(m_ts, t) - bisect_left(m_ts, start_24h)
     if merchant_count:
         merchant_count = min(merchant_count, merchant_state["m_state_cap"])
 
@@ -290,7 +281,7 @@ def features_for_request(
         "amount_sum_1h": sum_1h,
         "amount_sum_24h": sum_24h,
         "amount_max_24h": max_24h,
-        "distinct_merchants_24h": len(distinct),
+        "distinct_merchants_24h": distinct,
         "seconds_since_last_txn": gap_seconds,
         "amount_to_avg_30d": amount_to_avg,
         "distance_from_home_km": from_home,
@@ -328,8 +319,7 @@ def merchant_fraud_rate(merchant_labels: Mapping[str, Any], today: int) -> float
     if not days:
         return 0.0
     first_needed = today - BASELINE_DAYS
-    latest_day = day_number(int(merchant_labels["ml_latest_ts_us"]))
-    if first_needed < latest_day - int(merchant_labels["ml_keep_days"]):
+    if first_needed < int(merchant_labels["ml_complete_from_day"]):
         return math.nan
     # Days are ascending: the window is one contiguous slice.
     start, stop = bisect_left(days, first_needed), bisect_left(days, today)
@@ -357,25 +347,19 @@ def transaction_features(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[
         Feature name -> list of values, one per row.
     """
     n_rows = len(inputs["txn_timestamp_us"])
-    columns = {
-        group: [(name, inputs.get(name)) for name in fields] for group, fields in _STATE_GROUPS
-    }
-    request_columns = [(name, inputs[name]) for name in REQUEST_FIELDS]
+    missing = [None] * n_rows  # a state field Feast did not pass (no such view): no state
+
+    def rows_of(fields: Sequence[str]) -> list[dict[str, Any]]:
+        columns = [inputs.get(name) or missing for name in fields]
+        return [dict(zip(fields, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    groups = [rows_of(fields) for _, fields in _STATE_GROUPS]
     out: dict[str, list[Any]] = {name: [] for name, _ in OUTPUT_FEATURES}
-    for i in range(n_rows):
-        parts = {
-            group: {name: (col[i] if col is not None else None) for name, col in cols}
-            for group, cols in columns.items()
-        }
-        row = features_for_request(
-            {name: col[i] for name, col in request_columns},
-            parts["customer_state"],
-            parts["merchant_state"],
-            parts["merchant_labels"],
-            parts["profile"],
-        )
-        for name, value in row.items():
-            out[name].append(value)
+    appends = [(name, out[name].append) for name, _ in OUTPUT_FEATURES]
+    for request, *states in zip(rows_of(REQUEST_FIELDS), *groups, strict=True):
+        row = features_for_request(request, *states)
+        for name, append in appends:
+            append(row[name])
     return out
 
 
@@ -533,8 +517,9 @@ def merge_label(
 ) -> dict:
     """Fold one arrived label into a merchant's label-day buckets (any order gives one result).
 
-    Buckets older than the latest label's day minus ``keep_days`` are dropped; the batch
-    pipeline's row for a label day is exactly this fold of every label up to that day.
+    Buckets older than the latest label's day minus ``keep_days`` are dropped, and the state is
+    complete from that day on (never earlier than it was); the batch pipeline's last row of a
+    merchant is exactly this fold of every label.
 
     Args:
         state: The current ``ml_*`` fields, or ``None``.
@@ -557,12 +542,15 @@ def merge_label(
     n_labels, n_frauds = buckets.get(day, (0, 0))
     buckets[day] = (n_labels + 1, n_frauds + int(is_fraud))
     latest = max(label_ts_us, state.get("ml_latest_ts_us") or label_ts_us)
-    first_kept_day = day_number(latest) - keep_days
-    days = sorted(d for d in buckets if d >= first_kept_day)
+    complete_from = day_number(latest) - keep_days
+    if state.get("ml_complete_from_day") is not None:
+        # A state loaded with a shorter horizon does not become complete further back.
+        complete_from = max(complete_from, int(state["ml_complete_from_day"]))
+    days = sorted(d for d in buckets if d >= complete_from)
     return {
         "ml_latest_ts_us": latest,
         "ml_day_numbers": days,
         "ml_day_labels": [buckets[d][0] for d in days],
         "ml_day_frauds": [buckets[d][1] for d in days],
-        "ml_keep_days": keep_days,
+        "ml_complete_from_day": complete_from,
     }

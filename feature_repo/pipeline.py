@@ -181,11 +181,13 @@ def _merchant_activity_sql(cap: int, lateness: int) -> tuple[list[str], str]:
 def _merchant_labels_sql() -> tuple[list[str], str]:
     """Per merchant and UTC day with label arrivals, the label state as of that day's last label.
 
-    The row of day D is stamped with the last label time L of D and holds the label-arrival days
-    ``[D - LABEL_STATE_DAYS, D]``: exactly what :func:`~feature_repo.logic.merge_label` gives
-    after folding every label up to L. The point-in-time join at t picks the last label day at
-    or before t, and the on-demand view uses its complete days before t's day, so every label
-    it counts arrived before t. Rows are sparse (days with labels only) and never expire.
+    The row of day D is stamped with the last label time of D and holds the label-arrival days
+    ``[D - 30, D]``: all a request on a day >= D needs, since the on-demand view uses the 30
+    complete days before the request's day. The point-in-time join at t picks the last label day
+    at or before t, so every label it counts arrived before t. Each merchant's *last* row keeps
+    ``[D - LABEL_STATE_DAYS, D]`` instead: exactly what :func:`~feature_repo.logic.merge_label`
+    gives after folding every label, and what ``feast materialize`` loads into Redis. Rows are
+    sparse (days with labels only) and never expire.
     """
     setup = [
         f"""CREATE TEMP TABLE ml_daily AS
@@ -199,16 +201,21 @@ def _merchant_labels_sql() -> tuple[list[str], str]:
     SELECT merchant_id,
            make_timestamp(last_label_ts)::TIMESTAMPTZ AS event_timestamp,
            last_label_ts AS ml_latest_ts_us,
-           list_transform(buckets, lambda x: x.d) AS ml_day_numbers,
-           list_transform(buckets, lambda x: x.n) AS ml_day_labels,
-           list_transform(buckets, lambda x: x.f) AS ml_day_frauds,
-           {LABEL_STATE_DAYS}::BIGINT AS ml_keep_days
+           list_transform(kept, lambda x: x.d) AS ml_day_numbers,
+           list_transform(kept, lambda x: x.n) AS ml_day_labels,
+           list_transform(kept, lambda x: x.f) AS ml_day_frauds,
+           complete_from AS ml_complete_from_day
     FROM (
-        SELECT merchant_id, last_label_ts,
-               list_sort(list(struct_pack(d := day, n := labels, f := frauds)) OVER (
-                   PARTITION BY merchant_id ORDER BY day
-                   RANGE BETWEEN {LABEL_STATE_DAYS} PRECEDING AND CURRENT ROW)) AS buckets
-        FROM ml_daily
+        SELECT *, list_filter(buckets, lambda x: x.d >= complete_from) AS kept
+        FROM (
+            SELECT merchant_id, last_label_ts,
+                   day - CASE WHEN day = max(day) OVER (PARTITION BY merchant_id)
+                              THEN {LABEL_STATE_DAYS} ELSE {BASELINE_DAYS} END AS complete_from,
+                   list_sort(list(struct_pack(d := day, n := labels, f := frauds)) OVER (
+                       PARTITION BY merchant_id ORDER BY day
+                       RANGE BETWEEN {LABEL_STATE_DAYS} PRECEDING AND CURRENT ROW)) AS buckets
+            FROM ml_daily
+        )
     )
     """
     return setup, final

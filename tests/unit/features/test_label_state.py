@@ -61,7 +61,22 @@ def test_fold_order_does_not_matter_and_old_days_are_dropped() -> None:
     random.Random(5).shuffle(shuffled)
     assert _fold(shuffled) == in_order
     assert min(in_order["ml_day_numbers"]) >= max(in_order["ml_day_numbers"]) - LABEL_STATE_DAYS
-    assert in_order["ml_keep_days"] == LABEL_STATE_DAYS
+    assert in_order["ml_complete_from_day"] == max(in_order["ml_day_numbers"]) - LABEL_STATE_DAYS
+
+
+def test_a_short_horizon_state_stays_short_after_an_online_fold() -> None:
+    """A 30-day row loaded by an earlier materialize does not pretend to know 90 days."""
+    short = {
+        "ml_latest_ts_us": _at(DAY0),
+        "ml_day_numbers": [DAY0 - 10, DAY0],
+        "ml_day_labels": [1, 1],
+        "ml_day_frauds": [1, 0],
+        "ml_complete_from_day": DAY0 - BASELINE_DAYS,
+    }
+    folded = merge_label(short, _at(DAY0 + 1), False)
+    assert folded["ml_complete_from_day"] == DAY0 - BASELINE_DAYS
+    assert merchant_fraud_rate(folded, DAY0 + 2) == pytest.approx(1 / 3)
+    assert math.isnan(merchant_fraud_rate(folded, DAY0 - 1))  # needs DAY0 - 31: not known
 
 
 def test_unknown_merchant_has_rate_zero() -> None:
