@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import time
 from pathlib import Path
 
 from fraud_platform.settings import PROJECT_ROOT, Settings, get_settings, load_params
+
+
+def add_size_arguments(parser: argparse.ArgumentParser) -> None:
+    """The synthetic data size options shared by the feature and training benchmarks."""
+    parser.add_argument("--customers", type=int, default=28_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument(
+        "--customers-per-merchant", type=int, default=5,
+        help="Scale merchants with customers (params.yaml's n_merchants is for the demo size).",
+    )  # fmt: skip
 
 
 def prepare_root(

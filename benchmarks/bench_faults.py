@@ -80,6 +80,24 @@ class Load:
     def _connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
+    def _send(
+        self,
+        conn: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        body: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[http.client.HTTPConnection, int]:
+        """One request; status -1 and a fresh connection when the API is unreachable."""
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            response.read()
+            return conn, response.status
+        except OSError:
+            conn.close()
+            return self._connect(), -1
+
     def _client(self, k: int) -> None:
         conn = self._connect()
         step = 0
@@ -97,15 +115,8 @@ class Load:
                 "long": -73.9,
             }
             sent = time.monotonic()
-            try:
-                conn.request("POST", "/predict", body=json.dumps(body), headers=headers)
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-            except OSError:
-                status = -1
-                conn.close()
-                conn = self._connect()
+            conn, status = self._send(conn, "POST", "/predict", json.dumps(body), headers)
+            if status == -1:
                 time.sleep(0.01)
             self.results.append((sent, time.monotonic() - sent, status, txn_id))
         conn.close()
@@ -114,15 +125,7 @@ class Load:
         conn = self._connect()
         while not self.stop.is_set():
             sent = time.monotonic()
-            try:
-                conn.request("GET", "/health")
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-            except OSError:
-                status = -1
-                conn.close()
-                conn = self._connect()
+            conn, status = self._send(conn, "GET", "/health")
             self.health.append((sent, time.monotonic() - sent, status))
             time.sleep(0.01)
         conn.close()
@@ -351,13 +354,7 @@ def main() -> None:
     server = redis_server.start(root=root)
     env = stack.stack_env(root, server.url, API_KEYS=API_KEY, SERVING_MODEL_POLL_SECONDS="1")
     try:
-        meta_file = root / "meta.json"
-        if meta_file.exists():
-            meta = json.loads(meta_file.read_text())
-        else:
-            print(f"building the stack in {root} ...", flush=True)
-            meta = stack.build_stack(root, env)
-            meta_file.write_text(json.dumps(meta))
+        meta = stack.load_or_build_stack(root, env)
         print(f"cpu cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
         drill_journal()
         drill_redis_outage(root, env, meta, args.clients, args.outage)

@@ -21,16 +21,12 @@ from pathlib import Path
 import psutil
 
 from benchmarks._memory import PeakRss
+from benchmarks._setup import add_size_arguments
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--customers", type=int, default=28_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument(
-        "--customers-per-merchant", type=int, default=5,
-        help="Scale merchants with customers (params.yaml's n_merchants is for the demo size).",
-    )  # fmt: skip
+    add_size_arguments(parser)
     parser.add_argument("--online-reads", type=int, default=2_000)
     parser.add_argument("--profile", help="A data profile of params.yaml instead of the sizes.")
     args = parser.parse_args()

@@ -285,13 +285,7 @@ def main() -> None:
         env["SERVING_INGEST_MODE"] = "sync"  # read-your-writes across worker processes
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        meta_file = root / "meta.json"
-        if meta_file.exists():
-            meta = json.loads(meta_file.read_text())
-        else:
-            print(f"building the stack in {root} ...", flush=True)
-            meta = stack.build_stack(root, env)
-            meta_file.write_text(json.dumps(meta))
+        meta = stack.load_or_build_stack(root, env)
         api_port, feast_port = stack.free_port(), stack.free_port()
         api = start_api_workers(root, env, api_port, args.workers)
         procs.append(api)

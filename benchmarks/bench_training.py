@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks._memory import PeakRss
+from benchmarks._setup import add_size_arguments
 
 
 def _gib(n_bytes: float) -> str:
@@ -30,12 +31,7 @@ def _gib(n_bytes: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--customers", type=int, default=28_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument(
-        "--customers-per-merchant", type=int, default=5,
-        help="Scale merchants with customers (params.yaml's n_merchants is for the demo size).",
-    )  # fmt: skip
+    add_size_arguments(parser)
     parser.add_argument("--root", type=Path, help="Reuse (or create) this root; a temp dir else.")
     parser.add_argument(
         "--register", action="store_true", help="Also time the MLflow run and registration."

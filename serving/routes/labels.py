@@ -10,10 +10,9 @@ Idempotent by transaction id: posting a label again changes nothing.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 
 from serving.deps import ApiKeyDep, ServiceDep
-from serving.routes.predict import ERROR_RESPONSES, in_pool
+from serving.routes.predict import ERROR_RESPONSES, check_batch_limit, in_pool
 from serving.schemas import LabelsIn, LabelsOut
 
 router = APIRouter(
@@ -24,16 +23,6 @@ router = APIRouter(
 @router.post("", response_model=LabelsOut)
 async def post_labels(body: LabelsIn, service: ServiceDep, request: Request) -> dict:
     """Fold arrived labels into the online label state and journal them for training."""
-    limit: int = request.app.state.batch_limit
-    if len(body.labels) > limit:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("body", "labels"),
-                    "msg": f"at most {limit} labels per call, got {len(body.labels)}",
-                    "type": "too_long",
-                }
-            ]
-        )
+    check_batch_limit(request, "labels", body.labels)
     result: dict = await in_pool(request, service.ingest_labels, body.labels)
     return result

@@ -41,6 +41,14 @@ async def in_pool(request: Request, work: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(request.app.state.pool, work, *args)
 
 
+def check_batch_limit(request: Request, field: str, items: list[Any]) -> None:
+    """Refuse a list longer than ``serve.batch_limit`` with a 422 that names the field."""
+    limit: int = request.app.state.batch_limit
+    if len(items) > limit:
+        message = f"at most {limit} {field} per call, got {len(items)}"
+        raise RequestValidationError([{"loc": ("body", field), "msg": message, "type": "too_long"}])
+
+
 @router.post("", response_model=ScoreOut)
 async def predict(transaction: TransactionIn, service: ServiceDep, request: Request) -> dict:
     """Score one transaction and fold it into the customer's online state."""
@@ -52,16 +60,6 @@ async def predict(transaction: TransactionIn, service: ServiceDep, request: Requ
 @router.post("/batch", response_model=BatchOut)
 async def predict_batch(batch: BatchIn, service: ServiceDep, request: Request) -> dict:
     """Score up to serve.batch_limit transactions (features read before the batch is ingested)."""
-    limit: int = request.app.state.batch_limit
-    if len(batch.transactions) > limit:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("body", "transactions"),
-                    "msg": f"at most {limit} transactions per batch, got {len(batch.transactions)}",
-                    "type": "too_long",
-                }
-            ]
-        )
+    check_batch_limit(request, "transactions", batch.transactions)
     received = request.scope.get("fraud.received", time.perf_counter())
     return {"results": await in_pool(request, service.score, batch.transactions, received)}
