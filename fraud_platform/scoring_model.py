@@ -36,6 +36,11 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
+
+def _qualified(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
 LINEAR = "logistic_regression"
 TREES = "lightgbm"
 
@@ -146,7 +151,18 @@ class ScoringModel:
         contributions, base = both[:-1], float(both[-1])
         return self.calibration.apply_one(base + float(contributions.sum())), contributions, base
 
+    def trusted_types(self) -> list[str]:
+        """The types MLflow's skops format must trust to load this object (nothing else).
+
+        Logged with the model (``skops_trusted_types``), so the registry's loader accepts
+        exactly these classes and the library types their state holds.
+        """
+        return [_qualified(type(self)), _qualified(Calibration), *self._state_types()]
+
     # ---------------------------------------------------------------- per family
+
+    def _state_types(self) -> list[str]:
+        return []
 
     def _contributions(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -271,6 +287,10 @@ class TreeModel(ScoringModel):
             calibration=calibration or Calibration(),
             booster=booster,
         )
+
+    def _state_types(self) -> list[str]:
+        # The booster pickles as its model text plus an ordered dict of its parameters.
+        return [_qualified(type(self.booster)), "collections.OrderedDict"]
 
     def _contributions(self, x: np.ndarray) -> np.ndarray:
         # One row at a time comes from the API: one thread avoids OpenMP's start-up cost.

@@ -148,6 +148,7 @@ def register_model(result: ModelResult, evaluation: Evaluation, settings: Settin
         # threshold tag.
         pyfunc_predict_fn="predict_proba",
         pip_requirements=requirements,
+        skops_trusted_types=result.model.trusted_types(),
     )
     return str(info.registered_model_version)
 

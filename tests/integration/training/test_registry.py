@@ -163,7 +163,7 @@ def test_every_family_is_registered_and_the_better_holdout_is_selected(
     name, families = registry.settings.model_name, registry.project.params.train.models
     assert {first.model_kind, *first.other_versions} == set(families) and len(families) == 2
     metrics = client.get_run(first.run_id).data.metrics
-    scores = {kind: metrics[f"{kind}_holdout_pr_auc"] for kind in families}
+    scores: dict[str, float] = {kind: metrics[f"{kind}_holdout_pr_auc"] for kind in families}
     assert first.model_kind == max(scores, key=lambda kind: scores[kind])
     assert metrics["holdout_pr_auc"] == scores[first.model_kind]
     for kind, number in first.other_versions.items():
