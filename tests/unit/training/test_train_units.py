@@ -177,3 +177,39 @@ def test_reference_sample_skips_the_warm_up_days() -> None:
     # The probability is what the frozen model (served the same way) gives each row.
     expected = pipeline.predict_proba(too_long[["x"]])[:, 1]  # uncalibrated: plain sigmoid
     np.testing.assert_allclose(too_long["probability"], expected, rtol=1e-12)
+
+
+def test_slice_metrics_per_pattern_and_cold_start() -> None:
+    from training.evaluation import slice_metrics
+
+    holdout = pd.DataFrame(
+        {
+            "is_fraud": [0, 0, 0, 0, 1, 1, 1, 1],
+            "fraud_pattern": ["none"] * 4 + ["card_testing"] * 2 + ["account_takeover"] * 2,
+            "is_new_customer": [1, 0, 0, 0, 1, 0, 0, 0],
+        }
+    )
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.9, 0.5, 0.7, 0.25])
+    slices = slice_metrics(holdout, scores, threshold=0.4)
+    assert set(slices) == {"card_testing", "account_takeover", "cold_start"}
+    # card testing: both frauds flagged; ranked above every legit row but 0.6 -> AP (1 + 2/3)/2
+    assert slices["card_testing"]["recall"] == 1.0
+    assert slices["card_testing"]["pr_auc"] == pytest.approx((1 + 2 / 3) / 2)
+    assert slices["card_testing"]["rows"] == 6 and slices["card_testing"]["frauds"] == 2
+    assert slices["account_takeover"]["recall"] == 0.5
+    assert slices["cold_start"] == {"recall": 1.0, "rows": 2.0, "frauds": 1.0, "pr_auc": 1.0}
+
+
+def test_slice_metrics_without_patterns_keep_only_cold_start() -> None:
+    from training.evaluation import slice_metrics
+
+    imported = pd.DataFrame(
+        {
+            "is_fraud": [0, 1, 0, 1],
+            "fraud_pattern": ["none", "unknown", "none", "unknown"],  # the importer's labels
+            "is_new_customer": [0, 0, 0, 0],
+        }
+    )
+    assert slice_metrics(imported, np.array([0.1, 0.9, 0.2, 0.8]), 0.5) == {}
+    no_column = imported.drop(columns=["fraud_pattern"]).assign(is_new_customer=1)
+    assert set(slice_metrics(no_column, np.array([0.1, 0.9, 0.2, 0.8]), 0.5)) == {"cold_start"}
