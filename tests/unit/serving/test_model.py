@@ -232,3 +232,16 @@ def test_holder_swaps_only_to_a_new_version_and_refuses_unknown_features() -> No
     registry["2"] = ("g",)
     assert holder.refresh() is True and holder.bundle.version == "2"
     assert holder.last_error is None and holder.unavailable_reason == ""
+
+
+def test_concurrent_requests_get_the_same_answers(trained: ScoringModel) -> None:
+    # The API scores on a pool of threads (SERVING_THREADS) with one shared model.
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundle = bundle_from_model(trained, "m", "9", "run", _tags())
+    rows = [row.to_dict() for _, row in _training_data(200)[0].iterrows()]
+    alone = [bundle.score(row)[2] for row in rows]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda row: bundle.score(row)[2], rows * 4))
+    for k, contributions in enumerate(together):
+        np.testing.assert_array_equal(contributions, alone[k % len(rows)])
