@@ -272,6 +272,10 @@ def main() -> None:
         "--feature-path", choices=("feast", "direct"), default="feast",
         help="SERVING_FEATURE_PATH of the API: get_online_features or the one-pipeline reader",
     )  # fmt: skip
+    parser.add_argument(
+        "--model-kind", choices=("logistic_regression", "lightgbm"), default="logistic_regression",
+        help="the family the stack registers and the API serves (build a fresh --root per kind)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from fraud_platform import redis_server
@@ -281,6 +285,7 @@ def main() -> None:
     server = redis_server.start(root=root)
     env = stack.stack_env(root, server.url)
     env["SERVING_FEATURE_PATH"] = args.feature_path
+    env["STACK_MODEL_KIND"] = args.model_kind  # read by the stack's model registration
     if args.workers > 1:
         env["SERVING_INGEST_MODE"] = "sync"  # read-your-writes across worker processes
     procs: list[subprocess.Popen[bytes]] = []
@@ -311,7 +316,7 @@ def main() -> None:
             results[name] = r
         print(f"\nworkers (API): {args.workers}; cpu cores: {os.cpu_count()}; "
               f"ingest mode: {env.get('SERVING_INGEST_MODE', 'async')}, "
-              f"feature path: {args.feature_path}")  # fmt: skip
+              f"feature path: {args.feature_path}, model: {args.model_kind}")  # fmt: skip
         for name, r in results.items():
             o, s, m = r["open"], r["single"], r["max"]
             print(f"\n{name}")

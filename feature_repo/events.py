@@ -71,12 +71,16 @@ class EventTables:
     ingested_labels: int = 0
 
     def labeled_transactions(self) -> pd.DataFrame:
-        """Transactions with a label: the raw transaction columns plus ``is_fraud``."""
+        """Transactions with a label: the raw columns plus ``is_fraud`` and ``fraud_pattern``.
+
+        The pattern (``none``, ``unknown`` for imported fraud, or the generator's pattern) is
+        for slice metrics only: no feature reads it.
+        """
         con = duckdb.connect()
         con.register("txn", self.transactions)
         con.register("lab", self.labels)
         return con.execute(
-            """SELECT t.*, l.is_fraud FROM txn t
+            """SELECT t.*, l.is_fraud, l.fraud_pattern FROM txn t
                JOIN lab l ON l.transaction_id = t.transaction_id
                          AND l.merchant_id = t.merchant_id
                ORDER BY t.timestamp, t.transaction_id"""

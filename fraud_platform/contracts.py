@@ -45,6 +45,7 @@ AMOUNT = "amount"
 LAT = "lat"  # where the transaction happens
 LONG = "long"
 LABEL = "is_fraud"  # the target: 1 fraud, 0 legitimate
+FRAUD_PATTERN = "fraud_pattern"  # a label's pattern: none, unknown, card_testing, ...
 LABEL_TIMESTAMP = "label_timestamp"  # when the label became known (after the transaction)
 PROBABILITY = "probability"  # the model's fraud probability: logged, and in the drift reference
 PREDICTION = "prediction"  # FRAUD or LEGIT, at the model's threshold
@@ -156,7 +157,9 @@ class ModelTags:
         holdout_pr_auc: The version's holdout PR-AUC when it was trained.
         raw_data_md5: The version of the raw data it was trained on.
         promotion_decision: Why the alias moved to it or not (``no_champion``, ``forced``,
-            ``challenger_better``, ``champion_kept``, ``champion_unscorable``).
+            ``challenger_better``, ``champion_kept``, ``champion_unscorable``), or
+            ``not_selected`` (another model of the same run had the better holdout PR-AUC).
+        model_kind: Its family (``logistic_regression``, ``lightgbm``).
     """
 
     threshold: float
@@ -165,6 +168,7 @@ class ModelTags:
     holdout_pr_auc: float | None = None
     raw_data_md5: str | None = None
     promotion_decision: str | None = None
+    model_kind: str | None = None
 
     def to_tags(self) -> dict[str, str]:
         """The tags as MLflow stores them (strings); floats round-trip exactly (``repr``)."""
@@ -177,6 +181,8 @@ class ModelTags:
             tags["raw_data_md5"] = self.raw_data_md5
         if self.promotion_decision is not None:
             tags["promotion_decision"] = self.promotion_decision
+        if self.model_kind is not None:
+            tags["model_kind"] = self.model_kind
         return tags
 
     @classmethod
@@ -209,4 +215,5 @@ class ModelTags:
             holdout_pr_auc=holdout_pr_auc,
             raw_data_md5=tags.get("raw_data_md5"),
             promotion_decision=tags.get("promotion_decision"),
+            model_kind=tags.get("model_kind"),
         )

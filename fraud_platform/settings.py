@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
 import yaml
@@ -292,22 +292,65 @@ class FeatureParams(_Strict):
     max_lateness_seconds: int = Field(ge=0, le=86_400)
 
 
+ModelKind = Literal["logistic_regression", "lightgbm"]
+"""A model family training can fit (``train.models``); each has its section in ``train``."""
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+
+
+class LogisticRegressionParams(_Strict):
+    """The interpretable baseline: a class-balanced logistic regression on standardised inputs."""
+
+    C: float = Field(gt=0)
+    max_iter: int = Field(gt=0)
+
+
+class LightGBMParams(_Strict):
+    """The gradient-boosted trees (LightGBM); names are LightGBM's own."""
+
+    n_estimators: int = Field(gt=0, le=10_000)
+    learning_rate: float = Field(gt=0, le=1)
+    num_leaves: int = Field(ge=2, le=4096)
+    min_child_samples: int = Field(ge=1)
+    subsample: float = Field(default=1.0, gt=0, le=1)  # share of rows per tree (bagging)
+    colsample_bytree: float = Field(default=1.0, gt=0, le=1)  # share of features per tree
+    reg_lambda: float = Field(default=0.0, ge=0)
+
+
 class TrainParams(_Strict):
-    """Model, cross-validation and drift-reference settings.
+    """Models, cross-validation, calibration, the operations threshold rule, drift reference.
 
     The registered model's name and alias are not here: they are settings (``MODEL_NAME``,
     ``MODEL_ALIAS``), read by training and by the API alike.
+
+    Attributes:
+        models: The families to train, in order (:data:`MODEL_KINDS`); all are registered,
+            the best holdout PR-AUC is the run's challenger for the alias.
+        calibration: ``platt`` (a logistic curve on the raw log-odds: keeps the ranking) or
+            ``isotonic`` (a monotone step function), fitted on the out-of-fold scores.
+        threshold_rule: ``min_precision`` (the lowest threshold whose out-of-fold precision
+            reaches ``min_precision``), ``alert_budget`` (at most ``alert_budget_per_1000``
+            alerts per 1,000 transactions) or ``best_f1``.
     """
 
     experiment: str = Field(min_length=1)
     k_folds: int = Field(ge=2, le=20)
     holdout_fraction: float = Field(gt=0, lt=1)
-    C: float = Field(gt=0)
-    max_iter: int = Field(gt=0)
-    threshold_rule: Literal["best_f1", "min_precision"]
+    models: tuple[ModelKind, ...] = Field(min_length=1)
+    logistic_regression: LogisticRegressionParams
+    lightgbm: LightGBMParams
+    calibration: Literal["platt", "isotonic"] = "platt"
+    threshold_rule: Literal["min_precision", "alert_budget", "best_f1"]
     min_precision: float = Field(gt=0, le=1)
+    alert_budget_per_1000: float = Field(gt=0, le=1000)
     reference_sample_size: int = Field(gt=0)
     reference_warmup_days: float = Field(default=0.0, ge=0)
+
+    @field_validator("models")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"each model at most once, got {list(value)}")
+        return value
 
 
 class MonitorParams(_Strict):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from fraud_platform.contracts import ModelTags, ModelTagsError
+from fraud_platform.scoring_model import LinearModel, ScoringModel
 
 logger = logging.getLogger(__name__)
 
@@ -39,22 +40,29 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """One registered version of the (StandardScaler, LogisticRegression) pipeline.
+    """One registered version: its model, threshold and identity.
 
-    Scoring uses the fitted parameters directly (one dot product, no DataFrame): the same
-    arithmetic as ``pipeline.predict_proba`` (checked at load), and the per-feature
-    contributions of the explanation come out of it for free.
+    Scoring and explanation are the registered model's own
+    (:class:`fraud_platform.scoring_model.ScoringModel`): one call gives the calibrated
+    probability and the exact contribution of every feature to the raw score (coefficient x
+    standardised value for the regression, TreeSHAP for LightGBM), whichever family serves.
     """
 
     name: str
     version: str
     run_id: str
     threshold: float
-    features: tuple[str, ...]
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: float
+    model: ScoringModel
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The model's input columns, in order."""
+        return self.model.features
+
+    @property
+    def kind(self) -> str:
+        """The model's family (``logistic_regression``, ``lightgbm``)."""
+        return self.model.kind
 
     def score(self, values: Mapping[str, Any]) -> tuple[float, np.ndarray, np.ndarray]:
         """Probability of fraud, the raw feature vector and each feature's contribution.
@@ -63,23 +71,13 @@ class ModelBundle:
             values: Feature name -> value; must hold every feature of the model.
 
         Returns:
-            ``(probability, x, contributions)``; contributions are coef × standardized value.
-            An unknown feature (NaN, see ``merchant_fraud_rate_30d``) is taken at its training
-            mean: standardized value 0, so it contributes nothing either way.
+            ``(probability, x, contributions)``: the calibrated probability (the scale of the
+            threshold), the values (NaN where unknown) and each feature's contribution to the
+            raw log-odds. An unknown feature (see ``merchant_fraud_rate_30d``) is taken at its
+            training mean (for the regression: contributes nothing).
         """
-        x = np.fromiter(
-            (math.nan if (v := values[name]) is None else float(v) for name in self.features),
-            float,
-            len(self.features),
-        )
-        standardized = (x - self.mean) / self.scale
-        contributions = self.coef * np.where(np.isnan(standardized), 0.0, standardized)
-        logit = float(contributions.sum()) + self.intercept
-        if logit >= 0:
-            probability = 1.0 / (1.0 + math.exp(-logit))
-        else:
-            e = math.exp(logit)
-            probability = e / (1.0 + e)
+        x = self.model.vector(values)
+        probability, contributions, _ = self.model.score_row(x)
         return probability, x, contributions
 
     def explain(self, x: np.ndarray, contributions: np.ndarray) -> list[dict[str, Any]]:
@@ -95,50 +93,50 @@ class ModelBundle:
         ]
 
 
-def bundle_from_pipeline(
-    pipeline: Any, name: str, version: str, run_id: str, tags: Mapping[str, str]
+def bundle_from_model(
+    loaded: Any, name: str, version: str, run_id: str, tags: Mapping[str, str]
 ) -> ModelBundle:
-    """Check a loaded pipeline and its version tags, and freeze it into a bundle.
+    """Check a loaded model and its version tags, and freeze it into a bundle.
+
+    Args:
+        loaded: What the registry holds: a :class:`~fraud_platform.scoring_model.ScoringModel`,
+            or a bare ``Pipeline(StandardScaler, LogisticRegression)`` (versions registered
+            before calibration: served with the plain sigmoid, as they were trained).
+        name: Registered model name.
+        version: Its version.
+        run_id: The run that logged it.
+        tags: The version's tags (:class:`fraud_platform.contracts.ModelTags`).
+
+    Returns:
+        The bundle.
 
     Raises:
-        ModelLoadError: If the pipeline is not StandardScaler + LogisticRegression or a tag is
-            missing or malformed (:class:`fraud_platform.contracts.ModelTags`).
+        ModelLoadError: If the model is of neither kind, its features do not match the tags,
+            a tag is missing or malformed, or the one-row path does not reproduce the batch
+            ``predict_proba``.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    steps = [step for _, step in getattr(pipeline, "steps", [])]
-    if (
-        len(steps) != 2
-        or not isinstance(steps[0], StandardScaler)
-        or not isinstance(steps[1], LogisticRegression)
-    ):
-        raise ModelLoadError(f"{name} v{version}: expected Pipeline(StandardScaler, LogReg)")
     try:
         parsed = ModelTags.from_tags(tags)
     except ModelTagsError as exc:
         raise ModelLoadError(f"{name} v{version}: {exc}") from exc
     threshold, features = parsed.threshold, parsed.features
-    scaler, logreg = steps
-    if len(features) != scaler.mean_.shape[0] or logreg.coef_.shape != (1, len(features)):
-        raise ModelLoadError(f"{name} v{version}: tag features do not match the fitted shape")
-    scale = np.where(scaler.scale_ == 0, 1.0, scaler.scale_) if scaler.with_std else None
+    try:
+        if isinstance(loaded, ScoringModel):
+            model = loaded
+            if model.features != features:
+                raise ValueError("tag features do not match the fitted shape")
+        else:
+            model = LinearModel.from_pipeline(loaded, features)
+    except ValueError as exc:
+        raise ModelLoadError(f"{name} v{version}: {exc}") from exc
     bundle = ModelBundle(
-        name=name,
-        version=str(version),
-        run_id=run_id or "",
-        threshold=threshold,
-        features=features,
-        mean=np.asarray(scaler.mean_ if scaler.with_mean else np.zeros(len(features)), float),
-        scale=np.asarray(scale if scale is not None else np.ones(len(features)), float),
-        coef=np.asarray(logreg.coef_[0], float),
-        intercept=float(logreg.intercept_[0]),
+        name=name, version=str(version), run_id=run_id or "", threshold=threshold, model=model
     )
-    # Guard the hand-written arithmetic against the pipeline itself on a probe row.
+    # Guard the one-row path against the model's own batch path on a probe row.
     import pandas as pd
 
     probe = {f: float(i + 1) for i, f in enumerate(features)}
-    expected = float(pipeline.predict_proba(pd.DataFrame([probe], columns=list(features)))[0, 1])
+    expected = float(loaded.predict_proba(pd.DataFrame([probe], columns=list(features)))[0, 1])
     if not math.isclose(bundle.score(probe)[0], expected, rel_tol=1e-9, abs_tol=1e-12):
         raise ModelLoadError(f"{name} v{version}: scoring does not reproduce predict_proba")
     return bundle
@@ -162,7 +160,7 @@ def load_by_alias(tracking_uri: str, name: str, alias: str) -> ModelBundle:
         pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
     except MlflowException as exc:
         raise ModelLoadError(f"models:/{name}@{alias}: {exc.message}") from exc
-    return bundle_from_pipeline(
+    return bundle_from_model(
         pipeline, name, str(version.version), version.run_id or "", version.tags
     )
 

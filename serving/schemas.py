@@ -176,11 +176,16 @@ class LabelsOut(BaseModel):
 
 
 class Contribution(BaseModel):
-    """One feature's share of the score: coefficient times standardized value (log-odds)."""
+    """One feature's exact share of the score's raw log-odds, whichever model serves.
+
+    LightGBM: its TreeSHAP value; the regression: coefficient times standardised value. All
+    contributions plus the model's base value add up to the raw log-odds, which the
+    calibration turns into ``probability``.
+    """
 
     feature: str
     value: float | None = Field(description="null when the feature is unknown")
-    contribution: float
+    contribution: float = Field(description="change of the raw log-odds due to this feature")
 
 
 class ModelVersionOut(BaseModel):

@@ -67,8 +67,8 @@ def labeled_transactions(raw_dir: Path, ingested_dir: Path | None = None) -> pd.
             train the next model too. Raw data only when ``None``.
 
     Returns:
-        Raw-schema transaction columns plus ``is_fraud`` (int8), sorted by
-        (timestamp, transaction_id).
+        Raw-schema transaction columns plus ``is_fraud`` (int8) and ``fraud_pattern`` (for
+        slice metrics), sorted by (timestamp, transaction_id).
 
     Raises:
         FileNotFoundError: If a table is missing.

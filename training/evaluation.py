@@ -11,16 +11,22 @@ Evaluation protocol
    fitting.
 2. ``StratifiedKFold(k_folds, shuffle=True, random_state=seed)`` on the earlier part gives
    out-of-fold (OOF) probabilities for every training row.
-3. The decision threshold is chosen on the OOF probabilities by the params rule
-   (``best_f1``, or the lowest threshold whose precision reaches ``min_precision``).
+   The OOF scores are raw log-odds; the calibration (``platt`` or ``isotonic``) is fitted on
+   them, so every probability downstream is calibrated and no row calibrates itself.
+3. The decision threshold is chosen on the calibrated OOF probabilities by the operations
+   rule of ``params.yaml``: the lowest threshold whose precision reaches ``min_precision``,
+   at most ``alert_budget_per_1000`` alerts per 1,000 transactions, or ``best_f1``.
 4. Per-fold metrics (PR-AUC, ROC-AUC, precision and recall at that threshold, recall at 1 %
    FPR) and their mean and standard deviation are reported.
-5. The final model is refit on the whole training part; holdout metrics use the threshold of
-   step 3, so the holdout stays untouched by any choice.
+5. The final model is refit on the whole training part and carries the calibration of step 2;
+   holdout metrics use the threshold of step 3, so the holdout stays untouched by any choice.
+6. Slices of the holdout (:func:`slice_metrics`): PR-AUC and recall per fraud pattern (when
+   the labels carry one) and for cold-start rows (the customer's first transaction).
 
-The model and the request-only baseline go through the same protocol (:func:`evaluate`); the
-run's flat metrics (:func:`run_metrics`) and the drift reference sample
-(:func:`reference_sample`) are read off the result.
+Every model of ``train.models`` and the request-only baseline go through the same protocol
+(:func:`evaluate`); the best holdout PR-AUC is the run's selected model
+(:attr:`Evaluation.model`). The run's flat metrics (:func:`run_metrics`) and the drift
+reference sample (:func:`reference_sample`) are read off the result.
 """
 
 from __future__ import annotations
@@ -33,17 +39,28 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from fraud_platform.contracts import EVENT_TIMESTAMP, LABEL, PROBABILITY
+from data.generate import PATTERN_NAMES
+from fraud_platform.contracts import EVENT_TIMESTAMP, FRAUD_PATTERN, LABEL, PROBABILITY
+from fraud_platform.scoring_model import LINEAR
 from training.dataset import Progress, TrainingSet, check_labels, quiet
-from training.model import BASELINE_FEATURES, build_model, model_matrix
+from training.model import (
+    BASELINE_FEATURES,
+    build_estimator,
+    fit_calibration,
+    fit_estimator,
+    freeze,
+    model_matrix,
+)
 
 if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
-
+    from fraud_platform.scoring_model import Calibration, ScoringModel
     from fraud_platform.settings import TrainParams
 
 MAX_FPR_FOR_RECALL = 0.01  # "recall at 1 % FPR": the share of fraud caught at 1 % false alarms
 METRIC_NAMES = ("pr_auc", "roc_auc", "precision", "recall", "recall_at_1pct_fpr")
+# The fraud patterns the generator names; imported data says ``unknown`` (no pattern slices).
+FRAUD_PATTERNS = tuple(name for name in PATTERN_NAMES if name != "none")
+COLD_START_FEATURE = "is_new_customer"  # 1 on a customer's first transaction: no history
 
 
 # ------------------------------------------------------------------ the split
@@ -92,25 +109,36 @@ def recall_at_fpr(
 
 
 def choose_threshold(
-    y_true: np.ndarray, scores: np.ndarray, rule: str, min_precision: float
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    rule: str,
+    min_precision: float,
+    alert_budget_per_1000: float | None = None,
 ) -> float:
-    """Decision threshold on out-of-fold probabilities, by the params rule.
+    """Decision threshold on out-of-fold probabilities, by the operations rule.
 
     Args:
         y_true: 0/1 targets of the out-of-fold rows.
-        scores: Their out-of-fold probabilities.
-        rule: ``best_f1`` (maximise F1) or ``min_precision`` (lowest threshold whose
-            precision reaches ``min_precision``, i.e. the most recall at that precision).
+        scores: Their out-of-fold (calibrated) probabilities.
+        rule: ``min_precision`` (lowest threshold whose precision reaches ``min_precision``,
+            i.e. the most recall at that precision), ``alert_budget`` (lowest threshold that
+            flags at most ``alert_budget_per_1000`` rows per 1,000) or ``best_f1``.
         min_precision: Used by ``min_precision``.
+        alert_budget_per_1000: Used by ``alert_budget``.
 
     Returns:
         The threshold: a row is flagged when its probability is >= it.
 
     Raises:
-        ValueError: For an unknown rule (``load_params`` rejects those first).
+        ValueError: For an unknown rule (``load_params`` rejects those first), or
+            ``alert_budget`` without a budget.
     """
     from sklearn.metrics import precision_recall_curve
 
+    if rule == "alert_budget":
+        if alert_budget_per_1000 is None:
+            raise ValueError("train.threshold_rule alert_budget needs alert_budget_per_1000")
+        return _budget_threshold(np.asarray(scores, float), alert_budget_per_1000 / 1000)
     precision, recall, thresholds = precision_recall_curve(y_true, scores)
     # precision/recall have one more entry than thresholds (the (1, 0) end point): drop it.
     precision, recall = precision[:-1], recall[:-1]
@@ -130,6 +158,18 @@ def choose_threshold(
             return float(thresholds[int(np.argmax(precision))])
         return float(thresholds[reaching[0]])  # thresholds ascend: the first is the lowest
     raise ValueError(f"train.threshold_rule: unknown rule {rule!r}")
+
+
+def _budget_threshold(scores: np.ndarray, share: float) -> float:
+    """Lowest threshold flagging at most ``share`` of ``scores`` (ties flag together)."""
+    allowed = int(np.floor(share * len(scores)))
+    values = np.unique(scores)  # ascending
+    # flagged[i]: rows with score >= values[i]
+    flagged = len(scores) - np.searchsorted(np.sort(scores), values, side="left")
+    within = np.flatnonzero(flagged <= allowed)
+    if len(within) == 0:  # even the top score's ties exceed the budget: flag nothing
+        return float(np.nextafter(values[-1], np.inf))
+    return float(values[within[0]])
 
 
 def score_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -161,24 +201,75 @@ def score_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> d
     }
 
 
+def slice_metrics(
+    holdout: pd.DataFrame, scores: np.ndarray, threshold: float
+) -> dict[str, dict[str, float]]:
+    """PR-AUC and recall at the threshold per fraud pattern and for cold-start rows.
+
+    A pattern's slice is its frauds against every legitimate row (how well the model tells
+    that pattern from normal traffic); the cold-start slice is the rows whose customer had no
+    earlier transaction (``is_new_customer == 1``), frauds and legitimate alike. A slice
+    without any fraud is left out (nothing to recall); PR-AUC is NaN-free: it is left out
+    when the slice has one class only. Data without ``fraud_pattern`` (or with ``unknown``
+    only, as imported data) has no pattern slices.
+
+    Args:
+        holdout: Holdout rows: ``is_fraud``, features, and ``fraud_pattern`` if known.
+        scores: The model's probability of each row.
+        threshold: Its decision threshold.
+
+    Returns:
+        Slice name (a pattern, or ``cold_start``) -> ``pr_auc`` (when both classes),
+        ``recall``, ``rows``, ``frauds``.
+    """
+    from sklearn.metrics import average_precision_score
+
+    y = holdout[LABEL].to_numpy(dtype=int)
+    flagged = np.asarray(scores) >= threshold
+    masks: dict[str, np.ndarray] = {}
+    if FRAUD_PATTERN in holdout.columns:
+        pattern = holdout[FRAUD_PATTERN].astype(str).to_numpy()
+        for name in FRAUD_PATTERNS:
+            masks[name] = (y == 0) | (pattern == name)
+    if COLD_START_FEATURE in holdout.columns:
+        masks["cold_start"] = holdout[COLD_START_FEATURE].to_numpy() == 1
+    result: dict[str, dict[str, float]] = {}
+    for name, mask in masks.items():
+        frauds = int(y[mask].sum())
+        if frauds == 0:
+            continue
+        metrics = {
+            "recall": float(flagged[mask & (y == 1)].mean()),
+            "rows": float(mask.sum()),
+            "frauds": float(frauds),
+        }
+        if frauds < mask.sum():
+            metrics["pr_auc"] = float(average_precision_score(y[mask], np.asarray(scores)[mask]))
+        result[name] = metrics
+    return result
+
+
 @dataclass
 class ModelResult:
     """A model fitted and evaluated by :func:`cross_validate_and_fit`.
 
     Attributes:
-        model: Final pipeline, refit on the whole training part.
+        kind: Its family (``logistic_regression``, ``lightgbm``).
+        model: Final model, refit on the whole training part, with its calibration.
         features: Its input columns, in order.
-        threshold: Decision threshold chosen on the out-of-fold probabilities.
+        threshold: Decision threshold chosen on the calibrated out-of-fold probabilities.
         fold_metrics: Metrics of each CV fold (at ``threshold``).
         cv_mean: Mean of each metric over the folds.
         cv_std: Standard deviation (population) of each metric over the folds.
-        oof_scores: Out-of-fold probability of every training row.
+        oof_scores: Calibrated out-of-fold probability of every training row.
         holdout: Metrics of the final model on the holdout (at ``threshold``).
-        holdout_scores: Final model's probability of every holdout row.
-        seconds: Wall time of CV plus refit.
+        holdout_scores: Final model's (calibrated) probability of every holdout row.
+        slices: Holdout metrics per slice (:func:`slice_metrics`).
+        seconds: Wall time of CV, calibration and refit.
     """
 
-    model: Pipeline
+    kind: str
+    model: ScoringModel
     features: list[str]
     threshold: float
     fold_metrics: list[dict[str, float]]
@@ -187,7 +278,13 @@ class ModelResult:
     oof_scores: np.ndarray
     holdout: dict[str, float]
     holdout_scores: np.ndarray
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = field(default=0.0)
+
+    @property
+    def calibration(self) -> Calibration:
+        """The raw score -> probability map fitted out of fold."""
+        return self.model.calibration
 
 
 def cross_validate_and_fit(
@@ -198,20 +295,22 @@ def cross_validate_and_fit(
     seed: int,
     progress: Progress = quiet,
     label: str = "model",
+    kind: str = LINEAR,
 ) -> ModelResult:
-    """Stratified K-fold CV on ``train``, threshold on OOF, refit, then score ``holdout``.
+    """Stratified K-fold CV on ``train``, calibration and threshold on OOF, refit, holdout.
 
     Args:
         train: Earlier part of the training set (features and ``is_fraud``).
         holdout: Latest part, scored once by the final model.
         features: Columns the model uses, in order.
-        params: ``k_folds``, ``C``, ``max_iter``, threshold rule.
-        seed: Seed of the fold split and of the regression.
+        params: ``k_folds``, the family's hyperparameters, calibration, threshold rule.
+        seed: Seed of the fold split and of the estimator.
         progress: Where to report "fold k of n".
-        label: Name in progress messages (``model`` or ``baseline``).
+        label: Name in progress messages (the family, or ``baseline``).
+        kind: The family (``train.models``).
 
     Returns:
-        The fitted model with CV and holdout metrics.
+        The fitted, calibrated model with CV and holdout metrics.
 
     Raises:
         TrainingError: If a part lacks a class, or a class has fewer rows than folds.
@@ -225,38 +324,46 @@ def cross_validate_and_fit(
     check_labels(y_train, "training part (before the holdout)", min_per_class=params.k_folds)
     check_labels(y_holdout, "holdout (latest part of the period)")
     x_train = model_matrix(train, features)
-    x_holdout = model_matrix(holdout, features)
+    fill = x_train.mean().to_numpy()  # an unknown value online is taken at the training mean
 
-    template = build_model(params, seed)
+    template = build_estimator(kind, params, seed)
     folds = StratifiedKFold(n_splits=params.k_folds, shuffle=True, random_state=seed)
-    oof = np.zeros(len(train), dtype=float)
+    oof_raw = np.zeros(len(train), dtype=float)
     splits = list(folds.split(x_train, y_train))
     for k, (fit_idx, val_idx) in enumerate(splits, start=1):
         fold_started = time.perf_counter()
-        fold_model = clone(template).fit(x_train.iloc[fit_idx], y_train[fit_idx])
-        oof[val_idx] = fold_model.predict_proba(x_train.iloc[val_idx])[:, 1]
+        fitted = fit_estimator(kind, clone(template), x_train.iloc[fit_idx], y_train[fit_idx])
+        fold_model = freeze(kind, fitted, features, fill)
+        oof_raw[val_idx] = fold_model.raw_score(x_train.iloc[val_idx])
         progress(
             f"{label}: fold {k} of {len(splits)} ({len(fit_idx):,} fit / {len(val_idx):,} "
             f"validation rows) in {time.perf_counter() - fold_started:.2f} s"
         )
 
-    # The threshold comes from OOF probabilities only: no row scores itself.
-    threshold = choose_threshold(y_train, oof, params.threshold_rule, params.min_precision)
+    # Calibration and threshold come from OOF scores only: no row scores itself.
+    calibration = fit_calibration(y_train, oof_raw, params.calibration)
+    oof = calibration.apply(oof_raw)
+    threshold = choose_threshold(
+        y_train, oof, params.threshold_rule, params.min_precision, params.alert_budget_per_1000
+    )
     fold_metrics = [
         score_metrics(y_train[val_idx], oof[val_idx], threshold) for _, val_idx in splits
     ]
     cv_mean = {m: float(np.mean([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
     cv_std = {m: float(np.std([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
 
-    model = clone(template).fit(x_train, y_train)
-    holdout_scores = model.predict_proba(x_holdout)[:, 1]
+    fitted = fit_estimator(kind, clone(template), x_train, y_train)
+    model = freeze(kind, fitted, features, fill, calibration)
+    holdout_scores = model.predict_proba(holdout)[:, 1]
     holdout_metrics = score_metrics(y_holdout, holdout_scores, threshold)
     seconds = time.perf_counter() - started
     progress(
         f"{label}: CV PR-AUC {cv_mean['pr_auc']:.4f} ± {cv_std['pr_auc']:.4f}, holdout PR-AUC "
-        f"{holdout_metrics['pr_auc']:.4f} at threshold {threshold:.4f} ({seconds:.1f} s)"
+        f"{holdout_metrics['pr_auc']:.4f}, precision {holdout_metrics['precision']:.3f} and "
+        f"recall {holdout_metrics['recall']:.3f} at threshold {threshold:.4f} ({seconds:.1f} s)"
     )
     return ModelResult(
+        kind=kind,
         model=model,
         features=list(features),
         threshold=threshold,
@@ -266,36 +373,42 @@ def cross_validate_and_fit(
         oof_scores=oof,
         holdout=holdout_metrics,
         holdout_scores=holdout_scores,
+        slices=slice_metrics(holdout, holdout_scores, threshold),
         seconds=seconds,
     )
 
 
 @dataclass
 class Evaluation:
-    """The model and its request-only baseline, trained and evaluated the same way.
+    """The models of ``train.models`` and the request-only baseline, evaluated the same way.
 
     Attributes:
-        model: The feature-service model.
-        baseline: The baseline on :data:`BASELINE_FEATURES`.
+        candidates: One result per family of ``train.models``, in that order.
+        baseline: The logistic regression on :data:`BASELINE_FEATURES`.
         train: Training part of the training set (rows before the holdout cut).
         holdout: Holdout part.
     """
 
-    model: ModelResult
+    candidates: list[ModelResult]
     baseline: ModelResult
     train: pd.DataFrame
     holdout: pd.DataFrame
 
     @property
+    def model(self) -> ModelResult:
+        """The selected model: the best holdout PR-AUC (the first listed on a tie)."""
+        return max(self.candidates, key=lambda result: result.holdout["pr_auc"])
+
+    @property
     def lift_pr_auc(self) -> float:
-        """Holdout PR-AUC of the model minus that of the baseline."""
+        """Holdout PR-AUC of the selected model minus that of the baseline."""
         return self.model.holdout["pr_auc"] - self.baseline.holdout["pr_auc"]
 
 
 def evaluate(
     training_set: TrainingSet, params: TrainParams, seed: int, progress: Progress = quiet
 ) -> Evaluation:
-    """Split by time, then train and evaluate the model and the baseline.
+    """Split by time, then train and evaluate every model of ``train.models`` and the baseline.
 
     Args:
         training_set: Retrieved features of the labeled transactions.
@@ -304,7 +417,7 @@ def evaluate(
         progress: Where to report progress.
 
     Returns:
-        Both fitted models with their metrics, and the two parts of the data.
+        The fitted models with their metrics, and the two parts of the data.
     """
     frame = training_set.frame
     is_holdout = holdout_mask(frame[EVENT_TIMESTAMP], params.holdout_fraction)
@@ -314,13 +427,16 @@ def evaluate(
         f"{len(holdout):,} holdout rows from {holdout[EVENT_TIMESTAMP].min()} "
         f"({holdout[LABEL].mean():.2%} fraud)"
     )
-    model = cross_validate_and_fit(
-        train, holdout, training_set.features, params, seed, progress, label="model"
-    )
+    candidates = [
+        cross_validate_and_fit(
+            train, holdout, training_set.features, params, seed, progress, label=kind, kind=kind
+        )
+        for kind in params.models
+    ]
     baseline = cross_validate_and_fit(
         train, holdout, BASELINE_FEATURES, params, seed, progress, label="baseline"
     )
-    return Evaluation(model=model, baseline=baseline, train=train, holdout=holdout)
+    return Evaluation(candidates=candidates, baseline=baseline, train=train, holdout=holdout)
 
 
 def reference_sample(
@@ -348,27 +464,37 @@ def reference_sample(
     sample = train.sample(n=min(size, len(train)), random_state=seed).sort_index()
     result = sample.loc[:, evaluation.model.features].copy()
     result[LABEL] = sample[LABEL].astype("int8")
-    features = model_matrix(sample, evaluation.model.features)
-    result[PROBABILITY] = evaluation.model.model.predict_proba(features)[:, 1]
+    result[PROBABILITY] = evaluation.model.model.predict_proba(sample)[:, 1]
     return result.reset_index(drop=True)
 
 
 def run_metrics(evaluation: Evaluation) -> dict[str, float]:
-    """Flat metrics of a run: CV mean/std and holdout, model and ``baseline_``, lift, sizes.
+    """Flat metrics of a run: the selected model, each family, the baseline, lift, slices, sizes.
+
+    Unprefixed names (``holdout_pr_auc``, ``threshold``, ...) are the selected model's (the one
+    the run proposes for the alias); ``<family>_`` names are each trained family's (both the
+    gradient-boosted model and the regression, side by side), ``baseline_`` the request-only
+    baseline's; ``<family>_holdout_slice_<slice>_<metric>`` the slices.
 
     Args:
-        evaluation: The evaluated model and baseline.
+        evaluation: The evaluated models and baseline.
 
     Returns:
         Metric name -> value; per-fold values are logged separately as steps.
     """
     metrics: dict[str, float] = {}
-    for prefix, result in (("", evaluation.model), ("baseline_", evaluation.baseline)):
+    prefixed = [("", evaluation.model), ("baseline_", evaluation.baseline)]
+    prefixed += [(f"{result.kind}_", result) for result in evaluation.candidates]
+    for prefix, result in prefixed:
         for name in METRIC_NAMES:
             metrics[f"{prefix}cv_{name}_mean"] = result.cv_mean[name]
             metrics[f"{prefix}cv_{name}_std"] = result.cv_std[name]
             metrics[f"{prefix}holdout_{name}"] = result.holdout[name]
         metrics[f"{prefix}threshold"] = result.threshold
+    for result in evaluation.candidates:
+        for slice_name, values in result.slices.items():
+            for name, value in values.items():
+                metrics[f"{result.kind}_holdout_slice_{slice_name}_{name}"] = value
     metrics["lift_pr_auc"] = evaluation.lift_pr_auc
     baseline_pr_auc = evaluation.baseline.holdout["pr_auc"]
     if baseline_pr_auc > 0:

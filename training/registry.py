@@ -4,12 +4,14 @@ The model is registered under ``Settings.model_name`` and promoted by moving
 ``Settings.model_alias`` (``MODEL_NAME``/``MODEL_ALIAS``: the same settings the API loads
 ``models:/<name>@<alias>`` with); models are addressed by alias, never by stage.
 
-Champion/challenger: the new version (challenger) is registered on every run; the alias moves
-to it only when its holdout PR-AUC is strictly higher than that of the current version under
-the alias (champion) scored on the *same* holdout rows now, or when no champion exists, or
-when promotion is forced. The decision is tagged on the new version with its threshold and
-features (:class:`fraud_platform.contracts.ModelTags`, what the API needs to serve it) and
-logged on the run (:func:`training.run_log.log_decision`).
+Champion/challenger: every model a run trains (``train.models``) is registered; the one with
+the best holdout PR-AUC is the run's challenger, the others are tagged ``not_selected`` and stay
+registered beside it. The alias moves to the challenger only when its holdout PR-AUC is
+strictly higher than that of the current version under the alias (champion) scored on the
+*same* holdout rows now, or when no champion exists, or when promotion is forced. The decision
+is tagged on each new version with its threshold, features and family
+(:class:`fraud_platform.contracts.ModelTags`, what the API needs to serve it) and logged on
+the run (:func:`training.run_log.log_decision`).
 
 :func:`evaluate_registered` scores any registered version on the current data's holdout at its
 own threshold (``fraud train evaluate``).
@@ -17,7 +19,7 @@ own threshold (``fraud train evaluate``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,7 +28,7 @@ from feature_repo.store import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import EVENT_TIMESTAMP, LABEL, ModelTags, ModelTagsError
 from fraud_platform.tracking import mlflow_client
 from training.dataset import Progress, TrainingError, TrainingSet, load_training_set, to_stdout
-from training.evaluation import Evaluation, holdout_mask, score_metrics
+from training.evaluation import Evaluation, ModelResult, holdout_mask, score_metrics
 from training.model import model_matrix
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ class Decision:
             ``champion_unscorable``.
         champion_version: The version under the alias before this run, if any.
         champion_pr_auc: Its PR-AUC on this run's holdout, if it could be scored.
+        others: Family -> version of the run's other models (registered, ``not_selected``).
     """
 
     version: str
@@ -54,6 +57,7 @@ class Decision:
     decision: str
     champion_version: str | None
     champion_pr_auc: float | None
+    others: dict[str, str] = field(default_factory=dict)
 
 
 def champion_pr_auc(
@@ -108,8 +112,11 @@ def decide(
     return False, "champion_kept"
 
 
-def register_model(evaluation: Evaluation, settings: Settings) -> str:
-    """Log the fitted model with its signature in the active run and register a new version.
+def register_model(result: ModelResult, evaluation: Evaluation, settings: Settings) -> str:
+    """Log one fitted model with its signature in the active run and register a new version.
+
+    The artifact is named after the family (``logistic_regression``, ``lightgbm``), so one run
+    holds every model it trained.
 
     Returns:
         The new version number.
@@ -119,23 +126,53 @@ def register_model(evaluation: Evaluation, settings: Settings) -> str:
     import sklearn
     from mlflow.models import infer_signature
 
-    model = evaluation.model
-    x_example = model_matrix(evaluation.train.head(5), model.features)
+    from fraud_platform.scoring_model import TREES
+
+    x_example = model_matrix(evaluation.train.head(5), result.features)
+    requirements = [
+        f"scikit-learn=={sklearn.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+    if result.kind == TREES:
+        import lightgbm
+
+        requirements.append(f"lightgbm=={lightgbm.__version__}")
     info = mlflow.sklearn.log_model(
-        model.model,
-        name="model",
+        result.model,
+        name=result.kind,
         registered_model_name=settings.model_name,
-        signature=infer_signature(x_example, model.model.predict_proba(x_example)),
+        signature=infer_signature(x_example, result.model.predict_proba(x_example)),
         input_example=x_example,
-        # pyfunc returns probabilities (column 1 = fraud), compared with the threshold tag.
+        # pyfunc returns calibrated probabilities (column 1 = fraud), compared with the
+        # threshold tag.
         pyfunc_predict_fn="predict_proba",
-        pip_requirements=[
-            f"scikit-learn=={sklearn.__version__}",
-            f"pandas=={pd.__version__}",
-            f"numpy=={np.__version__}",
-        ],
+        pip_requirements=requirements,
+        skops_trusted_types=result.model.trusted_types(),
     )
     return str(info.registered_model_version)
+
+
+def _tag(
+    client: MlflowClient,
+    settings: Settings,
+    version: str,
+    result: ModelResult,
+    raw_data_md5: str,
+    decision: str,
+) -> None:
+    """The registry tags serving and evaluation need (:class:`ModelTags`) on one version."""
+    tags = ModelTags(
+        threshold=result.threshold,
+        features=tuple(result.features),
+        feature_service=FEATURE_SERVICE_NAME,
+        holdout_pr_auc=result.holdout["pr_auc"],
+        raw_data_md5=raw_data_md5,
+        promotion_decision=decision,
+        model_kind=result.kind,
+    )
+    for key, value in tags.to_tags().items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
 
 
 def register_challenger(
@@ -147,14 +184,17 @@ def register_challenger(
     raw_data_md5: str,
     progress: Progress,
 ) -> Decision:
-    """Score the champion, register the challenger, tag it, move the alias if it wins.
+    """Score the champion, register the run's models, tag them, move the alias if one wins.
+
+    The selected model (best holdout PR-AUC of the run) is registered first and is the
+    challenger; the others follow, tagged ``not_selected``.
 
     Args:
         client: A client of the settings' registry.
         settings: The model's name and alias.
-        evaluation: The evaluated challenger (and the holdout to compare on).
+        evaluation: The evaluated models (and the holdout to compare on).
         force: Move the alias whatever the comparison says.
-        raw_data_md5: The raw data's version, tagged on the new version.
+        raw_data_md5: The raw data's version, tagged on the new versions.
         progress: Where to report a champion that cannot be scored.
 
     Returns:
@@ -164,21 +204,17 @@ def register_challenger(
     champion_version, champion_score = champion_pr_auc(
         client, settings, evaluation.holdout, progress
     )
-    version = register_model(evaluation, settings)
+    version = register_model(model, evaluation, settings)
     promoted, decision = decide(force, champion_version, champion_score, model.holdout["pr_auc"])
-    tags = ModelTags(
-        threshold=model.threshold,
-        features=tuple(model.features),
-        feature_service=FEATURE_SERVICE_NAME,
-        holdout_pr_auc=model.holdout["pr_auc"],
-        raw_data_md5=raw_data_md5,
-        promotion_decision=decision,
-    )
-    for key, value in tags.to_tags().items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
+    _tag(client, settings, version, model, raw_data_md5, decision)
     if promoted:
         client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
-    return Decision(version, promoted, decision, champion_version, champion_score)
+    others: dict[str, str] = {}
+    for result in evaluation.candidates:
+        if result is not model:
+            others[result.kind] = register_model(result, evaluation, settings)
+            _tag(client, settings, others[result.kind], result, raw_data_md5, "not_selected")
+    return Decision(version, promoted, decision, champion_version, champion_score, others)
 
 
 def evaluate_registered(

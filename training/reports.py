@@ -1,4 +1,4 @@
-"""Plots of a training run: PR and ROC curves on the holdout, confusion matrix at the threshold."""
+"""Plots of a training run: PR, ROC, confusion at the threshold, calibration reliability."""
 
 from __future__ import annotations
 
@@ -22,7 +22,12 @@ def _pyplot() -> Any:
 
 
 def write_plots(evaluation: Evaluation, out_dir: Path) -> list[Path]:
-    """PR curve, ROC curve (model and baseline) and confusion matrix, all on the holdout.
+    """PR and ROC curves (every model and the baseline), confusion matrix, reliability.
+
+    The first three are on the holdout; the confusion matrix is the selected model's at its
+    threshold. The reliability plot bins each model's calibrated probabilities (out of fold,
+    where the calibration was fitted, and on the holdout, where it was not) against the
+    observed fraud rate: on the diagonal, a probability means what it says.
 
     Args:
         evaluation: The evaluated model and baseline.
@@ -36,7 +41,8 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     y_true = evaluation.holdout[LABEL].to_numpy(dtype=int)
-    runs = (("model", evaluation.model), ("baseline", evaluation.baseline))
+    runs = [(result.kind, result) for result in evaluation.candidates]
+    runs.append(("baseline", evaluation.baseline))
     written: list[Path] = []
 
     figure, axes = plt.subplots(figsize=(6, 5))
@@ -78,7 +84,33 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> list[Path]:
         title=f"Holdout at threshold {model.threshold:.3f}",
     )
     written.append(_save(figure, out_dir / "confusion_matrix.png"))
+    written.append(_reliability(evaluation, out_dir / "reliability.png"))
     return written
+
+
+def _reliability(evaluation: Evaluation, path: Path) -> Path:
+    """Observed fraud rate against calibrated probability, in quantile bins, per model."""
+    from sklearn.calibration import calibration_curve
+
+    plt = _pyplot()
+    y_train = evaluation.train[LABEL].to_numpy(dtype=int)
+    y_holdout = evaluation.holdout[LABEL].to_numpy(dtype=int)
+    figure, axes = plt.subplots(figsize=(6, 5))
+    for result in evaluation.candidates:
+        for part, y, scores, style in (
+            ("out of fold", y_train, result.oof_scores, "-"),
+            ("holdout", y_holdout, result.holdout_scores, "--"),
+        ):
+            observed, predicted = calibration_curve(y, scores, n_bins=10, strategy="quantile")
+            axes.plot(predicted, observed, style, marker="o", label=f"{result.kind}, {part}")
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfect calibration")
+    axes.set(
+        xlabel=f"calibrated probability ({evaluation.model.calibration.method})",
+        ylabel="observed fraud rate",
+        title="Reliability (quantile bins)",
+    )
+    axes.legend(loc="upper left", fontsize="small")
+    return _save(figure, path)
 
 
 def _save(figure: Any, path: Path) -> Path:

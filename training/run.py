@@ -4,10 +4,12 @@
 back into another:
 
 1. :mod:`training.dataset`: labeled transactions and their point-in-time features (Feast);
-2. :mod:`training.evaluation`: stratified K-fold CV, the threshold, the time-ordered holdout,
-   for the model (:mod:`training.model`) and the request-only baseline;
-3. :mod:`training.registry`: the challenger is registered, scored against the champion on the
-   same holdout, tagged, and promoted when it wins;
+2. :mod:`training.evaluation`: stratified K-fold CV, out-of-fold calibration, the threshold
+   of the operations rule, the time-ordered holdout and its slices, for every model of
+   ``train.models`` (:mod:`training.model`) and the request-only baseline;
+3. :mod:`training.registry`: every model is registered; the best holdout PR-AUC of the run is
+   the challenger, scored against the champion on the same holdout, tagged, and promoted when
+   it wins;
 4. :mod:`training.run_log`: parameters, lineage, metrics, plots and the decision, in one
    MLflow run of ``train.experiment``.
 
@@ -33,6 +35,7 @@ from training.registry import Decision, register_challenger
 
 if TYPE_CHECKING:
     from fraud_platform.settings import Params, Settings
+    from training.evaluation import Evaluation
 
 REFERENCE_SAMPLE_FILE = "reference_sample.parquet"
 METRICS_FILE = "metrics.json"
@@ -44,7 +47,9 @@ class RunSummary:
 
     Attributes:
         run_id: The MLflow run.
-        model_version: Version registered by this run (the challenger).
+        model_version: Version of the run's selected model (the challenger).
+        model_kind: Its family.
+        other_versions: Family -> version of the run's other registered models.
         promoted: Whether the alias (``Settings.model_alias``) now points at it.
         decision: ``no_champion``, ``forced``, ``challenger_better``, ``champion_kept`` or
             ``champion_unscorable``.
@@ -56,6 +61,8 @@ class RunSummary:
 
     run_id: str
     model_version: str
+    model_kind: str
+    other_versions: dict[str, str]
     promoted: bool
     decision: str
     champion_version: str | None
@@ -132,10 +139,12 @@ def train_and_register(
     (paths.models_dir / METRICS_FILE).write_text(
         json.dumps(metrics, indent=2, sort_keys=True) + "\n"
     )
-    _report(progress, settings, evaluation.model.holdout["pr_auc"], metrics, decision, timings)
+    _report(progress, settings, evaluation, metrics, decision, timings)
     return RunSummary(
         run_id=run.info.run_id,
         model_version=decision.version,
+        model_kind=evaluation.model.kind,
+        other_versions=decision.others,
         promoted=decision.promoted,
         decision=decision.decision,
         champion_version=decision.champion_version,
@@ -148,12 +157,21 @@ def train_and_register(
 def _report(
     progress: Progress,
     settings: Settings,
-    pr_auc: float,
+    evaluation: Evaluation,
     metrics: dict[str, float],
     decision: Decision,
     timings: dict[str, float],
 ) -> None:
-    """The run's two closing lines: what was registered and decided, and where time went."""
+    """The run's closing lines: each model side by side, the decision, where time went."""
+    selected = evaluation.model
+    for result in evaluation.candidates:
+        version = decision.version if result is selected else decision.others[result.kind]
+        holdout = result.holdout
+        progress(
+            f"{result.kind} v{version}: holdout PR-AUC {holdout['pr_auc']:.4f}, ROC-AUC "
+            f"{holdout['roc_auc']:.4f}; at threshold {result.threshold:.4f} precision "
+            f"{holdout['precision']:.3f}, recall {holdout['recall']:.3f} ({result.seconds:.1f} s)"
+        )
     champion = (
         "none"
         if decision.champion_version is None
@@ -162,9 +180,10 @@ def _report(
     )
     serving = decision.version if decision.promoted else decision.champion_version
     progress(
-        f"registered {settings.model_name} v{decision.version}: holdout PR-AUC {pr_auc:.4f} "
-        f"(baseline {metrics['baseline_holdout_pr_auc']:.4f}, lift {metrics['lift_pr_auc']:+.4f}); "
-        f"champion {champion}; {decision.decision}: {settings.model_alias} -> v{serving}"
+        f"registered {settings.model_name} v{decision.version} ({selected.kind}): holdout PR-AUC "
+        f"{selected.holdout['pr_auc']:.4f} (baseline {metrics['baseline_holdout_pr_auc']:.4f}, "
+        f"lift {metrics['lift_pr_auc']:+.4f}); champion {champion}; {decision.decision}: "
+        f"{settings.model_alias} -> v{serving}"
     )
     progress(
         "timings: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in timings.items())

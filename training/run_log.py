@@ -4,10 +4,13 @@ One function per kind of record, each called once by :func:`training.run.train_a
 inside the active run:
 
 * :func:`log_inputs`: every ``params.yaml`` leaf as a parameter, and the lineage tags (code
-  commit, raw-data hash, the feature service, the model's and the baseline's features);
-* :func:`log_evaluation`: the flat metrics and the per-fold metrics as metric history;
-* :func:`log_artifacts`: the plots, the coefficient table and the drift reference sample;
-* :func:`log_decision`: the champion/challenger scores, the decision and the new version.
+  commit, raw-data hash, the feature service, the model's and the baseline's features, the
+  families trained and the one selected);
+* :func:`log_evaluation`: the flat metrics (each family's, slices included) and the per-fold
+  metrics as metric history;
+* :func:`log_artifacts`: the plots (PR, ROC, confusion, reliability), the regression's
+  coefficient table, each model's mean absolute contributions and the drift reference sample;
+* :func:`log_decision`: the champion/challenger scores, the decision and the new versions.
 
 The tracking store and its artifact location are :mod:`fraud_platform.tracking`'s.
 """
@@ -21,9 +24,10 @@ from typing import TYPE_CHECKING
 
 from feature_repo.store import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import EVENT_TIMESTAMP
+from fraud_platform.scoring_model import LinearModel
 from fraud_platform.settings import PROJECT_ROOT
 from training import lineage
-from training.model import BASELINE_FEATURES, coefficient_table
+from training.model import BASELINE_FEATURES, coefficient_table, contribution_table
 
 if TYPE_CHECKING:
     from fraud_platform.settings import Params, Settings
@@ -51,6 +55,8 @@ def log_inputs(settings: Settings, params: Params, evaluation: Evaluation) -> st
             "feature_service": FEATURE_SERVICE_NAME,
             "features": ",".join(evaluation.model.features),
             "baseline_features": ",".join(BASELINE_FEATURES),
+            "models": ",".join(result.kind for result in evaluation.candidates),
+            "selected_model": evaluation.model.kind,
             "holdout_start": str(evaluation.holdout[EVENT_TIMESTAMP].min()),
         }
     )
@@ -68,16 +74,23 @@ def _log_folds(result: ModelResult, prefix: str) -> None:
 
 
 def log_evaluation(evaluation: Evaluation, metrics: dict[str, float]) -> None:
-    """Log the run's flat metrics, then each fold's, for the model and the baseline."""
+    """Log the run's flat metrics, then each fold's: selected model, each family, baseline."""
     import mlflow
 
     mlflow.log_metrics(metrics)
     _log_folds(evaluation.model, "")
     _log_folds(evaluation.baseline, "baseline_")
+    for result in evaluation.candidates:
+        _log_folds(result, f"{result.kind}_")
 
 
 def log_artifacts(evaluation: Evaluation, reference_sample: Path) -> None:
-    """Log the PR/ROC/confusion plots, the coefficient table and the drift reference sample."""
+    """Log the plots, the coefficient table, the contribution tables and the reference sample.
+
+    ``coefficients.csv`` is the logistic regression's (when it was trained);
+    ``contributions_<family>.csv`` is each model's mean absolute contribution per feature on
+    the holdout (TreeSHAP for trees): the same explanation the API gives, averaged.
+    """
     import mlflow
 
     from training.reports import write_plots
@@ -86,11 +99,13 @@ def log_artifacts(evaluation: Evaluation, reference_sample: Path) -> None:
         folder = Path(scratch)
         for plot in write_plots(evaluation, folder):
             mlflow.log_artifact(str(plot), artifact_path="plots")
-        model = evaluation.model
-        coefficient_table(model.model, model.features).to_csv(
-            folder / "coefficients.csv", index=False
-        )
-        mlflow.log_artifact(str(folder / "coefficients.csv"))
+        for result in evaluation.candidates:
+            if isinstance(result.model, LinearModel):
+                coefficient_table(result.model).to_csv(folder / "coefficients.csv", index=False)
+                mlflow.log_artifact(str(folder / "coefficients.csv"))
+            table = folder / f"contributions_{result.kind}.csv"
+            contribution_table(result.model, evaluation.holdout).to_csv(table, index=False)
+            mlflow.log_artifact(str(table))
         mlflow.log_artifact(str(reference_sample))
 
 
@@ -108,6 +123,7 @@ def log_decision(decision: Decision, challenger_pr_auc: float) -> None:
             "promotion_decision": decision.decision,
             "champion_version": decision.champion_version or "none",
             "model_version": decision.version,
+            "other_model_versions": ",".join(f"{k}:v{v}" for k, v in decision.others.items()),
         }
     )
 

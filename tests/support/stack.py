@@ -119,15 +119,38 @@ def clone_root(source: Path, target: Path) -> Path:
 # ------------------------------------------------------------------ the script part
 
 
-def _register_model(names: list[str], seed: int, alias: bool = True) -> dict[str, str]:
-    import mlflow
-    import mlflow.sklearn
+def _fit_model(names: list[str], seed: int, kind: str) -> Any:
+    """A model on random data: the bare LR pipeline, or a calibrated ``ScoringModel``.
+
+    ``kind`` ``lightgbm`` fits LightGBM with the repo's ``train.lightgbm`` hyperparameters on
+    enough rows (20k) for full-size trees, so its TreeSHAP cost per request is the real one.
+    """
     import numpy as np
     import pandas as pd
-    from mlflow import MlflowClient
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    n = 200 if kind == "logistic_regression" else 20_000
+    X = pd.DataFrame(rng.normal(size=(n, len(names))) * 3 + 1, columns=names)
+    y = (X[names[0]] + X[names[3]] + rng.normal(size=n) > 2).astype(int)
+    if kind == "logistic_regression":  # registered bare, as before calibration
+        return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).fit(X, y)
+    from fraud_platform.settings import PROJECT_ROOT, load_params
+    from training.model import build_estimator, fit_calibration, fit_estimator, freeze
+
+    params = load_params(PROJECT_ROOT / "params.yaml").train
+    fitted = fit_estimator(kind, build_estimator(kind, params, seed), X, y.to_numpy())
+    fill = X.mean().to_numpy()
+    calibration = fit_calibration(y, freeze(kind, fitted, names, fill).raw_score(X), "platt")
+    return freeze(kind, fitted, names, fill, calibration)
+
+
+def _register_model(names: list[str], seed: int, alias: bool = True) -> dict[str, str]:
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
 
     from feature_repo.store import FEATURE_SERVICE_NAME
     from fraud_platform.contracts import ModelTags
@@ -136,13 +159,15 @@ def _register_model(names: list[str], seed: int, alias: bool = True) -> dict[str
 
     settings = get_settings()
     mlflow.set_experiment(experiment_id=experiment_id(settings, "serving-tests"))
-    rng = np.random.default_rng(seed)
-    X = pd.DataFrame(rng.normal(size=(200, len(names))) * 3 + 1, columns=names)
-    y = (X[names[0]] + X[names[3]] + rng.normal(size=200) > 2).astype(int)
-    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).fit(X, y)
+    # STACK_MODEL_KIND=lightgbm (bench_serving --model-kind) serves trees instead.
+    model = _fit_model(names, seed, os.environ.get("STACK_MODEL_KIND", "logistic_regression"))
+    trusted = model.trusted_types() if hasattr(model, "trusted_types") else None
     with mlflow.start_run() as run:
         info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name=settings.model_name
+            model,
+            name="model",
+            registered_model_name=settings.model_name,
+            skops_trusted_types=trusted,
         )
     client = MlflowClient()
     version = str(info.registered_model_version)

@@ -1,8 +1,9 @@
 """MLflow run contents, the registry alias, champion/challenger and reproducibility.
 
-One registry per module, filled by four runs in order:
+One registry per module, filled by four runs in order; every run registers each model of
+``train.models`` (the selected one first, the others tagged ``not_selected``):
 
-1. ``first``: the first model -> ``production`` (no champion);
+1. ``first``: the first models; the better one -> ``production`` (no champion);
 2. ``again``: the same data, params and seed through the CLI (features retrieved afresh)
    -> identical metrics; equal is not better, so the alias stays;
 3. ``worse``: the training part's labels shuffled (holdout labels intact) -> a worse
@@ -135,6 +136,11 @@ def _client(registry: Registry) -> Any:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def _per_run(registry: Registry) -> int:
+    """Versions each run registers: one per model family of ``train.models``."""
+    return len(registry.project.params.train.models)
+
+
 def test_first_model_becomes_production_with_its_threshold_and_features(
     registry: Registry,
 ) -> None:
@@ -147,6 +153,39 @@ def test_first_model_becomes_production_with_its_threshold_and_features(
     assert 0 < first.threshold < 1
     assert version.tags["features"] == ",".join(registry.training_set.features)
     assert version.tags["feature_service"] == FEATURE_SERVICE_NAME
+    assert version.tags["model_kind"] == first.model_kind
+
+
+def test_every_family_is_registered_and_the_better_holdout_is_selected(
+    registry: Registry,
+) -> None:
+    first, client = registry.first, _client(registry)
+    name, families = registry.settings.model_name, registry.project.params.train.models
+    assert {first.model_kind, *first.other_versions} == set(families) and len(families) == 2
+    metrics = client.get_run(first.run_id).data.metrics
+    scores: dict[str, float] = {kind: metrics[f"{kind}_holdout_pr_auc"] for kind in families}
+    assert first.model_kind == max(scores, key=lambda kind: scores[kind])
+    assert metrics["holdout_pr_auc"] == scores[first.model_kind]
+    for kind, number in first.other_versions.items():
+        other = client.get_model_version(name, number)
+        assert other.run_id == first.run_id
+        assert other.tags["promotion_decision"] == "not_selected"
+        assert other.tags["model_kind"] == kind
+        assert float(other.tags["holdout_pr_auc"]) == scores[kind] < scores[first.model_kind]
+        assert float(other.tags["threshold"]) == metrics[f"{kind}_threshold"]
+    # Both families' CV, holdout and slices are logged side by side.
+    holdout = registry.training_set.frame
+    holdout = holdout[
+        holdout_mask(holdout["event_timestamp"], registry.project.params.train.holdout_fraction)
+    ]
+    patterns = set(holdout.loc[holdout[LABEL] == 1, "fraud_pattern"]) - {"none", "unknown"}
+    assert patterns  # the small project has generated fraud patterns in its holdout
+    for kind in families:
+        assert f"{kind}_cv_pr_auc_mean" in metrics and f"{kind}_holdout_roc_auc" in metrics
+        for pattern in patterns:
+            assert 0 <= metrics[f"{kind}_holdout_slice_{pattern}_recall"] <= 1
+            frauds = int(((holdout[LABEL] == 1) & (holdout["fraud_pattern"] == pattern)).sum())
+            assert metrics[f"{kind}_holdout_slice_{pattern}_frauds"] == frauds
 
 
 def test_run_logs_params_lineage_metrics_and_artifacts(registry: Registry) -> None:
@@ -185,7 +224,10 @@ def test_run_logs_params_lineage_metrics_and_artifacts(registry: Registry) -> No
         "plots/pr_curve.png",
         "plots/roc_curve.png",
         "plots/confusion_matrix.png",
+        "plots/reliability.png",
         "coefficients.csv",
+        "contributions_lightgbm.csv",
+        "contributions_logistic_regression.csv",
         "reference_sample.parquet",
     } <= artifacts
 
@@ -213,7 +255,8 @@ def test_same_data_params_and_seed_give_identical_metrics(registry: Registry) ->
 def test_equal_challenger_does_not_move_the_alias(registry: Registry) -> None:
     client = _client(registry)
     name = registry.settings.model_name
-    version = client.get_model_version(name, "2")
+    again = str(1 + _per_run(registry))  # the second run's selected model, registered first
+    version = client.get_model_version(name, again)
     assert version.tags["promotion_decision"] == "champion_kept"
     assert registry.alias_after["again"] == "1"
     run = client.get_run(version.run_id)
@@ -232,7 +275,7 @@ def test_worse_challenger_does_not_move_the_alias_unless_forced(registry: Regist
     assert registry.alias_after["worse"] == "1"
 
     assert (forced.decision, forced.promoted) == ("forced", True)
-    assert registry.alias_after["forced"] == forced.model_version == "4"
+    assert registry.alias_after["forced"] == forced.model_version == str(1 + 3 * _per_run(registry))
 
 
 def test_evaluate_scores_production_at_its_threshold(registry: Registry) -> None:

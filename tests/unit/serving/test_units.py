@@ -232,10 +232,9 @@ def test_close_during_an_outage_gives_up_instead_of_hanging() -> None:
 
 
 def _bundle(version: str) -> ModelBundle:
-    import numpy as np
+    from tests.support.models import linear_bundle
 
-    one = np.ones(1)
-    return ModelBundle("fraud-detector", version, "run", 0.5, ("f",), one * 0, one, one, 0.0)
+    return linear_bundle(version, name="fraud-detector")
 
 
 def test_model_loads_in_the_background_with_retries() -> None:

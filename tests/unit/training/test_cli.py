@@ -30,6 +30,11 @@ def _invoke(root: Path, patch: pytest.MonkeyPatch, *args: str) -> Result:
         ("threshold_rule", "best_auc", "train.threshold_rule"),
         ("holdout_fraction", 1.5, "train.holdout_fraction"),
         ("min_precision", 0, "train.min_precision"),
+        ("models", ["logistic_regression", "xgboost"], "train.models"),
+        ("models", [], "train.models"),
+        ("models", ["lightgbm", "lightgbm"], "train.models"),
+        ("calibration", "beta", "train.calibration"),
+        ("alert_budget_per_1000", 0, "train.alert_budget_per_1000"),
     ],
 )
 def test_bad_params_exit_2_naming_the_key(

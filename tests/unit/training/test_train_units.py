@@ -39,6 +39,28 @@ def test_min_precision_threshold_is_lowest_reaching_target(
     assert Y[flagged].mean() >= min_precision
 
 
+@pytest.mark.parametrize("budget", [1.0, 125.0, 250.0, 400.0, 999.0])
+def test_alert_budget_threshold_flags_at_most_the_budget_and_no_less_than_needed(
+    budget: float,
+) -> None:
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.random(1000), 2)  # many ties: tied rows are flagged together
+    y = (rng.random(1000) < scores / 4).astype(int)
+    threshold = choose_threshold(y, scores, "alert_budget", 0.5, budget)
+    flagged = int((scores >= threshold).sum())
+    assert flagged <= budget / 1000 * len(scores)
+    # The next lower score would exceed the budget: the threshold uses all of it it can.
+    lower = scores[scores < threshold]
+    if len(lower):
+        assert int((scores >= lower.max()).sum()) > budget / 1000 * len(scores)
+
+
+def test_alert_budget_smaller_than_the_top_tie_flags_nothing() -> None:
+    scores = np.array([0.9, 0.9, 0.9, 0.1])
+    threshold = choose_threshold(np.array([1, 0, 1, 0]), scores, "alert_budget", 0.5, 250.0)
+    assert threshold > 0.9 and not (scores >= threshold).any()
+
+
 def test_unknown_threshold_rule_is_rejected() -> None:
     with pytest.raises(ValueError, match="threshold_rule"):
         choose_threshold(Y, SCORES, "best_auc", 0.5)
@@ -131,12 +153,17 @@ def test_reference_sample_skips_the_warm_up_days() -> None:
     from types import SimpleNamespace
 
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from training.evaluation import reference_sample
+    from training.model import freeze
 
     days = pd.date_range("2026-01-01", periods=20, freq="D", tz="UTC")
     train = pd.DataFrame({"event_timestamp": days, "x": np.arange(20.0), "is_fraud": [0, 1] * 10})
-    fitted = LogisticRegression().fit(train[["x"]], train["is_fraud"])
+    pipeline = Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression())])
+    pipeline.fit(train[["x"]], train["is_fraud"])
+    fitted = freeze("logistic_regression", pipeline, ["x"], np.array([9.5]))
     model = SimpleNamespace(model=fitted, features=["x"])
     evaluation = SimpleNamespace(model=model, train=train)
 
@@ -147,3 +174,42 @@ def test_reference_sample_skips_the_warm_up_days() -> None:
     assert len(everything) == 20
     too_long = reference_sample(evaluation, size=100, seed=0, warmup_days=50)  # type: ignore[arg-type]
     assert len(too_long) == 20  # a warm-up longer than the period keeps every row
+    # The probability is what the frozen model (served the same way) gives each row.
+    expected = pipeline.predict_proba(too_long[["x"]])[:, 1]  # uncalibrated: plain sigmoid
+    np.testing.assert_allclose(too_long["probability"], expected, rtol=1e-12)
+
+
+def test_slice_metrics_per_pattern_and_cold_start() -> None:
+    from training.evaluation import slice_metrics
+
+    holdout = pd.DataFrame(
+        {
+            "is_fraud": [0, 0, 0, 0, 1, 1, 1, 1],
+            "fraud_pattern": ["none"] * 4 + ["card_testing"] * 2 + ["account_takeover"] * 2,
+            "is_new_customer": [1, 0, 0, 0, 1, 0, 0, 0],
+        }
+    )
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.9, 0.5, 0.7, 0.25])
+    slices = slice_metrics(holdout, scores, threshold=0.4)
+    assert set(slices) == {"card_testing", "account_takeover", "cold_start"}
+    # card testing: both frauds flagged; ranked above every legit row but 0.6 -> AP (1 + 2/3)/2
+    assert slices["card_testing"]["recall"] == 1.0
+    assert slices["card_testing"]["pr_auc"] == pytest.approx((1 + 2 / 3) / 2)
+    assert slices["card_testing"]["rows"] == 6 and slices["card_testing"]["frauds"] == 2
+    assert slices["account_takeover"]["recall"] == 0.5
+    assert slices["cold_start"] == {"recall": 1.0, "rows": 2.0, "frauds": 1.0, "pr_auc": 1.0}
+
+
+def test_slice_metrics_without_patterns_keep_only_cold_start() -> None:
+    from training.evaluation import slice_metrics
+
+    imported = pd.DataFrame(
+        {
+            "is_fraud": [0, 1, 0, 1],
+            "fraud_pattern": ["none", "unknown", "none", "unknown"],  # the importer's labels
+            "is_new_customer": [0, 0, 0, 0],
+        }
+    )
+    assert slice_metrics(imported, np.array([0.1, 0.9, 0.2, 0.8]), 0.5) == {}
+    no_column = imported.drop(columns=["fraud_pattern"]).assign(is_new_customer=1)
+    assert set(slice_metrics(no_column, np.array([0.1, 0.9, 0.2, 0.8]), 0.5)) == {"cold_start"}

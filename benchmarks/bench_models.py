@@ -1,0 +1,143 @@
+"""Both models side by side: holdout quality, training time, and the cost of an explanation.
+
+Run: ``.venv/bin/python -m benchmarks.bench_models [--profile long_history] [--root DIR]``.
+
+1. A project root of the data profile (``benchmarks/_setup.py``: generate, offline tables,
+   ``feast apply``; steps whose output exists in ``--root`` are skipped, so a big root is
+   built once and reused).
+2. Retrieval of the training set through the feature service (timed apart: excluded from
+   training time).
+3. :func:`training.evaluation.evaluate` with ``params.yaml``'s ``train`` section: for every
+   model of ``train.models`` and the request-only baseline, stratified K-fold CV,
+   out-of-fold calibration, threshold, refit, holdout. Printed per model: holdout PR-AUC,
+   ROC-AUC, precision and recall at the threshold, slices, wall time.
+4. One-row scoring on the API's path (:class:`serving.model.ModelBundle`), many repeats over
+   holdout rows, in the same run: the plain calibrated probability alone against the
+   probability plus the exact explanation (TreeSHAP for trees, coefficient x standardised
+   value for the regression) and its top 5. Medians, the difference and the ratio.
+
+Figures are printed, nothing is asserted. No Redis, no MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPEATS = 20_000  # one-row scorings per measured path
+
+
+def _one_row_costs(bundle: object, rows: list[dict[str, float]]) -> dict[str, float]:
+    """Median microseconds of the plain probability and of probability + explanation."""
+    from serving.model import ModelBundle
+
+    assert isinstance(bundle, ModelBundle)
+    model = bundle.model
+    vectors = [model.vector(row) for row in rows]
+
+    def plain(x: np.ndarray) -> float:
+        # The probability alone: raw score of one row, calibrated (what serving cost before
+        # explanations, for either family).
+        return model.calibration.apply_one(float(model.raw_score(x[np.newaxis, :])[0]))
+
+    def explained(row: dict[str, float]) -> object:
+        probability, x, contributions = bundle.score(row)
+        return probability, bundle.explain(x, contributions)
+
+    timings: dict[str, list[float]] = {"plain": [], "explained": []}
+    for k in range(REPEATS):  # alternate, so drift of the shared machine hits both alike
+        i = k % len(rows)
+        started = time.perf_counter_ns()
+        plain(vectors[i])
+        timings["plain"].append((time.perf_counter_ns() - started) / 1e3)
+        started = time.perf_counter_ns()
+        explained(rows[i])
+        timings["explained"].append((time.perf_counter_ns() - started) / 1e3)
+    return {name: statistics.median(values) for name, values in timings.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", default=None, help="Data profile (default: generate).")
+    parser.add_argument("--root", type=Path, help="Reuse (or create) this root; a temp dir else.")
+    args = parser.parse_args()
+
+    from benchmarks._setup import prepare_root
+    from fraud_platform.contracts import ModelTags
+    from fraud_platform.settings import load_params
+    from serving.model import bundle_from_model
+    from training.dataset import load_training_set
+    from training.evaluation import evaluate
+
+    root = args.root or Path(tempfile.mkdtemp(prefix="bench-models-"))
+    print(f"root: {root}, profile: {args.profile or 'default'}")
+    settings = prepare_root(root, args.profile)
+    params = load_params(settings.paths.params_file)
+
+    started = time.perf_counter()
+    training_set = load_training_set(settings, progress=lambda _: None)
+    frame = training_set.frame
+    print(
+        f"retrieval (excluded from training time): {len(frame):,} rows, "
+        f"{frame['is_fraud'].mean():.3%} fraud, {time.perf_counter() - started:.1f} s"
+    )
+
+    started = time.perf_counter()
+    evaluation = evaluate(training_set, params.train, params.seed, progress=print)
+    seconds = time.perf_counter() - started
+    train = params.train
+    print(
+        f"\ntraining ({train.k_folds}-fold CV + calibration + refit + holdout) of "
+        f"{', '.join(train.models)} and the baseline on {len(evaluation.train):,} training / "
+        f"{len(evaluation.holdout):,} holdout rows: {seconds:.1f} s in all "
+        f"(threshold rule {train.threshold_rule}, calibration {train.calibration})"
+    )
+    header = (
+        f"{'model':<22}{'PR-AUC':>8}{'ROC-AUC':>9}{'threshold':>11}{'precision':>11}"
+        f"{'recall':>8}{'seconds':>9}"
+    )
+    print(header)
+    for result in [*evaluation.candidates, evaluation.baseline]:
+        name = result.kind if result is not evaluation.baseline else "baseline (request only)"
+        h = result.holdout
+        print(
+            f"{name:<22}{h['pr_auc']:>8.4f}{h['roc_auc']:>9.4f}{result.threshold:>11.4f}"
+            f"{h['precision']:>11.3f}{h['recall']:>8.3f}{result.seconds:>9.1f}"
+        )
+    for result in evaluation.candidates:
+        for slice_name, values in result.slices.items():
+            pr_auc = f"{values['pr_auc']:.4f}" if "pr_auc" in values else "n/a"
+            print(
+                f"  {result.kind} slice {slice_name}: PR-AUC {pr_auc}, recall "
+                f"{values['recall']:.3f} ({values['frauds']:.0f} frauds)"
+            )
+    by_kind = {result.kind: result for result in evaluation.candidates}
+    if "logistic_regression" in by_kind:
+        linear = by_kind["logistic_regression"].holdout["pr_auc"]
+        best = evaluation.model
+        print(
+            f"selected: {best.kind}, holdout PR-AUC {best.holdout['pr_auc']:.4f} = "
+            f"{best.holdout['pr_auc'] / linear - 1:+.1%} relative to the regression's {linear:.4f}"
+        )
+
+    sample = evaluation.holdout.sample(n=min(2_000, len(evaluation.holdout)), random_state=0)
+    print(f"\none-row scoring on the API's path, {REPEATS:,} repeats (medians, µs):")
+    for result in evaluation.candidates:
+        tags = ModelTags(threshold=result.threshold, features=tuple(result.features)).to_tags()
+        bundle = bundle_from_model(result.model, "bench", "1", "", tags)
+        rows = sample[result.features].astype(float).to_dict("records")
+        costs = _one_row_costs(bundle, rows)
+        print(
+            f"  {result.kind:<20} probability {costs['plain']:7.1f}  probability + explanation "
+            f"{costs['explained']:7.1f}  added {costs['explained'] - costs['plain']:6.1f} "
+            f"({costs['explained'] / costs['plain']:.2f}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
