@@ -39,7 +39,7 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """One registered version of the (StandardScaler, LogisticRegression) pipeline.
+    """One registered version of the ([SimpleImputer,] StandardScaler, LogisticRegression) pipeline.
 
     Scoring uses the fitted parameters directly (one dot product, no DataFrame): the same
     arithmetic as ``pipeline.predict_proba`` (checked at load), and the per-feature
@@ -100,14 +100,21 @@ def bundle_from_pipeline(
 ) -> ModelBundle:
     """Check a loaded pipeline and its version tags, and freeze it into a bundle.
 
+    A leading mean imputer is folded into the scorer: it fills NaN with the training mean,
+    which the scaler then maps to 0, exactly what :meth:`ModelBundle.score` does with NaN.
+
     Raises:
-        ModelLoadError: If the pipeline is not StandardScaler + LogisticRegression or a tag is
-            missing or malformed (:class:`fraud_platform.contracts.ModelTags`).
+        ModelLoadError: If the pipeline is not [mean SimpleImputer +] StandardScaler +
+            LogisticRegression or a tag is missing or malformed
+            (:class:`fraud_platform.contracts.ModelTags`).
     """
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     steps = [step for _, step in getattr(pipeline, "steps", [])]
+    if steps and isinstance(steps[0], SimpleImputer) and steps[0].strategy == "mean":
+        steps = steps[1:]
     if (
         len(steps) != 2
         or not isinstance(steps[0], StandardScaler)
@@ -138,9 +145,12 @@ def bundle_from_pipeline(
     import pandas as pd
 
     probe = {f: float(i + 1) for i, f in enumerate(features)}
-    expected = float(pipeline.predict_proba(pd.DataFrame([probe], columns=list(features)))[0, 1])
-    if not math.isclose(bundle.score(probe)[0], expected, rel_tol=1e-9, abs_tol=1e-12):
-        raise ModelLoadError(f"{name} v{version}: scoring does not reproduce predict_proba")
+    unknown = {f: math.nan if i % 2 else v for i, (f, v) in enumerate(probe.items())}
+    for row in (probe, unknown) if len(pipeline.steps) == 3 else (probe,):
+        frame = pd.DataFrame([row], columns=list(features))
+        expected = float(pipeline.predict_proba(frame)[0, 1])
+        if not math.isclose(bundle.score(row)[0], expected, rel_tol=1e-9, abs_tol=1e-12):
+            raise ModelLoadError(f"{name} v{version}: scoring does not reproduce predict_proba")
     return bundle
 
 

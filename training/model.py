@@ -1,7 +1,8 @@
 """The model seam: which estimator is fitted, on which columns, how a fitted one explains itself.
 
 Today's model is a class-balanced logistic regression on standardised features
-(:func:`build_model`), and its explanation is its coefficient table (:func:`coefficient_table`:
+(:func:`build_model`), unknown values (NaN: no history, see ``feature_repo/logic.py``) imputed
+by the training mean, and its explanation is its coefficient table (:func:`coefficient_table`:
 on standardised inputs a coefficient is the change in log-odds per standard deviation, so
 magnitudes compare). The baseline is the same estimator on :data:`BASELINE_FEATURES` only.
 
@@ -33,10 +34,18 @@ if TYPE_CHECKING:
 # The baseline model sees only what the request itself carries (no stored state). Both are
 # outputs of the same feature service, taken from the retrieved frame, never recomputed here.
 BASELINE_FEATURES: tuple[str, ...] = ("log_amount", "hour_of_day")
+# Types the registered model's skops file holds beyond scikit-learn's own (the imputer keeps
+# the dtype it was fit on); MLflow refuses to log, and to load, anything not trusted here.
+SKOPS_TRUSTED_TYPES: tuple[str, ...] = ("numpy.dtype",)
 
 
 def build_model(params: TrainParams, seed: int) -> Pipeline:
-    """The model: standardised features into a class-balanced logistic regression.
+    """The model: mean-imputed, standardised features into a class-balanced logistic regression.
+
+    An unknown feature (NaN: a card without history has no gap, speed, baseline or home) is
+    imputed with its training mean, so it contributes nothing either way; what "no history"
+    means is learnt from ``is_new_customer``. The API's scorer does the same arithmetic
+    (``serving/model.py``: NaN standardises to 0).
 
     Args:
         params: ``C`` and ``max_iter`` come from here.
@@ -45,12 +54,14 @@ def build_model(params: TrainParams, seed: int) -> Pipeline:
     Returns:
         An unfitted scikit-learn pipeline.
     """
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     return Pipeline(
         [
+            ("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
             ("scale", StandardScaler()),
             (
                 "classify",

@@ -27,7 +27,7 @@ from fraud_platform.contracts import EVENT_TIMESTAMP, LABEL, ModelTags, ModelTag
 from fraud_platform.tracking import mlflow_client
 from training.dataset import Progress, TrainingError, TrainingSet, load_training_set, to_stdout
 from training.evaluation import Evaluation, holdout_mask, score_metrics
-from training.model import model_matrix
+from training.model import SKOPS_TRUSTED_TYPES, model_matrix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,6 +129,7 @@ def register_model(evaluation: Evaluation, settings: Settings) -> str:
         input_example=x_example,
         # pyfunc returns probabilities (column 1 = fraud), compared with the threshold tag.
         pyfunc_predict_fn="predict_proba",
+        skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
         pip_requirements=[
             f"scikit-learn=={sklearn.__version__}",
             f"pandas=={pd.__version__}",

@@ -81,7 +81,7 @@ def test_batched_retrieval_equals_one_call(
 
     project = projects["early"]
     with isolated_environment(project.root):
-        labeled = labeled_transactions(project.settings.paths.raw_dir)
+        labeled, _ = labeled_transactions(project.settings.paths.raw_dir)
         batched = retrieve_training_set(open_store(project.settings), labeled, batch_rows=700)
     assert len(labeled) > 1400  # at least three batches
     pd.testing.assert_frame_equal(batched.frame, retrieve("early").frame, check_exact=True)
