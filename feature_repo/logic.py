@@ -88,6 +88,12 @@ MAX_GAP_SECONDS = 30 * 86_400.0  # seconds_since_last_txn is capped here
 # baseline (amount_to_avg_30d) or a home (distance_from_home_km) are NaN without one, beside
 # is_new_customer. The model imputes NaN (training's mean: it contributes nothing either way).
 UNKNOWN = math.nan
+UNKNOWN_WITHOUT_HISTORY = (  # the features that are UNKNOWN for a card without that history
+    "seconds_since_last_txn",
+    "km_per_hour_from_last_txn",
+    "amount_to_avg_30d",
+    "distance_from_home_km",
+)
 MIN_TRAVEL_SECONDS = 60.0  # impossible-travel speed divides by at least one minute
 NIGHT_HOURS = frozenset(range(0, 6))  # 00:00-05:59 UTC
 

@@ -19,6 +19,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from feature_repo.logic import UNKNOWN_WITHOUT_HISTORY
 from fraud_platform import redis_server
 from fraud_platform.contracts import read_prediction_log
 from tests.support.bodies import VALID_TRANSACTION
@@ -225,14 +226,8 @@ def test_cold_start_gets_defaults(live: Live) -> None:
     assert features["txn_count_24h"] == 0 and features["merchant_txn_count_24h"] == 0
     # No history is said explicitly: null in the answer and listed as unknown, never a value
     # an old quiet card at home could also have; the amount has no baseline to compare with.
-    no_history = {
-        "seconds_since_last_txn",
-        "km_per_hour_from_last_txn",
-        "amount_to_avg_30d",
-        "distance_from_home_km",
-    }
-    assert no_history <= set(out["unknown_features"])
-    assert all(features[name] is None for name in no_history)
+    assert set(UNKNOWN_WITHOUT_HISTORY) <= set(out["unknown_features"])
+    assert all(features[name] is None for name in UNKNOWN_WITHOUT_HISTORY)
     assert features["amount_no_baseline"] == 42.5
     assert out["prediction"] in {"FRAUD", "LEGIT"} and 0 <= out["probability"] <= 1
     assert len(out["transaction_id"]) == 32  # generated uuid4 hex

@@ -168,6 +168,41 @@ def test_account_takeover_large_far_from_home_at_new_merchants(
     assert night.mean() > (legit["timestamp"].dt.hour < 6).mean()
 
 
+def test_cards_open_through_the_period_and_spend_only_once_open(
+    small_tables: dict[str, pd.DataFrame], generate_params: GenerateParams
+) -> None:
+    txns, customers = small_tables["transactions"], small_tables["customers"]
+    start = pd.Timestamp(generate_params.start_date, tz="UTC")
+    warmup_start = start - pd.Timedelta(days=generate_params.warmup_days)
+    opened = customers.set_index("customer_id")["created_at"]
+    new = opened[opened >= start]
+    assert len(new) == round(generate_params.new_card_share * len(customers))
+    assert (new < start + pd.Timedelta(days=SMALL_DAYS)).all()
+    assert (opened[opened < start] < warmup_start).all()  # the others predate the warm-up
+    # No card spends before it opened; a new card's spending spreads over the period.
+    first = txns.groupby("customer_id")["timestamp"].min()
+    assert (first > opened.loc[first.index]).all()
+    assert first.loc[first.index.isin(new.index)].nunique() > 10
+
+
+def test_new_account_fraud_is_a_stolen_identity_s_first_big_purchases(
+    small_tables: dict[str, pd.DataFrame],
+) -> None:
+    rows = _with_labels(small_tables).merge(small_tables["customers"], on="customer_id")
+    stolen = rows[rows["fraud_pattern"] == "new_account"]
+    assert stolen["customer_id"].nunique() >= 1
+    # The whole card is the fraudster's: no legitimate spending, no other pattern.
+    cards = rows[rows["customer_id"].isin(stolen["customer_id"])]
+    assert (cards["fraud_pattern"] == "new_account").all()
+    assert (stolen["timestamp"] - stolen["created_at"] <= pd.Timedelta(days=3, hours=12)).all()
+    distance = haversine_km(stolen["home_lat"], stolen["home_long"], stolen["lat"], stolen["long"])
+    assert (distance > 500).all()
+    legit = rows[rows["is_fraud"] == 0]
+    assert stolen["amount"].median() > 10 * legit["amount"].median()
+    night = stolen["timestamp"].dt.hour < 6
+    assert night.mean() > (legit["timestamp"].dt.hour < 6).mean()
+
+
 def test_compromised_merchant_fraud_spreads_over_time_and_customers(
     small_tables: dict[str, pd.DataFrame],
 ) -> None:

@@ -23,6 +23,7 @@ from feature_repo.logic import (
     HOUR_US,
     MAX_GAP_SECONDS,
     STATE_WINDOW_US,
+    UNKNOWN_WITHOUT_HISTORY,
     Transaction,
     features_for_request,
     lookback_start_us,
@@ -122,12 +123,8 @@ def test_unknown_entities_get_the_defaults() -> None:
     assert got["is_new_customer"] == got["is_new_merchant"] == 1
     assert got["txn_count_24h"] == got["merchant_txn_count_24h"] == 0
     # No history is unknown (NaN), never a value an old quiet card at home could also have.
-    for name in (
-        "seconds_since_last_txn",
-        "km_per_hour_from_last_txn",
-        "amount_to_avg_30d",
-        "distance_from_home_km",
-    ):
+    assert len(UNKNOWN_WITHOUT_HISTORY) == 4
+    for name in UNKNOWN_WITHOUT_HISTORY:
         assert math.isnan(got[name]), name
     assert got["amount_no_baseline"] == 99.0  # the amount, with nothing to compare it to
     assert got["merchant_fraud_rate_30d"] == 0.0 and got["hour_of_day"] == 0

@@ -77,6 +77,38 @@ def test_an_unknown_feature_contributes_nothing(pipeline: Pipeline) -> None:
     assert "f0" not in first or first["f0"]["value"] is None
 
 
+def test_the_training_pipeline_with_its_imputer_scores_nan_exactly_like_sklearn() -> None:
+    """The model training registers (mean imputer first) is served with the same arithmetic."""
+    from fraud_platform.settings import load_params
+    from training.model import build_model
+
+    rng = np.random.default_rng(2)
+    x = pd.DataFrame(rng.normal(size=(400, len(FEATURES))) * 3 + 1, columns=FEATURES)
+    y = (x["f0"] + x["f1"] + rng.normal(size=400) > 2).astype(int)
+    x.loc[rng.random(400) < 0.2, "f1"] = np.nan  # no history: unknown in training too
+    model = build_model(load_params().train, seed=0).fit(x, y)
+    bundle = bundle_from_pipeline(model, "m", "4", "", _tags())
+    rows = rng.normal(size=(30, len(FEATURES))) * 3
+    rows[::3, 1] = np.nan
+    rows[::4, 5] = np.nan
+    expected = model.predict_proba(pd.DataFrame(rows, columns=FEATURES))[:, 1]
+    for row, want in zip(rows, expected, strict=True):
+        values = {
+            f: None if math.isnan(v) else float(v) for f, v in zip(FEATURES, row, strict=True)
+        }
+        assert math.isclose(bundle.score(values)[0], want, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_an_imputer_other_than_the_mean_is_refused(pipeline: Pipeline) -> None:
+    from sklearn.impute import SimpleImputer
+
+    zeros = Pipeline(
+        [("impute", SimpleImputer(strategy="constant", fill_value=0.0)), *pipeline.steps]
+    )
+    with pytest.raises(ModelLoadError, match="expected Pipeline"):
+        bundle_from_pipeline(zeros, "m", "2", "", _tags())
+
+
 @pytest.mark.parametrize(
     ("tags", "message"),
     [
