@@ -27,7 +27,7 @@ Rows with truncated history are left out
 ----------------------------------------
 A row's features look back to :func:`feature_repo.logic.lookback_start_us` (the longest window
 the features declare: the 30 complete days before the row's day). When that reaches before the
-data's start (its earliest transaction), a card that existed before the data may have had
+data's start (the raw data's earliest transaction), a card that existed before the data may have had
 history the data does not hold: its row would look like a new or quiet card, and the model would
 learn that "no history" means whatever happened in the data's first weeks. So a labeled row is
 kept only if its lookback starts at or after the data's start, or its card demonstrably opened
@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from fraud_platform.contracts import CUSTOMER_ID, LABEL, TIMESTAMP
 from training.model import BASELINE_FEATURES
@@ -102,7 +103,10 @@ def labeled_transactions(
     labeled[LABEL] = labeled[LABEL].astype("int8")
     check_labels(labeled[LABEL], where="labeled transactions")
     if len(labeled):
-        data_start = pd.Timestamp(pc.min(events.transactions.column(TIMESTAMP)).as_py())
+        # The data's start is the raw data's: a transaction the API took in (the journals) may
+        # be stamped years earlier, like the reference example, and says nothing of history.
+        raw_times = pq.read_table(raw_dir / "transactions.parquet", columns=[TIMESTAMP])
+        data_start = pd.Timestamp(pc.min(raw_times.column(TIMESTAMP)).as_py())
         labeled, dropped = drop_truncated_history(labeled, events.customers.to_pandas(), data_start)
         progress(
             f"truncated history: {dropped:,} labeled rows dropped (lookback before the data's "

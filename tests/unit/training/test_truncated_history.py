@@ -7,6 +7,9 @@ never train; imported data, which has no open dates, loses its first window.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,3 +87,32 @@ def test_without_open_dates_the_first_window_of_the_data_trains_nothing(
     # A card the customers table does not know (one the API met first) has no open date.
     unknown, dropped_unknown = drop_truncated_history(transactions, customers.iloc[:0], data_start)
     assert len(unknown) == len(kept) and dropped_unknown == dropped
+
+
+def test_the_data_start_is_the_raw_data_s_not_an_early_request_the_api_took_in(
+    tables: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    """The reference example (2023) posted to the demo API must not unlock the warm-up."""
+    from data.generate import write_tables
+    from feature_repo.events import open_journals
+    from training.dataset import labeled_transactions
+
+    write_tables(tables, tmp_path / "raw")
+    raw_only, dropped = labeled_transactions(tmp_path / "raw")
+    early = datetime(2023, 10, 27, 10, tzinfo=UTC)
+    transactions, labels = open_journals(tmp_path / "ingested")
+    transactions.append(
+        {"transaction_id": "api-1", "customer_id": "C123456", "merchant_id": "M_TEST",
+         "timestamp": early, "amount": 5000.0, "lat": 50.0, "long": 50.0}
+    )  # fmt: skip
+    labels.append(
+        {"transaction_id": "api-1", "merchant_id": "M_TEST", "is_fraud": 1,
+         "label_timestamp": early + timedelta(days=1), "fraud_pattern": "unknown"}
+    )  # fmt: skip
+    transactions.close()
+    labels.close()
+    with_journal, dropped_with_journal = labeled_transactions(
+        tmp_path / "raw", tmp_path / "ingested"
+    )
+    assert dropped_with_journal == dropped + 1  # the early row too: its lookback is outside
+    assert with_journal["transaction_id"].tolist() == raw_only["transaction_id"].tolist()
