@@ -278,9 +278,11 @@ def _card_testing(
     n_bursts = rng.integers(CARD_TESTING_BURSTS[0], CARD_TESTING_BURSTS[1] + 1, len(victims))
     last_start = days * SECONDS_PER_DAY - CARD_TESTING_SPAN_SECONDS
     for victim in np.repeat(victims, n_bursts):
+        if pop.opened_s[victim] >= last_start - 1:
+            continue  # opened in the period's last minutes: no time left to test it
         n = int(rng.integers(CARD_TESTING_TXNS[0], CARD_TESTING_TXNS[1] + 1))
         # A card is tested once it exists: after it opened, inside the period.
-        start = int(rng.integers(min(max(0, pop.opened_s[victim]), last_start - 1), last_start))
+        start = int(rng.integers(max(0, pop.opened_s[victim]), last_start))
         offsets = np.sort(rng.integers(0, CARD_TESTING_SPAN_SECONDS, n))
         offsets[1] = offsets[0]  # scripts fire in parallel: at least one same-second tie
         merchants = rng.choice(
@@ -317,10 +319,12 @@ def _account_takeover(
         candidates = np.setdiff1d(np.flatnonzero(distance > FAR_FROM_HOME_KM), used)
         if len(candidates) == 0:
             continue  # too few merchants to find a strange, far one: spare this customer
-        n = int(rng.integers(ACCOUNT_TAKEOVER_TXNS[0], ACCOUNT_TAKEOVER_TXNS[1] + 1))
         # Taken over once it exists: from the day after it opened, inside the period.
-        earliest = min(max(0, int(pop.opened_s[victim] // SECONDS_PER_DAY) + 1), days - 2)
-        first_day = int(rng.integers(max(0, earliest), max(1, days - 1)))
+        earliest = max(0, int(pop.opened_s[victim] // SECONDS_PER_DAY) + 1)
+        if earliest >= max(1, days - 1):
+            continue  # opened too late in the period to be taken over in it
+        n = int(rng.integers(ACCOUNT_TAKEOVER_TXNS[0], ACCOUNT_TAKEOVER_TXNS[1] + 1))
+        first_day = int(rng.integers(earliest, max(1, days - 1)))
         day = np.minimum(first_day + rng.integers(0, 2, n), days - 1)
         night = rng.random(n) < ACCOUNT_TAKEOVER_NIGHT_SHARE
         hour = np.where(night, rng.integers(0, 6, n), rng.integers(6, 24, n))
