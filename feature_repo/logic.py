@@ -44,6 +44,15 @@ amount by the customer's average over the 30 complete UTC days before t's day,
 The merchant fraud rate uses only labels whose ``label_timestamp`` falls in the 30 complete UTC
 days before t's day, so every label it uses was known strictly before t.
 
+Unknown is not zero
+-------------------
+A card with no transaction before t has no gap, no speed and no 30-day baseline, and a card the
+platform never saw has no home: those features are NaN (:data:`UNKNOWN_WITHOUT_HISTORY`), offline
+and online alike, instead of defaults an old quiet card at home could also have. What "no
+history" means is said by ``is_new_customer`` and ``amount_no_baseline`` (the amount when there
+is no baseline). "Before t" is the same strict ``< t`` as everywhere: a card's own first
+transaction is new, its same-second peers too.
+
 Labels as of event time
 -----------------------
 Labels arrive weeks after their transactions, so the label state a store holds can be *newer*
