@@ -1,8 +1,18 @@
-"""Synthetic card transactions with three fraud patterns and late-arriving labels.
+"""Synthetic card transactions with four fraud patterns and late-arriving labels.
 
 Legitimate spending: customers live around a handful of US cities, buy mostly from merchants
-in their own city during the day, with amounts around a personal typical amount. Fraud comes
-in three shapes, chosen so that each stresses a different kind of feature:
+in their own city during the day, with amounts around a personal typical amount.
+
+Card lifecycles. Cards open throughout time: ``new_card_share`` of them open during the period
+(account-open dates in ``customers.created_at``, uniform over the period), the others years
+before it. A card spends from the day after it opens. So that the period's first weeks do not
+look like a world of new cards, ``warmup_days`` of ordinary spending (no fraud) are generated
+before ``start_date``. Warm-up rows are in the raw tables, so the period's features see a full
+past, but they are never training rows: every one belongs to a card opened before the data
+starts and looks back before the data's start, which the truncated-history rule of
+:mod:`training.dataset` drops (for a warm-up of at most the longest feature window, 30 days).
+
+Fraud comes in four shapes, chosen so that each stresses a different kind of feature:
 
 - ``card_testing``: a burst of 10-40 tiny amounts within a few minutes, some in the very same
   second. Short-window velocity counts catch it, provided same-second ties are handled.
@@ -11,9 +21,13 @@ in three shapes, chosen so that each stresses a different kind of feature:
 - ``compromised_merchant``: from a breach date to the end of the period, a share of a busy
   merchant's ordinary-looking transactions are fraud. Customer velocity features catch it
   poorly, by design; merchant-level features can.
+- ``new_account``: ``new_account_fraud_rate`` of the cards opened during the period are opened
+  with a stolen identity. Such a card has no legitimate spending at all: its first purchases
+  (2-6 within three days of opening) are large, far from the identity's home, mostly at night.
+  Only "no history" features and the request itself can catch the first of them.
 
-Everything is vectorised over transactions; Python loops only run over the few hundred
-fraud victims. The same seed gives identical tables.
+The first three hit cards only after they opened. Everything is vectorised over transactions;
+Python loops only run over the few hundred fraud victims. The same seed gives identical tables.
 """
 
 from __future__ import annotations
@@ -95,6 +109,13 @@ ACCOUNT_TAKEOVER_TXNS = (3, 8)
 ACCOUNT_TAKEOVER_NIGHT_SHARE = 0.75  # fraudsters in another time zone: mostly 0-5h UTC
 CARD_TESTING_BURSTS = (1, 2)  # a leaked card is often tested more than once
 COMPROMISE_START_SHARE = (0.1, 0.5)  # when the breach starts, as a share of the period
+OLD_CARD_AGE_DAYS = (30, 1500)  # cards opened before the warm-up: this long before it
+NEW_ACCOUNT_TXNS = (2, 6)
+NEW_ACCOUNT_SPAN_SECONDS = 3 * SECONDS_PER_DAY  # the stolen identity is used at once
+NEW_ACCOUNT_FIRST_DELAY_SECONDS = (600, 12 * 3600)  # opening -> first fraudulent purchase
+NEW_ACCOUNT_AMOUNT_MEDIAN = 1_200.0  # first purchases are big: electronics, gift cards
+NEW_ACCOUNT_AMOUNT_SIGMA = 0.6
+NEW_ACCOUNT_NIGHT_SHARE = 0.6
 
 
 def distances_km(lat: float, long: float, lats: np.ndarray, longs: np.ndarray) -> np.ndarray:
@@ -115,7 +136,8 @@ class _Population:
     home_city: np.ndarray
     typical_amount: np.ndarray
     activity: np.ndarray  # multiplier of the mean transaction rate
-    created_offset_s: np.ndarray  # seconds before the period starts
+    opened_s: np.ndarray  # account-open time, seconds since the period start (< 0: before)
+    stolen_identity: np.ndarray  # bool: opened by a fraudster (new_account), no legit spending
     merchant_lat: np.ndarray
     merchant_long: np.ndarray
     merchant_city: np.ndarray
@@ -137,17 +159,46 @@ class _Transactions:
         return len(self.customer)
 
 
-PATTERN_NAMES = ("none", "card_testing", "account_takeover", "compromised_merchant")
-_LEGIT, _CARD_TESTING, _ACCOUNT_TAKEOVER, _COMPROMISED = range(4)
+PATTERN_NAMES = ("none", "card_testing", "account_takeover", "compromised_merchant", "new_account")
+_LEGIT, _CARD_TESTING, _ACCOUNT_TAKEOVER, _COMPROMISED, _NEW_ACCOUNT = range(5)
 
 
-def _population(rng: np.random.Generator, n_customers: int, n_merchants: int) -> _Population:
+def _open_times(
+    rng: np.random.Generator, n_customers: int, params: GenerateParams, days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Account-open times (seconds since the period start) and the stolen-identity cards.
+
+    ``new_card_share`` of the cards (a fixed count, like :func:`_count_hit`) open at a uniform
+    time of the period; the others ``OLD_CARD_AGE_DAYS`` before the warm-up starts. Of the new
+    ones, ``new_account_fraud_rate`` are opened with a stolen identity.
+    """
+    n_new = round(params.new_card_share * n_customers)
+    new = rng.permutation(n_customers)[:n_new]
+    opened = -(
+        params.warmup_days * SECONDS_PER_DAY
+        + rng.integers(
+            OLD_CARD_AGE_DAYS[0] * SECONDS_PER_DAY,
+            OLD_CARD_AGE_DAYS[1] * SECONDS_PER_DAY,
+            n_customers,
+        )
+    )
+    opened[new] = rng.integers(0, days * SECONDS_PER_DAY, n_new)
+    stolen = np.zeros(n_customers, dtype=bool)
+    stolen[new[: _count_hit(params.new_account_fraud_rate, n_new)]] = True
+    return opened, stolen
+
+
+def _population(
+    rng: np.random.Generator, n_customers: int, params: GenerateParams, days: int
+) -> _Population:
+    n_merchants = params.n_merchants
     city_lat = np.array([city[1] for city in CITIES])
     city_long = np.array([city[2] for city in CITIES])
     city_p = np.array([city[3] for city in CITIES])
     city_p = city_p / city_p.sum()
 
     home_city = rng.choice(len(CITIES), size=n_customers, p=city_p)
+    opened, stolen = _open_times(rng, n_customers, params, days)
     # Every city gets a merchant first (when there are enough), so locals can shop locally.
     n_seeded = min(n_merchants, len(CITIES))
     merchant_city = np.concatenate(
@@ -161,7 +212,8 @@ def _population(rng: np.random.Generator, n_customers: int, n_merchants: int) ->
             np.log(TYPICAL_AMOUNT_MEDIAN), TYPICAL_AMOUNT_SIGMA, n_customers
         ),
         activity=rng.gamma(shape=2.0, scale=0.5, size=n_customers),
-        created_offset_s=rng.integers(30 * SECONDS_PER_DAY, 1500 * SECONDS_PER_DAY, n_customers),
+        opened_s=opened,
+        stolen_identity=stolen,
         merchant_lat=city_lat[merchant_city] + rng.normal(0, CITY_SPREAD_DEG, n_merchants),
         merchant_long=city_long[merchant_city] + rng.normal(0, CITY_SPREAD_DEG, n_merchants),
         merchant_city=merchant_city,
@@ -171,9 +223,14 @@ def _population(rng: np.random.Generator, n_customers: int, n_merchants: int) ->
 
 
 def _legit_transactions(
-    rng: np.random.Generator, pop: _Population, txns_per_day: float, days: int
+    rng: np.random.Generator, pop: _Population, txns_per_day: float, days: int, warmup_days: int
 ) -> _Transactions:
-    counts = rng.poisson(txns_per_day * days * pop.activity)
+    """Ordinary spending from the warm-up's start (or the day after the card opened) to the end."""
+    # Whole days a card spends on: from the later of the warm-up's first day and the day after
+    # it opened; a stolen-identity card has no legitimate owner, so no legitimate spending.
+    first_day = np.maximum(-warmup_days, pop.opened_s // SECONDS_PER_DAY + 1)
+    active_days = np.where(pop.stolen_identity, 0, np.maximum(days - first_day, 0))
+    counts = rng.poisson(txns_per_day * active_days * pop.activity)
     customer = np.repeat(np.arange(len(counts)), counts)
     n = len(customer)
 
@@ -194,7 +251,8 @@ def _legit_transactions(
     merchant[away] = rng.choice(len(popularity), size=len(away), p=popularity / popularity.sum())
 
     hour = rng.choice(24, size=n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
-    second = rng.integers(0, days, n) * SECONDS_PER_DAY + hour * 3600 + rng.integers(0, 3600, n)
+    day = first_day[customer] + (rng.random(n) * active_days[customer]).astype(np.int64)
+    second = day * SECONDS_PER_DAY + hour * 3600 + rng.integers(0, 3600, n)
     category_factor = np.array(list(CATEGORIES.values()))[pop.merchant_category[merchant]]
     amount = pop.typical_amount[customer] * category_factor
     amount = amount * rng.lognormal(0.0, PURCHASE_AMOUNT_SIGMA, n)
@@ -213,13 +271,18 @@ def _count_hit(rate: float, population: int) -> int:
 
 
 def _card_testing(
-    rng: np.random.Generator, victims: np.ndarray, n_merchants: int, days: int
+    rng: np.random.Generator, victims: np.ndarray, pop: _Population, days: int
 ) -> _Transactions:
     parts: list[_Transactions] = []
+    n_merchants = len(pop.merchant_popularity)
     n_bursts = rng.integers(CARD_TESTING_BURSTS[0], CARD_TESTING_BURSTS[1] + 1, len(victims))
+    last_start = days * SECONDS_PER_DAY - CARD_TESTING_SPAN_SECONDS
     for victim in np.repeat(victims, n_bursts):
+        if pop.opened_s[victim] >= last_start - 1:
+            continue  # opened in the period's last minutes: no time left to test it
         n = int(rng.integers(CARD_TESTING_TXNS[0], CARD_TESTING_TXNS[1] + 1))
-        start = int(rng.integers(0, days * SECONDS_PER_DAY - CARD_TESTING_SPAN_SECONDS))
+        # A card is tested once it exists: after it opened, inside the period.
+        start = int(rng.integers(max(0, pop.opened_s[victim]), last_start))
         offsets = np.sort(rng.integers(0, CARD_TESTING_SPAN_SECONDS, n))
         offsets[1] = offsets[0]  # scripts fire in parallel: at least one same-second tie
         merchants = rng.choice(
@@ -256,8 +319,12 @@ def _account_takeover(
         candidates = np.setdiff1d(np.flatnonzero(distance > FAR_FROM_HOME_KM), used)
         if len(candidates) == 0:
             continue  # too few merchants to find a strange, far one: spare this customer
+        # Taken over once it exists: from the day after it opened, inside the period.
+        earliest = max(0, int(pop.opened_s[victim] // SECONDS_PER_DAY) + 1)
+        if earliest >= max(1, days - 1):
+            continue  # opened too late in the period to be taken over in it
         n = int(rng.integers(ACCOUNT_TAKEOVER_TXNS[0], ACCOUNT_TAKEOVER_TXNS[1] + 1))
-        first_day = int(rng.integers(0, max(1, days - 1)))
+        first_day = int(rng.integers(earliest, max(1, days - 1)))
         day = np.minimum(first_day + rng.integers(0, 2, n), days - 1)
         night = rng.random(n) < ACCOUNT_TAKEOVER_NIGHT_SHARE
         hour = np.where(night, rng.integers(0, 6, n), rng.integers(6, 24, n))
@@ -272,6 +339,45 @@ def _account_takeover(
                 second=day * SECONDS_PER_DAY + hour * 3600 + rng.integers(0, 3600, n),
                 amount=np.round(typical * rng.uniform(5, 15, n) + rng.uniform(200, 800, n), 2),
                 pattern=np.full(n, _ACCOUNT_TAKEOVER, dtype=np.int8),
+            )
+        )
+    return _concat(parts)
+
+
+def _new_accounts(rng: np.random.Generator, pop: _Population, days: int) -> _Transactions:
+    """The stolen-identity cards' purchases: big, far from home, soon after opening."""
+    parts: list[_Transactions] = []
+    end = days * SECONDS_PER_DAY
+    for victim in np.flatnonzero(pop.stolen_identity):
+        distance = distances_km(
+            pop.home_lat[victim], pop.home_long[victim], pop.merchant_lat, pop.merchant_long
+        )
+        candidates = np.flatnonzero(distance > FAR_FROM_HOME_KM)
+        if len(candidates) == 0:
+            continue  # too few merchants to find a far one
+        n = int(rng.integers(NEW_ACCOUNT_TXNS[0], NEW_ACCOUNT_TXNS[1] + 1))
+        first = pop.opened_s[victim] + int(rng.integers(*NEW_ACCOUNT_FIRST_DELAY_SECONDS))
+        second = first + np.sort(rng.integers(0, NEW_ACCOUNT_SPAN_SECONDS, n))
+        second[0] = first
+        # Fraudsters in another time zone: most purchases move to 0-5h UTC of their day.
+        night = rng.random(n) < NEW_ACCOUNT_NIGHT_SHARE
+        day_start = second // SECONDS_PER_DAY * SECONDS_PER_DAY
+        night_second = day_start + rng.integers(0, 6 * 3600, n)
+        second = np.where(night & (night_second > pop.opened_s[victim]), night_second, second)
+        second = np.sort(second[second < end])
+        if len(second) == 0:
+            continue  # opened too close to the end of the period
+        merchants = rng.choice(
+            candidates, size=min(len(candidates), int(rng.integers(1, 4))), replace=False
+        )
+        amount = rng.lognormal(np.log(NEW_ACCOUNT_AMOUNT_MEDIAN), NEW_ACCOUNT_AMOUNT_SIGMA, n)
+        parts.append(
+            _Transactions(
+                customer=np.full(len(second), victim),
+                merchant=rng.choice(merchants, size=len(second)),
+                second=second,
+                amount=np.round(amount[: len(second)], 2),
+                pattern=np.full(len(second), _NEW_ACCOUNT, dtype=np.int8),
             )
         )
     return _concat(parts)
@@ -360,20 +466,36 @@ def generate(
     start = pd.Timestamp(params.start_date, tz="UTC")
     rng = np.random.default_rng(seed)
 
-    pop = _population(rng, n_customers, params.n_merchants)
-    report(f"{n_customers} customers, {params.n_merchants} merchants")
-    legit = _legit_transactions(rng, pop, params.txns_per_customer_per_day, days)
-    report(f"{len(legit):,} legitimate transactions over {days} days")
+    pop = _population(rng, n_customers, params, days)
+    n_new = int((pop.opened_s >= 0).sum())
+    report(
+        f"{n_customers} customers ({n_new} opened during the period, "
+        f"{int(pop.stolen_identity.sum())} with a stolen identity), {params.n_merchants} merchants"
+    )
+    legit = _legit_transactions(
+        rng, pop, params.txns_per_customer_per_day, days, params.warmup_days
+    )
+    warmup_rows = int((legit.second < 0).sum())
+    report(
+        f"{len(legit):,} legitimate transactions over {days} days "
+        f"plus {params.warmup_days} warm-up days ({warmup_rows:,} rows)"
+    )
 
-    # Card testing and account takeover hit different customers, so each keeps its signature.
-    n_testing = _count_hit(params.card_testing_rate, n_customers)
-    n_takeover = min(_count_hit(params.account_takeover_rate, n_customers), n_customers - n_testing)
-    victims = rng.permutation(n_customers)[: n_testing + n_takeover]
-    testing = _card_testing(rng, np.sort(victims[:n_testing]), params.n_merchants, days)
+    # Card testing and account takeover hit different customers, so each keeps its signature;
+    # cards opened by a fraudster are not someone else's victims.
+    n_owned = n_customers - int(pop.stolen_identity.sum())
+    n_testing = _count_hit(params.card_testing_rate, n_owned)
+    n_takeover = min(_count_hit(params.account_takeover_rate, n_owned), n_owned - n_testing)
+    victims = rng.permutation(np.flatnonzero(~pop.stolen_identity))[: n_testing + n_takeover]
+    testing = _card_testing(rng, np.sort(victims[:n_testing]), pop, days)
     takeover = _account_takeover(rng, np.sort(victims[n_testing:]), pop, legit, days)
+    new_account = _new_accounts(rng, pop, days)
     legit.pattern = _compromise_merchants(rng, legit, pop, params, days)
-    txns = _concat([legit, testing, takeover])
-    report(f"fraud patterns: {len(testing)} card-testing, {len(takeover)} account-takeover rows")
+    txns = _concat([legit, testing, takeover, new_account])
+    report(
+        f"fraud patterns: {len(testing)} card-testing, {len(takeover)} account-takeover, "
+        f"{len(new_account)} new-account rows"
+    )
 
     # A stable sort keeps the generation order among same-second rows, so ids are reproducible.
     order = np.argsort(txns.second, kind="stable")
@@ -409,7 +531,7 @@ def generate(
             "customer_id": customer_ids,
             "home_lat": pop.home_lat,
             "home_long": pop.home_long,
-            "created_at": _utc(start, -pop.created_offset_s),
+            "created_at": _utc(start, pop.opened_s),  # the account-open date
         }
     )
     merchants = pd.DataFrame(

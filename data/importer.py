@@ -112,7 +112,8 @@ def import_csv(
     row), else from the location of their first transaction. A merchant's location is the
     mean of its transactions' locations; its category the first one seen. Without a
     ``label_timestamp`` column every label becomes known ``chargeback_delay_days`` after
-    its transaction; ``fraud_pattern`` is ``unknown`` for fraud and ``none`` otherwise.
+    its transaction; ``fraud_pattern`` is ``unknown`` for fraud and ``none`` otherwise. There
+    are no account-open dates: ``created_at`` is the data's first timestamp for every card.
 
     Args:
         path: The CSV file (comma-separated, header on line 1; an unnamed leading index
@@ -263,8 +264,10 @@ def _build_tables(flat: pd.DataFrame, chargeback_delay_days: float) -> dict[str,
             "customer_id": first["customer_id"].astype(object),
             "home_lat": first[home_lat].astype(np.float64),
             "home_long": first[home_long].astype(np.float64),
-            # No account opening date in such exports: the first transaction stands in.
-            "created_at": first["timestamp"],
+            # No account opening date in such exports, and a card seen early may be older than
+            # the file: "not known to have opened after the data's start" (the truncated-history
+            # rule of training/dataset.py then keeps only rows whose lookback is inside the file).
+            "created_at": rows["timestamp"].min(),
         }
     )
 

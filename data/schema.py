@@ -42,7 +42,7 @@ LABELS = pa.schema(
         (TRANSACTION_ID, pa.string()),
         (LABEL, pa.int8()),
         (LABEL_TIMESTAMP, UTC_MICROS),  # when the label became known (after the transaction)
-        ("fraud_pattern", pa.string()),  # none | card_testing | account_takeover | ... | unknown
+        ("fraud_pattern", pa.string()),  # none | unknown | one of FRAUD_PATTERNS below
     ]
 )
 
@@ -71,4 +71,4 @@ RAW_TABLES: dict[str, pa.Schema] = {
     "merchants": MERCHANTS,
 }
 
-FRAUD_PATTERNS = ("card_testing", "account_takeover", "compromised_merchant")
+FRAUD_PATTERNS = ("card_testing", "account_takeover", "compromised_merchant", "new_account")

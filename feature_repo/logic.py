@@ -44,6 +44,15 @@ amount by the customer's average over the 30 complete UTC days before t's day,
 The merchant fraud rate uses only labels whose ``label_timestamp`` falls in the 30 complete UTC
 days before t's day, so every label it uses was known strictly before t.
 
+Unknown is not zero
+-------------------
+A card with no transaction before t has no gap, no speed and no 30-day baseline, and a card the
+platform never saw has no home: those features are NaN (:data:`UNKNOWN_WITHOUT_HISTORY`), offline
+and online alike, instead of defaults an old quiet card at home could also have. What "no
+history" means is said by ``is_new_customer`` and ``amount_no_baseline`` (the amount when there
+is no baseline). "Before t" is the same strict ``< t`` as everywhere: a card's own first
+transaction is new, its same-second peers too.
+
 Labels as of event time
 -----------------------
 Labels arrive weeks after their transactions, so the label state a store holds can be *newer*
@@ -82,7 +91,18 @@ BASELINE_DAYS = (
 # plus 60 days of slack, more than any chargeback delay, so a state loaded with all labels known
 # at the end of the data still answers requests from the data's last weeks exactly.
 LABEL_STATE_DAYS = 90
-MAX_GAP_SECONDS = 30 * 86_400.0  # seconds_since_last_txn is capped here (and is this when none)
+MAX_GAP_SECONDS = 30 * 86_400.0  # seconds_since_last_txn is capped here
+# "No history" is said explicitly, never with a value an old card could also have: the features
+# that need an earlier transaction (seconds_since_last_txn, km_per_hour_from_last_txn), a
+# baseline (amount_to_avg_30d) or a home (distance_from_home_km) are NaN without one, beside
+# is_new_customer. The model imputes NaN (training's mean: it contributes nothing either way).
+UNKNOWN = math.nan
+UNKNOWN_WITHOUT_HISTORY = (  # the features that are UNKNOWN for a card without that history
+    "seconds_since_last_txn",
+    "km_per_hour_from_last_txn",
+    "amount_to_avg_30d",
+    "distance_from_home_km",
+)
 MIN_TRAVEL_SECONDS = 60.0  # impossible-travel speed divides by at least one minute
 NIGHT_HOURS = frozenset(range(0, 6))  # 00:00-05:59 UTC
 
@@ -157,6 +177,7 @@ OUTPUT_FEATURES: tuple[tuple[str, type], ...] = (
     ("distinct_merchants_24h", int),
     ("seconds_since_last_txn", float),
     ("amount_to_avg_30d", float),
+    ("amount_no_baseline", float),
     ("distance_from_home_km", float),
     ("km_per_hour_from_last_txn", float),
     ("merchant_txn_count_24h", int),
@@ -169,6 +190,22 @@ OUTPUT_FEATURES: tuple[tuple[str, type], ...] = (
 def day_number(ts_us: int) -> int:
     """UTC day number (days since 1970-01-01) of a timestamp in microseconds."""
     return ts_us // DAY_US
+
+
+def lookback_start_us(t_us: int) -> int:
+    """The earliest instant any customer feature of a request at t looks at.
+
+    The longest of the windows declared above: the 24 h state window ``[t - 24h, t)``, the
+    30-day baseline ``[midnight(t) - 30 d, midnight(t))`` and the 30-day cap of
+    ``seconds_since_last_txn``. A request's features are complete only if the data holds the
+    card's history from this instant on: training drops the rows of cards that may have had
+    history before the data's start (see ``training/dataset.py``).
+    """
+    return min(
+        t_us - STATE_WINDOW_US,
+        (day_number(t_us) - BASELINE_DAYS) * DAY_US,
+        t_us - int(MAX_GAP_SECONDS * MICROS_PER_SECOND),
+    )
 
 
 # ------------------------------------------------------------------ on-demand features
@@ -248,12 +285,14 @@ def features_for_request(
     lo, hi = bisect_left(days, today - BASELINE_DAYS), bisect_left(days, today)
     day_sum = sum((customer_state.get("c_day_sums") or [])[lo:hi], 0.0)
     day_count = sum((customer_state.get("c_day_counts") or [])[lo:hi])
-    amount_to_avg = amount / (day_sum / day_count) if day_count and day_sum > 0 else 1.0
+    # No spending in the 30 complete days before t's day: no baseline to compare with.
+    amount_to_avg = amount / (day_sum / day_count) if day_count and day_sum > 0 else UNKNOWN
 
     last = _last_before(customer_state, t)
     if last is None:
-        gap_seconds = MAX_GAP_SECONDS
-        speed = 0.0
+        # No earlier transaction known (a new card, or history not retained for a request
+        # beyond the lateness bound): no gap and no speed, rather than "30 days ago, here".
+        gap_seconds = speed = UNKNOWN
     else:
         last_ts, last_lat, last_long = last
         gap_seconds = min((t - last_ts) / MICROS_PER_SECOND, MAX_GAP_SECONDS)
@@ -261,7 +300,7 @@ def features_for_request(
         speed = hops_km / max(gap_seconds, MIN_TRAVEL_SECONDS) * 3_600.0
 
     home_lat, home_long = profile.get("home_lat"), profile.get("home_long")
-    from_home = 0.0
+    from_home = UNKNOWN  # an unknown card has no home: not "at home"
     if home_lat is not None and home_long is not None:
         from_home = haversine_km(home_lat, home_long, lat, long)
 
@@ -284,6 +323,11 @@ def features_for_request(
         "distinct_merchants_24h": distinct,
         "seconds_since_last_txn": gap_seconds,
         "amount_to_avg_30d": amount_to_avg,
+        # The amount with nothing to compare it to (no spending in the 30 complete days before
+        # t's day: a new or long-quiet card), else 0: the interaction that lets a linear model
+        # give such amounts their own slope, in dollars like amount_to_avg_30d (big first
+        # purchases are new-account fraud's; card testing's pennies keep log_amount's slope).
+        "amount_no_baseline": 0.0 if day_count else amount,
         "distance_from_home_km": from_home,
         "km_per_hour_from_last_txn": speed,
         "merchant_txn_count_24h": merchant_count,

@@ -222,14 +222,18 @@ def _merchant_labels_sql() -> tuple[list[str], str]:
 
 
 def _customer_profile_sql() -> tuple[list[str], str]:
-    # The home is known from account creation; never later than the first transaction.
+    # The customers table is master data (the bank's record of its cardholders), not an event
+    # stream: every home is dated no later than the data's first transaction, even for a card
+    # opened during the period. So any materialization of the data loads every known home, and
+    # the offline join at any t sees the same one: a card opened after the last materialize has
+    # its home online too (the bank would push it at account opening; there is no such push
+    # here), and no transaction of a card precedes its opening, so nothing is learnt early.
     final = """
     SELECT c.customer_id,
            least(c.created_at, coalesce(f.first_ts, c.created_at)) AS event_timestamp,
            c.home_lat, c.home_long
     FROM cust c
-    LEFT JOIN (SELECT customer_id, make_timestamp(min(ts))::TIMESTAMPTZ AS first_ts
-               FROM txn GROUP BY 1) f USING (customer_id)
+    CROSS JOIN (SELECT make_timestamp(min(ts))::TIMESTAMPTZ AS first_ts FROM txn) f
     ORDER BY event_timestamp, customer_id
     """
     return [], final

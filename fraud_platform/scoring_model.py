@@ -4,9 +4,13 @@ One object per registered version, pickled by MLflow's sklearn flavour (``predic
 for pyfunc), holding everything a consumer needs to turn feature values into a decision and
 its explanation, with the arithmetic written once:
 
-1. **Unknown values.** A feature the online state cannot answer exactly arrives as NaN (see
-   ``merchant_fraud_rate_30d``); it is taken at its training mean (:attr:`ScoringModel.fill`)
-   by every model family, so it moves a linear score by nothing.
+1. **Unknown values.** A feature without the history it needs (a new card's gap, speed,
+   baseline and home) or that the online state cannot answer exactly
+   (``merchant_fraud_rate_30d``) is NaN, offline and online alike (``feature_repo/logic.py``).
+   The regression takes it at its training mean (:attr:`ScoringModel.fill`), in training and
+   in serving, so it moves a linear score by nothing; LightGBM keeps it NaN, in training and
+   in serving, and routes it down the branch it learnt for "missing"
+   (:attr:`ScoringModel.fills_unknown`).
 2. **Raw score**: the model's log-odds, and its **exact additive explanation**:
    ``raw = base + sum(contributions)``.
 
@@ -29,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -101,18 +105,20 @@ class ScoringModel:
     features: tuple[str, ...]
     fill: np.ndarray
     calibration: Calibration
+    # Whether NaN is replaced by ``fill`` before scoring; trees take NaN natively.
+    fills_unknown: ClassVar[bool] = True
 
     # ---------------------------------------------------------------- batch (training, pyfunc)
 
     def matrix(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Rows as a float64 matrix in feature order, unknown values at their fill."""
+        """Rows as a float64 matrix in feature order, unknown values at their fill (linear)."""
         if hasattr(rows, "loc"):
             rows = rows.loc[:, list(self.features)]
         x = np.array(rows, dtype=float)  # a copy: filled below
         if x.ndim != 2 or x.shape[1] != len(self.features):
             raise ValueError(f"expected {len(self.features)} feature columns, got {x.shape}")
         unknown = np.isnan(x)
-        if unknown.any():
+        if self.fills_unknown and unknown.any():
             x[unknown] = np.broadcast_to(self.fill, x.shape)[unknown]
         return x
 
@@ -146,7 +152,7 @@ class ScoringModel:
             ``(probability, contributions, base)`` with ``base + contributions.sum()`` the
             raw score the probability was calibrated from.
         """
-        filled = np.where(np.isnan(x), self.fill, x)
+        filled = np.where(np.isnan(x), self.fill, x) if self.fills_unknown else x
         both = self._contributions(filled[np.newaxis, :])[0]
         contributions, base = both[:-1], float(both[-1])
         return self.calibration.apply_one(base + float(contributions.sum())), contributions, base
@@ -261,6 +267,7 @@ class TreeModel(ScoringModel):
     """
 
     booster: Any = None
+    fills_unknown: ClassVar[bool] = False  # trained on NaN: the booster's learnt missing branch
 
     @classmethod
     def from_booster(

@@ -262,7 +262,10 @@ class GenerateParams(_Strict):
     n_merchants: int = Field(gt=0)
     days: int = Field(gt=0)
     start_date: str
+    warmup_days: int = Field(ge=0)
+    new_card_share: float = Field(ge=0, le=1)
     txns_per_customer_per_day: float = Field(gt=0)
+    new_account_fraud_rate: float = Field(ge=0, le=1)
     card_testing_rate: float = Field(ge=0, le=1)
     account_takeover_rate: float = Field(ge=0, le=1)
     compromised_merchant_rate: float = Field(ge=0, le=1)

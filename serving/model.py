@@ -73,8 +73,9 @@ class ModelBundle:
         Returns:
             ``(probability, x, contributions)``: the calibrated probability (the scale of the
             threshold), the values (NaN where unknown) and each feature's contribution to the
-            raw log-odds. An unknown feature (see ``merchant_fraud_rate_30d``) is taken at its
-            training mean (for the regression: contributes nothing).
+            raw log-odds. An unknown feature (no history, or a stale merchant label state)
+            is taken at its training mean by the regression (it contributes nothing) and kept
+            NaN for LightGBM (its learnt missing branch), as in training.
         """
         x = self.model.vector(values)
         probability, contributions, _ = self.model.score_row(x)
@@ -135,10 +136,15 @@ def bundle_from_model(
     # Guard the one-row path against the model's own batch path on a probe row.
     import pandas as pd
 
-    probe = {f: float(i + 1) for i, f in enumerate(features)}
-    expected = float(loaded.predict_proba(pd.DataFrame([probe], columns=list(features)))[0, 1])
-    if not math.isclose(bundle.score(probe)[0], expected, rel_tol=1e-9, abs_tol=1e-12):
-        raise ModelLoadError(f"{name} v{version}: scoring does not reproduce predict_proba")
+    probe: dict[str, float | None] = {f: float(i + 1) for i, f in enumerate(features)}
+    probes = [probe]
+    if isinstance(loaded, ScoringModel):  # a bare pipeline cannot take NaN: nothing to compare
+        probes.append({f: None if i % 2 else v for i, (f, v) in enumerate(probe.items())})
+    for row in probes:
+        frame = pd.DataFrame([row], columns=list(features), dtype=float)  # None -> NaN
+        expected = float(loaded.predict_proba(frame)[0, 1])
+        if not math.isclose(bundle.score(row)[0], expected, rel_tol=1e-9, abs_tol=1e-12):
+            raise ModelLoadError(f"{name} v{version}: scoring does not reproduce predict_proba")
     return bundle
 
 

@@ -221,9 +221,10 @@ class ScoreOut(BaseModel):
     )
     unknown_features: list[str] = Field(
         default_factory=list,
-        description="Features the online state could not answer exactly at this time (taken "
-        "at their training mean by the model), e.g. a merchant's label rate asked for long "
-        "before the labels the store already holds.",
+        description="Features without a value (taken at their training mean by the model): "
+        "those a card without history has none of (gap since its last transaction, speed, "
+        "30-day baseline, home), or that the online state could not answer exactly at this "
+        "time, e.g. a merchant's label rate asked for long before the labels it holds.",
     )
 
 

@@ -19,7 +19,8 @@ customers because:
 - a subset of customers leaves merchants with part of their traffic: ``merchant_txn_count_24h``
   would run low. With ``rows`` below a day's volume that is what happens (with a warning).
 
-The generator's fraud events (card-testing bursts, account takeovers) are left out of the
+The generator's fraud events (card-testing bursts, account takeovers, new-account fraud) are
+left out of the
 continuation (:func:`drop_fraud_events`): a day holds a handful of whole events, which move
 the hour mix and velocity counts of that day by themselves. Each window of a run is the next
 day of the process, so the shifted window follows the control as real traffic would.
@@ -153,7 +154,8 @@ def generated_period(
 
     ``fraud data generate`` may override ``n_customers`` and ``days`` and stores neither, so
     both are inferred (customers from ``n_customers`` or the distinct customers, days from the
-    span after ``start_date``) and confirmed by regenerating with ``seed`` and comparing.
+    span after ``start_date``; the warm-up before it is not part of the period) and confirmed
+    by regenerating with ``seed`` and comparing.
 
     Args:
         transactions: Raw transactions.
@@ -171,7 +173,7 @@ def generated_period(
         return None
     times = pd.to_datetime(transactions["timestamp"], utc=True)
     start = pd.Timestamp(params.start_date, tz="UTC")
-    if times.min() < start:
+    if times.min() < start - params.warmup_days * DAY:  # the warm-up precedes the period
         return None
     days = int((times.max() - start) // DAY) + 1
     customers = n_customers or int(transactions["customer_id"].nunique())
@@ -191,7 +193,7 @@ def generated_period(
     return days if bool(np.all(same_times)) else None
 
 
-FRAUD_EVENTS = frozenset({"card_testing", "account_takeover"})  # bursts, not background
+FRAUD_EVENTS = frozenset({"card_testing", "account_takeover", "new_account"})  # bursts
 
 
 def drop_fraud_events(transactions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -253,8 +255,10 @@ def continuation_window(
     if transactions.empty:
         raise SimulationError("no transactions to continue")
     frame = transactions.assign(timestamp=pd.to_datetime(transactions["timestamp"], utc=True))
-    start = frame["timestamp"].min().floor("D")
     anchor = frame["timestamp"].max()
+    # The period is the data's last period_days days: the generator's warm-up before it (no
+    # fraud, no card opening) has negative day numbers and is never continued.
+    start = anchor.floor("D") - (period_days - 1) * DAY
     if after is not None:
         after = pd.Timestamp(after)
         anchor = max(anchor, after.tz_localize("UTC") if after.tzinfo is None else after)

@@ -34,6 +34,7 @@ EXPECTED_DRIFT: dict[str, dict[str, Expectation]] = {
         "amount_max_24h": MOVES,
         "amount_to_avg_30d": MOVES,
         "amount_sum_1h": MAY_MOVE,
+        "amount_no_baseline": MAY_MOVE,  # zero but for the few cards without a baseline
         PROBABILITY: MOVES,
     },
     "night": {
@@ -57,6 +58,7 @@ EXPECTED_DRIFT: dict[str, dict[str, Expectation]] = {
         "txn_count_1h": MOVES,
         "seconds_since_last_txn": MOVES,
         "amount_to_avg_30d": MOVES,
+        "amount_no_baseline": MAY_MOVE,
         "txn_count_24h": MAY_MOVE,
         "amount_sum_1h": MAY_MOVE,
         "amount_sum_24h": MAY_MOVE,

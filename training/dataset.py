@@ -22,10 +22,26 @@ figures describe "a model trained on everything known today, judged on the lates
 not a strict as-of-cutoff backtest. Features never see a label before its ``label_timestamp``
 (see :mod:`feature_repo.logic`): the label delay matters to features, not to the target.
 Transactions without a label yet are left out.
+
+Rows with truncated history are left out
+----------------------------------------
+A row's features look back to :func:`feature_repo.logic.lookback_start_us` (the longest window
+the features declare: the 30 complete days before the row's day). When that reaches before the
+data's start (the raw data's earliest transaction), a card that existed before the data may have had
+history the data does not hold: its row would look like a new or quiet card, and the model would
+learn that "no history" means whatever happened in the data's first weeks. So a labeled row is
+kept only if its lookback starts at or after the data's start, or its card demonstrably opened
+after the data's start (``customers.created_at`` later than it: the generator's account-open
+dates). Imported data carries no open dates (the importer sets ``created_at`` to the data's
+start), so there the rule is the data start alone: the first 30-31 days of a file train nothing.
+Generated data puts its warm-up there, so no warm-up row is ever a training row.
+:func:`complete_history_mask` is the one statement of the rule; the count dropped is printed and
+logged with the MLflow run (``truncated_history_rows``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +49,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from fraud_platform.contracts import LABEL
+from fraud_platform.contracts import CUSTOMER_ID, LABEL, TIMESTAMP
 from training.model import BASELINE_FEATURES
 
 if TYPE_CHECKING:
@@ -58,17 +76,21 @@ def to_stdout(message: str) -> None:
     print(message, flush=True)
 
 
-def labeled_transactions(raw_dir: Path, ingested_dir: Path | None = None) -> pd.DataFrame:
-    """Transactions that have a label, with their ``is_fraud`` target.
+def labeled_transactions(
+    raw_dir: Path, ingested_dir: Path | None = None, progress: Progress = quiet
+) -> tuple[pd.DataFrame, int]:
+    """Transactions that have a label and a complete history, with their ``is_fraud`` target.
 
     Args:
         raw_dir: Folder with the raw tables (raw schema).
         ingested_dir: Journals of transactions scored and labels posted online since; they
             train the next model too. Raw data only when ``None``.
+        progress: Where to report how many rows the truncated-history rule dropped.
 
     Returns:
         Raw-schema transaction columns plus ``is_fraud`` (int8) and ``fraud_pattern`` (for
-        slice metrics), sorted by (timestamp, transaction_id).
+        slice metrics), sorted by (timestamp, transaction_id), without rows of truncated
+        history (:func:`drop_truncated_history`); and how many such rows were dropped.
 
     Raises:
         FileNotFoundError: If a table is missing.
@@ -76,11 +98,25 @@ def labeled_transactions(raw_dir: Path, ingested_dir: Path | None = None) -> pd.
     """
     from feature_repo.events import read_event_tables
 
-    labeled = read_event_tables(raw_dir, ingested_dir).labeled_transactions()
+    events = read_event_tables(raw_dir, ingested_dir)
+    labeled = events.labeled_transactions()
     labeled[LABEL] = labeled[LABEL].astype("int8")
-    labeled = labeled.reset_index(drop=True)
     check_labels(labeled[LABEL], where="labeled transactions")
-    return labeled
+    if len(labeled):
+        # The data's start is the raw data's: a transaction the API took in (the journals) may
+        # be stamped years earlier, like the reference example, and says nothing of history.
+        raw_times = pq.read_table(raw_dir / "transactions.parquet", columns=[TIMESTAMP])
+        data_start = pd.Timestamp(pc.min(raw_times.column(TIMESTAMP)).as_py())
+        labeled, dropped = drop_truncated_history(labeled, events.customers.to_pandas(), data_start)
+        progress(
+            f"truncated history: {dropped:,} labeled rows dropped (lookback before the data's "
+            f"start {data_start}, card not opened after it)"
+        )
+    else:
+        dropped = 0
+    # The rule may leave too little (a file shorter than the longest window): say so.
+    check_labels(labeled[LABEL], where="labeled transactions with a complete history")
+    return labeled.reset_index(drop=True), dropped
 
 
 def check_labels(labels: pd.Series | np.ndarray, where: str, min_per_class: int = 1) -> None:
@@ -106,6 +142,55 @@ def check_labels(labels: pd.Series | np.ndarray, where: str, min_per_class: int 
         )
 
 
+def complete_history_mask(
+    timestamps_us: np.ndarray, opened_us: np.ndarray, data_start_us: int
+) -> np.ndarray:
+    """Which rows see their card's whole history: the truncated-history rule, stated once.
+
+    Args:
+        timestamps_us: Each row's transaction time (µs since epoch, UTC).
+        opened_us: Each row's card open time (µs); any value <= ``data_start_us`` when unknown.
+        data_start_us: The data's earliest transaction time (µs).
+
+    Returns:
+        True where the row's lookback (:func:`feature_repo.logic.lookback_start_us`) starts at or
+        after the data's start, or the card opened after the data's start.
+    """
+    from feature_repo.logic import lookback_start_us
+
+    times = np.asarray(timestamps_us, dtype=np.int64)
+    # The lookback depends on the row's time only: compute it once per distinct time.
+    distinct, position = np.unique(times, return_inverse=True)
+    lookback = np.fromiter(map(lookback_start_us, distinct.tolist()), np.int64, len(distinct))
+    return (lookback[position] >= data_start_us) | (np.asarray(opened_us) > data_start_us)
+
+
+def drop_truncated_history(
+    labeled: pd.DataFrame, customers: pd.DataFrame, data_start: pd.Timestamp
+) -> tuple[pd.DataFrame, int]:
+    """The labeled rows whose features see the card's whole history (:func:`complete_history_mask`).
+
+    Args:
+        labeled: Labeled transactions (``customer_id``, ``timestamp``).
+        customers: The customers table (``customer_id``, ``created_at``); a card missing from it
+            (one the API met first) has no known open date.
+        data_start: The data's earliest transaction time.
+
+    Returns:
+        The kept rows (index reset) and how many were dropped.
+    """
+    start_us = _epoch_us(pd.Series([data_start]))[0]
+    opened = labeled[CUSTOMER_ID].map(customers.set_index(CUSTOMER_ID)["created_at"])
+    opened_us = np.where(opened.isna(), start_us, _epoch_us(opened.fillna(data_start)))
+    keep = complete_history_mask(_epoch_us(labeled[TIMESTAMP]), opened_us, start_us)
+    return labeled.loc[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def _epoch_us(times: pd.Series) -> np.ndarray:
+    """UTC timestamps as µs since the epoch."""
+    return pd.to_datetime(times, utc=True).dt.as_unit("us").astype("int64").to_numpy()
+
+
 @dataclass(frozen=True)
 class TrainingSet:
     """Retrieved training rows and the model's feature columns.
@@ -113,10 +198,13 @@ class TrainingSet:
     Attributes:
         frame: Entity columns, ``event_timestamp``, ``is_fraud`` and every feature.
         features: The feature service's names in its order: the model's column order.
+        truncated_history_rows: Labeled rows left out because their history may be truncated
+            (:func:`drop_truncated_history`).
     """
 
     frame: pd.DataFrame
     features: list[str]
+    truncated_history_rows: int = 0
 
 
 def retrieve_training_set(
@@ -171,10 +259,13 @@ def load_training_set(
 
     from feature_repo.store import open_store
 
-    labeled = labeled_transactions(settings.paths.raw_dir, settings.paths.ingested_dir)
+    labeled, dropped = labeled_transactions(
+        settings.paths.raw_dir, settings.paths.ingested_dir, progress
+    )
     progress(f"{len(labeled):,} labeled transactions ({labeled[LABEL].mean():.2%} fraud)")
     store = open_store(settings)
     try:
-        return retrieve_training_set(store, labeled, progress, batch_rows)
+        training_set = retrieve_training_set(store, labeled, progress, batch_rows)
     except FeastObjectNotFoundException as exc:
         raise TrainingError(f"{exc}; run `fraud features apply` first") from exc
+    return dataclasses.replace(training_set, truncated_history_rows=dropped)

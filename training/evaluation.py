@@ -332,7 +332,7 @@ def cross_validate_and_fit(
     splits = list(folds.split(x_train, y_train))
     for k, (fit_idx, val_idx) in enumerate(splits, start=1):
         fold_started = time.perf_counter()
-        fitted = fit_estimator(kind, clone(template), x_train.iloc[fit_idx], y_train[fit_idx])
+        fitted = fit_estimator(kind, clone(template), x_train.iloc[fit_idx], y_train[fit_idx], fill)
         fold_model = freeze(kind, fitted, features, fill)
         oof_raw[val_idx] = fold_model.raw_score(x_train.iloc[val_idx])
         progress(
@@ -352,7 +352,7 @@ def cross_validate_and_fit(
     cv_mean = {m: float(np.mean([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
     cv_std = {m: float(np.std([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
 
-    fitted = fit_estimator(kind, clone(template), x_train, y_train)
+    fitted = fit_estimator(kind, clone(template), x_train, y_train, fill)
     model = freeze(kind, fitted, features, fill, calibration)
     holdout_scores = model.predict_proba(holdout)[:, 1]
     holdout_metrics = score_metrics(y_holdout, holdout_scores, threshold)

@@ -98,11 +98,28 @@ def build_estimator(kind: str, params: TrainParams, seed: int) -> Any:
     raise ValueError(f"train.models: unknown model {kind!r}")
 
 
-def fit_estimator(kind: str, estimator: Any, x: pd.DataFrame, y: np.ndarray) -> Any:
-    """Fit ``estimator`` (of family ``kind``) on a float64 matrix; returns it fitted."""
+def fit_estimator(
+    kind: str, estimator: Any, x: pd.DataFrame, y: np.ndarray, fill: np.ndarray
+) -> Any:
+    """Fit ``estimator`` (of family ``kind``) on a float64 matrix; returns it fitted.
+
+    Unknown values (NaN: no history, ``feature_repo/logic.py``) are treated as the frozen
+    model treats them when it scores (``ScoringModel.fills_unknown``): the regression sees
+    them at ``fill`` (the training mean), LightGBM sees NaN and learns a branch for it.
+
+    Args:
+        kind: The family.
+        estimator: An unfitted estimator of :func:`build_estimator`.
+        x: The model matrix (:func:`model_matrix`).
+        y: 0/1 targets.
+        fill: Training mean of each feature, in ``x``'s column order.
+
+    Returns:
+        The fitted estimator.
+    """
     if kind == TREES:
         return estimator.fit(x.to_numpy(dtype=float), y)  # no column names: the booster's order
-    return estimator.fit(x, y)
+    return estimator.fit(x.fillna(dict(zip(x.columns, fill, strict=True))), y)
 
 
 def freeze(

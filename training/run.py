@@ -114,6 +114,7 @@ def train_and_register(
     started = time.perf_counter()
     with mlflow.start_run(experiment_id=experiment, run_name="train") as run:
         raw_data_md5 = run_log.log_inputs(settings, params, evaluation)
+        run_log.log_training_rows(training_set)
         run_log.log_evaluation(evaluation, metrics)
         sample = reference_sample(
             evaluation,

@@ -6,6 +6,8 @@ inside the active run:
 * :func:`log_inputs`: every ``params.yaml`` leaf as a parameter, and the lineage tags (code
   commit, raw-data hash, the feature service, the model's and the baseline's features, the
   families trained and the one selected);
+* :func:`log_training_rows`: how many rows trained and how many the truncated-history rule
+  left out;
 * :func:`log_evaluation`: the flat metrics (each family's, slices included) and the per-fold
   metrics as metric history;
 * :func:`log_artifacts`: the plots (PR, ROC, confusion, reliability), the regression's
@@ -31,6 +33,7 @@ from training.model import BASELINE_FEATURES, coefficient_table, contribution_ta
 
 if TYPE_CHECKING:
     from fraud_platform.settings import Params, Settings
+    from training.dataset import TrainingSet
     from training.evaluation import Evaluation, ModelResult
     from training.registry import Decision
 
@@ -61,6 +64,21 @@ def log_inputs(settings: Settings, params: Params, evaluation: Evaluation) -> st
         }
     )
     return data_hash
+
+
+def log_training_rows(training_set: TrainingSet) -> None:
+    """Log the rows retrieved and the labeled rows dropped for truncated history.
+
+    ``truncated_history_rows`` is both a parameter (what the run's data was) and a metric (to
+    compare runs); see :func:`training.dataset.drop_truncated_history`.
+    """
+    import mlflow
+
+    dropped = training_set.truncated_history_rows
+    mlflow.log_param("truncated_history_rows", dropped)
+    mlflow.log_metrics(
+        {"truncated_history_rows": dropped, "training_set_rows": len(training_set.frame)}
+    )
 
 
 def _log_folds(result: ModelResult, prefix: str) -> None:

@@ -95,16 +95,16 @@ print(json.dumps({
 }))
 PY
 )
-step "Scoring one transaction: POST /predict"
 header=()
 [[ -n $API_KEY ]] && header=(-H "X-API-Key: $API_KEY")
-echo "\$ curl -s -X POST $API_URL/predict -H 'Content-Type: application/json'${API_KEY:+ -H 'X-API-Key: ...'} -d '$PAYLOAD'"
-if command -v curl >/dev/null; then
-  curl -sS --fail-with-body -X POST "$API_URL/predict" \
-    -H 'Content-Type: application/json' "${header[@]}" -d "$PAYLOAD" \
-    | python -m json.tool
-else  # same request without curl
-  python - "$API_URL/predict" "$PAYLOAD" "$API_KEY" <<'PY'
+predict() {  # POST one JSON body to /predict and pretty-print the answer
+  echo "\$ curl -s -X POST $API_URL/predict -H 'Content-Type: application/json'${API_KEY:+ -H 'X-API-Key: ...'} -d '$1'"
+  if command -v curl >/dev/null; then
+    curl -sS --fail-with-body -X POST "$API_URL/predict" \
+      -H 'Content-Type: application/json' "${header[@]}" -d "$1" \
+      | python -m json.tool
+  else  # same request without curl
+    python - "$API_URL/predict" "$1" "$API_KEY" <<'PY'
 import json
 import sys
 import urllib.request
@@ -114,7 +114,14 @@ headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else
 request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
 print(json.dumps(json.load(urllib.request.urlopen(request, timeout=30)), indent=4))
 PY
-fi
+  fi
+}
+
+step "Scoring one transaction: POST /predict"
+predict "$PAYLOAD"
+
+step "The product's reference example: a card and a merchant never seen, \$5,000 (FRAUD expected)"
+predict '{"timestamp": "2023-10-27T10:00:00", "customer_id": "C123456", "merchant_id": "M_TEST", "amount": 5000.0, "lat": 50.0, "long": 50.0}'
 
 step "Monitoring: an unshifted control window, then amounts x5, through the API; KS drift check"
 # Exit 0: the control window showed no dataset drift and the shifted window moved exactly the

@@ -8,10 +8,13 @@ Definitions (README "Feature semantics"), for a request of customer c at merchan
 - window(c, t): the `cap` most recent (by timestamp, then transaction id) of c's transactions
   in [t - 24h, t), strictly before t. 24 h features aggregate it; 1 h features aggregate its
   members inside [t - 1h, t). With fewer than `cap` transactions a day, that is all of them.
-- amount_to_avg_30d: amount / mean amount of c over the UTC days [day(t) - 30, day(t)); 1.0
-  when there is none.
+- amount_to_avg_30d: amount / mean amount of c over the UTC days [day(t) - 30, day(t)); NaN
+  (unknown) when there is none.
+- amount_no_baseline: the amount when amount_to_avg_30d has no baseline, else 0.
 - seconds_since_last_txn: t minus the latest earlier transaction (ties: largest id), capped at
-  30 days (30 days when none). km_per_hour_from_last_txn: distance to it / max(that, 60 s).
+  30 days; NaN when there is none. km_per_hour_from_last_txn: distance to it / max(that, 60 s);
+  NaN when there is none.
+- distance_from_home_km: from the cardholder's home; NaN for a card without one (unknown).
 - merchant_txn_count_24h: like txn_count_24h over m's transactions, with the merchant cap.
 - merchant_fraud_rate_30d: frauds / labels among m's labels whose label_timestamp falls in the
   UTC days [day(t) - 30, day(t)) (so known strictly before t); 0 when none.
@@ -88,17 +91,17 @@ class Reference:
 
         today = t // DAY
         month = [x.amount for x in mine if today - 30 <= x.t_us // DAY < today]
-        amount_to_avg = q.amount / (sum(month) / len(month)) if month else 1.0
+        amount_to_avg = q.amount / (sum(month) / len(month)) if month else math.nan
 
         if mine:
             last = max(mine, key=lambda x: (x.t_us, x.transaction_id))
             gap = min((t - last.t_us) / 1e6, 30 * 86400.0)
             speed = _great_circle_km(last.lat, last.long, q.lat, q.long) / max(gap, 60.0) * 3600
         else:
-            gap, speed = 30 * 86400.0, 0.0
+            gap = speed = math.nan  # no history: unknown, not "30 days ago, right here"
 
         home = self.homes.get(q.customer_id)
-        from_home = _great_circle_km(home[0], home[1], q.lat, q.long) if home else 0.0
+        from_home = _great_circle_km(home[0], home[1], q.lat, q.long) if home else math.nan
 
         theirs = [
             (x.t_us, x.transaction_id)
@@ -124,6 +127,7 @@ class Reference:
             "distinct_merchants_24h": len({x.merchant_id for x in w24}),
             "seconds_since_last_txn": gap,
             "amount_to_avg_30d": amount_to_avg,
+            "amount_no_baseline": 0.0 if month else q.amount,
             "distance_from_home_km": from_home,
             "km_per_hour_from_last_txn": speed,
             "merchant_txn_count_24h": len(merchant_24h),
@@ -136,11 +140,16 @@ class Reference:
 def mismatches(
     expected: dict[str, float], actual: dict[str, float], rel: float = 1e-9
 ) -> list[str]:
-    """Names (with both values) of the features that differ: counts exactly, floats to `rel`."""
+    """Names (with both values) of the features that differ: counts exactly, floats to `rel`.
+
+    An unknown value (NaN) matches only an unknown one (NaN, or null through Feast).
+    """
     bad = []
     for name, want in expected.items():
         got = actual[name]
-        if isinstance(want, int) and not isinstance(want, bool):
+        if isinstance(want, float) and math.isnan(want):
+            ok = got is None or (isinstance(got, float) and math.isnan(got))
+        elif isinstance(want, int) and not isinstance(want, bool):
             ok = got is not None and int(got) == want and float(got) == float(want)
         else:
             ok = got is not None and math.isclose(

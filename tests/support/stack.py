@@ -141,8 +141,8 @@ def _fit_model(names: list[str], seed: int, kind: str) -> Any:
     from training.model import build_estimator, fit_calibration, fit_estimator, freeze
 
     params = load_params(PROJECT_ROOT / "params.yaml").train
-    fitted = fit_estimator(kind, build_estimator(kind, params, seed), X, y.to_numpy())
     fill = X.mean().to_numpy()
+    fitted = fit_estimator(kind, build_estimator(kind, params, seed), X, y.to_numpy(), fill)
     calibration = fit_calibration(y, freeze(kind, fitted, names, fill).raw_score(X), "platt")
     return freeze(kind, fitted, names, fill, calibration)
 

@@ -76,11 +76,17 @@ class Project:
     tables: dict[str, pd.DataFrame]
 
 
-def early_tables(tables: dict[str, pd.DataFrame], share: float) -> dict[str, pd.DataFrame]:
-    """The raw tables as they were before ``share`` of the period: later transactions removed."""
+def early_tables(
+    tables: dict[str, pd.DataFrame], share: float, start: pd.Timestamp
+) -> dict[str, pd.DataFrame]:
+    """The raw tables as they were before ``share`` of the period: later transactions removed.
+
+    The period starts at ``start`` (the generator's ``start_date``); the warm-up before it is
+    kept whole, as it trains nothing.
+    """
     tx = tables["transactions"]
-    first, last = tx["timestamp"].min(), tx["timestamp"].max()
-    cutoff = first + (last - first) * share
+    last = tx["timestamp"].max()
+    cutoff = start + (last - start) * share
     kept = tx.loc[tx["timestamp"] < cutoff].reset_index(drop=True)
     labels = tables["labels"]
     return {

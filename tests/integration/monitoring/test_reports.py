@@ -99,7 +99,7 @@ def test_run_is_logged_to_mlflow(project: Path) -> None:
     assert metrics["p_value.log_amount"] == pytest.approx(
         summary["features"]["log_amount"]["p_value"]
     )
-    assert metrics["share_drifted"] == pytest.approx(5 / 17)
+    assert metrics["share_drifted"] == pytest.approx(5 / 18)
     assert metrics["drifted.amount_sum_24h"] == 1.0
     assert metrics["dataset_drift"] == 0.0
     assert run.data.tags["dataset_drift"] == "false"

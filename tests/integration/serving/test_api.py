@@ -19,6 +19,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from feature_repo.logic import UNKNOWN_WITHOUT_HISTORY
 from fraud_platform import redis_server
 from fraud_platform.contracts import read_prediction_log
 from tests.support.bodies import VALID_TRANSACTION
@@ -173,9 +174,11 @@ def test_late_transactions_say_how_late_and_beyond_the_bound_are_flagged(live: L
 
 
 def _close(a: Any, b: Any) -> bool:
+    if isinstance(b, float) and math.isnan(b):
+        return a is None  # unknown (no history): NaN offline, null in the API's answer
     if isinstance(a, int) and isinstance(b, int):
         return a == b
-    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a is not None and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
 
 
 def test_replay_parity_with_historical_features(live: Live) -> None:
@@ -204,7 +207,8 @@ def test_replay_parity_with_historical_features(live: Live) -> None:
         for name in names:
             want = expected.loc[i, name]
             want = want.item() if hasattr(want, "item") else want  # numpy scalar -> Python
-            if not _close(got[name], want) or type(got[name]) is not type(want):
+            same_type = got[name] is None or type(got[name]) is type(want)
+            if not _close(got[name], want) or not same_type:
                 mismatches.append((row.transaction_id, name, got[name], want))
     assert mismatches == []
     assert warm > len(held_out) // 3  # the slice really exercised stored and ingested state
@@ -223,6 +227,11 @@ def test_cold_start_gets_defaults(live: Live) -> None:
     features = out["features"]
     assert features["is_new_customer"] == 1 and features["is_new_merchant"] == 1
     assert features["txn_count_24h"] == 0 and features["merchant_txn_count_24h"] == 0
+    # No history is said explicitly: null in the answer and listed as unknown, never a value
+    # an old quiet card at home could also have; the amount has no baseline to compare with.
+    assert set(UNKNOWN_WITHOUT_HISTORY) <= set(out["unknown_features"])
+    assert all(features[name] is None for name in UNKNOWN_WITHOUT_HISTORY)
+    assert features["amount_no_baseline"] == 42.5
     assert out["prediction"] in {"FRAUD", "LEGIT"} and 0 <= out["probability"] <= 1
     assert len(out["transaction_id"]) == 32  # generated uuid4 hex
     assert len(out["explanation"]) == 5

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pandas as pd
 import pytest
 
 from fraud_platform.settings import Settings, load_params
@@ -45,7 +46,8 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Project]:
         params = load_params(settings.paths.params_file)
         tables = generate(params.generate, params.seed)
         if name == "early":
-            tables = early_tables(tables, EARLY_SHARE)
+            start = pd.Timestamp(params.generate.start_date, tz="UTC")
+            tables = early_tables(tables, EARLY_SHARE, start)
         write_tables(tables, settings.paths.raw_dir)
         build_features(settings.paths, params.features)
         built[name] = Project(root=root, settings=settings, params=params, tables=tables)

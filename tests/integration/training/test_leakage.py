@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_repo.logic import UNKNOWN_WITHOUT_HISTORY
 from fraud_platform.contracts import LABEL
 from tests.support.training_projects import Project, isolated_environment
 from training.dataset import TrainingSet
@@ -25,10 +26,19 @@ def test_model_columns_are_the_feature_service_in_its_order(
     assert training_set.features == service_names
     assert set(BASELINE_FEATURES) < set(service_names)
     frame = training_set.frame
-    assert not frame[service_names].isna().any().any()
-    # One row per labeled transaction, in raw order, labels carried through unchanged.
+    # Unknown only where the card has no such history, and said so by the other features.
+    known = [name for name in service_names if name not in UNKNOWN_WITHOUT_HISTORY]
+    assert not frame[known].isna().any().any()
+    new_card = frame["is_new_customer"] == 1
+    assert new_card.any()
+    assert (frame["seconds_since_last_txn"].isna() == new_card).all()
+    assert (frame["km_per_hour_from_last_txn"].isna() == new_card).all()
+    assert (frame["amount_to_avg_30d"].isna() == (frame["amount_no_baseline"] > 0)).all()
+    assert not frame["distance_from_home_km"].isna().any()  # every generated card has a home
+    # One row per labeled transaction with a complete history, in raw order, labels unchanged.
     tables = projects["full"].tables
-    assert len(frame) == len(tables["labels"])
+    assert training_set.truncated_history_rows > 0
+    assert len(frame) + training_set.truncated_history_rows == len(tables["labels"])
     labels = tables["labels"].set_index("transaction_id")[LABEL]
     assert (frame[LABEL].to_numpy() == labels.loc[frame["transaction_id"]].to_numpy()).all()
 
@@ -81,7 +91,7 @@ def test_batched_retrieval_equals_one_call(
 
     project = projects["early"]
     with isolated_environment(project.root):
-        labeled = labeled_transactions(project.settings.paths.raw_dir)
-        batched = retrieve_training_set(open_store(project.settings), labeled, batch_rows=700)
-    assert len(labeled) > 1400  # at least three batches
+        labeled, _ = labeled_transactions(project.settings.paths.raw_dir)
+        batched = retrieve_training_set(open_store(project.settings), labeled, batch_rows=400)
+    assert len(labeled) > 800  # at least three batches
     pd.testing.assert_frame_equal(batched.frame, retrieve("early").frame, check_exact=True)

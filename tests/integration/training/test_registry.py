@@ -193,7 +193,13 @@ def test_run_logs_params_lineage_metrics_and_artifacts(registry: Registry) -> No
     run = client.get_run(registry.first.run_id)
     params = registry.project.params
     expected = lineage.flatten_params(params.model_dump(by_alias=True))
+    # Every params.yaml leaf, plus what the truncated-history rule left out of the data.
+    dropped = registry.training_set.truncated_history_rows
+    expected["truncated_history_rows"] = dropped
     assert {key: str(value) for key, value in expected.items()} == run.data.params
+    assert dropped > 0  # generated data: the warm-up never trains
+    assert run.data.metrics["truncated_history_rows"] == dropped
+    assert run.data.metrics["training_set_rows"] == len(registry.training_set.frame)
     assert "train.k_folds" in run.data.params and "import.chargeback_delay_days" in run.data.params
 
     tags = run.data.tags

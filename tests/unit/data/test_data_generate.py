@@ -44,11 +44,19 @@ def test_different_seed_gives_different_data(generate_params: GenerateParams) ->
     assert not first["customers"].equals(other["customers"])
 
 
-def test_size_overrides_are_used(small_tables: dict[str, pd.DataFrame]) -> None:
+def test_size_overrides_are_used(
+    small_tables: dict[str, pd.DataFrame], generate_params: GenerateParams
+) -> None:
     txns = small_tables["transactions"]
     assert len(small_tables["customers"]) == SMALL_CUSTOMERS
-    span = txns["timestamp"].max() - txns["timestamp"].min()
-    assert pd.Timedelta(days=SMALL_DAYS - 2) < span <= pd.Timedelta(days=SMALL_DAYS)
+    start = pd.Timestamp(generate_params.start_date, tz="UTC")
+    period = txns.loc[txns["timestamp"] >= start, "timestamp"]
+    span = period.max() - start
+    assert pd.Timedelta(days=SMALL_DAYS - 1) < span < pd.Timedelta(days=SMALL_DAYS)
+    # The warm-up: generate_params.warmup_days of history before the period, not more.
+    warmup = start - txns["timestamp"].min()
+    days = generate_params.warmup_days
+    assert pd.Timedelta(days=days - 1) < warmup <= pd.Timedelta(days=days)
 
 
 def test_written_files_have_exactly_the_contract_schema(
@@ -100,8 +108,12 @@ def test_legitimate_spending_is_mostly_near_home_and_daytime(
 def test_default_params_fraud_rate_between_half_and_two_percent(
     generate_params: GenerateParams, seed: int
 ) -> None:
-    labels = generate(generate_params, seed)["labels"]
-    assert 0.005 <= labels["is_fraud"].mean() <= 0.02
+    tables = generate(generate_params, seed)
+    rows = _with_labels(tables)
+    # Over the period: the warm-up before it is ordinary spending only.
+    start = pd.Timestamp(generate_params.start_date, tz="UTC")
+    assert 0.005 <= rows.loc[rows["timestamp"] >= start, "is_fraud"].mean() <= 0.02
+    assert rows.loc[rows["timestamp"] < start, "is_fraud"].sum() == 0
 
 
 def test_labels_one_per_transaction_and_strictly_later(
@@ -156,6 +168,41 @@ def test_account_takeover_large_far_from_home_at_new_merchants(
     assert night.mean() > (legit["timestamp"].dt.hour < 6).mean()
 
 
+def test_cards_open_through_the_period_and_spend_only_once_open(
+    small_tables: dict[str, pd.DataFrame], generate_params: GenerateParams
+) -> None:
+    txns, customers = small_tables["transactions"], small_tables["customers"]
+    start = pd.Timestamp(generate_params.start_date, tz="UTC")
+    warmup_start = start - pd.Timedelta(days=generate_params.warmup_days)
+    opened = customers.set_index("customer_id")["created_at"]
+    new = opened[opened >= start]
+    assert len(new) == round(generate_params.new_card_share * len(customers))
+    assert (new < start + pd.Timedelta(days=SMALL_DAYS)).all()
+    assert (opened[opened < start] < warmup_start).all()  # the others predate the warm-up
+    # No card spends before it opened; a new card's spending spreads over the period.
+    first = txns.groupby("customer_id")["timestamp"].min()
+    assert (first > opened.loc[first.index]).all()
+    assert first.loc[first.index.isin(new.index)].nunique() > 10
+
+
+def test_new_account_fraud_is_a_stolen_identity_s_first_big_purchases(
+    small_tables: dict[str, pd.DataFrame],
+) -> None:
+    rows = _with_labels(small_tables).merge(small_tables["customers"], on="customer_id")
+    stolen = rows[rows["fraud_pattern"] == "new_account"]
+    assert stolen["customer_id"].nunique() >= 1
+    # The whole card is the fraudster's: no legitimate spending, no other pattern.
+    cards = rows[rows["customer_id"].isin(stolen["customer_id"])]
+    assert (cards["fraud_pattern"] == "new_account").all()
+    assert (stolen["timestamp"] - stolen["created_at"] <= pd.Timedelta(days=3, hours=12)).all()
+    distance = haversine_km(stolen["home_lat"], stolen["home_long"], stolen["lat"], stolen["long"])
+    assert (distance > 500).all()
+    legit = rows[rows["is_fraud"] == 0]
+    assert stolen["amount"].median() > 10 * legit["amount"].median()
+    night = stolen["timestamp"].dt.hour < 6
+    assert night.mean() > (legit["timestamp"].dt.hour < 6).mean()
+
+
 def test_compromised_merchant_fraud_spreads_over_time_and_customers(
     small_tables: dict[str, pd.DataFrame],
 ) -> None:
@@ -182,6 +229,7 @@ def test_no_fraud_when_rates_are_zero(generate_params: GenerateParams) -> None:
             "card_testing_rate": 0.0,
             "account_takeover_rate": 0.0,
             "compromised_merchant_rate": 0.0,
+            "new_account_fraud_rate": 0.0,
         }
     )
     labels = generate(params, SMALL_SEED, n_customers=100, days=5)["labels"]

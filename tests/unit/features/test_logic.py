@@ -11,14 +11,22 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pandas as pd
 import pytest
 
 from feature_repo.logic import (
+    BASELINE_DAYS,
+    DAY_US,
+    HOUR_US,
+    MAX_GAP_SECONDS,
+    STATE_WINDOW_US,
+    UNKNOWN_WITHOUT_HISTORY,
     Transaction,
     features_for_request,
+    lookback_start_us,
     merge_label,
     merge_merchant_transaction,
     merge_transaction,
@@ -114,9 +122,37 @@ def test_unknown_entities_get_the_defaults() -> None:
     )
     assert got["is_new_customer"] == got["is_new_merchant"] == 1
     assert got["txn_count_24h"] == got["merchant_txn_count_24h"] == 0
-    assert got["seconds_since_last_txn"] == 30 * 86_400.0  # capped: no earlier transaction
-    assert got["amount_to_avg_30d"] == 1.0 and got["merchant_fraud_rate_30d"] == 0.0
-    assert got["distance_from_home_km"] == 0.0 and got["hour_of_day"] == 0
+    # No history is unknown (NaN), never a value an old quiet card at home could also have.
+    assert len(UNKNOWN_WITHOUT_HISTORY) == 4
+    for name in UNKNOWN_WITHOUT_HISTORY:
+        assert math.isnan(got[name]), name
+    assert got["amount_no_baseline"] == 99.0  # the amount, with nothing to compare it to
+    assert got["merchant_fraud_rate_30d"] == 0.0 and got["hour_of_day"] == 0
+
+
+def test_a_known_card_has_no_unknowns_and_no_amount_without_baseline() -> None:
+    t = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
+    state = merge_transaction(
+        None, Transaction("t1", "c1", "m1", t - 2 * DAY_US, 50.0, 1.0, 2.0), 4, 0
+    )
+    got = features_for_request(
+        {"txn_timestamp_us": t, "amount": 99.0, "lat": 1.0, "long": 2.0},
+        state,
+        {},
+        {},
+        {"home_lat": 1.0, "home_long": 2.0},
+    )
+    assert got["is_new_customer"] == 0 and got["amount_no_baseline"] == 0.0
+    assert got["seconds_since_last_txn"] == 2 * 86_400.0
+    assert got["amount_to_avg_30d"] == pytest.approx(99.0 / 50.0)
+    assert got["distance_from_home_km"] == 0.0 and got["km_per_hour_from_last_txn"] == 0.0
+
+
+def test_lookback_start_is_the_longest_declared_window() -> None:
+    t = 1_767_225_600_000_000 + 5 * HOUR_US  # 05:00 UTC: the baseline reaches furthest back
+    assert lookback_start_us(t) == t - 5 * HOUR_US - BASELINE_DAYS * DAY_US
+    assert lookback_start_us(t) < t - STATE_WINDOW_US
+    assert lookback_start_us(t) <= t - int(MAX_GAP_SECONDS * 1_000_000)
 
 
 @pytest.mark.parametrize("shuffle_seed", [None, 1, 2])

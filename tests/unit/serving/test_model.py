@@ -128,10 +128,12 @@ def trained(request: pytest.FixtureRequest) -> ScoringModel:
     params = load_params(PROJECT_ROOT / "params.yaml").train
     x, y = _training_data()
     kind = request.param
-    fitted = fit_estimator(kind, build_estimator(kind, params, seed=0), x, y)
-    uncalibrated = freeze(kind, fitted, FEATURES, x.mean().to_numpy())
+    x.loc[np.arange(len(x)) % 5 == 0, "f1"] = np.nan  # no history: unknown in training too
+    fill = x.mean().to_numpy()
+    fitted = fit_estimator(kind, build_estimator(kind, params, seed=0), x, y, fill)
+    uncalibrated = freeze(kind, fitted, FEATURES, fill)
     calibration = fit_calibration(y, uncalibrated.raw_score(x), "platt")
-    return freeze(kind, fitted, FEATURES, x.mean().to_numpy(), calibration)
+    return freeze(kind, fitted, FEATURES, fill, calibration)
 
 
 def test_contributions_plus_base_are_the_raw_score(trained: ScoringModel) -> None:
@@ -172,14 +174,31 @@ def test_served_explanation_sums_to_the_raw_score_for_either_family(
         assert abs(explanation[0]["contribution"]) == top
 
 
-def test_unknown_values_are_taken_at_the_training_mean(trained: ScoringModel) -> None:
+def test_unknown_values_are_scored_as_in_training(trained: ScoringModel) -> None:
+    """The regression takes NaN at the training mean; LightGBM keeps NaN (its missing branch)."""
     bundle = bundle_from_model(trained, "m", "9", "run", _tags())
-    values: dict[str, float | None] = dict.fromkeys(FEATURES, 2.0)
-    values["f0"] = None
-    at_mean = dict(values, f0=float(trained.fill[0]))
-    assert bundle.score(values)[0] == pytest.approx(bundle.score(at_mean)[0], abs=1e-12)
-    frame = pd.DataFrame([values], columns=list(FEATURES), dtype=float)
-    assert trained.predict_proba(frame)[0, 1] == pytest.approx(bundle.score(values)[0])
+    rows = []
+    for k in range(12):
+        values: dict[str, float | None] = {f: (k + i) % 7 - 2.0 for i, f in enumerate(FEATURES)}
+        values["f1" if k % 2 else "f0"] = None
+        rows.append(values)
+        frame = pd.DataFrame([values], columns=list(FEATURES), dtype=float)
+        assert trained.predict_proba(frame)[0, 1] == pytest.approx(bundle.score(values)[0])
+        unknown = "f1" if k % 2 else "f0"
+        at_mean = dict(values, **{unknown: float(trained.fill[FEATURES.index(unknown)])})
+        if isinstance(trained, LinearModel):
+            assert bundle.score(values)[0] == pytest.approx(bundle.score(at_mean)[0], abs=1e-12)
+        else:
+            assert isinstance(trained, TreeModel)
+            x = np.array([[math.nan if v is None else v for v in values.values()]])
+            native = trained.booster.predict(x, raw_score=True)[0]
+            assert bundle.score(values)[0] == pytest.approx(
+                float(trained.calibration.apply(np.array(native)))
+            )
+    if isinstance(trained, TreeModel):  # the missing branch is not the mean's, somewhere
+        frame = pd.DataFrame(rows, columns=list(FEATURES), dtype=float)
+        means = frame.fillna(dict(zip(FEATURES, trained.fill, strict=True)))
+        assert not np.allclose(trained.raw_score(frame), trained.raw_score(means))
 
 
 def test_calibrated_probabilities_match_the_observed_rate(trained: ScoringModel) -> None:

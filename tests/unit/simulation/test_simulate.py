@@ -261,7 +261,7 @@ def simulation(project: Path, transactions: pd.DataFrame, monkeypatch: pytest.Mo
 @pytest.mark.usefixtures("fake_evidently")
 def test_simulate_control_then_amount_shift(project: Path, simulation) -> None:
     received = simulation().received
-    # The stub moves 4 of 17 features (and the output) with the amount: under the dataset
+    # The stub moves 4 of 18 features (and the output) with the amount: under the dataset
     # threshold, and still a pass, since the verdict is per feature against EXPECTED_DRIFT.
 
     result = runner.invoke(
