@@ -317,6 +317,9 @@ class LightGBMParams(_Strict):
     subsample: float = Field(default=1.0, gt=0, le=1)  # share of rows per tree (bagging)
     colsample_bytree: float = Field(default=1.0, gt=0, le=1)  # share of features per tree
     reg_lambda: float = Field(default=0.0, ge=0)
+    # Features the score may only rise with, the others fixed (LightGBM's monotone
+    # constraints): domain rules the data alone does not guarantee a tree learns.
+    monotone_increasing: tuple[str, ...] = ()
 
 
 class TrainParams(_Strict):

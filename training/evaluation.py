@@ -42,7 +42,7 @@ import pandas as pd
 from data.generate import PATTERN_NAMES
 from fraud_platform.contracts import EVENT_TIMESTAMP, FRAUD_PATTERN, LABEL, PROBABILITY
 from fraud_platform.scoring_model import LINEAR
-from training.dataset import Progress, TrainingSet, check_labels, quiet
+from training.dataset import Progress, TrainingError, TrainingSet, check_labels, quiet
 from training.model import (
     BASELINE_FEATURES,
     build_estimator,
@@ -313,7 +313,8 @@ def cross_validate_and_fit(
         The fitted, calibrated model with CV and holdout metrics.
 
     Raises:
-        TrainingError: If a part lacks a class, or a class has fewer rows than folds.
+        TrainingError: If a part lacks a class, a class has fewer rows than folds, or a
+            monotone constraint names no model feature.
     """
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
@@ -326,7 +327,10 @@ def cross_validate_and_fit(
     x_train = model_matrix(train, features)
     fill = x_train.mean().to_numpy()  # an unknown value online is taken at the training mean
 
-    template = build_estimator(kind, params, seed)
+    try:
+        template = build_estimator(kind, params, seed, features)
+    except ValueError as exc:  # a params.yaml constraint naming no feature of the service
+        raise TrainingError(str(exc)) from exc
     folds = StratifiedKFold(n_splits=params.k_folds, shuffle=True, random_state=seed)
     oof_raw = np.zeros(len(train), dtype=float)
     splits = list(folds.split(x_train, y_train))

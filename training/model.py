@@ -42,13 +42,15 @@ if TYPE_CHECKING:
 BASELINE_FEATURES: tuple[str, ...] = ("log_amount", "hour_of_day")
 
 
-def build_estimator(kind: str, params: TrainParams, seed: int) -> Any:
+def build_estimator(kind: str, params: TrainParams, seed: int, features: Sequence[str] = ()) -> Any:
     """An unfitted estimator of one family, configured from ``params.yaml``.
 
     Args:
         kind: ``logistic_regression`` or ``lightgbm`` (``train.models``).
         params: The family's section (``train.logistic_regression``, ``train.lightgbm``).
         seed: Seed of the estimator's randomness.
+        features: The input columns in order: where ``train.lightgbm.monotone_increasing``
+            puts its constraints (none when empty).
 
     Returns:
         A scikit-learn estimator (``fit``; :func:`freeze` reads the fitted one).
@@ -80,7 +82,12 @@ def build_estimator(kind: str, params: TrainParams, seed: int) -> Any:
         from lightgbm import LGBMClassifier
 
         trees = params.lightgbm
+        unknown = sorted(set(trees.monotone_increasing) - set(features)) if features else []
+        if unknown:
+            raise ValueError(f"train.lightgbm.monotone_increasing: not model features: {unknown}")
+        increasing = set(trees.monotone_increasing)
         return LGBMClassifier(
+            monotone_constraints=[1 if name in increasing else 0 for name in features] or None,
             objective="binary",
             n_estimators=trees.n_estimators,
             learning_rate=trees.learning_rate,

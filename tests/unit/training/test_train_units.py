@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -213,3 +214,53 @@ def test_slice_metrics_without_patterns_keep_only_cold_start() -> None:
     assert slice_metrics(imported, np.array([0.1, 0.9, 0.2, 0.8]), 0.5) == {}
     no_column = imported.drop(columns=["fraud_pattern"]).assign(is_new_customer=1)
     assert set(slice_metrics(no_column, np.array([0.1, 0.9, 0.2, 0.8]), 0.5)) == {"cold_start"}
+
+
+def _u_shaped_amounts(n: int = 4_000) -> tuple[pd.DataFrame, np.ndarray]:
+    """Fraud at small and at large amounts: what card testing and takeover look like."""
+    rng = np.random.default_rng(5)
+    x = pd.DataFrame(
+        {"log_amount": rng.uniform(0, 9, n), "amount_no_baseline": 0.0, "other": rng.normal(size=n)}
+    )
+    risk = np.where((x["log_amount"] < 1.5) | (x["log_amount"] > 7.5), 0.6, 0.02)
+    return x, (rng.random(n) < risk).astype(int)
+
+
+def _with_monotone(params: Any, increasing: list[str]) -> Any:
+    lightgbm = params.lightgbm.model_copy(update={"monotone_increasing": tuple(increasing)})
+    return params.model_copy(update={"lightgbm": lightgbm})
+
+
+@pytest.mark.parametrize("increasing", [[], ["log_amount"]])
+def test_lightgbm_monotone_constraint_makes_the_score_rise_with_the_amount(
+    increasing: list[str],
+) -> None:
+    from fraud_platform.settings import PROJECT_ROOT, load_params
+    from training.model import build_estimator, fit_estimator, freeze
+
+    params = _with_monotone(load_params(PROJECT_ROOT / "params.yaml").train, increasing)
+    x, y = _u_shaped_amounts()
+    features = list(x.columns)
+    fill = x.mean().to_numpy()
+    fitted = fit_estimator("lightgbm", build_estimator("lightgbm", params, 0, features), x, y, fill)
+    model = freeze("lightgbm", fitted, features, fill)
+    grid = pd.DataFrame({"log_amount": np.linspace(0, 9, 50), "amount_no_baseline": 0.0})
+    grid["other"] = 0.0
+    steps = np.diff(model.raw_score(grid))
+    if increasing:
+        assert (steps >= 0).all()  # the constraint holds on the whole grid
+    else:
+        assert (steps < 0).any()  # without it, the trees learn the U the data has
+
+
+def test_a_monotone_constraint_on_no_feature_is_refused() -> None:
+    from fraud_platform.settings import PROJECT_ROOT, load_params
+    from training.model import build_estimator
+
+    params = _with_monotone(
+        load_params(PROJECT_ROOT / "params.yaml").train, ["log_amount", "amount_typo"]
+    )
+    with pytest.raises(
+        ValueError, match=r"monotone_increasing: not model features: \['amount_typo'\]"
+    ):
+        build_estimator("lightgbm", params, 0, ["log_amount", "hour_of_day"])
