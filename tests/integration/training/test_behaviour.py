@@ -8,8 +8,7 @@ plus the scenario's own transactions.
 
 * Invariance: renaming transactions (ids only) changes no feature Feast retrieves, so no score.
 * Direction: a card-testing burst scores above the same card's normal purchase; ten times the
-  card's usual amount, at night, far from home, scores above every usual purchase of the card
-  (LightGBM does; the linear baseline does not, an expected failure that says why).
+  card's usual amount, at night, far from home, scores above every usual purchase of the card.
 """
 
 from __future__ import annotations
@@ -107,7 +106,8 @@ def test_renaming_transactions_changes_no_score(
     project = projects["full"]
     result = _result(evaluation, kind)
     raw = project.tables["transactions"]
-    chosen = raw.sample(n=200, random_state=1).sort_values(TRANSACTION_ID)
+    trained = raw[raw[TRANSACTION_ID].isin(training_set.frame[TRANSACTION_ID])]  # history kept
+    chosen = trained.sample(n=200, random_state=1).sort_values(TRANSACTION_ID)
     renamed = chosen.assign(**{TRANSACTION_ID: "renamed-" + chosen[TRANSACTION_ID]})
     with isolated_environment(project.root):
         store = open_store(project.settings)
@@ -152,21 +152,7 @@ def test_card_testing_burst_scores_above_the_cards_normal_purchase(
     assert burst_score > float(np.median(result.model.predict_proba(card.rows)[:, 1]))
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "lightgbm",
-        pytest.param(
-            "logistic_regression",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the linear baseline cannot combine amount, hour and distance: card "
-                "testing makes small amounts fraud, so its log_amount weight is negative and a "
-                "10x amount lowers the score (issue 14's complaint); trees rank it above",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("kind", FAMILIES)
 def test_ten_times_the_amount_at_night_far_from_home_scores_above_usual_purchases(
     kind: str, projects: dict[str, Project], evaluation: Evaluation, card: Card
 ) -> None:
