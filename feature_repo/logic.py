@@ -192,6 +192,11 @@ def day_number(ts_us: int) -> int:
     return ts_us // DAY_US
 
 
+def is_unknown(value: Any) -> bool:
+    """Whether a feature value says "unknown": NaN here and offline, null through Feast online."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def lookback_start_us(t_us: int) -> int:
     """The earliest instant any customer feature of a request at t looks at.
 

@@ -30,7 +30,6 @@ module's encoding, and reads this module's writes back through ``get_online_feat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,6 +45,8 @@ from feast.types import Array, Float64, Int64, String
 from feast.utils import make_tzaware
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from feature_repo.logic import is_unknown
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -259,7 +260,7 @@ def _scalar_bytes(values: pa.Array, field: str, cast: Callable[[Any], Any]) -> l
     empty = ValueProto().SerializeToString()
     out: list[bytes] = []
     for value in values.to_pylist():
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if is_unknown(value):
             out.append(empty)
         else:
             out.append(ValueProto(**{field: cast(value)}).SerializeToString())

@@ -152,8 +152,7 @@ class ScoringModel:
             ``(probability, contributions, base)`` with ``base + contributions.sum()`` the
             raw score the probability was calibrated from.
         """
-        filled = np.where(np.isnan(x), self.fill, x) if self.fills_unknown else x
-        both = self._contributions(filled[np.newaxis, :])[0]
+        both = self.contributions(x[np.newaxis, :])[0]
         contributions, base = both[:-1], float(both[-1])
         return self.calibration.apply_one(base + float(contributions.sum())), contributions, base
 

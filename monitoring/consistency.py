@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from feature_repo.logic import is_unknown
 from fraud_platform.contracts import (
     CUSTOMER_ID,
     REQUEST_FIELDS,
@@ -50,14 +51,10 @@ PROMETHEUS_FILE = "consistency.prom"
 MISMATCH_GAUGE = "fraud_feature_consistency_mismatch_rate"
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def values_match(served: Any, offline: Any) -> bool:
     """Whether a served and a recomputed value are the same number under the contract."""
-    if _missing(served) or _missing(offline):
-        return _missing(served) and _missing(offline)
+    if is_unknown(served) or is_unknown(offline):
+        return is_unknown(served) and is_unknown(offline)
     return math.isclose(float(served), float(offline), rel_tol=REL_TOLERANCE, abs_tol=ABS_TOLERANCE)
 
 
@@ -159,18 +156,18 @@ def compare_features(
     verdicts = []
     for name in features:
         got, want = joined[name].tolist(), joined[f"{name}__off"].tolist()
-        unknown = sum(_missing(v) for v in got)
+        unknown = sum(is_unknown(v) for v in got)
         bad = [
             i
             for i, (g, w) in enumerate(zip(got, want, strict=True))
-            if not _missing(g) and not values_match(g, w)
+            if not is_unknown(g) and not values_match(g, w)
         ]
         examples = tuple(
             {
                 key: str(joined[key].iloc[i]),
                 "timestamp": str(joined["timestamp"].iloc[i]) if "timestamp" in joined else "",
                 "served": got[i],
-                "offline": None if _missing(want[i]) else want[i],
+                "offline": None if is_unknown(want[i]) else want[i],
             }
             for i in bad[:EXAMPLES_PER_FEATURE]
         )

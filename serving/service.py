@@ -14,7 +14,6 @@ and before its answer: every answered prediction is in the log, and none that wa
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,7 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from feature_repo.logic import MICROS_PER_SECOND, STATE_TIME_FIELDS, Transaction, lateness_us
+from feature_repo.logic import (
+    MICROS_PER_SECOND,
+    STATE_TIME_FIELDS,
+    Transaction,
+    is_unknown,
+    lateness_us,
+)
 from feature_repo.store import from_epoch_us, request_row, to_epoch_us
 from fraud_platform.contracts import (
     AMOUNT,
@@ -97,11 +102,6 @@ def _request_fields(txn: Transaction, timestamp: datetime) -> dict[str, Any]:
 def _transaction_record(txn: Transaction) -> dict[str, Any]:
     """A scored transaction as a row of the raw transactions table (data/schema.py)."""
     return _request_fields(txn, from_epoch_us(txn.ts_us))
-
-
-def _is_unknown(value: Any) -> bool:
-    """A feature the online state could not answer exactly (NaN, or null through Feast)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 class ServiceUnavailableError(RuntimeError):
@@ -197,7 +197,7 @@ class ScoringService:
             probability, x, contributions = bundle.score(values)
             prediction = FRAUD if probability >= bundle.threshold else LEGIT
             cold_start = bool(values.get("is_new_customer") or values.get("is_new_merchant"))
-            unknown = [name for name, value in values.items() if _is_unknown(value)]
+            unknown = [name for name, value in values.items() if is_unknown(value)]
             if unknown:
                 self.metrics.unknown_features.inc(len(unknown))
             records.append(

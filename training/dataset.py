@@ -181,7 +181,7 @@ def drop_truncated_history(
     """
     start_us = _epoch_us(pd.Series([data_start]))[0]
     opened = labeled[CUSTOMER_ID].map(customers.set_index(CUSTOMER_ID)["created_at"])
-    opened_us = np.where(opened.isna(), start_us, _epoch_us(opened.fillna(data_start)))
+    opened_us = _epoch_us(opened.fillna(data_start))  # unknown open date: the data's start
     keep = complete_history_mask(_epoch_us(labeled[TIMESTAMP]), opened_us, start_us)
     return labeled.loc[keep].reset_index(drop=True), int((~keep).sum())
 
