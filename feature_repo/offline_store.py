@@ -24,7 +24,12 @@ overrides two methods and keeps every other one (writes, logging, monitoring) as
   views before the next is read.
 * ``pull_latest_from_table_or_query`` (``feast materialize`` with
   ``materialization.pull_latest_features``) returns only the latest row per entity, deduplicated
-  inside DuckDB, instead of every row for Feast's pandas nodes to sort.
+  inside DuckDB, instead of every row for Feast's pandas nodes to sort. The feature pipeline
+  also writes each table's latest row per entity to a small sidecar
+  (``<table>.latest.parquet``, :mod:`feature_repo.latest_rows`); a materialization whose range
+  reaches the table's last event reads that instead of scanning the whole history (on 1.6M
+  state rows, ~30 ms instead of ~2.7 s), and falls back to the scan whenever the sidecar does
+  not match the table's bytes or the range ends earlier.
 
 Point-in-time semantics, exactly Feast's
 ---------------------------------------
@@ -88,11 +93,15 @@ from feast.saved_dataset import SavedDatasetStorage
 from feast.transformation.python_transformation import PythonTransformation
 from pydantic import StrictInt, StrictStr
 
+from feature_repo.latest_rows import latest_rows_sql, usable_latest_rows
+from feature_repo.latest_rows import sql_identifier as _quote
+from feature_repo.latest_rows import sql_literal as _literal
+
 STORE_CLASS_PATH = "feature_repo.offline_store.AsOfDuckDBOfflineStore"
 _ROW = "__asof_row"  # entity row number: restores entity_df order at the end
 _POS = "__asof_pos_{}"  # matched file row of view i (NULL: no row within ttl)
 _TS = "__asof_ts"
-_FILE_ROW = "file_row_number"  # DuckDB's virtual column of read_parquet
+_FILE_ROW = "file_row_number"  # DuckDB's virtual column of read_parquet (latest_rows.py too)
 
 
 class AsOfDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
@@ -114,16 +123,6 @@ class AsOfDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     temp_directory: StrictStr | None = None
     threads: StrictInt | None = None
     batch_rows: StrictInt = 65_536
-
-
-def _quote(name: str) -> str:
-    """A DuckDB identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    """A DuckDB string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _connect(config: RepoConfig) -> duckdb.DuckDBPyConnection:
@@ -697,7 +696,10 @@ class AsOfDuckDBOfflineStore(DuckDBOfflineStore):
 
         What ``feast materialize`` loads into the online store (with
         ``materialization.pull_latest_features``); deduplicated in DuckDB with Feast's order
-        (event timestamp, then created timestamp, descending).
+        (event timestamp, then created timestamp, descending). When the table's latest-rows
+        sidecar (written by the feature pipeline, :mod:`feature_repo.latest_rows`) still matches
+        the table and ``end_date`` reaches its last event, that small file is read instead of
+        the whole state history; otherwise the table is scanned (``latest_rows_sql``).
 
         Args:
             config: The repo config.
@@ -727,30 +729,28 @@ class AsOfDuckDBOfflineStore(DuckDBOfflineStore):
         columns = [*join_key_columns, *feature_name_columns, timestamp_field]
         if created_timestamp_column:
             columns.append(created_timestamp_column)
-        order = [f"{_quote(timestamp_field)} DESC"]
-        if created_timestamp_column:
-            order.append(f"{_quote(created_timestamp_column)} DESC NULLS LAST")
-        order.append(f"{_FILE_ROW} DESC")
-        partition = ", ".join(_quote(c) for c in join_key_columns) or "NULL"
-        ts = f"{_quote(timestamp_field)}::TIMESTAMPTZ"
-        source = f"read_parquet({_literal(parquet)}, file_row_number = true)"
-        # The latest row per entity is chosen on narrow columns (keys, times, file row); only
-        # those rows' features are then read, so no sort ever carries the state arrays.
-        narrow = [*join_key_columns, timestamp_field, created_timestamp_column]
-        narrow_sql = ", ".join(_quote(c) for c in dict.fromkeys(c for c in narrow if c))
-        sql = f"""
-            SELECT {", ".join(f"f.{_quote(c)}" for c in columns)}
-            FROM {source} f
-            SEMI JOIN (
-                SELECT {_FILE_ROW} FROM (
-                    SELECT {narrow_sql}, {_FILE_ROW}
-                    FROM {source}
-                    WHERE {ts} >= {_literal(start_date.isoformat())}::TIMESTAMPTZ
-                      AND {ts} <= {_literal(end_date.isoformat())}::TIMESTAMPTZ
-                ) q
-                QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {", ".join(order)}) = 1
-            ) latest ON f.{_FILE_ROW} = latest.{_FILE_ROW}
-        """
+        sidecar = usable_latest_rows(
+            parquet, join_key_columns, timestamp_field, created_timestamp_column, columns, end_date
+        )
+        if sidecar is not None:
+            # The range reaches the table's last event: the latest row per entity in
+            # [start, end] is the entity's latest row overall if that is >= start, else none.
+            ts = f"{_quote(timestamp_field)}::TIMESTAMPTZ"
+            sql = f"""
+                SELECT {", ".join(_quote(c) for c in columns)}
+                FROM read_parquet({_literal(sidecar)})
+                WHERE {ts} >= {_literal(start_date.isoformat())}::TIMESTAMPTZ
+                  AND {ts} <= {_literal(end_date.isoformat())}::TIMESTAMPTZ
+            """
+            return _ArrowRetrievalJob(config, sql)
+        sql = latest_rows_sql(
+            parquet,
+            join_key_columns,
+            columns,
+            timestamp_field,
+            created_timestamp_column,
+            (start_date, end_date),
+        )
         return _ArrowRetrievalJob(config, sql)
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 import duckdb
 
 from feature_repo.events import EventTables, read_event_tables
+from feature_repo.latest_rows import latest_rows_path, write_latest_rows
 from feature_repo.logic import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS, STATE_WINDOW_US
+from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.settings import FeatureParams, Paths
 
 OFFLINE_TABLES = (
@@ -32,6 +34,14 @@ OFFLINE_TABLES = (
     "merchant_label_stats",
     "customer_profile",
 )
+# Join key of the feature view reading each table (feature_repo/definitions.py): the latest-rows
+# sidecar records it, and the offline store reads the sidecar only for a view with that key.
+TABLE_JOIN_KEYS = {
+    "customer_activity": "customer_id",
+    "merchant_activity": "merchant_id",
+    "merchant_label_stats": "merchant_id",
+    "customer_profile": "customer_id",
+}
 
 
 @dataclass(frozen=True)
@@ -295,7 +305,12 @@ def build_offline_tables(
         if progress:
             progress(f"  {name}: {time.perf_counter() - step_started:.1f} s")
         rows = con.execute(f"SELECT count(*) FROM read_parquet('{tmp}')").fetchone()
-        staged.append((tmp, final))
+        # What `feast materialize` loads: the latest row per entity, kept beside the table so
+        # that materializing does not rescan the whole state history (latest_rows.py).
+        latest = latest_rows_path(final)
+        latest_tmp = out_dir / f".{latest.name}.tmp"
+        write_latest_rows(tmp, [TABLE_JOIN_KEYS[name]], EVENT_TIMESTAMP, out=latest_tmp, con=con)
+        staged += [(tmp, final), (latest_tmp, latest)]
         written[name] = (final, int(rows[0]) if rows else 0)
     for tmp, final in staged:  # all or nothing: replace only once every table is written
         os.replace(tmp, final)
