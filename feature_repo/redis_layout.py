@@ -30,6 +30,7 @@ module's encoding, and reads this module's writes back through ``get_online_feat
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,11 +43,10 @@ from feast.protos.feast.types.Value_pb2 import DoubleList, Int64List, StringList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
 from feast.types import Array, Float64, Int64, String
-from feast.utils import make_tzaware
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from feature_repo.logic import is_unknown
+from feature_repo.value_encoding import serialized_timestamps, serialized_values
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -255,98 +255,74 @@ class RedisLayout:
 # ------------------------------------------------------------------ Arrow rows (materialize)
 
 
-def _scalar_bytes(values: pa.Array, field: str, cast: Callable[[Any], Any]) -> list[bytes]:
-    """Serialized ValueProtos of a scalar column; null (and NaN, as Feast reads it) -> empty."""
-    empty = ValueProto().SerializeToString()
-    out: list[bytes] = []
-    for value in values.to_pylist():
-        if is_unknown(value):
-            out.append(empty)
-        else:
-            out.append(ValueProto(**{field: cast(value)}).SerializeToString())
-    return out
-
-
-_SCALARS: dict[ValueType, tuple[str, Callable[[Any], Any]]] = {
-    ValueType.INT64: ("int64_val", int),
-    ValueType.DOUBLE: ("double_val", float),
-    ValueType.STRING: ("string_val", str),
-}
-_LISTS: dict[ValueType, tuple[str, Any]] = {
-    ValueType.INT64_LIST: ("int64_list_val", Int64List),
-    ValueType.DOUBLE_LIST: ("double_list_val", DoubleList),
-    ValueType.STRING_LIST: ("string_list_val", StringList),
-}
-
-
 def value_bytes(column: pa.Array, value_type: ValueType) -> list[bytes]:
     """Serialized ``ValueProto`` of every row of a column, exactly as Feast's materialize writes.
 
-    Plain int, float and string columns (and lists of them without null elements) take a fast
-    path; anything else goes through Feast's own ``python_values_to_proto_values``.
+    Int, float and string columns (and lists of them without null items) are encoded a whole
+    column at a time (:mod:`feature_repo.value_encoding`); anything else goes through Feast's
+    own ``python_values_to_proto_values``.
 
     Args:
-        column: One Arrow column (a single chunk).
+        column: One Arrow column.
         value_type: The feature's Feast value type.
 
     Returns:
         One serialized ValueProto per row.
     """
-    if value_type in _SCALARS and _arrow_fits(column.type, value_type):
-        field, cast = _SCALARS[value_type]
-        return _scalar_bytes(column, field, cast)
-    if value_type in _LISTS and _arrow_fits(column.type, value_type):
-        values = column.values if len(column) else None
-        if values is None or values.null_count == 0:
-            field, list_type = _LISTS[value_type]
-            empty = ValueProto().SerializeToString()
-            return [
-                empty
-                if items is None
-                else ValueProto(**{field: list_type(val=items)}).SerializeToString()
-                for items in column.to_pylist()
-            ]
+    fast = serialized_values(column, value_type)
+    if fast is not None:
+        return fast
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     protos = python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)
     return [proto.SerializeToString() for proto in protos]
 
 
-def _arrow_fits(arrow_type: pa.DataType, value_type: ValueType) -> bool:
-    """Whether an Arrow column type is the plain one for a Feast value type."""
-    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        arrow_type = arrow_type.value_type
-        value_type = {
-            ValueType.INT64_LIST: ValueType.INT64,
-            ValueType.DOUBLE_LIST: ValueType.DOUBLE,
-            ValueType.STRING_LIST: ValueType.STRING,
-        }.get(value_type, ValueType.UNKNOWN)
-    if value_type == ValueType.INT64:
-        return pa.types.is_integer(arrow_type)
-    if value_type == ValueType.DOUBLE:
-        return pa.types.is_floating(arrow_type)
-    if value_type == ValueType.STRING:
-        return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
-    return False
+def _string_entity_keys(
+    config: RepoConfig, join_key: str, column: pa.Array, value_type: ValueType
+) -> list[bytes] | None:
+    """Redis keys of a single string join key, built as Feast's ``serialize_entity_key`` v3 does.
+
+    Feast's key is ``<count><type><len><join key>`` then ``<type><len><value>`` (little-endian
+    uint32s) then the project; only the value part changes from row to row, so the rest is
+    built once. The first key is checked against Feast's own function on every call, so a
+    change of Feast's format fails loudly instead of writing keys nobody reads.
+
+    Returns:
+        One key per row, or ``None`` when this is not a non-null string key under v3.
+    """
+    if (
+        value_type != ValueType.STRING
+        or config.entity_key_serialization_version < 3
+        or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type))
+        or column.null_count
+        or not len(column)
+    ):
+        return None
+    name = join_key.encode()
+    string = struct.pack("<I", ValueType.STRING.value)
+    head = struct.pack("<I", 1) + string + struct.pack("<I", len(name)) + name + string
+    tail = config.project.encode()
+    ids = [value.encode() for value in column.to_pylist()]
+    keys = [head + struct.pack("<I", len(i)) + i + tail for i in ids]
+    feasts = entity_key(config, [join_key], [ValueProto(string_val=ids[0].decode())])
+    if keys[0] != feasts:
+        raise RuntimeError(f"Feast's entity key layout changed: {keys[0]!r} != {feasts!r}")
+    return keys
 
 
-def _entity_values(column: pa.Array, value_type: ValueType) -> list[ValueProto]:
-    """Entity key values as ValueProtos (Feast's conversion for anything but plain types)."""
-    if value_type in _SCALARS and _arrow_fits(column.type, value_type) and column.null_count == 0:
-        field, cast = _SCALARS[value_type]
-        return [ValueProto(**{field: cast(v)}) for v in column.to_pylist()]
-    protos: list[ValueProto] = python_values_to_proto_values(
-        column.to_numpy(zero_copy_only=False), value_type
-    )
-    return protos
-
-
-def _event_timestamps(column: pa.Array) -> list[Timestamp]:
-    """Event times as protobuf Timestamps, built as Feast builds ``_ts:<view>`` (via datetime)."""
-    stamps = []
-    for moment in column.to_pylist():
-        ts = Timestamp()
-        ts.FromDatetime(make_tzaware(moment))
-        stamps.append(ts)
-    return stamps
+def _entity_keys(config: RepoConfig, join_keys: Mapping[str, ValueType], batch: Any) -> list[bytes]:
+    """The Redis key of every row of a batch (Feast's own serialization but for string keys)."""
+    if len(join_keys) == 1:
+        ((name, value_type),) = join_keys.items()
+        fast = _string_entity_keys(config, name, batch.column(name), value_type)
+        if fast is not None:
+            return fast
+    values = [
+        python_values_to_proto_values(batch.column(name).to_numpy(zero_copy_only=False), value_type)
+        for name, value_type in join_keys.items()
+    ]
+    return [entity_key(config, list(join_keys), row) for row in zip(*values, strict=True)]
 
 
 def write_arrow_rows(
@@ -379,13 +355,8 @@ def write_arrow_rows(
     skip_dedup = bool(getattr(online_config, "skip_dedup", False))
     written = 0
     for batch in table.combine_chunks().to_batches(max_chunksize=batch_rows):
-        key_values = [
-            _entity_values(batch.column(name), value_type) for name, value_type in join_keys.items()
-        ]
-        keys = [
-            entity_key(config, list(join_keys), values) for values in zip(*key_values, strict=True)
-        ]
-        stamps = _event_timestamps(batch.column(timestamp_field))
+        keys = _entity_keys(config, join_keys, batch)
+        stamps, stamp_nanos = serialized_timestamps(batch.column(timestamp_field))
         values = [value_bytes(batch.column(name), vt) for name, vt in features]
         stored: Sequence[Any] = [None] * len(keys)
         if not skip_dedup:
@@ -396,12 +367,12 @@ def write_arrow_rows(
         newest: dict[bytes, int] = {}
         with client.pipeline(transaction=False) as pipe:
             for i, key in enumerate(keys):
-                nanos = stamps[i].seconds * 1_000_000_000 + stamps[i].nanos
+                nanos = stamp_nanos[i]
                 latest = max(timestamp_nanos(stored[i]), newest.get(key, 0))
                 if latest and nanos <= latest:
                     continue  # Feast's rule: only a newer event time replaces online state
                 newest[key] = nanos
-                mapping = {ts_key: stamps[i].SerializeToString()}
+                mapping = {ts_key: stamps[i]}
                 mapping.update(zip(field_keys, (column[i] for column in values), strict=True))
                 pipe.hset(key, mapping=mapping)
                 if ttl:
