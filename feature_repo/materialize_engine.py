@@ -13,14 +13,19 @@ What this engine does
 ---------------------
 :class:`ArrowRedisComputeEngine` is Feast's ``LocalComputeEngine`` (registered by class path as
 ``batch_engine.type`` in ``feature_store.yaml``; Feast appends ``Config`` for its config class).
-Its plan is Feast's plan (read, filter, dedupe, validate) with one node replaced: the output
+Its plan is Feast's plan (read, filter, dedupe, validate) with three nodes replaced. Feast's
+filter and dedup nodes convert the whole table to pandas and back (every state array twice)
+even when there is nothing to do; here they pass Arrow through when there is nothing to
+filter (no view ``filter``, no entity rows) and when every entity already has one row (what
+``pull_latest_from_table_or_query`` returns), and run Feast's own code otherwise. The output
 node writes each batch to Redis through :func:`feature_repo.redis_layout.write_arrow_rows`,
-which builds the same protos straight from Arrow columns (one code path per column type, field
-hashes computed once per view) and keeps Feast's write rule and layout byte for byte: a row is
-written only when its event time is newer than the one stored for that entity and view (read
-first in one pipeline, as Feast does), so materializing an older range never overwrites
-fresher online state. The layout itself (keys, fields, codecs) is
-:mod:`feature_repo.redis_layout`, the one module that touches Feast's Redis internals.
+which writes the same bytes straight from Arrow columns, a column at a time
+(:mod:`feature_repo.value_encoding`; field hashes computed once per view), and keeps Feast's
+write rule and layout byte for byte: a row is written only when its event time is newer than
+the one stored for that entity and view (read first in one pipeline, as Feast does), so
+materializing an older range never overwrites fresher online state. The layout itself (keys,
+fields, codecs) is :mod:`feature_repo.redis_layout`, the one module that touches Feast's Redis
+internals.
 
 Column types without a fast path (and list columns with null elements) go through Feast's own
 ``python_values_to_proto_values``; online stores other than Redis get Feast's node unchanged.
@@ -31,6 +36,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
 from feast.infra.compute_engines.dag.context import ExecutionContext
 from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
@@ -40,7 +47,12 @@ from feast.infra.compute_engines.local.compute import (
 )
 from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
-from feast.infra.compute_engines.local.nodes import LocalOutputNode
+from feast.infra.compute_engines.local.nodes import (
+    LocalDedupNode,
+    LocalFilterNode,
+    LocalOutputNode,
+)
+from feast.infra.compute_engines.utils import ENTITY_TS_ALIAS
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
 from feast.infra.registry.base_registry import BaseRegistry
 from pydantic import StrictStr
@@ -91,8 +103,71 @@ class ArrowRedisOutputNode(LocalOutputNode):
         return output
 
 
+class ArrowPassFilterNode(LocalFilterNode):
+    """Feast's filter node, which returns its input as is when it has nothing to filter.
+
+    In a materialization there is no entity row to compare with (no ``ENTITY_TS_ALIAS``
+    column), so Feast's node filters only by the view's ``filter`` expression; without one it
+    would still round-trip the whole table through pandas (every state array converted twice).
+    """
+
+    def execute(self, context: ExecutionContext) -> ArrowTableValue:
+        """The input unchanged, or Feast's filter when there is an expression or entity time."""
+        table = self.get_single_table(context).data
+        if self.filter_expr or ENTITY_TS_ALIAS in table.column_names:
+            return super().execute(context)
+        output = ArrowTableValue(data=table)
+        context.node_outputs[self.name] = output
+        return output
+
+
+class ArrowPassDedupNode(LocalDedupNode):
+    """Feast's dedup node, which returns its input as is when every entity has one row.
+
+    The offline store's ``pull_latest_from_table_or_query`` already keeps one row per entity
+    (Feast's order); this checks it in Arrow and leaves real duplicates to Feast's node.
+    """
+
+    def execute(self, context: ExecutionContext) -> ArrowTableValue:
+        """The input unchanged if its join keys are unique, else Feast's dedup."""
+        table = self.get_single_table(context).data
+        keys = self.column_info.join_keys_columns
+        if not keys or (table.num_rows and _has_duplicates(table, keys)):
+            return super().execute(context)
+        output = ArrowTableValue(data=table)
+        context.node_outputs[self.name] = output
+        return output
+
+
+def _has_duplicates(table: pa.Table, keys: list[str]) -> bool:
+    """Whether two rows share the same join key values."""
+    if len(keys) == 1:
+        return bool(pc.count_distinct(table[keys[0]], mode="all").as_py() < table.num_rows)
+    groups = table.select(keys).group_by(keys, use_threads=False).aggregate([])
+    return bool(groups.num_rows < table.num_rows)
+
+
 class _ArrowRedisFeatureBuilder(LocalFeatureBuilder):
-    """Feast's local plan, ending in :class:`ArrowRedisOutputNode`."""
+    """Feast's local plan, ending in :class:`ArrowRedisOutputNode`, filter and dedup in Arrow."""
+
+    def build_filter_node(self, view: Any, input_node: Any) -> ArrowPassFilterNode:
+        node = ArrowPassFilterNode(
+            "filter",
+            self.get_column_info(view),
+            self.backend,
+            getattr(view, "filter", None),
+            getattr(view, "ttl", None),
+            inputs=[input_node],
+        )
+        self.nodes.append(node)
+        return node
+
+    def build_dedup_node(self, view: Any, input_node: Any) -> ArrowPassDedupNode:
+        node = ArrowPassDedupNode(
+            "dedup", self.get_column_info(view), self.backend, inputs=[input_node]
+        )
+        self.nodes.append(node)
+        return node
 
     def build_output_nodes(self, view: Any, input_node: Any) -> ArrowRedisOutputNode:
         node = ArrowRedisOutputNode("output", self.dag_root.view, inputs=[input_node])  # type: ignore[arg-type]

@@ -63,10 +63,8 @@ by batch; the view's own function is called exactly as Feast calls it.
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,6 +94,7 @@ from pydantic import StrictInt, StrictStr
 from feature_repo.latest_rows import latest_rows_sql, usable_latest_rows
 from feature_repo.latest_rows import sql_identifier as _quote
 from feature_repo.latest_rows import sql_literal as _literal
+from fraud_platform.gc_pause import no_cyclic_gc
 
 STORE_CLASS_PATH = "feature_repo.offline_store.AsOfDuckDBOfflineStore"
 _ROW = "__asof_row"  # entity row number: restores entity_df order at the end
@@ -357,26 +356,9 @@ def _transform(odfv: OnDemandFeatureView, table: pa.Table, full_feature_names: b
     # Feast's own pre- and post-processing (short and full input names, output renaming);
     # only the dict the function receives is built here, equal to table.to_pydict().
     prepared, to_clean = odfv._preprocess_arrow_table(table)
-    with _no_cyclic_gc():  # millions of fresh lists, no cycles: collections only cost time
+    with no_cyclic_gc():  # millions of fresh lists, no cycles: collections only cost time
         outputs = pa.Table.from_pydict(transformation.udf(to_pydict(prepared)))
     return odfv._postprocess_arrow_table(outputs, to_clean, full_feature_names)
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector (reference counting still frees everything).
-
-    Building a batch's input lists allocates millions of containers; each allocation burst
-    triggers collections that re-scan every live container, which more than doubles the
-    conversion time. The lists hold numbers and strings only, so no cycle is left uncollected.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def apply_on_demand_views(

@@ -45,7 +45,7 @@ def _reference(value: Any, value_type: ValueType) -> bytes:
     return serialized
 
 
-CASES = {
+CASES: dict[str, tuple[pa.DataType, ValueType, list[Any]]] = {
     "int64": (pa.int64(), ValueType.INT64, [*INT64_EDGES, None, 5]),
     "int32 as int64": (pa.int32(), ValueType.INT64, [0, -7, 2**31 - 1, None]),
     "double": (
