@@ -22,7 +22,7 @@ node writes each batch to Redis through :func:`feature_repo.redis_layout.write_a
 which writes the same bytes straight from Arrow columns, a column at a time
 (:mod:`feature_repo.value_encoding`; field hashes computed once per view), and keeps Feast's
 write rule and layout byte for byte: a row is written only when its event time is newer than
-the one stored for that entity and view (read first in one pipeline, as Feast does), so
+the one stored for that entity and view (read first, one round trip per batch, as Feast does), so
 materializing an older range never overwrites fresher online state. The layout itself (keys,
 fields, codecs) is :mod:`feature_repo.redis_layout`, the one module that touches Feast's Redis
 internals.

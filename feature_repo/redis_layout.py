@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import redis
 from feast.infra.online_stores.helpers import _mmh3, _redis_key
 from feast.infra.online_stores.redis import _versioned_fv_name
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -45,9 +46,13 @@ from feast.type_map import python_values_to_proto_values
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
+from redis.utils import HIREDIS_AVAILABLE
 
 from feature_repo.value_encoding import serialized_timestamps, serialized_values
 from fraud_platform.gc_pause import no_cyclic_gc
+
+if HIREDIS_AVAILABLE:
+    import hiredis
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -362,24 +367,62 @@ def write_arrow_rows(
             values = [value_bytes(batch.column(name), vt) for name, vt in features]
             stored: Sequence[Any] = [None] * len(keys)
             if not skip_dedup:
-                with client.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.hget(key, ts_key)
-                    stored = pipe.execute()
+                stored = run_commands(client, [(b"HGET", key, ts_key) for key in keys])
             newest: dict[bytes, int] = {}
-            with client.pipeline(transaction=False) as pipe:
-                for key, stamp, nanos, previous, row in zip(
-                    keys, stamps, stamp_nanos, stored, zip(*values, strict=True), strict=True
-                ):
-                    latest = max(timestamp_nanos(previous), newest.get(key, 0))
-                    if latest and nanos <= latest:
-                        continue  # Feast's rule: only a newer event time replaces online state
-                    newest[key] = nanos
-                    mapping = {ts_key: stamp}
-                    mapping.update(zip(field_keys, row, strict=True))
-                    pipe.hset(key, mapping=mapping)
-                    if ttl:
-                        pipe.expire(name=key, time=ttl)
-                    written += 1
-                pipe.execute()
+            commands: list[tuple[Any, ...]] = []
+            for key, stamp, nanos, previous, row in zip(
+                keys, stamps, stamp_nanos, stored, zip(*values, strict=True), strict=True
+            ):
+                latest = max(timestamp_nanos(previous), newest.get(key, 0))
+                if latest and nanos <= latest:
+                    continue  # Feast's rule: only a newer event time replaces online state
+                newest[key] = nanos
+                fields = [ts_key, stamp]
+                for item in zip(field_keys, row, strict=True):
+                    fields += item
+                commands.append((b"HSET", key, *fields))
+                if ttl:
+                    commands.append((b"EXPIRE", key, ttl))
+                written += 1
+            run_commands(client, commands)
     return written
+
+
+def run_commands(client: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send commands in one round trip and return their replies, as a redis-py pipeline does.
+
+    A pipeline spends ~15 us of Python per command (queueing, packing through two wrappers,
+    parsing through three); with a plain client this packs them with hiredis when it is
+    installed and reads the replies straight off one pooled connection, about a third of that.
+    A cluster client keeps its own pipeline, which routes each key to its node. An error reply
+    raises, as a pipeline's ``execute()`` does; the connection is then dropped, not reused with
+    unread replies on it.
+
+    Args:
+        client: A redis-py client.
+        commands: Commands as argument tuples (``(b"HSET", key, field, value, ...)``).
+
+    Returns:
+        One reply per command.
+    """
+    if not commands:
+        return []
+    if not isinstance(client, redis.Redis):
+        with client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            replies: list[Any] = pipe.execute()
+            return replies
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        if HIREDIS_AVAILABLE:
+            connection.send_packed_command([b"".join(map(hiredis.pack_command, commands))])
+        else:
+            connection.send_packed_command(connection.pack_commands(commands))
+        return [connection.read_response() for _ in commands]
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)

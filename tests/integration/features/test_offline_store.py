@@ -15,6 +15,7 @@ import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -274,6 +275,58 @@ def test_fast_materialize_writes_feast_bytes(
     feasts = snapshot()
     assert len(ours) > 20
     assert ours == feasts
+
+
+def test_materializing_an_older_range_never_replaces_newer_online_state(
+    feature_project: FeatureProject, redis_url: str
+) -> None:
+    """Feast's rule through the fast write: only a newer event time replaces a stored row.
+
+    The older range ends before the tables' last events, so it is read by scanning the tables
+    (not from the latest-rows sidecars) and holds older rows for many entities.
+    """
+    from feature_repo.store import materialize, open_store
+
+    client = redis.Redis.from_url(redis_url)
+
+    def snapshot() -> dict[bytes, dict[bytes, bytes]]:
+        return {key: client.hgetall(key) for key in client.scan_iter(count=1000)}
+
+    store = open_store(feature_project.settings)
+    whole, older = pd.Timestamp("2030-01-01", tz="UTC"), T0 + pd.Timedelta(days=20)
+    client.flushdb()
+    materialize(store, end=older.to_pydatetime())
+    old_state = snapshot()
+    materialize(store, end=whole.to_pydatetime())
+    new_state = snapshot()
+    assert new_state != old_state  # the later range did move some entities forward
+    materialize(store, end=older.to_pydatetime())
+    assert snapshot() == new_state  # ... and the older one moved none back
+
+    client.flushdb()
+    materialize(store, end=whole.to_pydatetime())
+    assert snapshot() == new_state  # the same state, whichever ranges led there
+
+
+def test_run_commands_raises_error_replies_and_keeps_the_client_usable(redis_url: str) -> None:
+    from feature_repo.redis_layout import run_commands
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.set(b"plain", b"x")
+    replies = run_commands(client, [(b"HSET", b"h", b"f", b"1"), (b"HGET", b"h", b"f")])
+    assert replies == [1, b"1"]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        run_commands(client, [(b"HSET", b"plain", b"f", b"1"), (b"HGET", b"h", b"f")])
+    # no reply of the failed round trip is left on a pooled connection for the next caller
+    assert run_commands(client, [(b"HGET", b"h", b"f"), (b"GET", b"plain")]) == [b"1", b"x"]
+    assert client.hget(b"h", b"f") == b"1"
+    # a client that is no plain Redis (a cluster) goes through its own pipeline, same replies
+    cluster_like = SimpleNamespace(pipeline=client.pipeline)
+    assert run_commands(cluster_like, [(b"HSET", b"h", b"g", b"2"), (b"HGET", b"h", b"g")]) == [
+        1,
+        b"2",
+    ]
 
 
 def _peak_rss_of_retrieval(root: Path, rows_per_card: int) -> int:
