@@ -161,3 +161,19 @@ def test_nanosecond_times_drop_below_a_microsecond_as_feast_does() -> None:
 def test_null_event_times_are_refused() -> None:
     with pytest.raises(ValueError, match="non-null"):
         serialized_timestamps(pa.array([None], type=pa.timestamp("us", tz="UTC")))
+
+
+def test_string_entity_keys_equal_feasts_serialization() -> None:
+    from types import SimpleNamespace
+
+    from feature_repo.redis_layout import _entity_keys, entity_key
+
+    config: Any = SimpleNamespace(project="fraud_platform", entity_key_serialization_version=3)
+    ids = ["c00001", "", "ünïcødé ✓", "x" * 300, "m 1"]
+    batch = pa.record_batch({"customer_id": pa.array(ids)})
+    expected = [entity_key(config, ["customer_id"], [ValueProto(string_val=i)]) for i in ids]
+    assert _entity_keys(config, {"customer_id": ValueType.STRING}, batch) == expected
+    # an int key has no fast path: Feast's own serialization, still the same keys
+    ints = pa.record_batch({"n": pa.array([3, -1], type=pa.int64())})
+    expected_ints = [entity_key(config, ["n"], [ValueProto(int64_val=v)]) for v in (3, -1)]
+    assert _entity_keys(config, {"n": ValueType.INT64}, ints) == expected_ints
