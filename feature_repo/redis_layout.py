@@ -21,6 +21,11 @@ The layout (``RedisOnlineStore``, feast 0.67):
 where ``<view>`` is the view's name (with a version suffix when the registry's online feature
 view versioning is on: ``_versioned_fv_name``).
 
+Materialize (:func:`write_arrow_rows`) writes that layout for whole Arrow tables: values a
+column at a time (:mod:`feature_repo.value_encoding`), string entity keys from one prefix
+(checked against Feast's ``serialize_entity_key`` on every batch), and each batch's reads and
+writes as one raw round trip each (:func:`run_commands`), keeping Feast's newer-wins rule.
+
 Pinned: checked with feast 0.67.x, the range ``pyproject.toml`` pins
 (``feast[redis,duckdb]>=0.67.0,<0.68``, :data:`FEAST_VERSIONS`). A Feast upgrade that changes
 the layout fails loudly in ``tests/integration/features/test_redis_layout.py``, which writes
