@@ -122,6 +122,18 @@ def _materialize(end: str | None) -> None:
 
 
 @app.command()
+def declarations() -> None:
+    """Print the declared velocity features (feature_repo/aggregations.py) as the README's table.
+
+    The README's copy, between its ``velocity-table`` markers, must equal this output (a test
+    checks it): paste it there after adding or changing a row.
+    """
+    from feature_repo.aggregations import markdown_table
+
+    typer.echo(markdown_table(), nl=False)
+
+
+@app.command()
 def env() -> None:
     """Print the variables feature_store.yaml reads, for `eval "$(fraud features env)"`."""
     for key, value in feast_environment().items():
