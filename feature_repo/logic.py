@@ -21,7 +21,8 @@ The state, its cap and late events
 ----------------------------------
 The window features of a request at t aggregate the ``cap`` most recent (by timestamp, then
 transaction id) of the customer's transactions in ``[t - S, t)``, S its longest declared window
-(24 h); each row takes the members of that set inside its own ``[t - window, t)``. With fewer than ``cap`` transactions a day that is
+(24 h); each row takes the members of that set inside its own ``[t - window, t)``. With
+fewer than ``cap`` transactions in S that is
 simply all of them; a longer burst saturates the features, identically offline and online.
 
 Requests may arrive late: a transaction stamped up to ``L`` (``features.max_lateness_seconds``)
@@ -31,7 +32,7 @@ a customer whose latest transaction is at T holds::
     arrays = top_cap(transactions in [T - S - L, T - L)) + every transaction in [T - L, T]
     anchor = the latest transaction before T - L (with where it happened)
 
-For any t >= T - L this contains the ``cap`` most recent transactions of ``[t - 24h, t)`` and
+For any t >= T - L this contains the ``cap`` most recent transactions of ``[t - S, t)`` and
 the latest transaction before t (among the recent ones, whose locations the state keeps,
 or else the anchor), and it is a function of the set of transactions alone: folding
 them in one at a time, in any order (online, :func:`merge_transaction`), gives exactly the state
