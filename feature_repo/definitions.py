@@ -40,7 +40,7 @@ from feature_repo.logic import feature_inputs, output_features, state_fields
 from feature_repo.store import FEATURE_SERVICE_NAME
 
 OWNER = "fraud-ml-platform@example.com"
-_FEAST_TYPES: dict[str, Any] = {
+FEAST_TYPES: dict[str, Any] = {
     "int64": Int64,
     "float64": Float64,
     "string": String,
@@ -52,7 +52,7 @@ _FEAST_TYPES: dict[str, Any] = {
 
 def _schema(view: str, table: VelocityTable) -> list[Field]:
     """A state view's schema, from its field table in feature_repo.logic (the one list)."""
-    return [Field(name=name, dtype=_FEAST_TYPES[kind]) for name, kind in state_fields(table)[view]]
+    return [Field(name=name, dtype=FEAST_TYPES[kind]) for name, kind in state_fields(table)[view]]
 
 
 _NO_TTL = timedelta(0)  # state rows never expire: the on-demand view filters by request time
