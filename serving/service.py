@@ -313,6 +313,10 @@ class ScoringService:
 
     def refresh_gauges(self) -> None:
         """Set the state gauges of ``/metrics`` from the parts' current state."""
+        bundle = self.models.bundle
+        self.metrics.set_model(
+            None if bundle is None else (bundle.name, bundle.version, bundle.run_id)
+        )
         self.metrics.store_up.set(1 if self.guard.up else 0)
         self.metrics.model_loaded.set(0 if self.models.bundle is None else 1)
         self.metrics.model_registry_missing.set(1 if self.models.registry_missing else 0)
