@@ -3,10 +3,15 @@
 Several workers (``fraud serve api --workers N``) share one ``/metrics``: the command points
 ``PROMETHEUS_MULTIPROC_DIR`` at an empty folder before uvicorn starts them, so prometheus_client
 keeps every worker's values in memory-mapped files there, and whichever worker answers
-``/metrics`` adds them up (:func:`exposition`). Counters and histograms sum over workers;
-gauges say how they combine (``multiprocess_mode``): the ingestion backlog sums over live
-workers, "the online store is up" and "a model is loaded" are the worst live worker's value. A
-single worker (the default, and every test app) uses its own registry alone.
+``/metrics`` adds them up (:func:`exposition`). The command also sets
+``FRAUD_METRICS_MULTIPROC_DIR`` to the same folder, and that is what says "several workers":
+Feast 0.67 sets ``PROMETHEUS_MULTIPROC_DIR`` to a temporary folder of its own when
+``feast.metrics`` is imported, in every process, so that variable alone says nothing.
+
+Counters and histograms sum over workers; gauges say how they combine (``multiprocess_mode``):
+the ingestion backlog sums over live workers, "the online store is up" and "a model is loaded"
+are the worst live worker's value. A single worker (the default, and every test app) uses its
+own registry alone.
 """
 
 from __future__ import annotations
@@ -24,12 +29,19 @@ from prometheus_client import (
     multiprocess,
 )
 
-MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
+PROMETHEUS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
+MULTIPROCESS_DIR_ENV = "FRAUD_METRICS_MULTIPROC_DIR"  # ours: set only by `fraud serve api`
 
 
 def multiprocess_dir() -> str | None:
     """The shared metrics folder of a multi-worker API, or ``None`` for a single process."""
     return os.environ.get(MULTIPROCESS_DIR_ENV) or None
+
+
+def use_multiprocess_dir(directory: Path) -> None:
+    """Make the workers about to start share ``directory`` (emptied) for their metrics."""
+    prepare_multiprocess_dir(directory)
+    os.environ[PROMETHEUS_DIR_ENV] = os.environ[MULTIPROCESS_DIR_ENV] = str(directory)
 
 
 def prepare_multiprocess_dir(directory: Path) -> Path:
@@ -42,17 +54,19 @@ def prepare_multiprocess_dir(directory: Path) -> Path:
 
 def exposition(registry: CollectorRegistry) -> bytes:
     """The text exposition of ``/metrics``: every worker's values in multiprocess mode."""
-    if multiprocess_dir():
+    folder = multiprocess_dir()
+    if folder:
         combined = CollectorRegistry()
-        multiprocess.MultiProcessCollector(combined)
+        multiprocess.MultiProcessCollector(combined, path=folder)
         return generate_latest(combined)
     return generate_latest(registry)
 
 
 def mark_worker_stopped() -> None:
     """Drop this worker's live gauges from the shared folder (on shutdown)."""
-    if multiprocess_dir():
-        multiprocess.mark_process_dead(os.getpid())
+    folder = multiprocess_dir()
+    if folder:
+        multiprocess.mark_process_dead(os.getpid(), path=folder)
 
 
 _LATENCY_BUCKETS = (
