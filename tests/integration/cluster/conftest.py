@@ -9,6 +9,9 @@ copying them.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,7 +77,13 @@ def serving_stack(tmp_path_factory: pytest.TempPathFactory, cluster_url: str) ->
     stack.prepare_root(root)
     env = stack.stack_env(root, cluster_url, REDIS_MODE="cluster")
     meta = stack.build_stack(root, env)
-    return Stack(root, cluster_url, meta, readers={}, redis_mode="cluster")
+    compare = subprocess.run(
+        [sys.executable, stack.__file__, "compare-readers", str(root)],
+        env=env, cwd=root, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert compare.returncode == 0, compare.stderr[-3000:]
+    readers = json.loads(compare.stdout.strip().splitlines()[-1])
+    return Stack(root, cluster_url, meta, readers, redis_mode="cluster")
 
 
 @pytest.fixture(scope="module")
