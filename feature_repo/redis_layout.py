@@ -86,11 +86,6 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def flush(client: Any) -> None:
-    """Empty the online store: every master of a cluster (redis-py sends FLUSHDB to each)."""
-    client.flushdb()
-
-
 # ------------------------------------------------------------------ cluster slots
 
 
@@ -111,9 +106,10 @@ def colocated_key(anchor: bytes, name: str) -> bytes:
 
     A cluster runs a ``WATCH``/``MULTI`` transaction only when every key in it hashes to one
     slot (redis-py raises ``CrossSlotTransactionError`` before sending it). Feast's entity keys
-    are binary and carry no hash tag, so a key that must share a transaction with one gets a
-    hash tag (``{...}``: only that part is hashed) chosen to land in the entity key's slot. On
-    a single server the tag is just part of the name.
+    are binary and hashed whole (Feast adds no hash tag), so a key that must share a
+    transaction with one gets a hash tag of its own (``{...}``: only that part is hashed),
+    chosen to land in the entity key's slot. On a single server the tag is just part of the
+    name.
     """
     return b"{" + _slot_tags()[key_slot(anchor)] + b"}" + name.encode()
 
