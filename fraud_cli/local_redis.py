@@ -28,7 +28,7 @@ ClusterOption = Annotated[
 
 @app.command()
 def start(cluster: ClusterOption = False) -> None:
-    """Start a local redis-server on a free port (reuses REDIS_URL when it answers)."""
+    """Start a local redis-server (reuses REDIS_URL when it answers), or a local cluster."""
     with user_errors(redis_server.RedisUnavailableError):
         url = redis_cluster.start().url if cluster else redis_server.start().url
     typer.echo(url)
