@@ -86,9 +86,13 @@ def serving_stack(tmp_path_factory: pytest.TempPathFactory, cluster_url: str) ->
     return Stack(root, cluster_url, meta, readers, redis_mode="cluster")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live(serving_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """One API process (uvicorn) on a clone of the stack's root, against the cluster."""
+    """One API process (uvicorn) on a clone of the stack's root, against the cluster.
+
+    One for the session (a start costs 20-30 s here): the API tests run first, the failover
+    drill (``test_failover.py``, destructive for the cluster, not for the API) last.
+    """
     root = stack.clone_root(serving_stack.root, tmp_path_factory.mktemp("api") / "root")
     proc, base, env = start_live(serving_stack, root)
     try:
