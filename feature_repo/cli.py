@@ -117,7 +117,7 @@ def _materialize(end: str | None) -> None:
         from feature_repo.store import open_store
 
         writer = OnlineStateWriter(RedisLayout(open_store()), load_params().features)
-        writer.mark_labels_seen(posted)
+        writer.mark_labels_seen(posted)  # (merchant_id, transaction_id) pairs
         typer.echo(f"marked {len(posted):,} labels posted online as folded (idempotency)")
 
 

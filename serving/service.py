@@ -51,7 +51,12 @@ from serving.model import (
     current_version,
     load_by_alias,
 )
-from serving.online_store import REDIS_ERRORS, OnlineStoreGuard, install_fast_client
+from serving.online_store import (
+    REDIS_ERRORS,
+    OnlineStoreGuard,
+    install_fast_client,
+    make_probe,
+)
 from serving.prediction_log import PredictionLog, prediction_record
 from serving.schemas import LabelIn, TransactionIn
 
@@ -363,7 +368,7 @@ def build_service(settings: Settings) -> ScoringService:
         poll_seconds=settings.serving_model_poll_seconds,
         target=settings.model_uri,
     )
-    guard = OnlineStoreGuard(ping=client.ping)
+    guard = OnlineStoreGuard(ping=make_probe(client))
     ingestor = Ingestor(
         write=writer.ingest_transaction,
         mode=settings.serving_ingest_mode,

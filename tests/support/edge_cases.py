@@ -132,6 +132,13 @@ class FeatureProject:
     tables: dict[str, pd.DataFrame]
 
 
+def flush_online(settings: Settings) -> None:
+    """Empty the project's online store: the one server, or every master of a cluster."""
+    from fraud_platform.redis_cluster import client_for
+
+    client_for(settings.redis_url, settings.redis_mode).flushdb()
+
+
 def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the real `feast` CLI in feature_repo/ against this settings' root and Redis."""
     env = {**os.environ, **feast_environment(settings)}
