@@ -15,7 +15,7 @@ STAMP := $(VENV)/.install-stamp
 # about three times faster on a cold machine (2 min against 6 here). INSTALLER=pip: plain pip.
 INSTALLER ?= uv
 
-.PHONY: help venv install redis redis-stop data features train evaluate serve drift demo \
+.PHONY: help venv install redis redis-stop redis-cluster redis-cluster-stop data features train evaluate serve drift demo \
 	repro test test-unit test-integration lint format bench clean
 
 ## Show this help
@@ -51,6 +51,14 @@ redis: install
 ## Stop the local redis-server that `make redis` started
 redis-stop: install
 	$(FRAUD) redis stop
+
+## Start a local Redis Cluster, 3 masters + 3 replicas (use it with REDIS_MODE=cluster)
+redis-cluster: install
+	$(FRAUD) redis start --cluster
+
+## Stop the local Redis Cluster that `make redis-cluster` started
+redis-cluster-stop: install
+	$(FRAUD) redis stop --cluster
 
 ## Generate the synthetic transactions and late labels into data/raw
 data: install
@@ -123,6 +131,7 @@ bench: install
 ## Remove generated data, models, reports, caches and local servers' state (keeps .venv)
 clean:
 	-@[ -x $(FRAUD) ] && $(FRAUD) redis stop >/dev/null 2>&1 || true
+	-@[ -x $(FRAUD) ] && $(FRAUD) redis stop --cluster >/dev/null 2>&1 || true
 	rm -rf data/raw data/features data/registry.db data/online_store.db data/prediction_log
 	rm -rf models reports mlruns mlartifacts mlflow.db .run
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

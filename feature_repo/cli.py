@@ -117,8 +117,20 @@ def _materialize(end: str | None) -> None:
         from feature_repo.store import open_store
 
         writer = OnlineStateWriter(RedisLayout(open_store()), load_params().features)
-        writer.mark_labels_seen(posted)
+        writer.mark_labels_seen(posted)  # (merchant_id, transaction_id) pairs
         typer.echo(f"marked {len(posted):,} labels posted online as folded (idempotency)")
+
+
+@app.command()
+def declarations() -> None:
+    """Print the declared velocity features (feature_repo/aggregations.py) as the README's table.
+
+    The README's copy, between its ``velocity-table`` markers, must equal this output (a test
+    checks it): paste it there after adding or changing a row.
+    """
+    from feature_repo.aggregations import markdown_table
+
+    typer.echo(markdown_table(), nl=False)
 
 
 @app.command()

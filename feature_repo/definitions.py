@@ -31,15 +31,16 @@ from feast import (
     PushSource,
     RequestSource,
 )
-from feast.on_demand_feature_view import on_demand_feature_view
+from feast.transformation.python_transformation import PythonTransformation
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 
-from feature_repo.logic import FEATURE_INPUTS, OUTPUT_FEATURES, STATE_FIELDS
+from feature_repo.aggregations import VELOCITY, VelocityTable
+from feature_repo.logic import feature_inputs, output_features, state_fields
 from feature_repo.store import FEATURE_SERVICE_NAME
 
 OWNER = "fraud-ml-platform@example.com"
-_FEAST_TYPES: dict[str, Any] = {
+FEAST_TYPES: dict[str, Any] = {
     "int64": Int64,
     "float64": Float64,
     "string": String,
@@ -49,16 +50,12 @@ _FEAST_TYPES: dict[str, Any] = {
 }
 
 
-def _schema(view: str) -> list[Field]:
+def _schema(view: str, table: VelocityTable) -> list[Field]:
     """A state view's schema, from its field table in feature_repo.logic (the one list)."""
-    return [Field(name=name, dtype=_FEAST_TYPES[kind]) for name, kind in STATE_FIELDS[view]]
+    return [Field(name=name, dtype=FEAST_TYPES[kind]) for name, kind in state_fields(table)[view]]
 
 
 _NO_TTL = timedelta(0)  # state rows never expire: the on-demand view filters by request time
-# A merchant state older than a day holds nothing inside any of its windows, so a one-day ttl
-# changes no value (offline: no row -> defaults; online: stale row -> empty windows) while it
-# bounds Feast's point-in-time join, which pairs every entity row with all candidate rows.
-_ONE_DAY = timedelta(days=1)
 
 # ------------------------------------------------------------------ entities
 
@@ -94,6 +91,26 @@ transaction_request = RequestSource(
 )
 
 
+def _python_transformation(table: VelocityTable) -> PythonTransformation:
+    """The on-demand view's function, for one declaration table, with its source text.
+
+    Feast keeps the source text in the registry and rebuilds the function from it in every
+    process that reads the registry (the API, ``feast serve``), so the function holds no
+    closure: it names its table, and imports the one logic module.
+    """
+    source = (
+        "def transaction_features(inputs):\n"
+        '    """Every model feature of each transaction; see feature_repo.logic."""\n'
+        "    from feature_repo.aggregations import velocity_table\n"
+        "    from feature_repo.logic import transaction_features as compute\n"
+        "\n"
+        f"    return compute(inputs, velocity_table({table.name!r}))\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # our own fixed text; Feast rebuilds the function the same way
+    return PythonTransformation(udf=namespace["transaction_features"], udf_string=source)
+
+
 @dataclass(frozen=True)
 class FraudDefinitions:
     """The root-dependent Feast objects, built by :func:`fraud_definitions` for one root."""
@@ -118,11 +135,13 @@ class FraudDefinitions:
         return [customer, merchant, transaction_request, *own]
 
 
-def fraud_definitions(features_dir: Path) -> FraudDefinitions:
+def fraud_definitions(features_dir: Path, table: VelocityTable = VELOCITY) -> FraudDefinitions:
     """The fraud features' sources, views and service, reading offline tables in ``features_dir``.
 
     Args:
         features_dir: The project's offline feature tables (``Paths.features_dir``).
+        table: The velocity declarations the views' schemas and the on-demand view derive from
+            (:data:`~feature_repo.aggregations.VELOCITY`; a test fixture adds rows to it).
 
     Returns:
         The objects ``feast apply`` registers (with :data:`customer`, :data:`merchant` and
@@ -185,25 +204,30 @@ def fraud_definitions(features_dir: Path) -> FraudDefinitions:
 
     # -------------------------------------------------------------- feature views (state)
 
+    # A merchant state older than its longest declared window holds nothing inside any of its
+    # windows, so a ttl of that length changes no value (offline: no row -> empty windows;
+    # online: stale row -> empty windows) while it bounds the point-in-time join.
+    merchant_ttl = timedelta(microseconds=table.state_window_us("merchant"))
+
     customer_activity_fv = FeatureView(
         name="customer_activity",
         entities=[customer],
         ttl=_NO_TTL,
-        schema=_schema("customer_activity"),
+        schema=_schema("customer_activity", table),
         source=customer_activity_push,
         online=True,
-        description="Customer's transactions of the last 24 h (capped) and 30 daily buckets.",
+        description="Card's recent transactions (declared windows, capped) and daily buckets.",
         owner=OWNER,
     )
 
     merchant_activity_fv = FeatureView(
         name="merchant_activity",
         entities=[merchant],
-        ttl=_ONE_DAY,
-        schema=_schema("merchant_activity"),
+        ttl=merchant_ttl,
+        schema=_schema("merchant_activity", table),
         source=merchant_activity_push,
         online=True,
-        description="Merchant's transactions of the last 24 h (capped).",
+        description="Merchant's recent transactions (declared windows, capped).",
         owner=OWNER,
     )
 
@@ -211,7 +235,7 @@ def fraud_definitions(features_dir: Path) -> FraudDefinitions:
         name="merchant_label_stats",
         entities=[merchant],
         ttl=_NO_TTL,  # one row per label day; the on-demand view filters by request time
-        schema=_schema("merchant_label_stats"),
+        schema=_schema("merchant_label_stats", table),
         source=merchant_label_push,
         online=True,
         description="Labels that reached the merchant per UTC day of arrival (LABEL_STATE_DAYS).",
@@ -222,7 +246,7 @@ def fraud_definitions(features_dir: Path) -> FraudDefinitions:
         name="customer_profile",
         entities=[customer],
         ttl=_NO_TTL,
-        schema=_schema("customer_profile"),
+        schema=_schema("customer_profile", table),
         source=customer_profile_source,
         online=True,
         description="Cardholder's home location.",
@@ -231,11 +255,12 @@ def fraud_definitions(features_dir: Path) -> FraudDefinitions:
 
     # -------------------------------------------------------------- on-demand view
 
-    @on_demand_feature_view(
-        # Projections: only the state fields the logic reads (FEATURE_INPUTS), so Feast neither
+    transaction_features = OnDemandFeatureView(
+        name="transaction_features",
+        # Projections: only the state fields the logic reads (feature_inputs), so Feast neither
         # joins nor converts the ids that only the online merge needs.
         sources=[
-            view[list(FEATURE_INPUTS[view.name])]
+            view[list(feature_inputs(table)[view.name])]
             for view in (
                 customer_activity_fv,
                 merchant_activity_fv,
@@ -246,18 +271,13 @@ def fraud_definitions(features_dir: Path) -> FraudDefinitions:
         + [transaction_request],
         schema=[
             Field(name=name, dtype=Int64 if kind is int else Float64)
-            for name, kind in OUTPUT_FEATURES
+            for name, kind in output_features(table)
         ],
+        feature_transformation=_python_transformation(table),
         mode="python",  # measured much faster online than "pandas" (DESIGN.md)
         description="Velocity, baseline, travel and merchant-risk features as of the request time.",
         owner=OWNER,
     )
-    def transaction_features(inputs: dict[str, Any]) -> dict[str, Any]:
-        """Every model feature of each transaction; see :mod:`feature_repo.logic`."""
-        # Imported here: Feast serialises this function by value, the logic stays in one module.
-        from feature_repo.logic import transaction_features as compute
-
-        return compute(inputs)
 
     # -------------------------------------------------------------- feature service
 

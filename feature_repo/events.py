@@ -201,11 +201,15 @@ def journals_newer_than(ingested_dir: Path, built: Path) -> bool:
     )
 
 
-def journal_label_ids(ingested_dir: Path) -> list[str]:
-    """Transaction ids of every label posted online (their idempotency marks after a rebuild)."""
+def journal_label_ids(ingested_dir: Path) -> list[tuple[str, str]]:
+    """``(merchant_id, transaction_id)`` of every label posted online.
+
+    Their idempotency marks after a rebuild (a mark lives beside its merchant's state).
+    """
+    table = _journal(ingested_dir, LABELS_JOURNAL, LABELS_WITH_MERCHANT)
     return [
-        str(v)
-        for v in _journal(ingested_dir, LABELS_JOURNAL, LABELS_WITH_MERCHANT)[
-            "transaction_id"
-        ].to_pylist()
+        (str(m), str(t))
+        for m, t in zip(
+            table["merchant_id"].to_pylist(), table["transaction_id"].to_pylist(), strict=True
+        )
     ]

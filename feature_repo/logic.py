@@ -5,9 +5,10 @@ Why state plus on-demand features
 Feast's ``get_historical_features`` does not compute a time window per entity row: it joins
 the latest feature row whose timestamp is <= the row's timestamp. And Feast never filters
 online reads by ttl, so a precomputed ``txn_count_1h`` in Redis would go stale. So we store,
-per customer and per merchant, a compact *recent-activity state* (arrays of the timestamps,
-amounts and merchants of the transactions inside the longest exact window, 24 h) and compute
-every window feature *relative to the request time t* in an on-demand feature view
+per customer and per merchant, a compact *recent-activity state* (arrays of the timestamps and
+of the columns the declared aggregations read, over the entity's longest declared window: see
+:mod:`feature_repo.aggregations`, the one table of velocity features) and compute every window
+feature *relative to the request time t* in an on-demand feature view
 (:func:`transaction_features`). Offline, the point-in-time join picks the state as of t;
 online, Redis holds the state as of the last ingested transaction; the same function filters
 to ``[t - W, t)`` in both places, so the numbers are identical however old the state is.
@@ -19,18 +20,19 @@ peers) out of its own features, offline and online alike.
 The state, its cap and late events
 ----------------------------------
 The window features of a request at t aggregate the ``cap`` most recent (by timestamp, then
-transaction id) of the customer's transactions in ``[t - 24h, t)``; the 1 h features take the
-members of that set inside ``[t - 1h, t)``. With fewer than ``cap`` transactions a day that is
+transaction id) of the customer's transactions in ``[t - S, t)``, S its longest declared window
+(24 h); each row takes the members of that set inside its own ``[t - window, t)``. With
+fewer than ``cap`` transactions in S that is
 simply all of them; a longer burst saturates the features, identically offline and online.
 
 Requests may arrive late: a transaction stamped up to ``L`` (``features.max_lateness_seconds``)
 before the latest one stored must still get exactly the reference's features. So the state of
 a customer whose latest transaction is at T holds::
 
-    arrays = top_cap(transactions in [T - 24h - L, T - L)) + every transaction in [T - L, T]
+    arrays = top_cap(transactions in [T - S - L, T - L)) + every transaction in [T - L, T]
     anchor = the latest transaction before T - L (with where it happened)
 
-For any t >= T - L this contains the ``cap`` most recent transactions of ``[t - 24h, t)`` and
+For any t >= T - L this contains the ``cap`` most recent transactions of ``[t - S, t)`` and
 the latest transaction before t (among the recent ones, whose locations the state keeps,
 or else the anchor), and it is a function of the set of transactions alone: folding
 them in one at a time, in any order (online, :func:`merge_transaction`), gives exactly the state
@@ -76,14 +78,20 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+from feature_repo.aggregations import (
+    COLUMN_KINDS,
+    MICROS_PER_SECOND,
+    VELOCITY,
+    VelocityTable,
+    state_array,
+)
 from fraud_platform.geo import haversine_km  # the one great-circle distance (6,371.0088 km)
 
-MICROS_PER_SECOND = 1_000_000
 HOUR_US = 3_600 * MICROS_PER_SECOND
 DAY_US = 86_400 * MICROS_PER_SECOND
-STATE_WINDOW_US = DAY_US  # longest exact window: the state arrays cover it (plus the lateness)
 BASELINE_DAYS = (
     30  # amount_to_avg_30d and merchant_fraud_rate_30d: complete UTC days before t's day
 )
@@ -109,12 +117,24 @@ NIGHT_HOURS = frozenset(range(0, 6))  # 00:00-05:59 UTC
 # ------------------------------------------------------------------ names of stored state fields
 
 # Each stored field: (name, Feast value type: "int64", "float64", "string", "int64[]",
-# "float64[]" or "string[]"). The Feast views' schemas are derived from these tables.
-CUSTOMER_STATE_FIELDS: tuple[tuple[str, str], ...] = (
-    ("c_ts_us", "int64[]"),  # timestamps (µs since epoch, UTC), ascending by (ts, txn id)
-    ("c_txn_ids", "string[]"),
-    ("c_amounts", "float64[]"),
-    ("c_merchant_ids", "string[]"),
+# "float64[]" or "string[]"). The Feast views' schemas are derived from these tables, and the
+# event arrays' columns from the velocity declarations (feature_repo.aggregations): a column no
+# declared aggregation reads is not stored.
+CUSTOMER_WINDOW_US = VELOCITY.state_window_us("customer")  # what the card's arrays cover
+MERCHANT_WINDOW_US = VELOCITY.state_window_us("merchant")
+
+
+def event_array_fields(entity: str, table: VelocityTable = VELOCITY) -> tuple[tuple[str, str], ...]:
+    """The state's event arrays: timestamps, ids, then each column the entity's rows read."""
+    prefix = entity[0]
+    return (
+        (f"{prefix}_ts_us", "int64[]"),  # timestamps (µs since epoch, UTC), ascending by (ts, id)
+        (f"{prefix}_txn_ids", "string[]"),  # merchants: merchant_event_key(card, txn id)
+        *((state_array(entity, c), COLUMN_KINDS[c]) for c in table.columns(entity)),
+    )
+
+
+_CUSTOMER_FIXED_FIELDS: tuple[tuple[str, str], ...] = (
     ("c_recent_lats", "float64[]"),  # where each transaction of [T - L, T] (the arrays' tail)
     ("c_recent_longs", "float64[]"),  # happened: only those can be the last before a request
     ("c_latest_ts_us", "int64"),  # T, the latest known transaction time
@@ -128,9 +148,7 @@ CUSTOMER_STATE_FIELDS: tuple[tuple[str, str], ...] = (
     ("c_state_cap", "int64"),  # the cap this state was built with
     ("c_lateness_us", "int64"),  # the lateness L this state was built with
 )
-MERCHANT_STATE_FIELDS: tuple[tuple[str, str], ...] = (
-    ("m_ts_us", "int64[]"),
-    ("m_txn_ids", "string[]"),  # merchant_event_key(card, transaction id)
+_MERCHANT_FIXED_FIELDS: tuple[tuple[str, str], ...] = (
     ("m_latest_ts_us", "int64"),  # T, the merchant's latest known transaction time
     ("m_state_cap", "int64"),
     ("m_lateness_us", "int64"),
@@ -143,48 +161,71 @@ MERCHANT_LABEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("ml_complete_from_day", "int64"),  # every label of days >= this one is in the buckets
 )
 PROFILE_FIELDS: tuple[tuple[str, str], ...] = (("home_lat", "float64"), ("home_long", "float64"))
-STATE_FIELDS = {
-    "customer_activity": CUSTOMER_STATE_FIELDS,
-    "merchant_activity": MERCHANT_STATE_FIELDS,
-    "merchant_label_stats": MERCHANT_LABEL_FIELDS,
-    "customer_profile": PROFILE_FIELDS,
-}
-
 # The state fields the on-demand view reads. The ids serve only the online merge (ordering and
 # idempotency); leaving them out of the view's inputs keeps Feast from joining and converting
 # them in every historical and online read.
 _MERGE_ONLY_FIELDS = frozenset({"c_txn_ids", "c_anchor_txn_id", "m_txn_ids", "m_latest_ts_us"})
-FEATURE_INPUTS = {
-    view: tuple(name for name, _ in fields if name not in _MERGE_ONLY_FIELDS)
-    for view, fields in STATE_FIELDS.items()
-}
+
+
+@cache
+def state_fields(table: VelocityTable = VELOCITY) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Stored view -> its fields, in order, for a declaration table."""
+    return {
+        "customer_activity": (*event_array_fields("customer", table), *_CUSTOMER_FIXED_FIELDS),
+        "merchant_activity": (*event_array_fields("merchant", table), *_MERCHANT_FIXED_FIELDS),
+        "merchant_label_stats": MERCHANT_LABEL_FIELDS,
+        "customer_profile": PROFILE_FIELDS,
+    }
+
+
+@cache
+def feature_inputs(table: VelocityTable = VELOCITY) -> dict[str, tuple[str, ...]]:
+    """Stored view -> the fields the on-demand view reads (all but the merge-only ids)."""
+    return {
+        view: tuple(name for name, _ in fields if name not in _MERGE_ONLY_FIELDS)
+        for view, fields in state_fields(table).items()
+    }
+
+
+STATE_FIELDS = state_fields()
+FEATURE_INPUTS = feature_inputs()
 # The time of the latest event each state holds: the API compares it with the request's time
 # to tell a late request beyond the lateness bound (lateness_us).
 STATE_TIME_FIELDS = {"customer_activity": "c_latest_ts_us", "merchant_activity": "m_latest_ts_us"}
 REQUEST_FIELDS = ("txn_timestamp_us", "amount", "lat", "long")
 
-# The model's features, in order: the outputs of the on-demand view. Feast's feature service
-# is the one list; this tuple only fixes the output schema of the function that computes them.
-OUTPUT_FEATURES: tuple[tuple[str, type], ...] = (
-    ("log_amount", float),
-    ("hour_of_day", int),
-    ("is_night", int),
-    ("txn_count_1h", int),
-    ("txn_count_24h", int),
-    ("amount_sum_1h", float),
-    ("amount_sum_24h", float),
-    ("amount_max_24h", float),
-    ("distinct_merchants_24h", int),
-    ("seconds_since_last_txn", float),
-    ("amount_to_avg_30d", float),
-    ("amount_no_baseline", float),
-    ("distance_from_home_km", float),
-    ("km_per_hour_from_last_txn", float),
-    ("merchant_txn_count_24h", int),
-    ("merchant_fraud_rate_30d", float),
-    ("is_new_customer", int),
-    ("is_new_merchant", int),
-)
+
+@cache
+def output_features(table: VelocityTable = VELOCITY) -> tuple[tuple[str, type], ...]:
+    """The model's features, in order: the on-demand view's outputs for a declaration table.
+
+    The request-time features, the card's velocity rows, the card's history features, the
+    merchant's velocity rows, then merchant risk and the "new" flags.
+    """
+
+    def declared(entity: str) -> tuple[tuple[str, type], ...]:
+        return tuple((row.name, row.output_type) for row in table.of(entity))
+
+    return (
+        ("log_amount", float),
+        ("hour_of_day", int),
+        ("is_night", int),
+        *declared("customer"),
+        ("seconds_since_last_txn", float),
+        ("amount_to_avg_30d", float),
+        ("amount_no_baseline", float),
+        ("distance_from_home_km", float),
+        ("km_per_hour_from_last_txn", float),
+        *declared("merchant"),
+        ("merchant_fraud_rate_30d", float),
+        ("is_new_customer", int),
+        ("is_new_merchant", int),
+    )
+
+
+# The model's features, in order. Feast's feature service is the one list of what a model
+# reads; this tuple only fixes the output schema of the function that computes them.
+OUTPUT_FEATURES: tuple[tuple[str, type], ...] = output_features()
 
 
 def day_number(ts_us: int) -> int:
@@ -200,14 +241,14 @@ def is_unknown(value: Any) -> bool:
 def lookback_start_us(t_us: int) -> int:
     """The earliest instant any customer feature of a request at t looks at.
 
-    The longest of the windows declared above: the 24 h state window ``[t - 24h, t)``, the
-    30-day baseline ``[midnight(t) - 30 d, midnight(t))`` and the 30-day cap of
-    ``seconds_since_last_txn``. A request's features are complete only if the data holds the
-    card's history from this instant on: training drops the rows of cards that may have had
-    history before the data's start (see ``training/dataset.py``).
+    The longest of the windows declared above: the card's state window ``[t - S, t)`` (its
+    longest velocity window, 24 h), the 30-day baseline ``[midnight(t) - 30 d, midnight(t))``
+    and the 30-day cap of ``seconds_since_last_txn``. A request's features are complete only
+    if the data holds the card's history from this instant on: training drops the rows of
+    cards that may have had history before the data's start (see ``training/dataset.py``).
     """
     return min(
-        t_us - STATE_WINDOW_US,
+        t_us - CUSTOMER_WINDOW_US,
         (day_number(t_us) - BASELINE_DAYS) * DAY_US,
         t_us - int(MAX_GAP_SECONDS * MICROS_PER_SECOND),
     )
@@ -243,12 +284,48 @@ def lateness_us(request_ts_us: int, state_ts_us: int | None) -> int:
     return max(0, state_ts_us - request_ts_us)
 
 
+def window_values(
+    state: Mapping[str, Any], entity: str, t_us: int, table: VelocityTable = VELOCITY
+) -> tuple[dict[str, Any], int]:
+    """The entity's velocity features at t from its state, and its events in ``[t - S, t)``.
+
+    The retained set is the ``cap`` most recent events of ``[t - S, t)`` (S: the entity's
+    longest window); each row aggregates its members inside ``[t - window, t)``. The arrays are
+    sorted by (timestamp, id), so every window is one slice, found by bisection, and sums run in
+    array order: strictly earlier transactions only, same-second peers excluded.
+
+    Args:
+        state: The entity's state fields (empty for an unknown entity).
+        entity: ``customer`` or ``merchant``.
+        t_us: The request time.
+        table: The declaration table.
+
+    Returns:
+        (feature name -> value for the entity's rows, size of the retained set).
+    """
+    prefix = entity[0]
+    ts_list = state.get(f"{prefix}_ts_us") or []
+    end = bisect_left(ts_list, t_us)
+    cap = state.get(f"{prefix}_state_cap") or 0
+    first = max(bisect_left(ts_list, t_us - table.state_window_us(entity)), end - cap)
+    values: dict[str, Any] = {}
+    for row in table.of(entity):
+        start = max(first, bisect_left(ts_list, t_us - row.window_us))
+        if row.column == "transaction":
+            column = ts_list
+        else:
+            column = state.get(state_array(entity, row.column)) or []
+        values[row.name] = row.evaluate(column[start:end])
+    return values, max(0, end - first)
+
+
 def features_for_request(
     request: Mapping[str, Any],
     customer_state: Mapping[str, Any],
     merchant_state: Mapping[str, Any],
     merchant_labels: Mapping[str, Any],
     profile: Mapping[str, Any],
+    table: VelocityTable = VELOCITY,
 ) -> dict[str, Any]:
     """Every model feature of one transaction at time t, from stored state as of <= t.
 
@@ -260,29 +337,19 @@ def features_for_request(
         merchant_state: The merchant's ``m_*`` state fields.
         merchant_labels: The merchant's ``ml_*`` label-day buckets.
         profile: ``home_lat``, ``home_long``.
+        table: The velocity declarations (:data:`~feature_repo.aggregations.VELOCITY`).
 
     Returns:
-        A dict keyed by the names of :data:`OUTPUT_FEATURES`.
+        A dict keyed by the names of :func:`output_features` of ``table``.
     """
     t = int(request["txn_timestamp_us"])
     amount = float(request["amount"])
     lat, long = float(request["lat"]), float(request["long"])
     hour = (t // HOUR_US) % 24
 
-    # Customer windows: strictly earlier transactions only, [t - W, t), and of those the
-    # `cap` most recent. The arrays are sorted by (timestamp, transaction id), so each window
-    # is one slice, found by bisection; sums run in array order.
-    start_1h, start_24h = t - HOUR_US, t - DAY_US
-    ts_list = customer_state.get("c_ts_us") or []
-    end = bisect_left(ts_list, t)
-    first = max(bisect_left(ts_list, start_24h), end - (customer_state.get("c_state_cap") or 0))
-    first_1h = max(first, bisect_left(ts_list, start_1h))
-    amounts = customer_state.get("c_amounts") or []
-    window_amounts = amounts[first:end]
-    count_24h, count_1h = end - first, end - first_1h
-    sum_24h, sum_1h = sum(window_amounts, 0.0), sum(amounts[first_1h:end], 0.0)
-    max_24h = max(window_amounts, default=0.0)
-    distinct = len(set((customer_state.get("c_merchant_ids") or [])[first:end]))
+    # Velocity: the declared windows over the card's and the merchant's retained events.
+    card_velocity, _ = window_values(customer_state, "customer", t, table)
+    merchant_velocity, merchant_events = window_values(merchant_state, "merchant", t, table)
 
     # 30-day baseline: complete UTC days before t's day (bucket days ascend).
     today = day_number(t)
@@ -309,23 +376,13 @@ def features_for_request(
     if home_lat is not None and home_long is not None:
         from_home = haversine_km(home_lat, home_long, lat, long)
 
-    m_ts = merchant_state.get("m_ts_us") or []
-    merchant_count = bisect_left(m_ts, t) - bisect_left(m_ts, start_24h)
-    if merchant_count:
-        merchant_count = min(merchant_count, merchant_state["m_state_cap"])
-
     fraud_rate = merchant_fraud_rate(merchant_labels, today)
 
     return {
         "log_amount": math.log1p(amount),
         "hour_of_day": hour,
         "is_night": int(hour in NIGHT_HOURS),
-        "txn_count_1h": count_1h,
-        "txn_count_24h": count_24h,
-        "amount_sum_1h": sum_1h,
-        "amount_sum_24h": sum_24h,
-        "amount_max_24h": max_24h,
-        "distinct_merchants_24h": distinct,
+        **card_velocity,
         "seconds_since_last_txn": gap_seconds,
         "amount_to_avg_30d": amount_to_avg,
         # The amount with nothing to compare it to (no spending in the 30 complete days before
@@ -335,12 +392,13 @@ def features_for_request(
         "amount_no_baseline": 0.0 if day_count else amount,
         "distance_from_home_km": from_home,
         "km_per_hour_from_last_txn": speed,
-        "merchant_txn_count_24h": merchant_count,
+        **merchant_velocity,
         "merchant_fraud_rate_30d": fraud_rate,
         # A new customer has no transaction strictly before t (exact offline and online); a new
-        # merchant none in the last 24 h (its state view has a one-day ttl, see definitions).
+        # merchant none in its state window, the longest merchant window (24 h), whose length
+        # is also its state view's ttl (see definitions).
         "is_new_customer": int(last is None and not _history_not_retained(customer_state, t)),
-        "is_new_merchant": int(merchant_count == 0),
+        "is_new_merchant": int(merchant_events == 0),
     }
 
 
@@ -377,20 +435,19 @@ def merchant_fraud_rate(merchant_labels: Mapping[str, Any], today: int) -> float
     return frauds / labels if labels else 0.0
 
 
-# The on-demand view's inputs, grouped as features_for_request takes them.
-_STATE_GROUPS = (
-    ("customer_state", FEATURE_INPUTS["customer_activity"]),
-    ("merchant_state", FEATURE_INPUTS["merchant_activity"]),
-    ("merchant_labels", FEATURE_INPUTS["merchant_label_stats"]),
-    ("profile", FEATURE_INPUTS["customer_profile"]),
-)
+def _state_groups(table: VelocityTable) -> tuple[tuple[str, ...], ...]:
+    """The on-demand view's state inputs, grouped as features_for_request takes them."""
+    return tuple(feature_inputs(table).values())
 
 
-def transaction_features(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+def transaction_features(
+    inputs: Mapping[str, Sequence[Any]], table: VelocityTable = VELOCITY
+) -> dict[str, list[Any]]:
     """Batch form of :func:`features_for_request` for Feast's python-mode on-demand view.
 
     Args:
         inputs: Column name -> list of values, one per row (request fields and state fields).
+        table: The velocity declarations.
 
     Returns:
         Feature name -> list of values, one per row.
@@ -402,11 +459,13 @@ def transaction_features(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[
         columns = [inputs.get(name) or missing for name in fields]
         return [dict(zip(fields, values, strict=True)) for values in zip(*columns, strict=True)]
 
-    groups = [rows_of(fields) for _, fields in _STATE_GROUPS]
-    out: dict[str, list[Any]] = {name: [] for name, _ in OUTPUT_FEATURES}
-    appends = [(name, out[name].append) for name, _ in OUTPUT_FEATURES]
+    groups = [rows_of(fields) for fields in _state_groups(table)]
+    names = [name for name, _ in output_features(table)]
+    out: dict[str, list[Any]] = {name: [] for name in names}
+    appends = [(name, out[name].append) for name in names]
     for request, *states in zip(rows_of(REQUEST_FIELDS), *groups, strict=True):
-        row = features_for_request(request, *states)
+        customer, merchant, labels, profile = states
+        row = features_for_request(request, customer, merchant, labels, profile, table)
         for name, append in appends:
             append(row[name])
     return out
@@ -429,12 +488,12 @@ class Transaction:
 
 
 def _retained(
-    entries: Iterable[tuple[int, str, Any]], latest_ts: int, cap: int, lateness: int
+    entries: Iterable[tuple[int, str, Any]], latest_ts: int, cap: int, lateness: int, window: int
 ) -> list[tuple[int, str, Any]]:
-    """The state's array entries: top-cap of [T-24h-L, T-L) plus all of [T-L, T], by (ts, key)."""
+    """The state's array entries: top-cap of [T-S-L, T-L) plus all of [T-L, T], by (ts, key)."""
     entries = sorted(entries, key=lambda e: (e[0], e[1]))
     recent_start = latest_ts - lateness
-    older = [e for e in entries if recent_start - STATE_WINDOW_US <= e[0] < recent_start]
+    older = [e for e in entries if recent_start - window <= e[0] < recent_start]
     recent = [e for e in entries if recent_start <= e[0] <= latest_ts]
     return older[-cap:] + recent
 
@@ -445,8 +504,24 @@ def _entries(state: Mapping[str, Any], *fields: str) -> list[tuple[int, str, Any
     return [(row[0], row[1], row[2:]) for row in zip(*columns, strict=True)]
 
 
+def _event_arrays(
+    entity: str, kept: Sequence[tuple[int, str, Any]], table: VelocityTable
+) -> dict[str, list[Any]]:
+    """The event arrays of a state from its kept entries ``(ts, key, (column values...))``."""
+    names = [name for name, _ in event_array_fields(entity, table)]
+    return {
+        names[0]: [e[0] for e in kept],
+        names[1]: [e[1] for e in kept],
+        **{name: [e[2][i] for e in kept] for i, name in enumerate(names[2:])},
+    }
+
+
 def merge_transaction(
-    state: Mapping[str, Any] | None, txn: Transaction, cap: int, lateness_us: int
+    state: Mapping[str, Any] | None,
+    txn: Transaction,
+    cap: int,
+    lateness_us: int,
+    table: VelocityTable = VELOCITY,
 ) -> dict:
     """Fold one transaction into a customer's state (the online twin of the batch pipeline).
 
@@ -458,6 +533,7 @@ def merge_transaction(
         txn: The transaction to add.
         cap: The state cap (``features.state_cap`` in params.yaml).
         lateness_us: The lateness L (``features.max_lateness_seconds``), in microseconds.
+        table: The velocity declarations (which columns the arrays keep, over which window).
 
     Returns:
         The new ``c_*`` fields.
@@ -465,7 +541,8 @@ def merge_transaction(
     state = state or {}
     if txn.transaction_id in (state.get("c_txn_ids") or []):
         return dict(state)
-    entries = _entries(state, "c_ts_us", "c_txn_ids", "c_amounts", "c_merchant_ids")
+    columns = table.columns("customer")
+    entries = _entries(state, *(name for name, _ in event_array_fields("customer", table)))
     # Locations are kept for the recent tail only; older entries need none.
     lats, longs = state.get("c_recent_lats") or [], state.get("c_recent_longs") or []
     tail = len(entries) - len(lats)
@@ -473,9 +550,8 @@ def merge_transaction(
         (ts, key, (*values, *((lats[i - tail], longs[i - tail]) if i >= tail else (None, None))))
         for i, (ts, key, values) in enumerate(entries)
     ]
-    entries.append(
-        (txn.ts_us, txn.transaction_id, (txn.amount, txn.merchant_id, txn.lat, txn.long))
-    )
+    own = tuple(getattr(txn, column) for column in columns)
+    entries.append((txn.ts_us, txn.transaction_id, (*own, txn.lat, txn.long)))
     latest = max(txn.ts_us, state.get("c_latest_ts_us") or txn.ts_us)
     recent_start = latest - lateness_us
     # The anchor: the latest transaction (by ts, then id) before the recent part.
@@ -483,24 +559,23 @@ def merge_transaction(
     old_anchor = state.get("c_anchor_ts_us")
     if old_anchor is not None and old_anchor >= 0:
         # First: it wins a tie with its own copy among the older entries (which has no location).
-        lat_long = (None, None, state["c_anchor_lat"], state["c_anchor_long"])
+        lat_long = (*(None for _ in columns), state["c_anchor_lat"], state["c_anchor_long"])
         anchors.append((old_anchor, state["c_anchor_txn_id"], lat_long))
     anchors += [e for e in entries if e[0] < recent_start]
     anchor = max(anchors, key=lambda e: (e[0], e[1]), default=None)
 
-    kept = _retained(entries, latest, cap, lateness_us)
+    window = table.state_window_us("customer")
+    kept = _retained(entries, latest, cap, lateness_us, window)
+    at = len(columns)  # where lat and long sit in an entry's values
     new: dict[str, Any] = {
-        "c_ts_us": [e[0] for e in kept],
-        "c_txn_ids": [e[1] for e in kept],
-        "c_amounts": [e[2][0] for e in kept],
-        "c_merchant_ids": [e[2][1] for e in kept],
-        "c_recent_lats": [e[2][2] for e in kept if e[0] >= recent_start],
-        "c_recent_longs": [e[2][3] for e in kept if e[0] >= recent_start],
+        **_event_arrays("customer", [(ts, key, v[:at]) for ts, key, v in kept], table),
+        "c_recent_lats": [e[2][at] for e in kept if e[0] >= recent_start],
+        "c_recent_longs": [e[2][at + 1] for e in kept if e[0] >= recent_start],
         "c_latest_ts_us": latest,
         "c_anchor_ts_us": -1 if anchor is None else anchor[0],
         "c_anchor_txn_id": "" if anchor is None else anchor[1],
-        "c_anchor_lat": 0.0 if anchor is None else anchor[2][2],
-        "c_anchor_long": 0.0 if anchor is None else anchor[2][3],
+        "c_anchor_lat": 0.0 if anchor is None else anchor[2][at],
+        "c_anchor_long": 0.0 if anchor is None else anchor[2][at + 1],
     }
 
     buckets = dict(
@@ -534,7 +609,11 @@ def merchant_event_key(customer_id: str, transaction_id: str) -> str:
 
 
 def merge_merchant_transaction(
-    state: Mapping[str, Any] | None, txn: Transaction, cap: int, lateness_us: int
+    state: Mapping[str, Any] | None,
+    txn: Transaction,
+    cap: int,
+    lateness_us: int,
+    table: VelocityTable = VELOCITY,
 ) -> dict:
     """Fold one transaction into a merchant's state; same cap and lateness rule as the card's.
 
@@ -545,13 +624,13 @@ def merge_merchant_transaction(
     key = merchant_event_key(txn.customer_id, txn.transaction_id)
     if key in (state.get("m_txn_ids") or []):
         return dict(state)
-    entries = _entries(state, "m_ts_us", "m_txn_ids")
-    entries.append((txn.ts_us, key, ()))
+    entries = _entries(state, *(name for name, _ in event_array_fields("merchant", table)))
+    entries.append((txn.ts_us, key, tuple(getattr(txn, c) for c in table.columns("merchant"))))
     latest = max(txn.ts_us, state.get("m_latest_ts_us") or txn.ts_us)
-    kept = _retained(entries, latest, cap, lateness_us)
+    window = table.state_window_us("merchant")
+    kept = _retained(entries, latest, cap, lateness_us, window)
     return {
-        "m_ts_us": [e[0] for e in kept],
-        "m_txn_ids": [e[1] for e in kept],
+        **_event_arrays("merchant", kept, table),
         "m_latest_ts_us": latest,
         "m_state_cap": cap,
         "m_lateness_us": lateness_us,

@@ -9,6 +9,12 @@ knows it (:mod:`feature_repo.redis_layout`: key, field hashes, value codecs, the
 inside an optimistic ``WATCH``/``MULTI`` transaction per entity (read state, merge with
 :mod:`feature_repo.logic`, write; retry if another writer got there first). The tests read the
 result back through the public ``get_online_features`` to guard the layout.
+
+Redis Cluster (``REDIS_MODE=cluster``). redis-py's cluster pipeline runs such a transaction on
+the node that owns the key's hash slot, as long as every key it touches is in that one slot.
+Each update here touches one entity's hash only, except a label's at-most-once marker, which
+is therefore named in the merchant's slot (:func:`~feature_repo.redis_layout.colocated_key`).
+The same code runs on one server.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from feature_repo.logic import (
     merge_merchant_transaction,
     merge_transaction,
 )
+from feature_repo.redis_layout import colocated_key
 
 if TYPE_CHECKING:
     from feature_repo.redis_layout import RedisLayout
@@ -71,6 +78,7 @@ class OnlineStateWriter:
             name: layout.view(name)
             for name in ("customer_activity", "merchant_activity", "merchant_label_stats")
         }
+        colocated_key(b"", "")  # builds the slot-tag table now (~0.1 s), not in a request
 
     def read(self, view_name: str, entity_id: str) -> dict[str, Any] | None:
         """The stored state of one entity, or ``None`` if it has none."""
@@ -82,7 +90,7 @@ class OnlineStateWriter:
         entity_id: str,
         merge: Callable[[Mapping[str, Any] | None], dict[str, Any]],
         event_ts_us: Callable[[Mapping[str, Any]], int],
-        once_key: str | None = None,
+        once_key: bytes | None = None,
     ) -> dict[str, Any] | None:
         """Read-merge-write one entity's state under WATCH; retry on a concurrent write.
 
@@ -142,19 +150,31 @@ class OnlineStateWriter:
             merchant_id,
             functools.partial(_merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud),
             lambda new: int(new["ml_latest_ts_us"]),
-            once_key=self.label_seen_key(transaction_id),
+            once_key=self.label_seen_key(merchant_id, transaction_id),
         )
         return new is not None
 
-    def label_seen_key(self, transaction_id: str) -> str:
-        """The Redis key marking that a transaction's label was folded online."""
-        return f"{self._project}:label_seen:{transaction_id}"
+    def label_seen_key(self, merchant_id: str, transaction_id: str) -> bytes:
+        """The Redis key marking that a transaction's label was folded into its merchant.
 
-    def mark_labels_seen(self, transaction_ids: Sequence[str]) -> None:
-        """Mark labels as folded (after a rebuild loaded them through materialize)."""
+        In the merchant's label-state hash slot, so that the marker and the state change in one
+        transaction on a Redis Cluster too.
+        """
+        view = self._views["merchant_label_stats"]
+        return colocated_key(
+            self._layout.key(view, merchant_id), f"{self._project}:label_seen:{transaction_id}"
+        )
+
+    def mark_labels_seen(self, labels: Sequence[tuple[str, str]]) -> None:
+        """Mark labels as folded (after a rebuild loaded them through materialize).
+
+        Args:
+            labels: ``(merchant_id, transaction_id)`` pairs.
+        """
         with self._client.pipeline(transaction=False) as pipe:
-            for transaction_id in transaction_ids:
-                pipe.set(self.label_seen_key(transaction_id), b"1", ex=LABEL_SEEN_SECONDS)
+            for merchant_id, transaction_id in labels:
+                key = self.label_seen_key(merchant_id, transaction_id)
+                pipe.set(key, b"1", ex=LABEL_SEEN_SECONDS)
             pipe.execute()
 
     def ingest_labels(self, labels: Sequence[tuple[str, int, bool]]) -> int:

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import duckdb
 
+from feature_repo.aggregations import VELOCITY, VelocityTable
 from feature_repo.events import EventTables, read_event_tables
 from feature_repo.latest_rows import latest_rows_path, write_latest_rows
-from feature_repo.logic import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS, STATE_WINDOW_US
+from feature_repo.logic import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS, event_array_fields
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.settings import FeatureParams, Paths
 
@@ -66,17 +67,18 @@ def _sql_top_cap(list_expr: str, cap: int) -> str:
     return f"list_slice({list_expr}, greatest(len({list_expr}) - {cap} + 1, 1), len({list_expr}))"
 
 
-def _arrays_sql(entity: str, fields: str, cap: int, lateness: int, table: str) -> str:
+def _arrays_sql(entity: str, fields: str, cap: int, lateness: int, window: int, table: str) -> str:
     """SQL: per entity and distinct timestamp T, the state arrays as of T, and the anchor.
 
-    ``older`` = top_cap of the transactions in ``[T - 24h - L, T - L)``, ``recent`` = all of
+    ``older`` = top_cap of the transactions in ``[T - S - L, T - L)`` (S: the entity's longest
+    declared window), ``recent`` = all of
     ``[T - L, T]`` (both sorted by (ts, key)); ``anchor`` = the latest transaction before
     ``T - L``. RANGE
     frames count microseconds: ``1 PRECEDING`` ends just before a time, and ``CURRENT ROW``
     includes the same-second peers. Peers at T share every frame, so one row per T is kept.
     """
     older_end = lateness + 1
-    window_start = STATE_WINDOW_US + lateness
+    window_start = window + lateness
     return f"""
         SELECT {entity}, ts,
                {_sql_top_cap("list_sort(coalesce(older, []))", cap)} AS older,
@@ -132,25 +134,37 @@ def _day_buckets_sql(groups: str, entity: str, a_type: str, lateness: int) -> li
     ]
 
 
-def _customer_activity_sql(cap: int, lateness: int) -> tuple[list[str], str]:
-    fields = (
-        "ts := ts, tid := tid, amount := amount, merchant := merchant_id, lat := lat, long := long"
+def _struct_fields(entity: str, table: VelocityTable, *extra: str) -> str:
+    """``struct_pack`` fields of an entity's events: time, key, the declared columns, extras."""
+    return ", ".join(f"{name} := {name}" for name in ("ts", "tid", *table.columns(entity), *extra))
+
+
+def _event_arrays_sql(entity: str, table: VelocityTable) -> str:
+    """SQL select items: the state's event arrays (names from ``logic.event_array_fields``)."""
+    names = [name for name, _ in event_array_fields(entity, table)]
+    sources = ["ts", "tid", *table.columns(entity)]
+    return ",\n           ".join(
+        f"list_transform(older || recent, lambda x: x.{source}) AS {name}"
+        for source, name in zip(sources, names, strict=True)
     )
+
+
+def _customer_activity_sql(cap: int, lateness: int, table: VelocityTable) -> tuple[list[str], str]:
+    fields = _struct_fields("customer", table, "lat", "long")
+    window = table.state_window_us("customer")
     setup = [
         # One group per customer and distinct timestamp: all same-second peers together.
         f"""CREATE TEMP TABLE c_groups AS
             SELECT customer_id, ts, ts // {DAY_US} AS day,
                    sum(amount ORDER BY tid) AS a, count(*) AS b
             FROM txn GROUP BY customer_id, ts""",
-        f"CREATE TEMP TABLE c_arrays AS {_arrays_sql('customer_id', fields, cap, lateness, 'txn')}",
+        "CREATE TEMP TABLE c_arrays AS "
+        + _arrays_sql("customer_id", fields, cap, lateness, window, "txn"),
         *_day_buckets_sql("c_groups", "customer_id", "DOUBLE", lateness),
     ]
     final = f"""
     SELECT customer_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
-           list_transform(older || recent, lambda x: x.ts) AS c_ts_us,
-           list_transform(older || recent, lambda x: x.tid) AS c_txn_ids,
-           list_transform(older || recent, lambda x: x.amount) AS c_amounts,
-           list_transform(older || recent, lambda x: x.merchant) AS c_merchant_ids,
+           {_event_arrays_sql("customer", table)},
            list_transform(recent, lambda x: x.lat) AS c_recent_lats,
            list_transform(recent, lambda x: x.long) AS c_recent_longs,
            ts AS c_latest_ts_us,
@@ -168,18 +182,25 @@ def _customer_activity_sql(cap: int, lateness: int) -> tuple[list[str], str]:
     return setup, final
 
 
-def _merchant_activity_sql(cap: int, lateness: int) -> tuple[list[str], str]:
+def _merchant_activity_sql(cap: int, lateness: int, table: VelocityTable) -> tuple[list[str], str]:
     # A merchant tells transactions apart by (card, transaction id): merchant_event_key.
+    columns = "".join(f", {column}" for column in table.columns("merchant"))
     setup = [
-        """CREATE TEMP TABLE m_txn AS
-           SELECT merchant_id, ts, customer_id || chr(31) || tid AS tid FROM txn""",
+        f"""CREATE TEMP TABLE m_txn AS
+           SELECT merchant_id, ts, customer_id || chr(31) || tid AS tid{columns} FROM txn""",
         "CREATE TEMP TABLE m_arrays AS "
-        + _arrays_sql("merchant_id", "ts := ts, tid := tid", cap, lateness, "m_txn"),
+        + _arrays_sql(
+            "merchant_id",
+            _struct_fields("merchant", table),
+            cap,
+            lateness,
+            table.state_window_us("merchant"),
+            "m_txn",
+        ),
     ]
     final = f"""
     SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
-           list_transform(older || recent, lambda x: x.ts) AS m_ts_us,
-           list_transform(older || recent, lambda x: x.tid) AS m_txn_ids,
+           {_event_arrays_sql("merchant", table)},
            ts AS m_latest_ts_us,
            {cap}::BIGINT AS m_state_cap,
            {lateness}::BIGINT AS m_lateness_us
@@ -255,6 +276,7 @@ def build_offline_tables(
     features: FeatureParams,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    table: VelocityTable = VELOCITY,
 ) -> PipelineResult:
     """Build every offline feature table from the events, atomically.
 
@@ -264,6 +286,7 @@ def build_offline_tables(
         features: ``params.yaml``'s ``features`` (state caps, lateness).
         threads: DuckDB threads; all cores by default.
         progress: Where to report each table's build time; silent by default.
+        table: The velocity declarations (which columns the event arrays keep, how far back).
 
     Returns:
         Where each table went, its row count and the wall time.
@@ -288,8 +311,8 @@ def build_offline_tables(
     con.execute("CREATE TEMP TABLE cust AS SELECT * FROM events_customers")
     lateness = features.max_lateness_seconds * 1_000_000
     queries = {
-        "customer_activity": _customer_activity_sql(features.state_cap, lateness),
-        "merchant_activity": _merchant_activity_sql(features.merchant_state_cap, lateness),
+        "customer_activity": _customer_activity_sql(features.state_cap, lateness, table),
+        "merchant_activity": _merchant_activity_sql(features.merchant_state_cap, lateness, table),
         "merchant_label_stats": _merchant_labels_sql(),
         "customer_profile": _customer_profile_sql(),
     }
@@ -329,6 +352,7 @@ def build_features(
     progress: Callable[[str], None] | None = None,
     threads: int | None = None,
     out_dir: Path | None = None,
+    table: VelocityTable = VELOCITY,
 ) -> PipelineResult:
     """The ``features`` step of a project: its raw data plus its ingested events -> its tables.
 
@@ -342,6 +366,7 @@ def build_features(
         threads: DuckDB threads; all cores by default.
         out_dir: Where to write the tables; the project's ``data/features`` by default (the
             consistency monitor builds into a shadow root instead).
+        table: The velocity declarations (:data:`~feature_repo.aggregations.VELOCITY`).
 
     Returns:
         Where each table went, its row count, the wall time and the events it was built from.
@@ -353,7 +378,12 @@ def build_features(
             f"labels ingested online ({paths.ingested_dir})"
         )
     return build_offline_tables(
-        events, out_dir or paths.features_dir, features, threads=threads, progress=progress
+        events,
+        out_dir or paths.features_dir,
+        features,
+        threads=threads,
+        progress=progress,
+        table=table,
     )
 
 

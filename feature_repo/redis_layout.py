@@ -35,6 +35,7 @@ module's encoding, and reads this module's writes back through ``get_online_feat
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ from feast.type_map import python_values_to_proto_values
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
+from redis.cluster import RedisCluster
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.utils import HIREDIS_AVAILABLE
 
 from feature_repo.value_encoding import serialized_timestamps, serialized_values
@@ -87,6 +90,39 @@ def feast_client(store: FeatureStore) -> Any:
 def use_client(store: FeatureStore, client: Any) -> None:
     """Make Feast's online store hand out ``client`` from now on (its reads use it too)."""
     feast_online_store(store)._client = client
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether a redis-py client talks to a Redis Cluster (``redis_type: redis_cluster``)."""
+    return isinstance(client, RedisCluster)
+
+
+# ------------------------------------------------------------------ cluster slots
+
+
+@functools.lru_cache(maxsize=1)
+def _slot_tags() -> tuple[bytes, ...]:
+    """For each of the 16384 hash slots, a short hash tag that maps to it (~0.1 s, once)."""
+    tags: dict[int, bytes] = {}
+    i = 0
+    while len(tags) < REDIS_CLUSTER_HASH_SLOTS:
+        tag = str(i).encode()
+        tags.setdefault(key_slot(tag), tag)
+        i += 1
+    return tuple(tags[slot] for slot in range(REDIS_CLUSTER_HASH_SLOTS))
+
+
+def colocated_key(anchor: bytes, name: str) -> bytes:
+    """A key named ``name`` in the same Redis Cluster hash slot as ``anchor``.
+
+    A cluster runs a ``WATCH``/``MULTI`` transaction only when every key in it hashes to one
+    slot (redis-py raises ``CrossSlotTransactionError`` before sending it). Feast's entity keys
+    are binary and hashed whole (Feast adds no hash tag), so a key that must share a
+    transaction with one gets a hash tag of its own (``{...}``: only that part is hashed),
+    chosen to land in the entity key's slot. On a single server the tag is just part of the
+    name.
+    """
+    return b"{" + _slot_tags()[key_slot(anchor)] + b"}" + name.encode()
 
 
 # ------------------------------------------------------------------ names

@@ -23,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(redis_app, name="redis", help="Start, stop or show the local redis-server.")
+app.add_typer(redis_app, name="redis", help="Start, stop or show the local Redis or cluster.")
 app.add_typer(data_app, name="data", help="Generate synthetic or import real transactions.")
 app.add_typer(features_app, name="features", help="Build offline tables, apply and materialize.")
 app.add_typer(train_app, name="train", help="Train, cross-validate, register the model.")

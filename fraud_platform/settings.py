@@ -27,6 +27,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+RedisMode = Literal["single", "cluster"]
+"""How the online store runs: one ``redis-server``, or a Redis Cluster (``REDIS_MODE``)."""
+
 
 class Paths(BaseModel):
     """Where every artefact of the pipeline lives; all relative to one root."""
@@ -103,7 +106,13 @@ class Settings(BaseSettings):
 
     Attributes:
         project_root: Root of the checkout; every path derives from it.
-        redis_url: ``redis://host:port/db`` of the online store.
+        redis_mode: ``single`` (one ``redis-server``, the default) or ``cluster`` (Redis
+            Cluster: Feast's ``redis_type: redis_cluster``, redis-py's ``RedisCluster`` client).
+            The one switch: every reader and writer of the online store follows it.
+        redis_url: ``redis://host:port/db`` of the online store; in cluster mode
+            ``redis://host:port[,host:port...]``, the startup nodes the client discovers the
+            cluster from (one is enough; the database is always 0). By default the URL the local
+            server (or cluster) that ``fraud redis start [--cluster]`` started recorded.
         mlflow_tracking_uri: Tracking and registry store; local SQLite by default.
         model_name: Registered model name in the MLflow registry: the one name training
             registers under and the API loads (``MODEL_NAME``).
@@ -141,7 +150,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
 
     project_root: Path = PROJECT_ROOT
-    redis_url: str = Field(default_factory=lambda: _local_redis_url(PROJECT_ROOT))
+    redis_mode: RedisMode = "single"
+    redis_url: str = Field(default="", validate_default=True)
     mlflow_tracking_uri: str = ""
     model_name: str = "fraud-detector"
     model_alias: str = "production"
@@ -160,6 +170,13 @@ class Settings(BaseSettings):
     serving_log_rotate_seconds: float = Field(default=300.0, gt=0)
     serving_log_fsync_seconds: float = Field(default=1.0, gt=0)
 
+    @model_validator(mode="after")
+    def _default_redis_url(self) -> Settings:
+        # The local server's (or cluster's) recorded URL, looked up under this root's mode.
+        if not self.redis_url:
+            self.redis_url = _local_redis_url(PROJECT_ROOT, self.redis_mode)
+        return self
+
     @property
     def paths(self) -> Paths:
         """The paths table for this root."""
@@ -177,8 +194,19 @@ class Settings(BaseSettings):
 
     @property
     def redis_connection_string(self) -> str:
-        """``redis_url`` in the ``host:port,db=N[,password=...]`` form Feast's Redis store takes."""
+        """``redis_url`` in the form Feast's Redis store takes for ``redis_mode``.
+
+        ``host:port,db=N[,password=...]`` for one server; ``host:port,host:port,...`` (startup
+        nodes, no ``db``: cluster nodes refuse ``SELECT``) for a cluster.
+        """
+        if self.redis_mode == "cluster":
+            return redis_cluster_url_to_feast(self.redis_url)
         return redis_url_to_feast(self.redis_url)
+
+    @property
+    def feast_redis_type(self) -> str:
+        """Feast's ``online_store.redis_type`` for ``redis_mode``."""
+        return "redis_cluster" if self.redis_mode == "cluster" else "redis"
 
     @property
     def api_key_list(self) -> list[str]:
@@ -210,15 +238,61 @@ def redis_url_to_feast(url: str) -> str:
     return ",".join(parts)
 
 
+def redis_cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, str]]:
+    """The startup nodes and options of a cluster URL ``redis://[:pw@]host:port[,host:port]``.
+
+    Args:
+        url: A ``redis://`` (or ``rediss://``) URL listing one or more nodes, comma-separated.
+
+    Returns:
+        ``[(host, port), ...]`` and the options (``password``, ``ssl``) found in the URL.
+
+    Raises:
+        ValueError: If the URL is not of that form, or names a database other than 0.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme not in {"redis", "rediss"} or not sep or not rest:
+        raise ValueError(f"REDIS_URL must look like redis://host:port[,host:port...], got {url!r}")
+    rest, _, path = rest.partition("/")
+    if path.strip("/") not in {"", "0"}:
+        raise ValueError(f"REDIS_URL: a Redis Cluster has only database 0, got {url!r}")
+    options: dict[str, str] = {}
+    if "@" in rest:
+        credentials, rest = rest.rsplit("@", 1)
+        password = credentials.partition(":")[2]
+        if password:
+            options["password"] = password
+    if scheme == "rediss":
+        options["ssl"] = "true"
+    nodes = []
+    for node in rest.split(","):
+        host, _, port = node.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"REDIS_URL: {node!r} is not host:port (in {url!r})")
+        nodes.append((host, int(port)))
+    return nodes, options
+
+
+def redis_cluster_url_to_feast(url: str) -> str:
+    """Turn a cluster URL into Feast's ``host:port,host:port[,password=...]`` string.
+
+    Feast's ``RedisOnlineStore._parse_connection_string`` reads every item without ``=`` as a
+    startup node and every ``key=value`` as a ``RedisCluster`` keyword argument.
+    """
+    nodes, options = redis_cluster_nodes(url)
+    return ",".join([*(f"{h}:{p}" for h, p in nodes), *(f"{k}={v}" for k, v in options.items())])
+
+
 LOCAL_REDIS_URL_FILE = ".run/redis/url"
+LOCAL_CLUSTER_URL_FILE = ".run/redis-cluster/url"
 
 
-def _local_redis_url(root: Path) -> str:
-    """URL of the Redis started by ``fraud redis start`` if one runs, else the default port."""
-    url_file = root / LOCAL_REDIS_URL_FILE
+def _local_redis_url(root: Path, mode: str = "single") -> str:
+    """URL of the Redis that ``fraud redis start [--cluster]`` started, else a default port."""
+    url_file = root / (LOCAL_CLUSTER_URL_FILE if mode == "cluster" else LOCAL_REDIS_URL_FILE)
     if url_file.exists():
         return url_file.read_text().strip()
-    return "redis://127.0.0.1:6379/0"
+    return "redis://127.0.0.1:7000" if mode == "cluster" else "redis://127.0.0.1:6379/0"
 
 
 @lru_cache(maxsize=1)
@@ -234,7 +308,7 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
         settings: Settings to derive them from; the process settings by default.
 
     Returns:
-        ``REDIS_CONNECTION_STRING`` and ``FEAST_REGISTRY_PATH`` for Feast, plus
+        ``REDIS_TYPE``, ``REDIS_CONNECTION_STRING`` and ``FEAST_REGISTRY_PATH`` for Feast, plus
         ``PROJECT_ROOT`` so that ``feast apply`` finds the offline tables under the same root
         (``feature_repo/definitions.py``). Passed to the Feast CLI's process
         (``run_feast_cli``) and filled into the YAML by ``open_store``; never put into this
@@ -242,6 +316,7 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
     """
     settings = settings or get_settings()
     return {
+        "REDIS_TYPE": settings.feast_redis_type,
         "REDIS_CONNECTION_STRING": settings.redis_connection_string,
         "FEAST_REGISTRY_PATH": str(settings.paths.registry),
         "PROJECT_ROOT": str(settings.project_root),

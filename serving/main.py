@@ -11,6 +11,8 @@ with ``TestClient``; ``app`` below is the production one, on the process setting
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -25,6 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraud_platform.settings import Settings, get_settings, load_params
+from serving.metrics import mark_worker_stopped, multiprocess_dir
 from serving.routes import health, labels, predict
 from serving.schemas import time_guard
 from serving.service import ScoringService, ServiceUnavailableError, build_service
@@ -171,11 +174,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.metrics = service.metrics
     app.state.batch_limit = load_params(settings.paths.params_file).serve.batch_limit
     app.state.pool = ThreadPoolExecutor(settings.serving_threads, thread_name_prefix="score")
+    # Several workers: /metrics is answered by any one of them from every worker's files, so
+    # each keeps its own gauges current (a counter is current as it counts).
+    gauges = asyncio.create_task(_refresh_gauges(service)) if multiprocess_dir() else None
     try:
         yield
     finally:
+        if gauges is not None:
+            gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gauges
         app.state.pool.shutdown(wait=True)
         service.close()
+        mark_worker_stopped()
+
+
+async def _refresh_gauges(service: ScoringService, every_seconds: float = 1.0) -> None:
+    """Set this worker's state gauges every second (multi-worker ``/metrics``)."""
+    while True:
+        service.refresh_gauges()
+        await asyncio.sleep(every_seconds)
 
 
 def create_app(settings: Settings | None = None, build: ServiceBuilder = build_service) -> FastAPI:

@@ -13,6 +13,15 @@ answered 503 at once, without touching Redis; a background probe PINGs it every
 :data:`PROBE_DOWN_SECONDS` and lets traffic through again as soon as it answers. While it is up,
 the probe PINGs every :data:`PROBE_UP_SECONDS`, so ``/ready`` notices an outage even without
 traffic. ``/ready`` and ``/health`` read the guard's state and never do I/O themselves.
+
+Redis Cluster (``REDIS_MODE=cluster``). The client is a redis-py ``RedisCluster`` with the same
+timeouts. When a master dies, commands on its slots fail with a connection error, and redis-py
+rebuilds its slot map from the other nodes right then; once the master's replica has taken
+over (after ``cluster-node-timeout``), the rebuilt map sends those slots to it. Meanwhile the
+cluster may refuse keyed commands (``CLUSTERDOWN``) or redis-py may find no owner for a slot:
+those count as an outage too (:data:`REDIS_ERRORS`, answered 503). The guard's probe then asks
+every master for ``CLUSTER INFO`` and lets traffic through only when all answer
+``cluster_state:ok`` (:func:`probe_cluster`); a PING alone would answer during ``CLUSTERDOWN``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from feature_repo import redis_layout
@@ -34,22 +44,39 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+REDIS_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+    # Redis Cluster during a failover: the cluster refuses keyed commands (CLUSTERDOWN, a
+    # master down), asks to retry (TRYAGAIN), or redis-py finds no node for a slot or cannot
+    # rebuild its slot map (SlotNotCoveredError, "cannot be connected": RedisClusterException,
+    # which is also what a cross-slot transaction, a bug, raises; the cluster tests would see
+    # that as a 503 where it should never happen).
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+)
 PROBE_DOWN_SECONDS = 0.25  # while down: recovery is seen within this (plus one PING)
 PROBE_UP_SECONDS = 1.0  # while up: an outage without traffic is seen within this
 
 
-def install_fast_client(store: FeatureStore, timeout: float) -> redis.Redis:
+def install_fast_client(store: FeatureStore, timeout: float) -> redis.Redis | RedisCluster:
     """Give Feast's Redis online store a client with short timeouts; return it.
 
-    The same server, database and password as Feast's own (``connection_string``); every Feast
-    read (``get_online_features``) and every direct read or write of the API then uses it.
+    The same server, database and password as Feast's own (``connection_string``), or the same
+    cluster nodes; every Feast read (``get_online_features``) and every direct read or write of
+    the API then uses it.
 
     Args:
         store: The open feature store.
         timeout: Seconds to connect, and to wait for any one reply.
     """
     feast_client = redis_layout.feast_client(store)
+    if redis_layout.is_cluster(feast_client):
+        cluster = _fast_cluster_client(feast_client, timeout)
+        redis_layout.use_client(store, cluster)
+        return cluster
     kwargs = dict(feast_client.connection_pool.connection_kwargs)
     kwargs.pop("retry", None)
     kwargs.update(
@@ -62,6 +89,47 @@ def install_fast_client(store: FeatureStore, timeout: float) -> redis.Redis:
     client = redis.Redis(**kwargs)
     redis_layout.use_client(store, client)  # Feast hands out this one from now on
     return client
+
+
+def _fast_cluster_client(feast_client: RedisCluster, timeout: float) -> RedisCluster:
+    """A ``RedisCluster`` on Feast's startup nodes and options, with short timeouts.
+
+    ``retry``: one more attempt after a connection error, on the slot map redis-py has just
+    rebuilt, and no backoff (redis-py's default sleeps up to seconds between attempts).
+    """
+    options = {
+        key: value
+        for key, value in feast_client.nodes_manager.connection_kwargs.items()
+        if key not in {"redis_connect_func", "retry", "host", "port"}
+    }
+    nodes = feast_client.nodes_manager.startup_nodes.values()  # Feast's, plus those discovered
+    return RedisCluster(
+        startup_nodes=[ClusterNode(n.host, n.port) for n in nodes],
+        retry=Retry(NoBackoff(), 1),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        **options,
+    )
+
+
+def probe_cluster(client: RedisCluster) -> None:
+    """Raise one of :data:`REDIS_ERRORS` unless every master answers ``cluster_state:ok``.
+
+    A master that does not answer makes redis-py rebuild its slot map (from the other nodes),
+    so the next probe already asks the replica that took over.
+    """
+    for node in client.get_primaries():
+        info = client.cluster_info(target_nodes=node)
+        state = info.get("cluster_state") if isinstance(info, dict) else None
+        if state != "ok":
+            raise redis.exceptions.ClusterDownError(f"{node.name}: cluster_state:{state}")
+
+
+def make_probe(client: redis.Redis | RedisCluster) -> Callable[[], object]:
+    """The guard's health check for a client: PING one server, or :func:`probe_cluster`."""
+    if isinstance(client, RedisCluster):
+        return lambda: probe_cluster(client)
+    return client.ping
 
 
 class OnlineStoreGuard:

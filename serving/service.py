@@ -51,7 +51,12 @@ from serving.model import (
     current_version,
     load_by_alias,
 )
-from serving.online_store import REDIS_ERRORS, OnlineStoreGuard, install_fast_client
+from serving.online_store import (
+    REDIS_ERRORS,
+    OnlineStoreGuard,
+    install_fast_client,
+    make_probe,
+)
 from serving.prediction_log import PredictionLog, prediction_record
 from serving.schemas import LabelIn, TransactionIn
 
@@ -313,6 +318,10 @@ class ScoringService:
 
     def refresh_gauges(self) -> None:
         """Set the state gauges of ``/metrics`` from the parts' current state."""
+        bundle = self.models.bundle
+        self.metrics.set_model(
+            None if bundle is None else (bundle.name, bundle.version, bundle.run_id)
+        )
         self.metrics.store_up.set(1 if self.guard.up else 0)
         self.metrics.model_loaded.set(0 if self.models.bundle is None else 1)
         self.metrics.model_registry_missing.set(1 if self.models.registry_missing else 0)
@@ -359,7 +368,7 @@ def build_service(settings: Settings) -> ScoringService:
         poll_seconds=settings.serving_model_poll_seconds,
         target=settings.model_uri,
     )
-    guard = OnlineStoreGuard(ping=client.ping)
+    guard = OnlineStoreGuard(ping=make_probe(client))
     ingestor = Ingestor(
         write=writer.ingest_transaction,
         mode=settings.serving_ingest_mode,

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.deps import ServiceDep
+from serving.metrics import exposition
 from serving.schemas import HealthOut, ModelVersionOut, ReadyOut
 
 router = APIRouter(tags=["operations"])
@@ -55,10 +56,5 @@ async def ready(service: ServiceDep) -> JSONResponse:
 )
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus metrics in the text exposition format."""
-    m = service.metrics
-    bundle = service.models.bundle
-    m.model_info.clear()
-    if bundle is not None:
-        m.model_info.labels(bundle.name, bundle.version, bundle.run_id).set(1)
     service.refresh_gauges()
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.schema import RAW_TABLES
+from feature_repo.aggregations import VELOCITY, Aggregation, register_table
 from fraud_platform.settings import FeatureParams, Settings, feast_environment
 
 STATE_CAP = 4  # small on purpose: the cap binds in the data
@@ -30,6 +32,28 @@ FEATURES = FeatureParams(
     state_cap=STATE_CAP, merchant_state_cap=MERCHANT_CAP, max_lateness_seconds=LATENESS_SECONDS
 )
 BASE = pd.Timestamp("2026-03-01", tz="UTC")
+
+# The declaration table plus one row of every operation, a 7-day window (longer than any
+# declared one, so the card's state reaches further back) and two merchant rows that make the
+# merchant's state keep amounts and cards: what a new row must get from every path for free.
+EXTENDED_VELOCITY = register_table(
+    VELOCITY.with_rows(
+        "velocity_test_extended",
+        Aggregation("txn_count_7d", "customer", "transaction", "count", timedelta(days=7), "7 d"),
+        Aggregation("amount_mean_6h", "customer", "amount", "mean", timedelta(hours=6), "mean"),
+        Aggregation("last_amount_24h", "customer", "amount", "last", timedelta(days=1), "last"),
+        Aggregation(
+            "merchant_amount_sum_24h", "merchant", "amount", "sum", timedelta(days=1), "sum"
+        ),
+        Aggregation(
+            "merchant_distinct_cards_1h", "merchant", "customer_id", "distinct_count",
+            timedelta(hours=1), "distinct cards",
+        ),
+        Aggregation(
+            "merchant_amount_max_2h", "merchant", "amount", "max", timedelta(hours=2), "max"
+        ),
+    )
+)  # fmt: skip
 
 
 def edge_case_tables(seed: int = 7) -> dict[str, pd.DataFrame]:
@@ -106,6 +130,13 @@ class FeatureProject:
     root: Path
     settings: Settings
     tables: dict[str, pd.DataFrame]
+
+
+def flush_online(settings: Settings) -> None:
+    """Empty the project's online store: the one server, or every master of a cluster."""
+    from fraud_platform.redis_cluster import client_for
+
+    client_for(settings.redis_url, settings.redis_mode).flushdb()
 
 
 def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -21,16 +21,21 @@ API_KEY = "test-key-1"
 
 @dataclass(frozen=True)
 class Stack:
-    """The built project root and its Redis."""
+    """The built project root and its Redis (one server, or a cluster)."""
 
     root: Path  # holds .run/redis: stop and start Redis with this root
     redis_url: str
     meta: dict[str, Any]
     readers: dict[str, Any]
+    redis_mode: str = "single"  # REDIS_MODE of every process on this stack
 
     def api_env(self, root: Path, **extra: str) -> dict[str, str]:
         """Environment of an API process serving ``root`` (a clone of the stack's root)."""
-        settings = {"API_KEYS": f"{API_KEY},second-key", "SERVING_MODEL_POLL_SECONDS": "1"}
+        settings = {
+            "API_KEYS": f"{API_KEY},second-key",
+            "SERVING_MODEL_POLL_SECONDS": "1",
+            "REDIS_MODE": self.redis_mode,
+        }
         return stack.stack_env(root, self.redis_url, **(settings | extra))
 
 

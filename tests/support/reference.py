@@ -4,10 +4,16 @@ Deliberately naive: for each request it scans the whole raw history. It shares n
 the platform (not even the haversine of ``fraud_platform.geo``), so an error in the platform
 cannot hide here.
 
-Definitions (README "Feature semantics"), for a request of customer c at merchant m, time t:
-- window(c, t): the `cap` most recent (by timestamp, then transaction id) of c's transactions
-  in [t - 24h, t), strictly before t. 24 h features aggregate it; 1 h features aggregate its
-  members inside [t - 1h, t). With fewer than `cap` transactions a day, that is all of them.
+The velocity features are every row of the declaration table (feature_repo.aggregations): the
+reference iterates the same table, so a new row is covered without touching this file, but it
+applies each row's operation itself, from the written definitions:
+- retained(e, t): the `cap` most recent (by timestamp, then key: the transaction id for a card,
+  (card, transaction id) for a merchant) of entity e's transactions in [t - S, t), S the
+  longest window declared for e; strictly before t. A row aggregates its column over the
+  members of retained(e, t) inside [t - window, t). With fewer than `cap` transactions in S,
+  that is all of them.
+- count: how many; sum: in (timestamp, key) order; max: largest (0 when empty); mean: sum /
+  count (NaN when empty); distinct_count: distinct values; last: the latest one (NaN if empty).
 - amount_to_avg_30d: amount / mean amount of c over the UTC days [day(t) - 30, day(t)); NaN
   (unknown) when there is none.
 - amount_no_baseline: the amount when amount_to_avg_30d has no baseline, else 0.
@@ -15,7 +21,7 @@ Definitions (README "Feature semantics"), for a request of customer c at merchan
   30 days; NaN when there is none. km_per_hour_from_last_txn: distance to it / max(that, 60 s);
   NaN when there is none.
 - distance_from_home_km: from the cardholder's home; NaN for a card without one (unknown).
-- merchant_txn_count_24h: like txn_count_24h over m's transactions, with the merchant cap.
+- is_new_merchant: retained(m, t) is empty.
 - merchant_fraud_rate_30d: frauds / labels among m's labels whose label_timestamp falls in the
   UTC days [day(t) - 30, day(t)) (so known strictly before t); 0 when none.
 """
@@ -26,6 +32,8 @@ import math
 from dataclasses import dataclass
 
 import pandas as pd
+
+from feature_repo.aggregations import VELOCITY, Aggregation, VelocityTable
 
 HOUR = 3_600_000_000
 DAY = 24 * HOUR
@@ -53,9 +61,28 @@ def _great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> floa
     return 2 * r * math.asin(min(1.0, math.sqrt(h)))
 
 
-def _window(rows: list[tuple[int, str]], t: int, cap: int) -> list[tuple[int, str]]:
-    """The `cap` most recent (timestamp, id) of the rows in [t - 24h, t)."""
-    return sorted(r for r in rows if t - DAY <= r[0] < t)[-cap:]
+def _retained(rows: list[tuple[int, str, object]], t: int, span: int, cap: int) -> list:
+    """The `cap` most recent (timestamp, key, row) of the rows in [t - span, t)."""
+    return sorted((r for r in rows if t - span <= r[0] < t), key=lambda r: r[:2])[-cap:]
+
+
+def _aggregate(row: Aggregation, members: list, t: int) -> float:
+    """One declared row over the retained members (timestamp, key, transaction), by brute force."""
+    inside = [x for ts, _, x in members if t - int(row.window.total_seconds()) * 1_000_000 <= ts]
+    values = [1 if row.column == "transaction" else getattr(x, row.column) for x in inside]
+    if row.operation == "count":
+        return len(values)
+    if row.operation == "distinct_count":
+        return len(set(values))
+    if row.operation == "sum":
+        return sum(values, 0.0)
+    if row.operation == "max":
+        return max(values, default=0.0)
+    if row.operation == "mean":
+        return sum(values, 0.0) / len(values) if values else math.nan
+    if row.operation == "last":
+        return values[-1] if values else math.nan
+    raise AssertionError(f"the reference does not know the operation {row.operation!r}")
 
 
 class Reference:
@@ -68,6 +95,7 @@ class Reference:
         customers: pd.DataFrame,
         cap: int,
         merchant_cap: int,
+        table: VelocityTable = VELOCITY,
     ) -> None:
         tx = transactions.copy()
         tx["t_us"] = tx["timestamp"].dt.as_unit("us").astype("int64")
@@ -76,18 +104,20 @@ class Reference:
         lab["l_us"] = lab["label_timestamp"].dt.as_unit("us").astype("int64")
         self.labels = list(lab.itertuples(index=False))
         self.homes = {r.customer_id: (r.home_lat, r.home_long) for r in customers.itertuples()}
-        self.cap = cap
-        self.merchant_cap = merchant_cap
+        self.caps = {"customer": cap, "merchant": merchant_cap}
+        self.table = table
+
+    def _velocity(self, entity: str, rows: list[tuple[int, str, object]], t: int) -> tuple:
+        """(feature -> value for the entity's declared rows, the retained members)."""
+        rows_of = self.table.of(entity)
+        span = max((int(r.window.total_seconds()) * 1_000_000 for r in rows_of), default=0)
+        members = _retained(rows, t, span, self.caps[entity])
+        return {r.name: _aggregate(r, members, t) for r in rows_of}, members
 
     def features(self, q: Request) -> dict[str, float]:
         t = q.t_us
         mine = [x for x in self.tx if x.customer_id == q.customer_id and x.t_us < t]
-        by_id = {x.transaction_id: x for x in mine}
-        w24 = [
-            by_id[tid]
-            for _, tid in _window([(x.t_us, x.transaction_id) for x in mine], t, self.cap)
-        ]
-        w1h = [x for x in w24 if t - HOUR <= x.t_us < t]
+        card, _ = self._velocity("customer", [(x.t_us, x.transaction_id, x) for x in mine], t)
 
         today = t // DAY
         month = [x.amount for x in mine if today - 30 <= x.t_us // DAY < today]
@@ -104,11 +134,11 @@ class Reference:
         from_home = _great_circle_km(home[0], home[1], q.lat, q.long) if home else math.nan
 
         theirs = [
-            (x.t_us, x.transaction_id)
+            (x.t_us, f"{x.customer_id}\x1f{x.transaction_id}", x)
             for x in self.tx
             if x.merchant_id == q.merchant_id and x.t_us < t
         ]
-        merchant_24h = _window(theirs, t, self.merchant_cap)
+        merchant, merchant_members = self._velocity("merchant", theirs, t)
         known = [
             lab.is_fraud
             for lab in self.labels
@@ -119,21 +149,16 @@ class Reference:
             "log_amount": math.log1p(q.amount),
             "hour_of_day": hour,
             "is_night": int(hour < 6),
-            "txn_count_1h": len(w1h),
-            "txn_count_24h": len(w24),
-            "amount_sum_1h": sum(x.amount for x in w1h),
-            "amount_sum_24h": sum(x.amount for x in w24),
-            "amount_max_24h": max((x.amount for x in w24), default=0.0),
-            "distinct_merchants_24h": len({x.merchant_id for x in w24}),
+            **card,
             "seconds_since_last_txn": gap,
             "amount_to_avg_30d": amount_to_avg,
             "amount_no_baseline": 0.0 if month else q.amount,
             "distance_from_home_km": from_home,
             "km_per_hour_from_last_txn": speed,
-            "merchant_txn_count_24h": len(merchant_24h),
+            **merchant,
             "merchant_fraud_rate_30d": sum(known) / len(known) if known else 0.0,
             "is_new_customer": int(not mine),
-            "is_new_merchant": int(not merchant_24h),
+            "is_new_merchant": int(not merchant_members),
         }
 
 

@@ -34,6 +34,7 @@ def stack_env(root: Path, redis_url: str, **extra: str) -> dict[str, str]:
     env.update(
         PROJECT_ROOT=str(root),
         REDIS_URL=redis_url,
+        REDIS_MODE="single",  # a cluster stack passes REDIS_MODE="cluster" in ``extra``
         MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
         PYTHONPATH=str(MAIN),
         GIT_PYTHON_REFRESH="quiet",

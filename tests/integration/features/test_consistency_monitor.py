@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import redis
 
 from feature_repo.online_state import OnlineStateWriter
 from feature_repo.pipeline import latest_state_time
 from feature_repo.redis_layout import RedisLayout
 from feature_repo.store import feature_names, materialize, online_features, open_store, request_row
 from monitoring.consistency import compare_features, recompute_offline
-from tests.support.edge_cases import FEATURES, FeatureProject
+from tests.support.edge_cases import FEATURES, FeatureProject, flush_online
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +36,7 @@ def test_monitor_finds_no_skew_then_flags_exactly_the_injected_one(
     feature_project: FeatureProject, redis_url: str
 ) -> None:
     settings = feature_project.settings
-    redis.Redis.from_url(redis_url).flushdb()
+    flush_online(feature_project.settings)
     store = open_store(settings)
     materialize(store, end=latest_state_time(settings.paths.features_dir))
     tx = feature_project.tables["transactions"]

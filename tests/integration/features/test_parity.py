@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import redis
 
 from feature_repo.logic import (
     BASELINE_DAYS,
@@ -41,6 +40,7 @@ from tests.support.edge_cases import (
     STATE_CAP,
     FeatureProject,
     feast_cli,
+    flush_online,
 )
 from tests.support.reference import Reference, Request, mismatches
 
@@ -123,7 +123,7 @@ def test_online_after_materialize_matches_reference(
     feature_project: FeatureProject, reference: Reference, redis_url: str
 ) -> None:
     """Materialize "as of" a probe time, then read online at that time, however stale the state."""
-    redis.Redis.from_url(redis_url).flushdb()
+    flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
     service, names = feature_service(store), feature_names(store)
     tx = feature_project.tables["transactions"]
@@ -152,7 +152,7 @@ def test_default_materialize_serves_requests_at_data_time_exactly(
     """The default end is data time: requests between the last transaction and the last label
     (a replay right after the data, while chargebacks still arrive) get the offline values,
     merchant_fraud_rate_30d included, although Redis already holds labels newer than them."""
-    redis.Redis.from_url(redis_url).flushdb()
+    flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
     service, names = feature_service(store), feature_names(store)
     tx, labels = feature_project.tables["transactions"], feature_project.tables["labels"]
@@ -189,7 +189,7 @@ def test_label_rate_is_exact_or_unknown_whatever_the_materialize_end(
 ) -> None:
     """Redis loaded to any end answers the label rate exactly, or NaN where it cannot know it:
     never a silent 0 (the skew of materializing empty label snapshots to wall-clock now)."""
-    redis.Redis.from_url(redis_url).flushdb()
+    flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
     service, names = feature_service(store), feature_names(store)
     labels = feature_project.tables["labels"].merge(
@@ -254,7 +254,7 @@ def test_replay_through_online_ingestion_matches_reference(
     feature_project: FeatureProject, reference: Reference, redis_url: str
 ) -> None:
     """Materialize up to a cut-off, then score-and-ingest every later transaction in order."""
-    redis.Redis.from_url(redis_url).flushdb()
+    flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
     cutoff = BASE + pd.Timedelta(days=20)
     materialize(store, end=cutoff.to_pydatetime())
@@ -299,7 +299,7 @@ def test_late_events_within_the_bound_get_the_reference_features(
 ) -> None:
     """Transactions arrive shuffled by up to the lateness bound; each is scored on what has
     arrived before it, and must get exactly what the reference gives from those events."""
-    redis.Redis.from_url(redis_url).flushdb()
+    flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
     cutoff = BASE + pd.Timedelta(days=8)
     materialize(store, end=cutoff.to_pydatetime())
@@ -399,7 +399,7 @@ def test_feast_cli_materialize_then_incremental(
     feature_project: FeatureProject, redis_url: str
 ) -> None:
     """The real CLI loads Redis; the online values then match what materialize() gives."""
-    redis.Redis.from_url(redis_url).flushdb()
+    flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
     tx = feature_project.tables["transactions"]
     last = tx.iloc[-1]
@@ -425,7 +425,7 @@ def test_feast_cli_materialize_then_incremental(
 def test_ingest_labels_command_moves_online_merchant_rates(
     feature_project: FeatureProject, reference: Reference, redis_url: str
 ) -> None:
-    redis.Redis.from_url(redis_url).flushdb()  # no label state online at all
+    flush_online(feature_project.settings)  # no label state online at all
     labels = feature_project.tables["labels"]
     at = labels["label_timestamp"].max() + pd.Timedelta(days=1)
     store = open_store(feature_project.settings)
@@ -435,7 +435,13 @@ def test_ingest_labels_command_moves_online_merchant_rates(
     assert all(row["merchant_fraud_rate_30d"] == 0.0 for row in before)
 
     # The real command, in its own process with this project's root and Redis.
-    env = {**os.environ, "PROJECT_ROOT": str(feature_project.root), "REDIS_URL": redis_url}
+    settings = feature_project.settings
+    env = {
+        **os.environ,
+        "PROJECT_ROOT": str(feature_project.root),
+        "REDIS_URL": redis_url,
+        "REDIS_MODE": settings.redis_mode,
+    }
     command = ["features", "ingest-labels", "--since", "1970-01-01T00:00:00"]
     result = subprocess.run(
         [str(Path(sys.executable).with_name("fraud")), *command, "--until", at.isoformat()],

@@ -14,12 +14,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import redis
 from feast import FeatureStore
 
 from feature_repo.redis_layout import RedisLayout, ViewLayout
 from feature_repo.store import open_store
 from fraud_platform.contracts import EVENT_TIMESTAMP
+from fraud_platform.redis_cluster import client_for
 from tests.support.edge_cases import FeatureProject
 
 VIEWS = {  # view -> join key
@@ -45,7 +45,7 @@ def _latest_row(project: FeatureProject, view: str, key: str) -> dict[str, Any]:
 class _Case:
     """One view, an empty Redis, the store, the adapter and one real state row to write."""
 
-    client: redis.Redis
+    client: Any  # redis.Redis or redis.RedisCluster (REDIS_MODE)
     store: FeatureStore
     layout: RedisLayout
     shape: ViewLayout
@@ -55,7 +55,7 @@ class _Case:
 
     @classmethod
     def of(cls, project: FeatureProject, redis_url: str, view: str) -> _Case:
-        client = redis.Redis.from_url(redis_url)
+        client = client_for(redis_url, project.settings.redis_mode)
         client.flushdb()
         store = open_store(project.settings)
         layout = RedisLayout(store)

@@ -17,12 +17,13 @@ import random
 import pandas as pd
 import pytest
 
+from feature_repo.aggregations import VELOCITY, VelocityTable
 from feature_repo.logic import (
     BASELINE_DAYS,
+    CUSTOMER_WINDOW_US,
     DAY_US,
     HOUR_US,
     MAX_GAP_SECONDS,
-    STATE_WINDOW_US,
     UNKNOWN_WITHOUT_HISTORY,
     Transaction,
     features_for_request,
@@ -30,10 +31,13 @@ from feature_repo.logic import (
     merge_label,
     merge_merchant_transaction,
     merge_transaction,
+    output_features,
+    state_fields,
 )
 from feature_repo.pipeline import build_features
 from fraud_platform.settings import Paths
 from tests.support.edge_cases import (
+    EXTENDED_VELOCITY,
     FEATURES,
     MERCHANT_CAP,
     STATE_CAP,
@@ -45,22 +49,30 @@ from tests.support.reference import Reference, Request, mismatches
 LATENESS_US = FEATURES.max_lateness_seconds * 1_000_000
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Paths, dict[str, pd.DataFrame]]:
-    """The edge-case raw tables and their offline state tables (DuckDB only)."""
+Project = tuple[Paths, dict[str, pd.DataFrame], VelocityTable]
+
+
+@pytest.fixture(
+    scope="module", params=[VELOCITY, EXTENDED_VELOCITY], ids=["declared", "declared-plus-rows"]
+)
+def project(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Project:
+    """The edge-case raw tables and their offline state tables (DuckDB only), for the declared
+    velocity table and for the table with a new row of every operation: the second proves a
+    new row is built, folded, evaluated and referenced with no other change."""
+    table: VelocityTable = request.param
     paths = Paths(root=tmp_path_factory.mktemp("logic"))
     tables = edge_case_tables()
     write_raw(tables, paths.raw_dir)
-    build_features(paths, FEATURES)
-    return paths, tables
+    build_features(paths, FEATURES, table=table)
+    return paths, tables, table
 
 
-def test_features_for_request_on_folded_state_match_the_reference(
-    project: tuple[Paths, dict[str, pd.DataFrame]],
-) -> None:
+def test_features_for_request_on_folded_state_match_the_reference(project: Project) -> None:
     """Score every transaction on the state of everything before it, then fold it in."""
-    _, t = project
-    reference = Reference(t["transactions"], t["labels"], t["customers"], STATE_CAP, MERCHANT_CAP)
+    _, t, velocity = project
+    reference = Reference(
+        t["transactions"], t["labels"], t["customers"], STATE_CAP, MERCHANT_CAP, velocity
+    )
     homes = t["customers"].set_index("customer_id")[["home_lat", "home_long"]]
     labels = (
         t["labels"]
@@ -72,6 +84,7 @@ def test_features_for_request_on_folded_state_match_the_reference(
     merchants: dict[str, dict] = {}
     label_states: dict[str, dict] = {}
     next_label, problems, warm = 0, [], 0
+    seen: set[str] = set()  # declared rows that took a non-zero value at least once
     for r in t["transactions"].itertuples():
         t_us = int(r.timestamp.value // 1000)
         while (
@@ -91,6 +104,11 @@ def test_features_for_request_on_folded_state_match_the_reference(
             merchants.get(r.merchant_id, {}),
             label_states.get(r.merchant_id, {}),
             profile,
+            velocity,
+        )
+        assert set(got) == {name for name, _ in output_features(velocity)}
+        seen.update(
+            row.name for row in velocity.rows if got[row.name] and not math.isnan(got[row.name])
         )
         want = reference.features(
             Request(r.customer_id, r.merchant_id, t_us, r.amount, r.lat, r.long)
@@ -102,12 +120,13 @@ def test_features_for_request_on_folded_state_match_the_reference(
             r.transaction_id, r.customer_id, r.merchant_id, t_us, r.amount, r.lat, r.long
         )
         customers[r.customer_id] = merge_transaction(
-            customers.get(r.customer_id), txn, STATE_CAP, LATENESS_US
+            customers.get(r.customer_id), txn, STATE_CAP, LATENESS_US, velocity
         )
         merchants[r.merchant_id] = merge_merchant_transaction(
-            merchants.get(r.merchant_id), txn, MERCHANT_CAP, LATENESS_US
+            merchants.get(r.merchant_id), txn, MERCHANT_CAP, LATENESS_US, velocity
         )
     assert not problems, problems[:5]
+    assert seen == {row.name for row in velocity.rows}  # every row was really exercised
     assert warm > len(t["transactions"]) // 2  # the state really was used
     assert next_label > 100  # and labels really arrived along the way
 
@@ -151,17 +170,15 @@ def test_a_known_card_has_no_unknowns_and_no_amount_without_baseline() -> None:
 def test_lookback_start_is_the_longest_declared_window() -> None:
     t = 1_767_225_600_000_000 + 5 * HOUR_US  # 05:00 UTC: the baseline reaches furthest back
     assert lookback_start_us(t) == t - 5 * HOUR_US - BASELINE_DAYS * DAY_US
-    assert lookback_start_us(t) < t - STATE_WINDOW_US
+    assert lookback_start_us(t) < t - CUSTOMER_WINDOW_US
     assert lookback_start_us(t) <= t - int(MAX_GAP_SECONDS * 1_000_000)
 
 
 @pytest.mark.parametrize("shuffle_seed", [None, 1, 2])
-def test_online_merge_equals_batch_pipeline(
-    project: tuple[Paths, dict[str, pd.DataFrame]], shuffle_seed: int | None
-) -> None:
+def test_online_merge_equals_batch_pipeline(project: Project, shuffle_seed: int | None) -> None:
     """Folding transactions (and labels) one at a time, in any order, gives the pipeline's last
     state row of each customer and merchant."""
-    paths, tables = project
+    paths, tables, velocity = project
     tx = tables["transactions"]
     txns = [
         Transaction(
@@ -196,10 +213,10 @@ def test_online_merge_equals_batch_pipeline(
         )
     for txn in txns:
         customers[txn.customer_id] = merge_transaction(
-            customers.get(txn.customer_id), txn, STATE_CAP, LATENESS_US
+            customers.get(txn.customer_id), txn, STATE_CAP, LATENESS_US, velocity
         )
         merchants[txn.merchant_id] = merge_merchant_transaction(
-            merchants.get(txn.merchant_id), txn, MERCHANT_CAP, LATENESS_US
+            merchants.get(txn.merchant_id), txn, MERCHANT_CAP, LATENESS_US, velocity
         )
     for table, states, key in (
         ("customer_activity", customers, "customer_id"),
@@ -209,8 +226,11 @@ def test_online_merge_equals_batch_pipeline(
         batch = pd.read_parquet(paths.feature_table(table)).sort_values("event_timestamp")
         batch = batch.groupby(key).tail(1)  # the state as of the last transaction
         assert set(batch[key]) == set(states)
+        expected_fields = {name for name, _ in state_fields(velocity)[table]}
+        assert set(batch.columns) == expected_fields | {key, "event_timestamp"}
         for row in batch.to_dict("records"):
             online = states[row[key]]
+            assert set(online) == expected_fields
             for name, value in online.items():
                 expected = (
                     list(row[name])

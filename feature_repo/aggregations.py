@@ -1,0 +1,276 @@
+"""The velocity features, declared once as data: :data:`VELOCITY`, one row per aggregation.
+
+Add a feature here and every path derives it: the stored state's columns and window
+(:mod:`feature_repo.logic`), the offline state build (:mod:`feature_repo.pipeline`), the online
+fold (``logic.merge_transaction``), the request-time evaluation (``logic.features_for_request``),
+the Feast views and service (:mod:`feature_repo.definitions`), the drift expectations of the
+simulator (``simulation/verdict.py``), the brute-force reference of the tests
+(``tests/support/reference.py``) and the README's feature table (:func:`markdown_table`, checked
+by ``tests/unit/features/test_aggregations.py``).
+
+Exact semantics of a row ``(name, entity, column, operation, window)`` for a request of card
+*c* at merchant *m* at time *t* (UTC, microseconds):
+
+- the *entity's events*: *c*'s transactions for ``customer`` rows, *m*'s for ``merchant`` rows;
+- the *retained set*: the ``cap`` most recent (by timestamp, then transaction id) of the
+  entity's events in ``[t - S, t)``, where ``S`` is the longest window declared for that entity
+  (:meth:`VelocityTable.state_window_us`) and ``cap`` its state cap (``params.yaml: features``);
+  with fewer than ``cap`` events in ``S`` that is simply all of them;
+- the row's value: ``operation`` over ``column`` of the retained events inside ``[t - window, t)``.
+  Strictly earlier: the scored transaction and its same-second peers are never counted.
+
+Operations (:data:`OPERATIONS`), and the value of an empty window:
+
+========================  ============================================  ==============
+operation                 value                                         empty window
+========================  ============================================  ==============
+``count``                 number of events                              0
+``sum``                   sum of ``column``, in (timestamp, id) order   0.0
+``max``                   largest ``column``                            0.0
+``mean``                  ``sum / count``                               unknown (NaN)
+``distinct_count``        number of distinct ``column`` values          0
+``last``                  ``column`` of the latest event                unknown (NaN)
+========================  ============================================  ==============
+
+This module is pure data and arithmetic: no I/O, no Feast, nothing imported from the platform.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+Entity = Literal["customer", "merchant"]
+Operation = Literal["count", "sum", "max", "mean", "distinct_count", "last"]
+
+MICROS_PER_SECOND = 1_000_000
+# The columns an aggregation may read, per entity: what a transaction carries besides its
+# time and id. ``transaction`` means "the event itself" (for ``count``).
+ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customer": ("transaction", "amount", "merchant_id"),
+    "merchant": ("transaction", "amount", "customer_id"),
+}
+# Stored column kind per input column (the state arrays' Feast value types).
+COLUMN_KINDS = {"amount": "float64[]", "merchant_id": "string[]", "customer_id": "string[]"}
+# Operation -> (output type, value of an empty window).
+OPERATIONS: dict[str, tuple[type, float | int]] = {
+    "count": (int, 0),
+    "sum": (float, 0.0),
+    "max": (float, 0.0),
+    "mean": (float, math.nan),
+    "distinct_count": (int, 0),
+    "last": (float, math.nan),
+}
+# Operations that need a column (all but count, which counts events).
+_NEED_COLUMN = frozenset(OPERATIONS) - {"count"}
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """One velocity feature: an operation over a column of an entity's events in a window.
+
+    Attributes:
+        name: The feature's name (the model's column).
+        entity: ``customer`` (the card) or ``merchant``.
+        column: The input column: ``transaction`` (count events), ``amount``, ``merchant_id``
+            (customer rows) or ``customer_id`` (merchant rows).
+        operation: One of :data:`OPERATIONS`.
+        window: The window length: the feature aggregates ``[t - window, t)``.
+        description: One line for the README's feature table.
+    """
+
+    name: str
+    entity: Entity
+    column: str
+    operation: Operation
+    window: timedelta
+    description: str
+
+    def __post_init__(self) -> None:
+        if self.entity not in ENTITY_COLUMNS:
+            raise ValueError(f"{self.name}: unknown entity {self.entity!r}")
+        if self.column not in ENTITY_COLUMNS[self.entity]:
+            raise ValueError(
+                f"{self.name}: a {self.entity} aggregation reads one of "
+                f"{ENTITY_COLUMNS[self.entity]}, not {self.column!r}"
+            )
+        if self.operation not in OPERATIONS:
+            raise ValueError(f"{self.name}: unknown operation {self.operation!r}")
+        if self.operation in _NEED_COLUMN and self.column == "transaction":
+            raise ValueError(f"{self.name}: {self.operation} needs a column, not 'transaction'")
+        if self.operation in ("sum", "max", "mean") and self.column != "amount":
+            raise ValueError(f"{self.name}: {self.operation} needs a numeric column (amount)")
+        if self.window <= timedelta(0) or self.window % timedelta(seconds=1):
+            raise ValueError(f"{self.name}: the window must be a positive whole number of seconds")
+
+    @property
+    def window_us(self) -> int:
+        """The window length in microseconds."""
+        return int(self.window.total_seconds()) * MICROS_PER_SECOND
+
+    @property
+    def output_type(self) -> type:
+        """``int`` for counts, ``float`` otherwise."""
+        return OPERATIONS[self.operation][0]
+
+    def evaluate(self, values: Sequence[Any]) -> float | int:
+        """The aggregation over the window's values, in (timestamp, id) order.
+
+        Args:
+            values: The ``column`` of the window's events (anything, for ``count``).
+
+        Returns:
+            The feature's value; the empty-window value of :data:`OPERATIONS` when empty.
+        """
+        if not values:
+            return OPERATIONS[self.operation][1]
+        if self.operation == "count":
+            return len(values)
+        if self.operation == "sum":
+            return sum(values, 0.0)
+        if self.operation == "max":
+            return float(max(values))
+        if self.operation == "mean":
+            return sum(values, 0.0) / len(values)
+        if self.operation == "distinct_count":
+            return len(set(values))
+        return float(values[-1])  # last
+
+
+@dataclass(frozen=True)
+class VelocityTable:
+    """The declaration table and what every path derives from it.
+
+    Attributes:
+        name: What the on-demand view calls it by (:func:`velocity_table`).
+        rows: The aggregations, in the model's column order.
+    """
+
+    name: str
+    rows: tuple[Aggregation, ...]
+
+    def __post_init__(self) -> None:
+        names = [row.name for row in self.rows]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"velocity features declared twice: {duplicated}")
+
+    def of(self, entity: str) -> tuple[Aggregation, ...]:
+        """The rows of one entity, in declaration order."""
+        return tuple(row for row in self.rows if row.entity == entity)
+
+    def columns(self, entity: str) -> tuple[str, ...]:
+        """The input columns the entity's state must keep, in :data:`ENTITY_COLUMNS` order."""
+        used = {row.column for row in self.of(entity)} - {"transaction"}
+        return tuple(c for c in ENTITY_COLUMNS[entity] if c in used)
+
+    def state_window_us(self, entity: str) -> int:
+        """The longest window declared for the entity: what its state arrays cover."""
+        return max((row.window_us for row in self.of(entity)), default=0)
+
+    def with_rows(self, name: str, *rows: Aggregation) -> VelocityTable:
+        """This table with more rows, under another name (a fixture proving a row is covered)."""
+        return VelocityTable(name, (*self.rows, *rows))
+
+
+def state_array(entity: str, column: str) -> str:
+    """The state field holding a column of the entity's retained events (``c_amounts``...)."""
+    return f"{entity[0]}_{column}s"
+
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+# The one table. Order matters only for the model's column order (customer rows first).
+VELOCITY = VelocityTable(
+    "velocity_v1",
+    (
+        Aggregation(
+            "txn_count_1h", "customer", "transaction", "count", HOUR,
+            "the card's transactions in the last hour",
+        ),
+        Aggregation(
+            "txn_count_24h", "customer", "transaction", "count", DAY,
+            "the card's transactions in the last 24 hours",
+        ),
+        Aggregation(
+            "amount_sum_1h", "customer", "amount", "sum", HOUR,
+            "the card's spending in the last hour",
+        ),
+        Aggregation(
+            "amount_sum_24h", "customer", "amount", "sum", DAY,
+            "the card's spending in the last 24 hours",
+        ),
+        Aggregation(
+            "amount_max_24h", "customer", "amount", "max", DAY,
+            "the card's largest amount in the last 24 hours",
+        ),
+        Aggregation(
+            "distinct_merchants_24h", "customer", "merchant_id", "distinct_count", DAY,
+            "merchants the card paid in the last 24 hours",
+        ),
+        Aggregation(
+            "merchant_txn_count_24h", "merchant", "transaction", "count", DAY,
+            "the merchant's transactions in the last 24 hours (all cards)",
+        ),
+    )
+)  # fmt: skip
+
+# Every declaration table a process knows, by name. Feast rebuilds the on-demand view's
+# function from its source text in every process that reads the registry, so the function names
+# its table (``velocity_table("velocity_v1")``) instead of holding it.
+_TABLES: dict[str, VelocityTable] = {VELOCITY.name: VELOCITY}
+
+
+def velocity_table(name: str) -> VelocityTable:
+    """The declaration table of that name.
+
+    Raises:
+        KeyError: If no table of that name is registered in this process.
+    """
+    try:
+        return _TABLES[name]
+    except KeyError:
+        raise KeyError(f"no velocity table named {name!r}; known: {sorted(_TABLES)}") from None
+
+
+def register_table(table: VelocityTable) -> VelocityTable:
+    """Make a table known to :func:`velocity_table` in this process (a test fixture's table)."""
+    existing = _TABLES.setdefault(table.name, table)
+    if existing != table:
+        raise ValueError(f"another velocity table is already named {table.name!r}")
+    return table
+
+
+def _window_text(window: timedelta) -> str:
+    """``24h``, ``7d``, ``15min``: days from two days up, hours below."""
+    seconds = int(window.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds % size == 0 and (unit != "d" or seconds >= 2 * size):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def markdown_table(table: VelocityTable = VELOCITY) -> str:
+    """The README's velocity feature table (between its ``velocity-table`` markers).
+
+    Args:
+        table: The declaration table.
+
+    Returns:
+        A Markdown table, one line per aggregation, ending with a newline.
+    """
+    lines = [
+        "| feature | entity | operation | column | window | description |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in table.rows:
+        column = "" if row.column == "transaction" else f"`{row.column}`"
+        lines.append(
+            f"| `{row.name}` | {row.entity} | {row.operation} | {column} | "
+            f"`[t - {_window_text(row.window)}, t)` | {row.description} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,119 @@
+"""The velocity declaration table: its rules, what derives from it, and the README's copy."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from feature_repo.aggregations import (
+    VELOCITY,
+    Aggregation,
+    VelocityTable,
+    markdown_table,
+    register_table,
+    velocity_table,
+)
+from feature_repo.definitions import fraud_definitions
+from feature_repo.logic import output_features, state_fields
+from fraud_cli.main import app
+from tests.support.edge_cases import EXTENDED_VELOCITY
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+HOUR = timedelta(hours=1)
+
+
+def test_the_readme_table_is_the_generated_one() -> None:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(
+        r"<!-- velocity-table:start -->\n(.*?)<!-- velocity-table:end -->", text, re.S
+    )
+    assert match, "README.md lost its velocity-table markers"
+    assert match.group(1) == markdown_table(), "run `fraud features declarations` and paste it"
+    assert markdown_table().count("\n") == len(VELOCITY.rows) + 2
+
+
+def test_the_cli_prints_the_table() -> None:
+    result = CliRunner().invoke(app, ["features", "declarations"])
+    assert result.exit_code == 0
+    assert result.output == markdown_table()
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (("x", "customer", "customer_id", "distinct_count", HOUR), "reads one of"),
+        (("x", "merchant", "merchant_id", "distinct_count", HOUR), "reads one of"),
+        (("x", "customer", "transaction", "sum", HOUR), "needs a column"),
+        (("x", "customer", "merchant_id", "mean", HOUR), "numeric column"),
+        (("x", "customer", "amount", "median", HOUR), "unknown operation"),
+        (("x", "card", "amount", "sum", HOUR), "unknown entity"),
+        (("x", "customer", "amount", "sum", timedelta(0)), "positive whole number"),
+        (("x", "customer", "amount", "sum", timedelta(milliseconds=1500)), "whole number"),
+    ],
+)
+def test_a_bad_row_is_refused_with_its_name(row: tuple, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as error:
+        Aggregation(*row, "d")  # type: ignore[call-arg]
+    assert str(error.value).startswith("x:")
+
+
+def test_a_name_declared_twice_is_refused() -> None:
+    row = VELOCITY.rows[0]
+    with pytest.raises(ValueError, match=row.name):
+        VelocityTable("twice", (*VELOCITY.rows, row))
+
+
+def test_operations_and_their_empty_windows() -> None:
+    def agg(operation: str, column: str = "amount") -> Aggregation:
+        return Aggregation("f", "customer", column, operation, HOUR, "d")  # type: ignore[arg-type]
+
+    amounts = [3.0, 1.5, 2.0]
+    assert agg("count", "transaction").evaluate(amounts) == 3
+    assert agg("sum").evaluate(amounts) == 6.5
+    assert agg("max").evaluate(amounts) == 3.0
+    assert agg("mean").evaluate(amounts) == pytest.approx(6.5 / 3)
+    assert agg("last").evaluate(amounts) == 2.0
+    assert agg("distinct_count", "merchant_id").evaluate(["a", "b", "a"]) == 2
+    assert agg("count", "transaction").evaluate([]) == 0
+    assert agg("sum").evaluate([]) == 0.0 and agg("max").evaluate([]) == 0.0
+    assert math.isnan(agg("mean").evaluate([])) and math.isnan(agg("last").evaluate([]))
+
+
+def test_a_new_row_reaches_the_state_the_views_and_the_service() -> None:
+    """What the extended fixture table adds appears everywhere the declared table is read."""
+    plain, extended = state_fields(VELOCITY), state_fields(EXTENDED_VELOCITY)
+    assert [n for n, _ in plain["merchant_activity"]] == [
+        "m_ts_us", "m_txn_ids", "m_latest_ts_us", "m_state_cap", "m_lateness_us",
+    ]  # fmt: skip
+    assert ("m_amounts", "float64[]") in extended["merchant_activity"]
+    assert ("m_customer_ids", "string[]") in extended["merchant_activity"]
+    assert EXTENDED_VELOCITY.state_window_us("customer") == 7 * 86_400_000_000
+    assert VELOCITY.state_window_us("customer") == 86_400_000_000
+
+    definitions = fraud_definitions(Path("/nowhere"), EXTENDED_VELOCITY)
+    outputs = [f.name for f in definitions.transaction_features.features]
+    assert outputs == [name for name, _ in output_features(EXTENDED_VELOCITY)]
+    new = {row.name for row in EXTENDED_VELOCITY.rows} - {row.name for row in VELOCITY.rows}
+    assert new <= set(outputs)
+    merchant_schema = {f.name for f in definitions.merchant_activity_fv.schema}
+    assert {"m_amounts", "m_customer_ids"} <= merchant_schema
+    assert definitions.merchant_activity_fv.ttl == timedelta(days=1)  # its longest window
+    # The on-demand view's function names its table: Feast rebuilds it from this source text.
+    transformation = definitions.transaction_features.feature_transformation
+    assert transformation is not None
+    source = transformation.udf_string
+    assert "velocity_table('velocity_test_extended')" in source
+
+
+def test_tables_are_found_by_name_and_names_are_unique() -> None:
+    assert velocity_table(VELOCITY.name) is VELOCITY
+    with pytest.raises(KeyError, match="no velocity table named 'nope'"):
+        velocity_table("nope")
+    assert register_table(EXTENDED_VELOCITY) is EXTENDED_VELOCITY  # the same table again: fine
+    with pytest.raises(ValueError, match="already named"):
+        register_table(VelocityTable(VELOCITY.name, VELOCITY.rows[:1]))
