@@ -126,6 +126,8 @@ def test_guard_goes_down_on_a_failure_and_up_when_the_probe_answers() -> None:
         assert not guard.up
         fake.down.clear()
         assert _until(lambda: guard.up)
+        # The flag flips first, then the callback runs on the probe's thread: wait for it too.
+        assert _until(lambda: len(changes) == 2)
         assert changes == [False, True]
     finally:
         guard.stop()
