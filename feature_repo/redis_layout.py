@@ -450,8 +450,9 @@ def run_commands(client: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         return []
     if not isinstance(client, redis.Redis):
         with client.pipeline(transaction=False) as pipe:
-            for command in commands:
-                pipe.execute_command(*command)
+            for name, *args in commands:
+                # A cluster pipeline looks its routing policy up by the command's name as text.
+                pipe.execute_command(name.decode() if isinstance(name, bytes) else name, *args)
             replies: list[Any] = pipe.execute()
             return replies
     pool = client.connection_pool
