@@ -38,6 +38,7 @@ from fraud_platform.redis_server import (
     RedisUnavailableError,
     find_redis_server,
     port_is_free,
+    wait_until_exited,
 )
 from fraud_platform.settings import LOCAL_CLUSTER_URL_FILE, PROJECT_ROOT
 
@@ -288,14 +289,7 @@ def stop(root: Path = PROJECT_ROOT, timeout: float = 10.0) -> bool:
         except ProcessLookupError:
             pass
         (cluster_dir(root) / str(port) / "redis.pid").unlink(missing_ok=True)
-    deadline = time.monotonic() + timeout
-    for pid in stopped:
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
+    wait_until_exited(stopped, time.monotonic() + timeout)
     (root / LOCAL_CLUSTER_URL_FILE).unlink(missing_ok=True)
     return bool(stopped)
 

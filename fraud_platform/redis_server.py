@@ -205,13 +205,18 @@ def stop(root: Path = PROJECT_ROOT, timeout: float = 10.0) -> bool:
         pid_file.unlink(missing_ok=True)
         url_file.unlink(missing_ok=True)
         return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+    wait_until_exited([pid], time.monotonic() + timeout)
     pid_file.unlink(missing_ok=True)
     url_file.unlink(missing_ok=True)
     return True
+
+
+def wait_until_exited(pids: list[int], deadline: float) -> None:
+    """Wait until every process has exited, or ``time.monotonic()`` reaches ``deadline``."""
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)

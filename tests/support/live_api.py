@@ -8,6 +8,8 @@ remembers every transaction it got a 200 for.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,20 @@ def start_live(
     port = stack.free_port()
     proc = stack.start_api(root, full_env, port, wait_for=wait_for)
     return proc, f"http://127.0.0.1:{port}", full_env
+
+
+@contextmanager
+def running_live(serving_stack: Stack, root: Path) -> Iterator[Live]:
+    """One API on ``root`` (a clone of the stack's root), stopped when the block ends."""
+    proc, base, env = start_live(serving_stack, root)
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            yield Live(
+                serving_stack, root, env, serving_stack.meta, proc, base, client,
+                serving_stack.readers,
+            )  # fmt: skip
+    finally:
+        stop(proc)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from fraud_platform import redis_cluster
@@ -28,7 +27,7 @@ from tests.support.edge_cases import (
     feast_cli,
     write_raw,
 )
-from tests.support.live_api import Live, Stack, start_live, stop
+from tests.support.live_api import Live, Stack, running_live
 
 
 @pytest.fixture(scope="session")
@@ -94,12 +93,5 @@ def live(serving_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iter
     drill (``test_failover.py``, destructive for the cluster, not for the API) last.
     """
     root = stack.clone_root(serving_stack.root, tmp_path_factory.mktemp("api") / "root")
-    proc, base, env = start_live(serving_stack, root)
-    try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            yield Live(
-                serving_stack, root, env, serving_stack.meta, proc, base, client,
-                serving_stack.readers,
-            )  # fmt: skip
-    finally:
-        stop(proc)
+    with running_live(serving_stack, root) as live:
+        yield live

@@ -14,12 +14,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from fraud_platform import redis_server
 from tests.support import stack
-from tests.support.live_api import Live, Stack, start_live, stop
+from tests.support.live_api import Live, Stack, running_live
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +43,5 @@ def serving_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def live(serving_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = stack.clone_root(serving_stack.root, tmp_path_factory.mktemp("api") / "root")
-    proc, base, env = start_live(serving_stack, root)
-    try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            yield Live(
-                serving_stack, root, env, serving_stack.meta, proc, base, client,
-                serving_stack.readers,
-            )  # fmt: skip
-    finally:
-        stop(proc)
+    with running_live(serving_stack, root) as live:
+        yield live
