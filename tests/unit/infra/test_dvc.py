@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shlex
 import shutil
 import subprocess
@@ -40,6 +41,32 @@ def test_deps_exist_or_come_from_an_earlier_stage(dvc_config: dict[str, Any]) ->
         for dep in stage.get("deps", []):
             assert dep in produced or (ROOT / dep).exists(), f"{name}: missing dep {dep}"
         produced.update(_outputs(stage))
+
+
+def _project_imports(start: str) -> set[str]:
+    """The project's modules a file imports, transitively (``from package.module import ...``)."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse((ROOT / path).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                module = Path(*node.module.split(".")).with_suffix(".py")
+                if (ROOT / module).exists():
+                    todo.append(module.as_posix())
+    return seen
+
+
+def test_the_features_stage_depends_on_every_module_the_build_runs(
+    dvc_config: dict[str, Any],
+) -> None:
+    """A change to any module the offline build imports (a declared window, say) reruns it."""
+    deps = set(dvc_config["stages"]["features"]["deps"])
+    missing = sorted(_project_imports("feature_repo/pipeline.py") - deps)
+    assert not missing, f"add to the features stage's deps in dvc.yaml: {missing}"
 
 
 def test_raw_data_is_a_stage_output(dvc_config: dict[str, Any]) -> None:
