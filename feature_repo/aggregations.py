@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 Entity = Literal["customer", "merchant"]
@@ -106,7 +107,7 @@ class Aggregation:
         if self.window <= timedelta(0) or self.window % timedelta(seconds=1):
             raise ValueError(f"{self.name}: the window must be a positive whole number of seconds")
 
-    @property
+    @cached_property
     def window_us(self) -> int:
         """The window length in microseconds."""
         return int(self.window.total_seconds()) * MICROS_PER_SECOND
@@ -151,16 +152,30 @@ class VelocityTable:
 
     name: str
     rows: tuple[Aggregation, ...]
+    # Derived once here, read on every request (the on-demand view evaluates per row).
+    _by_entity: dict[str, tuple[Aggregation, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _windows_us: dict[str, int] = field(init=False, repr=False, compare=False, default_factory=dict)
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         names = [row.name for row in self.rows]
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ValueError(f"velocity features declared twice: {duplicated}")
+        for entity in ENTITY_COLUMNS:
+            rows = tuple(row for row in self.rows if row.entity == entity)
+            self._by_entity[entity] = rows
+            self._windows_us[entity] = max((row.window_us for row in rows), default=0)
+        object.__setattr__(self, "_hash", hash((self.name, self.rows)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def of(self, entity: str) -> tuple[Aggregation, ...]:
         """The rows of one entity, in declaration order."""
-        return tuple(row for row in self.rows if row.entity == entity)
+        return self._by_entity[entity]
 
     def columns(self, entity: str) -> tuple[str, ...]:
         """The input columns the entity's state must keep, in :data:`ENTITY_COLUMNS` order."""
@@ -169,7 +184,7 @@ class VelocityTable:
 
     def state_window_us(self, entity: str) -> int:
         """The longest window declared for the entity: what its state arrays cover."""
-        return max((row.window_us for row in self.of(entity)), default=0)
+        return self._windows_us[entity]
 
     def with_rows(self, name: str, *rows: Aggregation) -> VelocityTable:
         """This table with more rows, under another name (a fixture proving a row is covered)."""
