@@ -9,15 +9,27 @@ simulator (``simulation/verdict.py``), the brute-force reference of the tests
 by ``tests/unit/features/test_aggregations.py``).
 
 Exact semantics of a row ``(name, entity, column, operation, window)`` for a request of card
-*c* at merchant *m* at time *t* (UTC, microseconds):
+*c* at merchant *m* at time *t* (UTC, microseconds), with the row's tile ``g``
+(:func:`tile_for`, Chronon's rule: 5 minutes for windows under 12 hours, 1 hour under 12 days,
+1 day beyond):
 
 - the *entity's events*: *c*'s transactions for ``customer`` rows, *m*'s for ``merchant`` rows;
-- the *retained set*: the ``cap`` most recent (by timestamp, then transaction id) of the
-  entity's events in ``[t - S, t)``, where ``S`` is the longest window declared for that entity
-  (:meth:`VelocityTable.state_window_us`) and ``cap`` its state cap (``params.yaml: features``);
-  with fewer than ``cap`` events in ``S`` that is simply all of them;
-- the row's value: ``operation`` over ``column`` of the retained events inside ``[t - window, t)``.
-  Strictly earlier: the scored transaction and its same-second peers are never counted.
+- the row's window is *sawtooth*: ``[floor(t - window, g), t)``, the start rounded down to a
+  multiple of ``g`` (UTC, from the epoch), the end exact. It covers between ``window`` and
+  ``window + g``. Strictly earlier: the scored transaction and its same-second peers are never
+  counted. There is no cap: every event of the window counts, at any volume;
+- the row's value: ``operation`` over ``column`` of the entity's events in that window.
+
+Why sawtooth: an exact start would need every raw event of the window at request time (the start
+moves with t), so the read would grow with the entity's volume. Rounding the start to the tile
+lets the state keep whole tiles of partial aggregates (count, sum, max, last) for everything
+older than the lateness region, and raw events only for the last ``max_lateness`` (where a late
+request may put its exact end): the read is bounded by the tile count plus the events of one
+lateness region, whatever the volume (:mod:`feature_repo.tiles`).
+
+``distinct_count`` keeps, for the part of the window older than the raw events, each value's
+latest time; at most ``features.distinct_values_cap`` values (the most recent) are kept, so a
+window with more distinct values than that before its raw events counts a lower bound.
 
 Operations (:data:`OPERATIONS`), and the value of an empty window:
 
@@ -38,7 +50,7 @@ This module is pure data and arithmetic: no I/O, no Feast, nothing imported from
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -67,6 +79,33 @@ OPERATIONS: dict[str, tuple[type, float | int]] = {
 }
 # Operations that need a column (all but count, which counts events).
 _NEED_COLUMN = frozenset(OPERATIONS) - {"count"}
+
+# Tile sizes, Chronon's rule (its "hop" sizes): a window's start is rounded down to its tile.
+TILE_5_MINUTES = timedelta(minutes=5)
+TILE_HOUR = timedelta(hours=1)
+TILE_DAY = timedelta(days=1)
+TILE_LABELS = {TILE_5_MINUTES: "5m", TILE_HOUR: "1h", TILE_DAY: "1d"}
+# The finest tile: the raw region starts on it and the offline state has one row per entity and
+# 5-minute tile with events (feature_repo/pipeline.py), so the lateness must be at least this.
+FINEST_TILE_US = int(TILE_5_MINUTES.total_seconds()) * MICROS_PER_SECOND
+# What a tile of partial aggregates keeps, per operation over ``amount`` (count: always kept).
+TILE_METRICS: dict[str, tuple[str, ...]] = {
+    "count": (),
+    "sum": ("amount_sum",),
+    "mean": ("amount_sum",),
+    "max": ("amount_max",),
+    "last": ("amount_last",),
+    "distinct_count": (),  # kept as value -> latest time instead (VelocityTable.distinct_columns)
+}
+
+
+def tile_for(window: timedelta) -> timedelta:
+    """The tile a window's start is rounded down to: 5 min under 12 h, 1 h under 12 d, else 1 d."""
+    if window < timedelta(hours=12):
+        return TILE_5_MINUTES
+    if window < timedelta(days=12):
+        return TILE_HOUR
+    return TILE_DAY
 
 
 @dataclass(frozen=True)
@@ -111,6 +150,15 @@ class Aggregation:
     def window_us(self) -> int:
         """The window length in microseconds."""
         return int(self.window.total_seconds()) * MICROS_PER_SECOND
+
+    @cached_property
+    def tile_us(self) -> int:
+        """The row's tile in microseconds: its window starts at ``floor(t - window, tile)``."""
+        return int(tile_for(self.window).total_seconds()) * MICROS_PER_SECOND
+
+    def window_start_us(self, t_us: int) -> int:
+        """The sawtooth window's start for a request at t: ``floor(t - window, tile)``."""
+        return (t_us - self.window_us) // self.tile_us * self.tile_us
 
     @property
     def output_type(self) -> type:
@@ -167,7 +215,8 @@ class VelocityTable:
         for entity in ENTITY_COLUMNS:
             rows = tuple(row for row in self.rows if row.entity == entity)
             self._by_entity[entity] = rows
-            self._windows_us[entity] = max((row.window_us for row in rows), default=0)
+            # How far back a window reaches: floor(t - window, tile) >= t - window - tile.
+            self._windows_us[entity] = max((row.window_us + row.tile_us for row in rows), default=0)
         object.__setattr__(self, "_hash", hash((self.name, self.rows)))
 
     def __hash__(self) -> int:
@@ -183,8 +232,45 @@ class VelocityTable:
         return tuple(c for c in ENTITY_COLUMNS[entity] if c in used)
 
     def state_window_us(self, entity: str) -> int:
-        """The longest window declared for the entity: what its state arrays cover."""
+        """How far back the entity's windows reach: the largest ``window + tile`` of its rows.
+
+        No window of a request at t starts before ``t - state_window_us``.
+        """
         return self._windows_us[entity]
+
+    def tiles_us(self, entity: str) -> tuple[int, ...]:
+        """The tile sizes the entity's rows use (µs), finest first: one tile level each."""
+        return tuple(sorted({row.tile_us for row in self.of(entity)}))
+
+    def tile_metrics(self, entity: str, tile_us: int) -> tuple[str, ...]:
+        """The partial aggregates a tile level keeps besides the count, in a fixed order."""
+        wanted = {m for row in self.of(entity) if row.tile_us == tile_us
+                  for m in TILE_METRICS[row.operation]}  # fmt: skip
+        return tuple(m for m in ("amount_sum", "amount_max", "amount_last") if m in wanted)
+
+    def tile_horizon_us(self, entity: str, tile_us: int) -> int:
+        """The longest window of the entity's rows on that tile level."""
+        return max(row.window_us for row in self.of(entity) if row.tile_us == tile_us)
+
+    def distinct_columns(self, entity: str) -> tuple[str, ...]:
+        """The columns the entity's ``distinct_count`` rows read (:data:`ENTITY_COLUMNS` order)."""
+        used = {row.column for row in self.of(entity) if row.operation == "distinct_count"}
+        return tuple(c for c in ENTITY_COLUMNS[entity] if c in used)
+
+    def earliest_start_us(self, entity: str, at_us: int, column: str | None = None) -> int:
+        """The earliest window start of a request at ``at_us`` (or later), over the entity's rows.
+
+        Args:
+            entity: ``customer`` or ``merchant``.
+            at_us: The request time (windows of later requests start no earlier).
+            column: Only the ``distinct_count`` rows over this column; all rows when ``None``.
+        """
+        rows = [
+            r
+            for r in self.of(entity)
+            if column is None or (r.operation == "distinct_count" and r.column == column)
+        ]
+        return min(row.window_start_us(at_us) for row in rows)
 
     def with_rows(self, name: str, *rows: Aggregation) -> VelocityTable:
         """This table with more rows, under another name (a fixture proving a row is covered)."""
@@ -234,10 +320,73 @@ VELOCITY = VelocityTable(
     )
 )  # fmt: skip
 
+WEEK = timedelta(days=7)
+MONTH = timedelta(days=30)
+
+# Version 2: v1's rows plus longer windows and more merchant rows. v1 stays servable beside it.
+VELOCITY_V2 = VELOCITY.with_rows(
+    "velocity_v2",
+    Aggregation(
+        "txn_count_7d", "customer", "transaction", "count", WEEK,
+        "the card's transactions in the last 7 days",
+    ),
+    Aggregation(
+        "amount_sum_7d", "customer", "amount", "sum", WEEK,
+        "the card's spending in the last 7 days",
+    ),
+    Aggregation(
+        "distinct_merchants_7d", "customer", "merchant_id", "distinct_count", WEEK,
+        "merchants the card paid in the last 7 days",
+    ),
+    Aggregation(
+        "amount_mean_30d", "customer", "amount", "mean", MONTH,
+        "the card's mean amount over the last 30 days (rolling, daily tiles)",
+    ),
+    Aggregation(
+        "merchant_txn_count_1h", "merchant", "transaction", "count", HOUR,
+        "the merchant's transactions in the last hour (all cards)",
+    ),
+    Aggregation(
+        "merchant_amount_sum_24h", "merchant", "amount", "sum", DAY,
+        "the merchant's takings in the last 24 hours (all cards)",
+    ),
+)  # fmt: skip
+
+# The feature services, by name: each serves its table's rows through its own on-demand view.
+# A model records the service it was trained on; the API serves that service. Bump the version
+# on any change of a service's feature list or semantics; keep the old service while models
+# trained on it are served.
+FEATURE_SERVICE_NAME = "fraud_scoring_v1"  # the default: training's unless params say otherwise
+SERVICE_TABLES: dict[str, VelocityTable] = {
+    "fraud_scoring_v1": VELOCITY,
+    "fraud_scoring_v2": VELOCITY_V2,
+}
+
 # Every declaration table a process knows, by name. Feast rebuilds the on-demand view's
 # function from its source text in every process that reads the registry, so the function names
 # its table (``velocity_table("velocity_v1")``) instead of holding it.
-_TABLES: dict[str, VelocityTable] = {VELOCITY.name: VELOCITY}
+_TABLES: dict[str, VelocityTable] = {table.name: table for table in SERVICE_TABLES.values()}
+
+
+def union(name: str, *tables: VelocityTable) -> VelocityTable:
+    """One table holding every row of the given ones (a row declared in several: once).
+
+    The stored state is built for the union of the services' tables, so that every service
+    reads its own rows from the same state.
+
+    Raises:
+        ValueError: If two tables declare different rows under one name.
+    """
+    rows: dict[str, Aggregation] = {}
+    for table in tables:
+        for row in table.rows:
+            if rows.setdefault(row.name, row) != row:
+                raise ValueError(f"{row.name} is declared differently in two tables")
+    return VelocityTable(name, tuple(rows.values()))
+
+
+# What the stored state keeps: every row of every service.
+STATE_VELOCITY = union("velocity_state", *SERVICE_TABLES.values())
 
 
 def velocity_table(name: str) -> VelocityTable:
@@ -269,23 +418,29 @@ def _window_text(window: timedelta) -> str:
     return f"{seconds}s"
 
 
-def markdown_table(table: VelocityTable = VELOCITY) -> str:
+def markdown_table(services: Mapping[str, VelocityTable] | None = None) -> str:
     """The README's velocity feature table (between its ``velocity-table`` markers).
 
     Args:
-        table: The declaration table.
+        services: Feature service -> its declaration table; :data:`SERVICE_TABLES` by default.
 
     Returns:
-        A Markdown table, one line per aggregation, ending with a newline.
+        A Markdown table, one line per aggregation of any service (with the services that
+        serve it), ending with a newline.
     """
+    services = SERVICE_TABLES if services is None else services
     lines = [
-        "| feature | entity | operation | column | window | description |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| feature | entity | operation | column | window | services | description |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for row in table.rows:
+    for row in union("all", *services.values()).rows:
         column = "" if row.column == "transaction" else f"`{row.column}`"
+        serving = ", ".join(
+            name.removeprefix("fraud_scoring_") for name, t in services.items() if row in t.rows
+        )
         lines.append(
             f"| `{row.name}` | {row.entity} | {row.operation} | {column} | "
-            f"`[t - {_window_text(row.window)}, t)` | {row.description} |"
+            f"`[floor(t - {_window_text(row.window)}, {_window_text(tile_for(row.window))}), t)` "
+            f"| {serving} | {row.description} |"
         )
     return "\n".join(lines) + "\n"

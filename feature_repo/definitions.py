@@ -1,9 +1,12 @@
 """Feast definitions of the fraud features: entities, sources, views, the feature service.
 
 Read top to bottom: entity -> data source -> feature view -> on-demand view -> feature service.
-The stored views hold *state* (recent activity as of each event), not finished window
-features; the on-demand view ``transaction_features`` computes every window relative to the
-request time, so the same code gives the training value and the serving value. The logic is in
+The stored views hold *state* (the velocity state of :mod:`feature_repo.tiles`, built for every
+row of every service's declaration table), not finished window features; each feature service
+(``fraud_scoring_v1``, ``fraud_scoring_v2``: :data:`~feature_repo.aggregations.SERVICE_TABLES`)
+has its own on-demand view (``transaction_features_v1``...) that computes its table's windows
+relative to the request time from that one state, so the same code gives the training value and
+the serving value, and a new service version never changes an old one's values. The logic is in
 :mod:`feature_repo.logic`; see its docstring for the exact semantics.
 
 Two ways in. ``feast apply`` (run by ``fraud features apply``) imports this module and registers
@@ -16,6 +19,7 @@ nothing here needs a process-global settings object and no test has to touch ``o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
@@ -35,9 +39,8 @@ from feast.transformation.python_transformation import PythonTransformation
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 
-from feature_repo.aggregations import VELOCITY, VelocityTable
+from feature_repo.aggregations import FINEST_TILE_US, SERVICE_TABLES, VelocityTable, union
 from feature_repo.logic import feature_inputs, output_features, state_fields
-from feature_repo.store import FEATURE_SERVICE_NAME
 
 OWNER = "fraud-ml-platform@example.com"
 FEAST_TYPES: dict[str, Any] = {
@@ -126,27 +129,40 @@ class FraudDefinitions:
     merchant_activity_fv: FeatureView
     merchant_label_stats_fv: FeatureView
     customer_profile_fv: FeatureView
-    transaction_features: OnDemandFeatureView
-    fraud_scoring_v1: FeatureService
+    on_demand: dict[str, OnDemandFeatureView]  # service name -> its on-demand view
+    services: dict[str, FeatureService]
 
     def objects(self) -> list[Any]:
         """Every Feast object of the repository, entities and request source included."""
-        own = [getattr(self, item.name) for item in fields(self)]
-        return [customer, merchant, transaction_request, *own]
+        own = [getattr(self, item.name) for item in fields(self)][:-2]
+        return [
+            customer, merchant, transaction_request, *own,
+            *self.on_demand.values(), *self.services.values(),
+        ]  # fmt: skip
 
 
-def fraud_definitions(features_dir: Path, table: VelocityTable = VELOCITY) -> FraudDefinitions:
-    """The fraud features' sources, views and service, reading offline tables in ``features_dir``.
+def on_demand_view_name(service: str) -> str:
+    """``fraud_scoring_v2`` -> ``transaction_features_v2``: each service's own on-demand view."""
+    return "transaction_features_" + service.removeprefix("fraud_scoring_")
+
+
+def fraud_definitions(
+    features_dir: Path, services: Mapping[str, VelocityTable] = SERVICE_TABLES
+) -> FraudDefinitions:
+    """The fraud features' sources, views and services, reading offline tables in ``features_dir``.
 
     Args:
         features_dir: The project's offline feature tables (``Paths.features_dir``).
-        table: The velocity declarations the views' schemas and the on-demand view derive from
-            (:data:`~feature_repo.aggregations.VELOCITY`; a test fixture adds rows to it).
+        services: Feature service name -> the velocity declarations its on-demand view computes
+            (:data:`~feature_repo.aggregations.SERVICE_TABLES`; a test fixture adds rows). The
+            state views' schemas derive from the union of the tables.
 
     Returns:
         The objects ``feast apply`` registers (with :data:`customer`, :data:`merchant` and
         :data:`transaction_request`, which do not depend on the root).
     """
+    table = union("velocity_state", *services.values())  # what the state views hold
+
     # -------------------------------------------------------------- data sources
 
     customer_activity_source = FileSource(
@@ -204,10 +220,12 @@ def fraud_definitions(features_dir: Path, table: VelocityTable = VELOCITY) -> Fr
 
     # -------------------------------------------------------------- feature views (state)
 
-    # A merchant state older than its longest declared window holds nothing inside any of its
-    # windows, so a ttl of that length changes no value (offline: no row -> empty windows;
-    # online: stale row -> empty windows) while it bounds the point-in-time join.
-    merchant_ttl = timedelta(microseconds=table.state_window_us("merchant"))
+    # A merchant state row is stamped with its 5-minute tile's first event and holds events up
+    # to 5 minutes later (pipeline.py); one older than the furthest any merchant window reaches
+    # plus that tile holds nothing inside any window, so a ttl of that length changes no value
+    # (offline: no row -> empty windows; online: stale row -> empty windows) while it bounds
+    # the point-in-time join.
+    merchant_ttl = timedelta(microseconds=table.state_window_us("merchant") + FINEST_TILE_US)
 
     customer_activity_fv = FeatureView(
         name="customer_activity",
@@ -216,7 +234,7 @@ def fraud_definitions(features_dir: Path, table: VelocityTable = VELOCITY) -> Fr
         schema=_schema("customer_activity", table),
         source=customer_activity_push,
         online=True,
-        description="Card's recent transactions (declared windows, capped) and daily buckets.",
+        description="Card's velocity state (raw lateness region, tiles) and daily buckets.",
         owner=OWNER,
     )
 
@@ -227,7 +245,7 @@ def fraud_definitions(features_dir: Path, table: VelocityTable = VELOCITY) -> Fr
         schema=_schema("merchant_activity", table),
         source=merchant_activity_push,
         online=True,
-        description="Merchant's recent transactions (declared windows, capped).",
+        description="Merchant's velocity state (raw events of the lateness region, tiles).",
         owner=OWNER,
     )
 
@@ -255,38 +273,51 @@ def fraud_definitions(features_dir: Path, table: VelocityTable = VELOCITY) -> Fr
 
     # -------------------------------------------------------------- on-demand view
 
-    transaction_features = OnDemandFeatureView(
-        name="transaction_features",
-        # Projections: only the state fields the logic reads (feature_inputs), so Feast neither
-        # joins nor converts the ids that only the online merge needs.
-        sources=[
-            view[list(feature_inputs(table)[view.name])]
-            for view in (
-                customer_activity_fv,
-                merchant_activity_fv,
-                merchant_label_stats_fv,
-                customer_profile_fv,
-            )
-        ]
-        + [transaction_request],
-        schema=[
-            Field(name=name, dtype=Int64 if kind is int else Float64)
-            for name, kind in output_features(table)
-        ],
-        feature_transformation=_python_transformation(table),
-        mode="python",  # measured much faster online than "pandas" (DESIGN.md)
-        description="Velocity, baseline, travel and merchant-risk features as of the request time.",
-        owner=OWNER,
-    )
+    on_demand = {
+        service: OnDemandFeatureView(
+            name=on_demand_view_name(service),
+            # Projections: only the state fields this service's logic reads (feature_inputs),
+            # so Feast neither joins nor converts the ids only the online merge needs, nor the
+            # fields only another service reads.
+            sources=[
+                view[list(feature_inputs(service_table)[view.name])]
+                for view in (
+                    customer_activity_fv,
+                    merchant_activity_fv,
+                    merchant_label_stats_fv,
+                    customer_profile_fv,
+                )
+            ]
+            + [transaction_request],
+            schema=[
+                Field(name=name, dtype=Int64 if kind is int else Float64)
+                for name, kind in output_features(service_table)
+            ],
+            feature_transformation=_python_transformation(service_table),
+            mode="python",  # measured much faster online than "pandas" (DESIGN.md)
+            description=(
+                f"{service}'s velocity, baseline, travel and merchant-risk features as of the "
+                "request time."
+            ),
+            owner=OWNER,
+        )
+        for service, service_table in services.items()
+    }
 
-    # -------------------------------------------------------------- feature service
+    # -------------------------------------------------------------- feature services
 
-    fraud_scoring_v1 = FeatureService(
-        name=FEATURE_SERVICE_NAME,
-        features=[transaction_features],
-        description="The fraud model's features, version 1: used by training and by the API.",
-        owner=OWNER,
-    )
+    feature_services = {
+        service: FeatureService(
+            name=service,
+            features=[view],
+            description=(
+                f"The fraud model's features ({service}): a model records the service it was "
+                "trained on, and the API serves that service."
+            ),
+            owner=OWNER,
+        )
+        for service, view in on_demand.items()
+    }
     return FraudDefinitions(
         customer_activity_source,
         customer_activity_push,
@@ -299,8 +330,8 @@ def fraud_definitions(features_dir: Path, table: VelocityTable = VELOCITY) -> Fr
         merchant_activity_fv,
         merchant_label_stats_fv,
         customer_profile_fv,
-        transaction_features,
-        fraud_scoring_v1,
+        on_demand,
+        feature_services,
     )
 
 
@@ -327,5 +358,6 @@ customer_activity_fv = _FEAST_CLI.customer_activity_fv
 merchant_activity_fv = _FEAST_CLI.merchant_activity_fv
 merchant_label_stats_fv = _FEAST_CLI.merchant_label_stats_fv
 customer_profile_fv = _FEAST_CLI.customer_profile_fv
-transaction_features = _FEAST_CLI.transaction_features
-fraud_scoring_v1 = _FEAST_CLI.fraud_scoring_v1
+# The on-demand views and services, by their Feast names (the CLI finds module attributes).
+globals().update({view.name: view for view in _FEAST_CLI.on_demand.values()})
+globals().update({service.name: service for service in _FEAST_CLI.services.values()})

@@ -5,40 +5,38 @@ Why state plus on-demand features
 Feast's ``get_historical_features`` does not compute a time window per entity row: it joins
 the latest feature row whose timestamp is <= the row's timestamp. And Feast never filters
 online reads by ttl, so a precomputed ``txn_count_1h`` in Redis would go stale. So we store,
-per customer and per merchant, a compact *recent-activity state* (arrays of the timestamps and
-of the columns the declared aggregations read, over the entity's longest declared window: see
+per customer and per merchant, a compact *velocity state* (raw events of the last lateness
+region and tiles of partial aggregates before it: :mod:`feature_repo.tiles`, derived from
 :mod:`feature_repo.aggregations`, the one table of velocity features) and compute every window
 feature *relative to the request time t* in an on-demand feature view
 (:func:`transaction_features`). Offline, the point-in-time join picks the state as of t;
 online, Redis holds the state as of the last ingested transaction; the same function filters
-to ``[t - W, t)`` in both places, so the numbers are identical however old the state is.
+to ``[floor(t - W, tile), t)`` in both places, so the numbers are identical however old the
+state is.
 
-The state row written for a transaction at time T carries T itself, so the point-in-time join
-at t = T picks it; the strict ``< t`` filter is what keeps a transaction (and its same-second
-peers) out of its own features, offline and online alike.
+The offline state row of a card's (or merchant's) 5-minute tile is stamped with the tile's first
+transaction and holds every transaction of the tile (pipeline.py), so the point-in-time join at
+t picks a state at most 5 minutes newer than t; the strict ``< t`` filter over its raw events is
+what keeps a transaction (and its same-second peers, and the tile's later ones) out of its own
+features, offline and online alike.
 
-The state, its cap and late events
-----------------------------------
-The window features of a request at t aggregate the ``cap`` most recent (by timestamp, then
-transaction id) of the customer's transactions in ``[t - S, t)``, S its longest declared window
-(24 h); each row takes the members of that set inside its own ``[t - window, t)``. With
-fewer than ``cap`` transactions in S that is
-simply all of them; a longer burst saturates the features, identically offline and online.
+The state and late events
+-------------------------
+There is no cap: every transaction of a window counts, at any volume (the windows' start is
+rounded down to a tile, see :mod:`feature_repo.aggregations`). Requests may arrive late: a
+transaction stamped up to ``L`` (``features.max_lateness_seconds``) before the latest one stored
+must still get exactly the reference's features. So the state of a customer whose latest
+transaction is at T keeps raw events from ``B = floor(T - L, 5 min)`` on, tiles before B, and::
 
-Requests may arrive late: a transaction stamped up to ``L`` (``features.max_lateness_seconds``)
-before the latest one stored must still get exactly the reference's features. So the state of
-a customer whose latest transaction is at T holds::
+    anchor = the latest transaction before B (with where it happened)
 
-    arrays = top_cap(transactions in [T - S - L, T - L)) + every transaction in [T - L, T]
-    anchor = the latest transaction before T - L (with where it happened)
-
-For any t >= T - L this contains the ``cap`` most recent transactions of ``[t - S, t)`` and
-the latest transaction before t (among the recent ones, whose locations the state keeps,
-or else the anchor), and it is a function of the set of transactions alone: folding
-them in one at a time, in any order (online, :func:`merge_transaction`), gives exactly the state
-the batch pipeline computes from the whole history. A request more than L older than the state
-(:func:`lateness_us`) is answered from what the state retains and flagged by the API; it is
-never called a new customer just because its history was not retained.
+For any t >= T - L this gives every window's value and the latest transaction before t (a raw
+one, whose locations the state keeps, or else the anchor), and it is a function of the set of
+transactions alone: folding them in one at a time, in any order (online,
+:func:`merge_transaction`), gives the state the batch pipeline computes from the whole history
+(equal up to the order floating-point sums were added in). A request more than L older than the
+state (:func:`lateness_us`) is answered from what the state retains and flagged by the API; it
+is never called a new customer just because its history was not retained.
 
 The 30-day baseline is a point-in-time correct daily snapshot: ``amount_to_avg_30d`` divides the
 amount by the customer's average over the 30 complete UTC days before t's day,
@@ -76,18 +74,14 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from feature_repo.aggregations import (
-    COLUMN_KINDS,
-    MICROS_PER_SECOND,
-    VELOCITY,
-    VelocityTable,
-    state_array,
-)
+from feature_repo.aggregations import MICROS_PER_SECOND, STATE_VELOCITY, VELOCITY, VelocityTable
+from feature_repo.tiles import EntityState, StateLayout, layout_of, raw_boundary_us
+from feature_repo.tiles import window_values as tiled_window_values
 from fraud_platform.geo import haversine_km  # the one great-circle distance (6,371.0088 km)
 
 HOUR_US = 3_600 * MICROS_PER_SECOND
@@ -120,38 +114,37 @@ NIGHT_HOURS = frozenset(range(0, 6))  # 00:00-05:59 UTC
 # "float64[]" or "string[]"). The Feast views' schemas are derived from these tables, and the
 # event arrays' columns from the velocity declarations (feature_repo.aggregations): a column no
 # declared aggregation reads is not stored.
-CUSTOMER_WINDOW_US = VELOCITY.state_window_us("customer")  # what the card's arrays cover
-MERCHANT_WINDOW_US = VELOCITY.state_window_us("merchant")
+CUSTOMER_WINDOW_US = STATE_VELOCITY.state_window_us("customer")  # how far the card's windows reach
+MERCHANT_WINDOW_US = STATE_VELOCITY.state_window_us("merchant")
 
 
-def event_array_fields(entity: str, table: VelocityTable = VELOCITY) -> tuple[tuple[str, str], ...]:
-    """The state's event arrays: timestamps, ids, then each column the entity's rows read."""
-    prefix = entity[0]
-    return (
-        (f"{prefix}_ts_us", "int64[]"),  # timestamps (µs since epoch, UTC), ascending by (ts, id)
-        (f"{prefix}_txn_ids", "string[]"),  # merchants: merchant_event_key(card, txn id)
-        *((state_array(entity, c), COLUMN_KINDS[c]) for c in table.columns(entity)),
-    )
+# Carried with each raw event of a card: where it happened (the last transaction before a
+# request is always a raw one or the anchor, so only those locations are needed).
+CUSTOMER_CARRIED = ("c_recent_lats", "c_recent_longs")
+
+
+def activity_layout(entity: str, table: VelocityTable = STATE_VELOCITY) -> StateLayout:
+    """The layout of an entity's velocity state (raw region, tiles, distinct values)."""
+    return layout_of(table, entity, CUSTOMER_CARRIED if entity == "customer" else ())
+
+
+def event_array_fields(
+    entity: str, table: VelocityTable = STATE_VELOCITY
+) -> tuple[tuple[str, str], ...]:
+    """The raw region's arrays: timestamps, ids, then each column the entity's rows read."""
+    return activity_layout(entity, table).raw_fields
 
 
 _CUSTOMER_FIXED_FIELDS: tuple[tuple[str, str], ...] = (
-    ("c_recent_lats", "float64[]"),  # where each transaction of [T - L, T] (the arrays' tail)
-    ("c_recent_longs", "float64[]"),  # happened: only those can be the last before a request
-    ("c_latest_ts_us", "int64"),  # T, the latest known transaction time
-    ("c_anchor_ts_us", "int64"),  # latest transaction before T - L (-1 when none)
+    ("c_recent_lats", "float64[]"),  # where each raw transaction (of [B, T]) happened
+    ("c_recent_longs", "float64[]"),
+    ("c_anchor_ts_us", "int64"),  # latest transaction before B (-1 when none)
     ("c_anchor_txn_id", "string"),
     ("c_anchor_lat", "float64"),
     ("c_anchor_long", "float64"),
     ("c_day_numbers", "int64[]"),  # UTC day numbers (days since epoch) of the daily buckets
     ("c_day_sums", "float64[]"),  # amount per day
     ("c_day_counts", "int64[]"),  # transactions per day
-    ("c_state_cap", "int64"),  # the cap this state was built with
-    ("c_lateness_us", "int64"),  # the lateness L this state was built with
-)
-_MERCHANT_FIXED_FIELDS: tuple[tuple[str, str], ...] = (
-    ("m_latest_ts_us", "int64"),  # T, the merchant's latest known transaction time
-    ("m_state_cap", "int64"),
-    ("m_lateness_us", "int64"),
 )
 MERCHANT_LABEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("ml_latest_ts_us", "int64"),  # latest label arrival time known for the merchant
@@ -164,15 +157,15 @@ PROFILE_FIELDS: tuple[tuple[str, str], ...] = (("home_lat", "float64"), ("home_l
 # The state fields the on-demand view reads. The ids serve only the online merge (ordering and
 # idempotency); leaving them out of the view's inputs keeps Feast from joining and converting
 # them in every historical and online read.
-_MERGE_ONLY_FIELDS = frozenset({"c_txn_ids", "c_anchor_txn_id", "m_txn_ids", "m_latest_ts_us"})
+_MERGE_ONLY_FIELDS = frozenset({"c_anchor_txn_id", "m_latest_ts_us", "m_lateness_us"})
 
 
 @cache
-def state_fields(table: VelocityTable = VELOCITY) -> dict[str, tuple[tuple[str, str], ...]]:
+def state_fields(table: VelocityTable = STATE_VELOCITY) -> dict[str, tuple[tuple[str, str], ...]]:
     """Stored view -> its fields, in order, for a declaration table."""
     return {
-        "customer_activity": (*event_array_fields("customer", table), *_CUSTOMER_FIXED_FIELDS),
-        "merchant_activity": (*event_array_fields("merchant", table), *_MERCHANT_FIXED_FIELDS),
+        "customer_activity": (*activity_layout("customer", table).fields, *_CUSTOMER_FIXED_FIELDS),
+        "merchant_activity": activity_layout("merchant", table).fields,
         "merchant_label_stats": MERCHANT_LABEL_FIELDS,
         "customer_profile": PROFILE_FIELDS,
     }
@@ -181,8 +174,13 @@ def state_fields(table: VelocityTable = VELOCITY) -> dict[str, tuple[tuple[str, 
 @cache
 def feature_inputs(table: VelocityTable = VELOCITY) -> dict[str, tuple[str, ...]]:
     """Stored view -> the fields the on-demand view reads (all but the merge-only ids)."""
+    merge_only = (
+        _MERGE_ONLY_FIELDS
+        | activity_layout("customer", table).merge_only
+        | activity_layout("merchant", table).merge_only
+    )
     return {
-        view: tuple(name for name, _ in fields if name not in _MERGE_ONLY_FIELDS)
+        view: tuple(name for name, _ in fields if name not in merge_only)
         for view, fields in state_fields(table).items()
     }
 
@@ -238,17 +236,18 @@ def is_unknown(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def lookback_start_us(t_us: int) -> int:
+def lookback_start_us(t_us: int, table: VelocityTable = VELOCITY) -> int:
     """The earliest instant any customer feature of a request at t looks at.
 
-    The longest of the windows declared above: the card's state window ``[t - S, t)`` (its
-    longest velocity window, 24 h), the 30-day baseline ``[midnight(t) - 30 d, midnight(t))``
+    The longest of the windows declared above: the furthest the card's velocity windows reach
+    (its longest window plus that window's tile), the 30-day baseline
+    ``[midnight(t) - 30 d, midnight(t))``
     and the 30-day cap of ``seconds_since_last_txn``. A request's features are complete only
     if the data holds the card's history from this instant on: training drops the rows of
     cards that may have had history before the data's start (see ``training/dataset.py``).
     """
     return min(
-        t_us - CUSTOMER_WINDOW_US,
+        t_us - table.state_window_us("customer"),
         (day_number(t_us) - BASELINE_DAYS) * DAY_US,
         t_us - int(MAX_GAP_SECONDS * MICROS_PER_SECOND),
     )
@@ -287,12 +286,10 @@ def lateness_us(request_ts_us: int, state_ts_us: int | None) -> int:
 def window_values(
     state: Mapping[str, Any], entity: str, t_us: int, table: VelocityTable = VELOCITY
 ) -> tuple[dict[str, Any], int]:
-    """The entity's velocity features at t from its state, and its events in ``[t - S, t)``.
+    """The entity's velocity features at t from its state, and its events in its windows.
 
-    The retained set is the ``cap`` most recent events of ``[t - S, t)`` (S: the entity's
-    longest window); each row aggregates its members inside ``[t - window, t)``. The arrays are
-    sorted by (timestamp, id), so every window is one slice, found by bisection, and sums run in
-    array order: strictly earlier transactions only, same-second peers excluded.
+    Each declared row aggregates ``[floor(t - window, tile), t)`` from the state's tiles and raw
+    events (:func:`feature_repo.tiles.window_values`); strictly earlier transactions only.
 
     Args:
         state: The entity's state fields (empty for an unknown entity).
@@ -301,22 +298,9 @@ def window_values(
         table: The declaration table.
 
     Returns:
-        (feature name -> value for the entity's rows, size of the retained set).
+        (feature name -> value for the entity's rows, events in its earliest-starting window).
     """
-    prefix = entity[0]
-    ts_list = state.get(f"{prefix}_ts_us") or []
-    end = bisect_left(ts_list, t_us)
-    cap = state.get(f"{prefix}_state_cap") or 0
-    first = max(bisect_left(ts_list, t_us - table.state_window_us(entity)), end - cap)
-    values: dict[str, Any] = {}
-    for row in table.of(entity):
-        start = max(first, bisect_left(ts_list, t_us - row.window_us))
-        if row.column == "transaction":
-            column = ts_list
-        else:
-            column = state.get(state_array(entity, row.column)) or []
-        values[row.name] = row.evaluate(column[start:end])
-    return values, max(0, end - first)
+    return tiled_window_values(state, activity_layout(entity, table), t_us)
 
 
 def features_for_request(
@@ -487,97 +471,29 @@ class Transaction:
     long: float
 
 
-def _retained(
-    entries: Iterable[tuple[int, str, Any]], latest_ts: int, cap: int, lateness: int, window: int
-) -> list[tuple[int, str, Any]]:
-    """The state's array entries: top-cap of [T-S-L, T-L) plus all of [T-L, T], by (ts, key)."""
-    entries = sorted(entries, key=lambda e: (e[0], e[1]))
-    recent_start = latest_ts - lateness
-    older = [e for e in entries if recent_start - window <= e[0] < recent_start]
-    recent = [e for e in entries if recent_start <= e[0] <= latest_ts]
-    return older[-cap:] + recent
+def folds_into_tiles(state: Mapping[str, Any] | None, entity: str, ts_us: int) -> bool:
+    """Whether an event at ``ts_us`` is older than the state's raw region once folded in.
 
-
-def _entries(state: Mapping[str, Any], *fields: str) -> list[tuple[int, str, Any]]:
-    """The state's arrays ``(ts, key, *values)`` as (ts, key, (values...)) entries."""
-    columns = [state.get(name) or [] for name in fields]
-    return [(row[0], row[1], row[2:]) for row in zip(*columns, strict=True)]
-
-
-def _event_arrays(
-    entity: str, kept: Sequence[tuple[int, str, Any]], table: VelocityTable
-) -> dict[str, list[Any]]:
-    """The event arrays of a state from its kept entries ``(ts, key, (column values...))``."""
-    names = [name for name, _ in event_array_fields(entity, table)]
-    return {
-        names[0]: [e[0] for e in kept],
-        names[1]: [e[1] for e in kept],
-        **{name: [e[2][i] for e in kept] for i, name in enumerate(names[2:])},
-    }
-
-
-def merge_transaction(
-    state: Mapping[str, Any] | None,
-    txn: Transaction,
-    cap: int,
-    lateness_us: int,
-    table: VelocityTable = VELOCITY,
-) -> dict:
-    """Fold one transaction into a customer's state (the online twin of the batch pipeline).
-
-    Idempotent for transactions the state still retains: a transaction id already in the
-    arrays is not counted twice. Works for late (out-of-order) transactions too.
-
-    Args:
-        state: The current ``c_*`` fields, or ``None``/empty for an unknown customer.
-        txn: The transaction to add.
-        cap: The state cap (``features.state_cap`` in params.yaml).
-        lateness_us: The lateness L (``features.max_lateness_seconds``), in microseconds.
-        table: The velocity declarations (which columns the arrays keep, over which window).
-
-    Returns:
-        The new ``c_*`` fields.
+    Such an event goes straight into the tiles, where transaction ids are not kept: folding it
+    twice would count it twice, so the online writer folds it at most once (a once-key).
     """
     state = state or {}
-    if txn.transaction_id in (state.get("c_txn_ids") or []):
-        return dict(state)
-    columns = table.columns("customer")
-    entries = _entries(state, *(name for name, _ in event_array_fields("customer", table)))
-    # Locations are kept for the recent tail only; older entries need none.
-    lats, longs = state.get("c_recent_lats") or [], state.get("c_recent_longs") or []
-    tail = len(entries) - len(lats)
-    entries = [
-        (ts, key, (*values, *((lats[i - tail], longs[i - tail]) if i >= tail else (None, None))))
-        for i, (ts, key, values) in enumerate(entries)
-    ]
-    own = tuple(getattr(txn, column) for column in columns)
-    entries.append((txn.ts_us, txn.transaction_id, (*own, txn.lat, txn.long)))
-    latest = max(txn.ts_us, state.get("c_latest_ts_us") or txn.ts_us)
-    recent_start = latest - lateness_us
-    # The anchor: the latest transaction (by ts, then id) before the recent part.
-    anchors = []
-    old_anchor = state.get("c_anchor_ts_us")
-    if old_anchor is not None and old_anchor >= 0:
-        # First: it wins a tie with its own copy among the older entries (which has no location).
-        lat_long = (*(None for _ in columns), state["c_anchor_lat"], state["c_anchor_long"])
-        anchors.append((old_anchor, state["c_anchor_txn_id"], lat_long))
-    anchors += [e for e in entries if e[0] < recent_start]
-    anchor = max(anchors, key=lambda e: (e[0], e[1]), default=None)
+    prefix = entity[0]
+    latest = state.get(f"{prefix}_latest_ts_us")
+    lateness = state.get(f"{prefix}_lateness_us")
+    if latest is None or lateness is None or int(latest) < 0:
+        return False
+    boundary = raw_boundary_us(max(int(latest), ts_us), int(lateness))
+    return ts_us < boundary
 
-    window = table.state_window_us("customer")
-    kept = _retained(entries, latest, cap, lateness_us, window)
-    at = len(columns)  # where lat and long sit in an entry's values
-    new: dict[str, Any] = {
-        **_event_arrays("customer", [(ts, key, v[:at]) for ts, key, v in kept], table),
-        "c_recent_lats": [e[2][at] for e in kept if e[0] >= recent_start],
-        "c_recent_longs": [e[2][at + 1] for e in kept if e[0] >= recent_start],
-        "c_latest_ts_us": latest,
-        "c_anchor_ts_us": -1 if anchor is None else anchor[0],
-        "c_anchor_txn_id": "" if anchor is None else anchor[1],
-        "c_anchor_lat": 0.0 if anchor is None else anchor[2][at],
-        "c_anchor_long": 0.0 if anchor is None else anchor[2][at + 1],
-    }
 
+def _fold_day(
+    state: Mapping[str, Any], ts_us: int, amount: float, latest: int, lateness_us: int
+) -> dict[str, list[Any]]:
+    """The card's daily buckets with one more transaction, pruned to what a request needs.
+
+    A request at t >= T - L uses the complete days ``[day(t) - 30, day(t))``.
+    """
     buckets = dict(
         zip(
             state.get("c_day_numbers") or [],
@@ -585,18 +501,104 @@ def merge_transaction(
             strict=True,
         )
     )
-    day = day_number(txn.ts_us)
+    day = day_number(ts_us)
     day_sum, day_count = buckets.get(day, (0.0, 0))
-    buckets[day] = (day_sum + txn.amount, day_count + 1)
-    # A request at t >= T - L uses the complete days [day(t) - 30, day(t)).
+    buckets[day] = (day_sum + amount, day_count + 1)
     first_kept_day = day_number(latest - lateness_us) - BASELINE_DAYS
     days = sorted(d for d in buckets if d >= first_kept_day)
-    new["c_day_numbers"] = days
-    new["c_day_sums"] = [buckets[d][0] for d in days]
-    new["c_day_counts"] = [buckets[d][1] for d in days]
-    new["c_state_cap"] = cap
-    new["c_lateness_us"] = lateness_us
-    return new
+    return {
+        "c_day_numbers": days,
+        "c_day_sums": [buckets[d][0] for d in days],
+        "c_day_counts": [buckets[d][1] for d in days],
+    }
+
+
+class CustomerStateBuilder:
+    """A card's state while its transactions are folded in, in any order.
+
+    The one implementation of the card's state: :func:`merge_transaction` folds one
+    transaction into stored fields with it, and the batch pipeline folds a card's whole history
+    with it, emitting the fields after each 5-minute tile.
+    """
+
+    def __init__(
+        self,
+        lateness_us: int,
+        distinct_cap: int,
+        table: VelocityTable = STATE_VELOCITY,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        state = state or {}
+        self.lateness_us = lateness_us
+        self.layout = activity_layout("customer", table)
+        self.velocity = EntityState.from_fields(self.layout, state, lateness_us, distinct_cap)
+        anchor = state.get("c_anchor_ts_us")
+        if anchor is not None and anchor >= 0:
+            self.velocity.anchor = (
+                int(anchor),
+                state["c_anchor_txn_id"],
+                (),
+                (state["c_anchor_lat"], state["c_anchor_long"]),
+            )
+        self.days: dict[str, list[Any]] = {
+            name: list(state.get(name) or [])
+            for name in ("c_day_numbers", "c_day_sums", "c_day_counts")
+        }
+
+    def add(self, txn: Transaction) -> bool:
+        """Fold one transaction in; False if it was already in (nothing changes)."""
+        event = (
+            txn.ts_us,
+            txn.transaction_id,
+            tuple(getattr(txn, column) for column in self.layout.columns),
+            (txn.lat, txn.long),
+        )
+        if self.velocity.add(event) == "duplicate":
+            return False
+        self.days = _fold_day(
+            self.days, txn.ts_us, txn.amount, self.velocity.latest, self.lateness_us
+        )
+        return True
+
+    def fields(self) -> dict[str, Any]:
+        """The stored ``c_*`` fields of the state."""
+        new = self.velocity.to_fields()
+        anchor = self.velocity.anchor
+        new["c_anchor_ts_us"] = -1 if anchor is None else anchor[0]
+        new["c_anchor_txn_id"] = "" if anchor is None else anchor[1]
+        new["c_anchor_lat"] = 0.0 if anchor is None else anchor[3][0]
+        new["c_anchor_long"] = 0.0 if anchor is None else anchor[3][1]
+        new.update(self.days)
+        return new
+
+
+def merge_transaction(
+    state: Mapping[str, Any] | None,
+    txn: Transaction,
+    lateness_us: int,
+    distinct_cap: int,
+    table: VelocityTable = STATE_VELOCITY,
+) -> dict:
+    """Fold one transaction into a customer's state (the online twin of the batch pipeline).
+
+    Idempotent for transactions in the raw region (the last lateness region): a transaction id
+    already there is not counted twice. An older one goes into the tiles, where ids are not
+    kept (:func:`folds_into_tiles`). Works for late (out-of-order) transactions too.
+
+    Args:
+        state: The current ``c_*`` fields, or ``None``/empty for an unknown customer.
+        txn: The transaction to add.
+        lateness_us: The lateness L (``features.max_lateness_seconds``), in microseconds.
+        distinct_cap: Distinct values kept per column (``features.distinct_values_cap``).
+        table: The velocity declarations (what the state keeps, over which windows).
+
+    Returns:
+        The new ``c_*`` fields.
+    """
+    builder = CustomerStateBuilder(lateness_us, distinct_cap, table, state)
+    if not builder.add(txn):
+        return dict(state or {})
+    return builder.fields()
 
 
 def merchant_event_key(customer_id: str, transaction_id: str) -> str:
@@ -608,33 +610,31 @@ def merchant_event_key(customer_id: str, transaction_id: str) -> str:
     return f"{customer_id}\x1f{transaction_id}"
 
 
+def merchant_event(
+    txn: Transaction, layout: StateLayout
+) -> tuple[int, str, tuple[Any, ...], tuple[()]]:
+    """A transaction as an event of its merchant's state: keyed by (card, transaction id)."""
+    key = merchant_event_key(txn.customer_id, txn.transaction_id)
+    return txn.ts_us, key, tuple(getattr(txn, column) for column in layout.columns), ()
+
+
 def merge_merchant_transaction(
     state: Mapping[str, Any] | None,
     txn: Transaction,
-    cap: int,
     lateness_us: int,
-    table: VelocityTable = VELOCITY,
+    distinct_cap: int,
+    table: VelocityTable = STATE_VELOCITY,
 ) -> dict:
-    """Fold one transaction into a merchant's state; same cap and lateness rule as the card's.
+    """Fold one transaction into a merchant's state; same tiles and lateness rule as the card's.
 
-    Idempotent by (card, transaction id): a retry is not counted twice, while another card's
-    transaction that happens to reuse the id is.
+    Idempotent by (card, transaction id) in the raw region: a retry is not counted twice, while
+    another card's transaction that happens to reuse the id is.
     """
-    state = state or {}
-    key = merchant_event_key(txn.customer_id, txn.transaction_id)
-    if key in (state.get("m_txn_ids") or []):
-        return dict(state)
-    entries = _entries(state, *(name for name, _ in event_array_fields("merchant", table)))
-    entries.append((txn.ts_us, key, tuple(getattr(txn, c) for c in table.columns("merchant"))))
-    latest = max(txn.ts_us, state.get("m_latest_ts_us") or txn.ts_us)
-    window = table.state_window_us("merchant")
-    kept = _retained(entries, latest, cap, lateness_us, window)
-    return {
-        **_event_arrays("merchant", kept, table),
-        "m_latest_ts_us": latest,
-        "m_state_cap": cap,
-        "m_lateness_us": lateness_us,
-    }
+    layout = activity_layout("merchant", table)
+    velocity = EntityState.from_fields(layout, state or {}, lateness_us, distinct_cap)
+    if velocity.add(merchant_event(txn, layout)) == "duplicate":
+        return dict(state or {})
+    return velocity.to_fields()
 
 
 def merge_label(

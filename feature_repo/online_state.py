@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import WatchError
 
+from feature_repo.aggregations import STATE_VELOCITY
 from feature_repo.logic import (
     LABEL_STATE_DAYS,
     Transaction,
+    folds_into_tiles,
+    merchant_event_key,
     merge_label,
     merge_merchant_transaction,
     merge_transaction,
@@ -42,6 +45,25 @@ MAX_RETRIES = 50
 # How long a folded label's transaction id is remembered: past this, its bucket has left every
 # label state anyway (LABEL_STATE_DAYS), so folding it again could change nothing it counts.
 LABEL_SEEN_SECONDS = (LABEL_STATE_DAYS + 1) * 86_400
+
+
+def _merge_transaction_into(
+    state: Mapping[str, Any] | None,
+    *,
+    merge: Callable[..., dict[str, Any]],
+    txn: Transaction,
+    lateness_us: int,
+    distinct_cap: int,
+) -> dict[str, Any]:
+    return merge(state, txn, lateness_us, distinct_cap)
+
+
+def _latest_ts_us(state: Mapping[str, Any], *, field: str) -> int:
+    return int(state[field])
+
+
+def _into_tiles(state: Mapping[str, Any] | None, *, entity: str, ts_us: int) -> bool:
+    return folds_into_tiles(state, entity, ts_us)
 
 
 class StateWriteConflictError(RuntimeError):
@@ -71,9 +93,10 @@ class OnlineStateWriter:
         self._layout = layout
         self._client = layout.client
         self._project = layout.project
-        self.state_cap = features.state_cap
-        self.merchant_state_cap = features.merchant_state_cap
+        self.distinct_cap = features.distinct_values_cap
         self.lateness_us = features.max_lateness_seconds * 1_000_000
+        reach_us = max(STATE_VELOCITY.state_window_us(e) for e in ("customer", "merchant"))
+        self.transaction_seen_seconds = (reach_us + self.lateness_us) // 1_000_000 + 1
         self._views = {
             name: layout.view(name)
             for name in ("customer_activity", "merchant_activity", "merchant_label_stats")
@@ -91,29 +114,35 @@ class OnlineStateWriter:
         merge: Callable[[Mapping[str, Any] | None], dict[str, Any]],
         event_ts_us: Callable[[Mapping[str, Any]], int],
         once_key: bytes | None = None,
+        once_when: Callable[[Mapping[str, Any] | None], bool] = lambda state: True,
+        once_seconds: int = LABEL_SEEN_SECONDS,
+        retired: Callable[[Mapping[str, Any] | None, Mapping[str, Any]], list[bytes]] | None = None,
     ) -> dict[str, Any] | None:
         """Read-merge-write one entity's state under WATCH; retry on a concurrent write.
 
-        With ``once_key``, the update happens at most once: the key is set in the same MULTI,
-        and an update whose key exists already is skipped (returns ``None``).
+        With ``once_key``, the update happens at most once whenever ``once_when(state)`` holds:
+        the key is set in the same MULTI (expiring after ``once_seconds``), and an update whose
+        key exists already is skipped (returns ``None``). ``retired(old, new)`` names more such
+        keys to set in the same MULTI (transactions that left the raw region).
         """
         view = self._views[view_name]
         key = self._layout.key(view, entity_id)
         for _ in range(MAX_RETRIES):
             with self._client.pipeline(transaction=True) as pipe:
                 try:
-                    if once_key is not None:
-                        pipe.watch(key, once_key)
-                        if pipe.exists(once_key):
-                            return None
-                    else:
-                        pipe.watch(key)
-                    new = merge(view.decode(pipe.hmget(key, list(view.field_keys))))
+                    pipe.watch(key) if once_key is None else pipe.watch(key, once_key)
+                    state = view.decode(pipe.hmget(key, list(view.field_keys)))
+                    once = once_key is not None and once_when(state)
+                    if once and pipe.exists(once_key):
+                        return None
+                    new = merge(state)
                     mapping = view.encode(new, event_ts_us(new))
                     pipe.multi()
                     self._layout.write(pipe, key, mapping)
-                    if once_key is not None:
-                        pipe.set(once_key, b"1", ex=LABEL_SEEN_SECONDS)
+                    if once:
+                        pipe.set(once_key, b"1", ex=once_seconds)
+                    for seen in retired(state, new) if retired is not None else ():
+                        pipe.set(seen, b"1", ex=once_seconds)
                     pipe.execute()
                     return new
                 except WatchError:
@@ -121,21 +150,70 @@ class OnlineStateWriter:
         raise StateWriteConflictError(f"{view_name} {entity_id}: gave up after {MAX_RETRIES}")
 
     def ingest_transaction(self, txn: Transaction) -> None:
-        """Fold a scored transaction into its customer's and its merchant's online state."""
-        self._update(
-            "customer_activity",
-            txn.customer_id,
-            lambda state: merge_transaction(state, txn, self.state_cap, self.lateness_us),
-            lambda new: int(new["c_latest_ts_us"]),
+        """Fold a scored transaction into its customer's and its merchant's online state.
+
+        Idempotent: a retry of a transaction still in the state's raw region is recognised by
+        its id. The tiles keep no ids, so a transaction that enters them (folded straight in,
+        being older than the raw region, or moved there by a later fold) gets a seen-key in the
+        entity's hash slot, living as long as any window can reach it, and a retry with such a
+        key is skipped.
+        """
+        for view_name, entity, entity_id, merge in (
+            ("customer_activity", "customer", txn.customer_id, merge_transaction),
+            ("merchant_activity", "merchant", txn.merchant_id, merge_merchant_transaction),
+        ):
+            self._update(
+                view_name,
+                entity_id,
+                functools.partial(
+                    _merge_transaction_into,
+                    merge=merge,
+                    txn=txn,
+                    lateness_us=self.lateness_us,
+                    distinct_cap=self.distinct_cap,
+                ),
+                functools.partial(_latest_ts_us, field=f"{entity[0]}_latest_ts_us"),
+                once_key=self.transaction_seen_key(
+                    view_name, entity_id, merchant_event_key(txn.customer_id, txn.transaction_id)
+                ),
+                once_when=functools.partial(_into_tiles, entity=entity, ts_us=txn.ts_us),
+                once_seconds=self.transaction_seen_seconds,
+                retired=functools.partial(
+                    self._retired_keys, view_name=view_name, entity_id=entity_id
+                ),
+            )
+
+    def transaction_seen_key(self, view_name: str, entity_id: str, event_key: str) -> bytes:
+        """The key marking a transaction folded into a state's tiles (where ids are not kept).
+
+        Args:
+            view_name: ``customer_activity`` or ``merchant_activity``.
+            entity_id: The card or merchant.
+            event_key: ``merchant_event_key(card, transaction id)``.
+        """
+        view = self._views[view_name]
+        return colocated_key(
+            self._layout.key(view, entity_id), f"{self._project}:txn_seen:{view_name}:{event_key}"
         )
-        self._update(
-            "merchant_activity",
-            txn.merchant_id,
-            lambda state: merge_merchant_transaction(
-                state, txn, self.merchant_state_cap, self.lateness_us
-            ),
-            lambda new: int(new["m_latest_ts_us"]),
-        )
+
+    def _retired_keys(
+        self,
+        old: Mapping[str, Any] | None,
+        new: Mapping[str, Any],
+        *,
+        view_name: str,
+        entity_id: str,
+    ) -> list[bytes]:
+        """Seen-keys of the transactions a fold moved from the raw region into the tiles.
+
+        Their ids leave the state, so a later retry of one of them (say, of a transaction that
+        came in through ``feast materialize``) is recognised by the key instead.
+        """
+        field = "c_txn_ids" if view_name == "customer_activity" else "m_txn_ids"
+        left = set((old or {}).get(field) or []) - set(new.get(field) or [])
+        if view_name == "customer_activity":  # a card's ids are transaction ids: add the card
+            left = {merchant_event_key(entity_id, tid) for tid in left}
+        return [self.transaction_seen_key(view_name, entity_id, key) for key in sorted(left)]
 
     def ingest_label(
         self, merchant_id: str, transaction_id: str, label_ts_us: int, is_fraud: bool

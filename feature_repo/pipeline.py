@@ -1,31 +1,50 @@
 """Feature pipeline: raw transactions and labels -> the offline state tables Feast reads.
 
-One DuckDB pass, no per-row Python. Every table has one row per entity and distinct event
-time, holding the state *as of* that time (see :mod:`feature_repo.logic` for the definition
-and why). The SQL sticks to window functions over ``RANGE`` frames and list aggregates, which
-Spark SQL accepts too (``collect_list``/``flatten``/``slice``), so the same logic can move to
-Feast's Spark offline store when the history outgrows one machine.
+The velocity states (``customer_activity``, ``merchant_activity``) fold each card's and each
+merchant's history, in time order, with the very code the online fold uses
+(``logic.CustomerStateBuilder`` and ``tiles.EntityState``), and emit the state after each
+5-minute tile with events: so the batch and the online state cannot disagree by construction,
+and the tests check the remaining claim, that the fold gives the same state in any order. The
+per-entity fold is a plain function of one entity's sorted events, the shape Spark's
+``groupBy(...).applyInPandas`` runs, when the history outgrows one machine.
 
-``merge_transaction`` in :mod:`feature_repo.logic` is the online, one-at-a-time twin of the
-customer and merchant queries; ``tests/unit/features/test_logic.py`` checks they produce
-identical state.
+The label and home tables are DuckDB SQL. Every table holds, per entity, its state *as of* each
+of its rows' times (see :mod:`feature_repo.logic` for the definition and why).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from feature_repo.aggregations import VELOCITY, VelocityTable
+from feature_repo.aggregations import (
+    FINEST_TILE_US,
+    MICROS_PER_SECOND,
+    STATE_VELOCITY,
+    VelocityTable,
+)
 from feature_repo.events import EventTables, read_event_tables
 from feature_repo.latest_rows import latest_rows_path, write_latest_rows
-from feature_repo.logic import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS, event_array_fields
+from feature_repo.logic import (
+    BASELINE_DAYS,
+    DAY_US,
+    LABEL_STATE_DAYS,
+    CustomerStateBuilder,
+    Transaction,
+    activity_layout,
+    merchant_event,
+    state_fields,
+)
+from feature_repo.tiles import EntityState
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.settings import FeatureParams, Paths
 
@@ -62,151 +81,86 @@ class PipelineResult:
     labels: int = 0
 
 
-def _sql_top_cap(list_expr: str, cap: int) -> str:
-    """SQL for the last ``cap`` elements of a sorted list (the largest keys)."""
-    return f"list_slice({list_expr}, greatest(len({list_expr}) - {cap} + 1, 1), len({list_expr}))"
+_ARROW_TYPES = {
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "string": pa.string(),
+    "int64[]": pa.list_(pa.int64()),
+    "float64[]": pa.list_(pa.float64()),
+    "string[]": pa.list_(pa.string()),
+}
 
 
-def _arrays_sql(entity: str, fields: str, cap: int, lateness: int, window: int, table: str) -> str:
-    """SQL: per entity and distinct timestamp T, the state arrays as of T, and the anchor.
+def _activity_table(
+    con: duckdb.DuckDBPyConnection,
+    entity: str,
+    features: FeatureParams,
+    table: VelocityTable,
+    progress: Callable[[str], None] | None = None,
+) -> pa.Table:
+    """An entity's velocity state as of each of its 5-minute tiles with events.
 
-    ``older`` = top_cap of the transactions in ``[T - S - L, T - L)`` (S: the entity's longest
-    declared window), ``recent`` = all of
-    ``[T - L, T]`` (both sorted by (ts, key)); ``anchor`` = the latest transaction before
-    ``T - L``. RANGE
-    frames count microseconds: ``1 PRECEDING`` ends just before a time, and ``CURRENT ROW``
-    includes the same-second peers. Peers at T share every frame, so one row per T is kept.
+    Each entity's history is folded in time order with the one implementation of the state
+    (``CustomerStateBuilder`` / ``EntityState``, the online fold's own), and after the last
+    event of each 5-minute tile the state is emitted as one row, stamped with the tile's
+    *first* event time. The point-in-time join at t then picks a state whose latest event T is
+    less than 5 minutes after t: within the lateness L, so the on-demand view's strict ``< t``
+    filter on the raw region gives exactly the state as of t. A heavy entity gets at most 288
+    rows a day, however many events it has.
     """
-    older_end = lateness + 1
-    window_start = window + lateness
-    return f"""
-        SELECT {entity}, ts,
-               {_sql_top_cap("list_sort(coalesce(older, []))", cap)} AS older,
-               list_sort(recent) AS recent,
-               anchor
-        FROM (
-            SELECT {entity}, ts,
-                   list(struct_pack({fields})) OVER (
-                       w RANGE BETWEEN {window_start} PRECEDING AND {older_end} PRECEDING) AS older,
-                   list(struct_pack({fields})) OVER (
-                       w RANGE BETWEEN {lateness} PRECEDING AND CURRENT ROW) AS recent,
-                   max(struct_pack({fields})) OVER (
-                       w RANGE BETWEEN UNBOUNDED PRECEDING AND {older_end} PRECEDING) AS anchor,
-                   row_number() OVER (PARTITION BY {entity}, ts ORDER BY tid) AS peer_rank
-            FROM {table}
-            WINDOW w AS (PARTITION BY {entity} ORDER BY ts)
-        )
-        WHERE peer_rank = 1
-    """
-
-
-def _day_buckets_sql(groups: str, entity: str, a_type: str, lateness: int) -> list[str]:
-    """SQL statements: per (entity, ts) of ``groups``, daily buckets (d, a, b) as of ts.
-
-    ``groups`` has one row per customer and distinct event time with ``day`` and per-event sums
-    ``a`` and ``b``. The result ``<groups>_buckets`` holds the complete days
-    ``[day(ts - L) - 30, day)`` plus the running total of the event's own day up to and
-    including ts: what a request at any t >= ts - L needs. Sums run in ts order (window
-    frames), so the floating-point result is deterministic.
-    """
-    lateness_days = -(-lateness // DAY_US)
-    return [
-        f"""CREATE TEMP TABLE {groups}_running AS
-            SELECT {entity}, ts, day,
-                   (sum(a) OVER w)::{a_type} AS today_a, (sum(b) OVER w)::BIGINT AS today_b
-            FROM {groups}
-            WINDOW w AS (PARTITION BY {entity}, day ORDER BY ts
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)""",
-        f"""CREATE TEMP TABLE {groups}_prior AS
-            SELECT {entity}, day,
-                   coalesce(list(struct_pack(d := day, a := a, b := b)) OVER (
-                       PARTITION BY {entity} ORDER BY day
-                       RANGE BETWEEN {BASELINE_DAYS + lateness_days} PRECEDING AND 1 PRECEDING),
-                       []) AS prior
-            FROM (SELECT {entity}, day, arg_max(today_a, ts) AS a, arg_max(today_b, ts) AS b
-                  FROM {groups}_running GROUP BY {entity}, day)""",
-        f"""CREATE TEMP TABLE {groups}_buckets AS
-            SELECT r.{entity}, r.ts,
-                   list_filter(list_sort(p.prior),
-                               lambda x: x.d >= (r.ts - {lateness}) // {DAY_US} - {BASELINE_DAYS})
-                   || [struct_pack(d := r.day, a := r.today_a, b := r.today_b)] AS buckets
-            FROM {groups}_running r JOIN {groups}_prior p USING ({entity}, day)""",
-    ]
-
-
-def _struct_fields(entity: str, table: VelocityTable, *extra: str) -> str:
-    """``struct_pack`` fields of an entity's events: time, key, the declared columns, extras."""
-    return ", ".join(f"{name} := {name}" for name in ("ts", "tid", *table.columns(entity), *extra))
-
-
-def _event_arrays_sql(entity: str, table: VelocityTable) -> str:
-    """SQL select items: the state's event arrays (names from ``logic.event_array_fields``)."""
-    names = [name for name, _ in event_array_fields(entity, table)]
-    sources = ["ts", "tid", *table.columns(entity)]
-    return ",\n           ".join(
-        f"list_transform(older || recent, lambda x: x.{source}) AS {name}"
-        for source, name in zip(sources, names, strict=True)
+    key = "customer_id" if entity == "customer" else "merchant_id"
+    view = "customer_activity" if entity == "customer" else "merchant_activity"
+    names = [name for name, _ in state_fields(table)[view]]
+    lateness = features.max_lateness_seconds * MICROS_PER_SECOND
+    cap = features.distinct_values_cap
+    layout = activity_layout(entity, table)
+    events = con.sql(
+        f"SELECT {key} AS entity_id, tid, customer_id, merchant_id, ts, amount, lat, long "
+        f"FROM txn ORDER BY {key}, ts, tid"
+    ).to_arrow_table()
+    columns = {name: events.column(name).to_pylist() for name in events.column_names}
+    out: dict[str, list[Any]] = {name: [] for name in (key, EVENT_TIMESTAMP, *names)}
+    appends = [(name, out[name].append) for name in names]
+    entity_ids, stamps = out[key], out[EVENT_TIMESTAMP]
+    ids = columns["entity_id"]
+    n = len(ids)
+    i = 0
+    while i < n:
+        entity_id = ids[i]
+        if entity == "customer":
+            builder = CustomerStateBuilder(lateness, cap, table)
+            add, emit = builder.add, builder.fields
+        else:
+            velocity = EntityState(layout, lateness, cap)
+            add = functools.partial(_add_to_merchant, velocity)
+            emit = velocity.to_fields
+        while i < n and ids[i] == entity_id:
+            tile = columns["ts"][i] // FINEST_TILE_US
+            first_ts = columns["ts"][i]
+            while i < n and ids[i] == entity_id and columns["ts"][i] // FINEST_TILE_US == tile:
+                add(Transaction(*(columns[c][i] for c in _TRANSACTION_COLUMNS)))
+                i += 1
+            state = emit()
+            entity_ids.append(entity_id)
+            stamps.append(first_ts)
+            for name, append in appends:
+                append(state[name])
+    types = dict(state_fields(table)[view])
+    return pa.table(
+        {
+            key: pa.array(entity_ids, pa.string()),
+            EVENT_TIMESTAMP: pa.array(stamps, pa.timestamp("us", tz="UTC")),
+            **{name: pa.array(out[name], _ARROW_TYPES[types[name]]) for name in names},
+        }
     )
 
 
-def _customer_activity_sql(cap: int, lateness: int, table: VelocityTable) -> tuple[list[str], str]:
-    fields = _struct_fields("customer", table, "lat", "long")
-    window = table.state_window_us("customer")
-    setup = [
-        # One group per customer and distinct timestamp: all same-second peers together.
-        f"""CREATE TEMP TABLE c_groups AS
-            SELECT customer_id, ts, ts // {DAY_US} AS day,
-                   sum(amount ORDER BY tid) AS a, count(*) AS b
-            FROM txn GROUP BY customer_id, ts""",
-        "CREATE TEMP TABLE c_arrays AS "
-        + _arrays_sql("customer_id", fields, cap, lateness, window, "txn"),
-        *_day_buckets_sql("c_groups", "customer_id", "DOUBLE", lateness),
-    ]
-    final = f"""
-    SELECT customer_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
-           {_event_arrays_sql("customer", table)},
-           list_transform(recent, lambda x: x.lat) AS c_recent_lats,
-           list_transform(recent, lambda x: x.long) AS c_recent_longs,
-           ts AS c_latest_ts_us,
-           coalesce(anchor.ts, -1) AS c_anchor_ts_us,
-           coalesce(anchor.tid, '') AS c_anchor_txn_id,
-           coalesce(anchor.lat, 0.0) AS c_anchor_lat,
-           coalesce(anchor.long, 0.0) AS c_anchor_long,
-           list_transform(buckets, lambda x: x.d) AS c_day_numbers,
-           list_transform(buckets, lambda x: x.a) AS c_day_sums,
-           list_transform(buckets, lambda x: x.b) AS c_day_counts,
-           {cap}::BIGINT AS c_state_cap,
-           {lateness}::BIGINT AS c_lateness_us
-    FROM c_arrays JOIN c_groups_buckets USING (customer_id, ts)
-    """
-    return setup, final
+def _add_to_merchant(velocity: EntityState, txn: Transaction) -> bool:
+    return velocity.add(merchant_event(txn, velocity.layout)) != "duplicate"
 
 
-def _merchant_activity_sql(cap: int, lateness: int, table: VelocityTable) -> tuple[list[str], str]:
-    # A merchant tells transactions apart by (card, transaction id): merchant_event_key.
-    columns = "".join(f", {column}" for column in table.columns("merchant"))
-    setup = [
-        f"""CREATE TEMP TABLE m_txn AS
-           SELECT merchant_id, ts, customer_id || chr(31) || tid AS tid{columns} FROM txn""",
-        "CREATE TEMP TABLE m_arrays AS "
-        + _arrays_sql(
-            "merchant_id",
-            _struct_fields("merchant", table),
-            cap,
-            lateness,
-            table.state_window_us("merchant"),
-            "m_txn",
-        ),
-    ]
-    final = f"""
-    SELECT merchant_id, make_timestamp(ts)::TIMESTAMPTZ AS event_timestamp,
-           {_event_arrays_sql("merchant", table)},
-           ts AS m_latest_ts_us,
-           {cap}::BIGINT AS m_state_cap,
-           {lateness}::BIGINT AS m_lateness_us
-    FROM m_arrays
-    """
-    return setup, final
+# Transaction's fields, in order, as the txn table's columns.
+_TRANSACTION_COLUMNS = ("tid", "customer_id", "merchant_id", "ts", "amount", "lat", "long")
 
 
 def _merchant_labels_sql() -> tuple[list[str], str]:
@@ -276,7 +230,7 @@ def build_offline_tables(
     features: FeatureParams,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
-    table: VelocityTable = VELOCITY,
+    table: VelocityTable = STATE_VELOCITY,
 ) -> PipelineResult:
     """Build every offline feature table from the events, atomically.
 
@@ -309,10 +263,11 @@ def build_offline_tables(
         "is_fraud::INTEGER AS is_fraud, epoch_us(label_timestamp) AS label_ts FROM events_labels"
     )
     con.execute("CREATE TEMP TABLE cust AS SELECT * FROM events_customers")
-    lateness = features.max_lateness_seconds * 1_000_000
+    # The velocity states fold each entity's history with the online fold's own code; labels
+    # and homes are plain SQL.
+    built = {"customer_activity": "customer", "merchant_activity": "merchant"}
     queries = {
-        "customer_activity": _customer_activity_sql(features.state_cap, lateness, table),
-        "merchant_activity": _merchant_activity_sql(features.merchant_state_cap, lateness, table),
+        **{name: ([], f"SELECT * FROM {name}_built") for name in built},
         "merchant_label_stats": _merchant_labels_sql(),
         "customer_profile": _customer_profile_sql(),
     }
@@ -320,6 +275,8 @@ def build_offline_tables(
     staged: list[tuple[Path, Path]] = []
     for name, (setup, sql) in queries.items():
         step_started = time.perf_counter()
+        if name in built:
+            con.register(f"{name}_built", _activity_table(con, built[name], features, table))
         for statement in setup:
             con.execute(statement)
         final = out_dir / f"{name}.parquet"
@@ -352,7 +309,7 @@ def build_features(
     progress: Callable[[str], None] | None = None,
     threads: int | None = None,
     out_dir: Path | None = None,
-    table: VelocityTable = VELOCITY,
+    table: VelocityTable = STATE_VELOCITY,
 ) -> PipelineResult:
     """The ``features`` step of a project: its raw data plus its ingested events -> its tables.
 
@@ -366,7 +323,8 @@ def build_features(
         threads: DuckDB threads; all cores by default.
         out_dir: Where to write the tables; the project's ``data/features`` by default (the
             consistency monitor builds into a shadow root instead).
-        table: The velocity declarations (:data:`~feature_repo.aggregations.VELOCITY`).
+        table: The velocity declarations the state is built for (by default every row of
+            every service: :data:`~feature_repo.aggregations.STATE_VELOCITY`).
 
     Returns:
         Where each table went, its row count, the wall time and the events it was built from.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
+from feature_repo.aggregations import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import EVENT_TIMESTAMP, TIMESTAMP
 from fraud_platform.settings import Settings, feast_environment, get_settings
 
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
     from feast.repo_config import RepoConfig
 
-# The one name training and serving both ask Feast for. Bump the version on any change of the
-# feature list or semantics; keep the old service while models trained on it are served.
-FEATURE_SERVICE_NAME = "fraud_scoring_v1"
 ENTITY_COLUMNS = ("customer_id", "merchant_id")
 # Entity rows per get_historical_features call. The as-of join costs the same per row at any
 # batch size; the batch bounds memory, because Feast's result also carries the state arrays the
@@ -137,14 +135,14 @@ def run_feast_cli(
     )
 
 
-def feature_service(store: FeatureStore) -> FeatureService:
-    """The registered feature service both training and serving use."""
-    return store.get_feature_service(FEATURE_SERVICE_NAME)
+def feature_service(store: FeatureStore, name: str = FEATURE_SERVICE_NAME) -> FeatureService:
+    """A registered feature service (the default one unless named): training's and serving's."""
+    return store.get_feature_service(name)
 
 
-def feature_names(store: FeatureStore) -> list[str]:
+def feature_names(store: FeatureStore, service_name: str = FEATURE_SERVICE_NAME) -> list[str]:
     """The service's feature names, in the service's order: the model's column order."""
-    service = feature_service(store)
+    service = feature_service(store, service_name)
     return [
         feature.name
         for projection in service.feature_view_projections
@@ -177,8 +175,9 @@ def historical_features(
     transactions: pd.DataFrame,
     progress: Callable[[str], None] | None = print,
     batch_rows: int = HISTORICAL_BATCH_ROWS,
+    service: str = FEATURE_SERVICE_NAME,
 ) -> pd.DataFrame:
-    """Point-in-time features of the service for each transaction (the training set).
+    """Point-in-time features of a service for each transaction (the training set).
 
     Retrieval runs in batches of ``batch_rows`` entity rows. The point-in-time join of one
     entity row does not depend on the others, so batching changes no value; it bounds memory,
@@ -190,20 +189,22 @@ def historical_features(
         transactions: Raw-schema transactions, plus any columns to carry (e.g. ``is_fraud``).
         progress: Where to report progress; ``None`` for silence.
         batch_rows: Entity rows per ``get_historical_features`` call.
+        service: The feature service (the default one unless named).
 
     Returns:
         The input columns (``timestamp`` as ``event_timestamp``) plus one column per feature,
         in input order.
     """
     started = time.perf_counter()
-    service, names = feature_service(store), feature_names(store)
+    service_name = service
+    feature_set, names = feature_service(store, service_name), feature_names(store, service_name)
     entity_df = entity_frame(transactions).reset_index(drop=True)
     starts = range(0, len(entity_df), batch_rows)
     parts = []
     for k, start in enumerate(starts, start=1):
         batch = entity_df.iloc[start : start + batch_rows].copy()
         batch["_row"] = range(len(batch))
-        job = store.get_historical_features(entity_df=batch, features=service)
+        job = store.get_historical_features(entity_df=batch, features=feature_set)
         # Arrow first: only the entity columns and the service's features become pandas, not
         # the state arrays the on-demand view read (Feast returns those too).
         retrieved = job.to_arrow().select([*batch.columns, *names]).to_pandas()
@@ -211,7 +212,7 @@ def historical_features(
         if progress:
             done = min(start + batch_rows, len(entity_df))
             progress(
-                f"retrieved {done:,} of {len(entity_df):,} rows of {FEATURE_SERVICE_NAME} "
+                f"retrieved {done:,} of {len(entity_df):,} rows of {service_name} "
                 f"(batch {k} of {len(starts)}, {time.perf_counter() - started:.1f} s)"
             )
     if not parts:

@@ -363,11 +363,14 @@ class ImportParams(_Strict):
 
 
 class FeatureParams(_Strict):
-    """Caps and lateness of the per-entity recent-activity state."""
+    """Lateness and distinct-value cap of the per-entity velocity state (feature_repo/tiles.py).
 
-    state_cap: int = Field(gt=0, le=10_000)
-    merchant_state_cap: int = Field(gt=0, le=100_000)
-    max_lateness_seconds: int = Field(ge=0, le=86_400)
+    The lateness is at least 5 minutes: the raw region starts on a 5-minute tile, and the
+    offline state has one row per 5-minute tile with events.
+    """
+
+    distinct_values_cap: int = Field(gt=0, le=100_000)
+    max_lateness_seconds: int = Field(ge=300, le=86_400)
 
 
 ModelKind = Literal["logistic_regression", "lightgbm"]
@@ -411,6 +414,8 @@ class TrainParams(_Strict):
         threshold_rule: ``min_precision`` (the lowest threshold whose out-of-fold precision
             reaches ``min_precision``), ``alert_budget`` (at most ``alert_budget_per_1000``
             alerts per 1,000 transactions) or ``best_f1``.
+        feature_service: The Feast feature service the model is trained on (and, recorded on
+            the model version, the one the API serves it with).
     """
 
     experiment: str = Field(min_length=1)
@@ -425,6 +430,7 @@ class TrainParams(_Strict):
     alert_budget_per_1000: float = Field(gt=0, le=1000)
     reference_sample_size: int = Field(gt=0)
     reference_warmup_days: float = Field(default=0.0, ge=0)
+    feature_service: str = Field(default="fraud_scoring_v1", min_length=1)
 
     @field_validator("models")
     @classmethod

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from feature_repo.aggregations import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import ModelTags, ModelTagsError
 from fraud_platform.scoring_model import LinearModel, ScoringModel
 
@@ -53,6 +54,8 @@ class ModelBundle:
     run_id: str
     threshold: float
     model: ScoringModel
+    # The Feast feature service the model was trained on: the one the API serves it with.
+    feature_service: str = FEATURE_SERVICE_NAME
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -131,7 +134,12 @@ def bundle_from_model(
     except ValueError as exc:
         raise ModelLoadError(f"{name} v{version}: {exc}") from exc
     bundle = ModelBundle(
-        name=name, version=str(version), run_id=run_id or "", threshold=threshold, model=model
+        name=name,
+        version=str(version),
+        run_id=run_id or "",
+        threshold=threshold,
+        model=model,
+        feature_service=parsed.feature_service or FEATURE_SERVICE_NAME,
     )
     # Guard the one-row path against the model's own batch path on a probe row.
     import pandas as pd
@@ -220,7 +228,7 @@ class ModelHolder:
         self,
         load: Callable[[], ModelBundle],
         version_now: Callable[[], str | None],
-        service_features: Sequence[str],
+        service_features: Mapping[str, Sequence[str]],
         poll_seconds: float,
         first_retry_seconds: float = 1.0,
         target: str = "the model",
@@ -231,8 +239,9 @@ class ModelHolder:
             load: Loads the bundle the alias points at.
             version_now: The version the alias points at (cheap); ``None`` when the registry
                 says the alias or the model no longer exists.
-            service_features: Features the feature service provides; a model asking for
-                anything else is refused (the old model keeps serving).
+            service_features: Feature service -> the features it provides, for every service
+                the API can serve; a model trained on another service, or asking for anything
+                its service lacks, is refused (the old model keeps serving).
             poll_seconds: Seconds between alias checks once a model is loaded (and the longest
                 pause between load attempts before).
             first_retry_seconds: Pause after the first failed load; doubled after each failure.
@@ -240,7 +249,9 @@ class ModelHolder:
         """
         self._load = load
         self._version_now = version_now
-        self._service_features = frozenset(service_features)
+        self._service_features = {
+            service: frozenset(names) for service, names in service_features.items()
+        }
         self._poll_seconds = poll_seconds
         self._first_retry = first_retry_seconds
         self._stop = threading.Event()
@@ -281,9 +292,18 @@ class ModelHolder:
                     self.last_error = None
                     return False
             bundle = self._load()
-            missing = [f for f in bundle.features if f not in self._service_features]
+            provided = self._service_features.get(bundle.feature_service)
+            if provided is None:
+                raise ModelLoadError(
+                    f"model trained on feature service {bundle.feature_service!r}, which this "
+                    f"API does not serve (it serves {sorted(self._service_features)}; run "
+                    "`fraud features apply`)"
+                )
+            missing = [f for f in bundle.features if f not in provided]
             if missing:
-                raise ModelLoadError(f"model wants features the service lacks: {missing}")
+                raise ModelLoadError(
+                    f"model wants features {bundle.feature_service} lacks: {missing}"
+                )
         except Exception as exc:  # the registry may be down: keep serving the old model
             self.last_error = f"{type(exc).__name__}: {exc}"
             if current is None:

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
     from feast import FeatureStore
 
+    from feature_repo.aggregations import FEATURE_SERVICE_NAME
     from feature_repo.online_state import OnlineStateWriter
     from fraud_platform.settings import Settings
 
@@ -343,6 +344,7 @@ def build_service(settings: Settings) -> ScoringService:
     online store's state is learnt by the guard's probe, so the API answers ``/health`` as soon
     as uvicorn is up, whatever state its dependencies are in.
     """
+    from feature_repo.aggregations import FEATURE_SERVICE_NAME
     from feature_repo.online_state import OnlineStateWriter
     from feature_repo.redis_layout import RedisLayout
     from feature_repo.store import open_store
@@ -364,7 +366,7 @@ def build_service(settings: Settings) -> ScoringService:
     models = ModelHolder(
         load=lambda: load_by_alias(uri, name, alias),
         version_now=lambda: current_version(uri, name, alias),
-        service_features=reader.names,
+        service_features={FEATURE_SERVICE_NAME: reader.names},
         poll_seconds=settings.serving_model_poll_seconds,
         target=settings.model_uri,
     )

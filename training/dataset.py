@@ -4,8 +4,8 @@ What the model sees
 -------------------
 The training set is the labeled transactions (raw ``transactions`` plus the ones the API
 ingested, inner-joined with ``labels`` on ``transaction_id``) used as the entity dataframe of
-``get_historical_features`` on the feature service
-(:data:`~feature_repo.store.FEATURE_SERVICE_NAME`). Every feature value is therefore what
+``get_historical_features`` on the feature service ``train.feature_service`` (by default
+:data:`~feature_repo.aggregations.FEATURE_SERVICE_NAME`). Every feature value is therefore what
 Feast's point-in-time join gives as of the transaction's own timestamp, computed by the same
 on-demand function the API runs online; the model's columns are the service's feature names in
 the service's order. There is no feature list in the training package, only
@@ -52,6 +52,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from feature_repo.aggregations import FEATURE_SERVICE_NAME, SERVICE_TABLES, VelocityTable
 from fraud_platform.contracts import CUSTOMER_ID, LABEL, TIMESTAMP
 from training.model import BASELINE_FEATURES
 
@@ -77,7 +78,10 @@ def to_stdout(message: str) -> None:
 
 
 def labeled_transactions(
-    raw_dir: Path, ingested_dir: Path | None = None, progress: Progress = quiet
+    raw_dir: Path,
+    ingested_dir: Path | None = None,
+    progress: Progress = quiet,
+    service: str = FEATURE_SERVICE_NAME,
 ) -> tuple[pd.DataFrame, int]:
     """Transactions that have a label and a complete history, with their ``is_fraud`` target.
 
@@ -86,6 +90,7 @@ def labeled_transactions(
         ingested_dir: Journals of transactions scored and labels posted online since; they
             train the next model too. Raw data only when ``None``.
         progress: Where to report how many rows the truncated-history rule dropped.
+        service: The feature service trained on: its windows set how far back a row looks.
 
     Returns:
         Raw-schema transaction columns plus ``is_fraud`` (int8) and ``fraud_pattern`` (for
@@ -107,7 +112,9 @@ def labeled_transactions(
         # be stamped years earlier, like the reference example, and says nothing of history.
         raw_times = pq.read_table(raw_dir / "transactions.parquet", columns=[TIMESTAMP])
         data_start = pd.Timestamp(pc.min(raw_times.column(TIMESTAMP)).as_py())
-        labeled, dropped = drop_truncated_history(labeled, events.customers.to_pandas(), data_start)
+        labeled, dropped = drop_truncated_history(
+            labeled, events.customers.to_pandas(), data_start, SERVICE_TABLES[service]
+        )
         progress(
             f"truncated history: {dropped:,} labeled rows dropped (lookback before the data's "
             f"start {data_start}, card not opened after it)"
@@ -143,7 +150,10 @@ def check_labels(labels: pd.Series | np.ndarray, where: str, min_per_class: int 
 
 
 def complete_history_mask(
-    timestamps_us: np.ndarray, opened_us: np.ndarray, data_start_us: int
+    timestamps_us: np.ndarray,
+    opened_us: np.ndarray,
+    data_start_us: int,
+    table: VelocityTable = SERVICE_TABLES[FEATURE_SERVICE_NAME],
 ) -> np.ndarray:
     """Which rows see their card's whole history: the truncated-history rule, stated once.
 
@@ -151,6 +161,7 @@ def complete_history_mask(
         timestamps_us: Each row's transaction time (µs since epoch, UTC).
         opened_us: Each row's card open time (µs); any value <= ``data_start_us`` when unknown.
         data_start_us: The data's earliest transaction time (µs).
+        table: The velocity declarations of the service trained on.
 
     Returns:
         True where the row's lookback (:func:`feature_repo.logic.lookback_start_us`) starts at or
@@ -161,12 +172,17 @@ def complete_history_mask(
     times = np.asarray(timestamps_us, dtype=np.int64)
     # The lookback depends on the row's time only: compute it once per distinct time.
     distinct, position = np.unique(times, return_inverse=True)
-    lookback = np.fromiter(map(lookback_start_us, distinct.tolist()), np.int64, len(distinct))
+    lookback = np.fromiter(
+        (lookback_start_us(t, table) for t in distinct.tolist()), np.int64, len(distinct)
+    )
     return (lookback[position] >= data_start_us) | (np.asarray(opened_us) > data_start_us)
 
 
 def drop_truncated_history(
-    labeled: pd.DataFrame, customers: pd.DataFrame, data_start: pd.Timestamp
+    labeled: pd.DataFrame,
+    customers: pd.DataFrame,
+    data_start: pd.Timestamp,
+    table: VelocityTable = SERVICE_TABLES[FEATURE_SERVICE_NAME],
 ) -> tuple[pd.DataFrame, int]:
     """The labeled rows whose features see the card's whole history (:func:`complete_history_mask`).
 
@@ -175,6 +191,7 @@ def drop_truncated_history(
         customers: The customers table (``customer_id``, ``created_at``); a card missing from it
             (one the API met first) has no known open date.
         data_start: The data's earliest transaction time.
+        table: The velocity declarations of the service trained on.
 
     Returns:
         The kept rows (index reset) and how many were dropped.
@@ -182,7 +199,7 @@ def drop_truncated_history(
     start_us = _epoch_us(pd.Series([data_start]))[0]
     opened = labeled[CUSTOMER_ID].map(customers.set_index(CUSTOMER_ID)["created_at"])
     opened_us = _epoch_us(opened.fillna(data_start))  # unknown open date: the data's start
-    keep = complete_history_mask(_epoch_us(labeled[TIMESTAMP]), opened_us, start_us)
+    keep = complete_history_mask(_epoch_us(labeled[TIMESTAMP]), opened_us, start_us, table)
     return labeled.loc[keep].reset_index(drop=True), int((~keep).sum())
 
 
@@ -200,11 +217,13 @@ class TrainingSet:
         features: The feature service's names in its order: the model's column order.
         truncated_history_rows: Labeled rows left out because their history may be truncated
             (:func:`drop_truncated_history`).
+        feature_service: The Feast feature service the features came from.
     """
 
     frame: pd.DataFrame
     features: list[str]
     truncated_history_rows: int = 0
+    feature_service: str = FEATURE_SERVICE_NAME
 
 
 def retrieve_training_set(
@@ -212,6 +231,7 @@ def retrieve_training_set(
     labeled: pd.DataFrame,
     progress: Progress = quiet,
     batch_rows: int | None = None,
+    service: str = FEATURE_SERVICE_NAME,
 ) -> TrainingSet:
     """Point-in-time features of the feature service for every labeled transaction.
 
@@ -221,6 +241,7 @@ def retrieve_training_set(
         progress: Where to report progress.
         batch_rows: Entity rows per ``get_historical_features`` call; the store's default
             (``HISTORICAL_BATCH_ROWS``) when ``None``.
+        service: The feature service to retrieve (``train.feature_service``).
 
     Returns:
         The training set; features come only from the service.
@@ -230,16 +251,26 @@ def retrieve_training_set(
     """
     from feature_repo.store import HISTORICAL_BATCH_ROWS, feature_names, historical_features
 
-    features = feature_names(store)
+    if service not in SERVICE_TABLES:
+        raise TrainingError(
+            f"train.feature_service: unknown feature service {service!r}; "
+            f"known: {sorted(SERVICE_TABLES)}"
+        )
+    features = feature_names(store, service)
     missing = [name for name in BASELINE_FEATURES if name not in features]
     if missing:
         raise TrainingError(f"baseline features {missing} are not outputs of the feature service")
-    frame = historical_features(store, labeled, progress, batch_rows or HISTORICAL_BATCH_ROWS)
-    return TrainingSet(frame=frame, features=features)
+    frame = historical_features(
+        store, labeled, progress, batch_rows or HISTORICAL_BATCH_ROWS, service=service
+    )
+    return TrainingSet(frame=frame, features=features, feature_service=service)
 
 
 def load_training_set(
-    settings: Settings, progress: Progress = quiet, batch_rows: int | None = None
+    settings: Settings,
+    progress: Progress = quiet,
+    batch_rows: int | None = None,
+    service: str = FEATURE_SERVICE_NAME,
 ) -> TrainingSet:
     """The training set of a project: its labeled transactions, their features from Feast.
 
@@ -247,6 +278,7 @@ def load_training_set(
         settings: Where the raw data, the ingestion journals and the feature repository are.
         progress: Where to report progress.
         batch_rows: Entity rows per ``get_historical_features`` call (store default if None).
+        service: The feature service to retrieve (``train.feature_service``).
 
     Returns:
         The training set.
@@ -260,12 +292,12 @@ def load_training_set(
     from feature_repo.store import open_store
 
     labeled, dropped = labeled_transactions(
-        settings.paths.raw_dir, settings.paths.ingested_dir, progress
+        settings.paths.raw_dir, settings.paths.ingested_dir, progress, service
     )
     progress(f"{len(labeled):,} labeled transactions ({labeled[LABEL].mean():.2%} fraud)")
     store = open_store(settings)
     try:
-        training_set = retrieve_training_set(store, labeled, progress, batch_rows)
+        training_set = retrieve_training_set(store, labeled, progress, batch_rows, service)
     except FeastObjectNotFoundException as exc:
         raise TrainingError(f"{exc}; run `fraud features apply` first") from exc
     return dataclasses.replace(training_set, truncated_history_rows=dropped)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from feature_repo.store import FEATURE_SERVICE_NAME
+from feature_repo.aggregations import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import EVENT_TIMESTAMP, LABEL, ModelTags, ModelTagsError
 from fraud_platform.tracking import mlflow_client
 from training.dataset import Progress, TrainingError, TrainingSet, load_training_set, to_stdout
@@ -160,12 +160,13 @@ def _tag(
     result: ModelResult,
     raw_data_md5: str,
     decision: str,
+    feature_service: str,
 ) -> None:
     """The registry tags serving and evaluation need (:class:`ModelTags`) on one version."""
     tags = ModelTags(
         threshold=result.threshold,
         features=tuple(result.features),
-        feature_service=FEATURE_SERVICE_NAME,
+        feature_service=feature_service,
         holdout_pr_auc=result.holdout["pr_auc"],
         raw_data_md5=raw_data_md5,
         promotion_decision=decision,
@@ -182,6 +183,7 @@ def register_challenger(
     *,
     force: bool,
     raw_data_md5: str,
+    feature_service: str,
     progress: Progress,
 ) -> Decision:
     """Score the champion, register the run's models, tag them, move the alias if one wins.
@@ -195,6 +197,7 @@ def register_challenger(
         evaluation: The evaluated models (and the holdout to compare on).
         force: Move the alias whatever the comparison says.
         raw_data_md5: The raw data's version, tagged on the new versions.
+        feature_service: The feature service the models were trained on, tagged on them.
         progress: Where to report a champion that cannot be scored.
 
     Returns:
@@ -206,14 +209,17 @@ def register_challenger(
     )
     version = register_model(model, evaluation, settings)
     promoted, decision = decide(force, champion_version, champion_score, model.holdout["pr_auc"])
-    _tag(client, settings, version, model, raw_data_md5, decision)
+    _tag(client, settings, version, model, raw_data_md5, decision, feature_service)
     if promoted:
         client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
     others: dict[str, str] = {}
     for result in evaluation.candidates:
         if result is not model:
             others[result.kind] = register_model(result, evaluation, settings)
-            _tag(client, settings, others[result.kind], result, raw_data_md5, "not_selected")
+            _tag(
+                client, settings, others[result.kind], result, raw_data_md5, "not_selected",
+                feature_service,
+            )  # fmt: skip
     return Decision(version, promoted, decision, champion_version, champion_score, others)
 
 
@@ -254,8 +260,10 @@ def evaluate_registered(
     except ModelTagsError as exc:
         raise TrainingError(f"{name}@{alias} v{version.version}: {exc}") from exc
     features, threshold = list(tags.features), tags.threshold
-    if training_set is None:
-        training_set = load_training_set(settings, progress)
+    if training_set is None:  # the features of the service the model was trained on
+        training_set = load_training_set(
+            settings, progress, service=tags.feature_service or FEATURE_SERVICE_NAME
+        )
     frame = training_set.frame
     holdout = frame.loc[holdout_mask(frame[EVENT_TIMESTAMP], params.train.holdout_fraction)]
     missing = [f for f in features if f not in holdout.columns]

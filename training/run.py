@@ -104,16 +104,19 @@ def train_and_register(
 
     timings: dict[str, float] = {}
     with _timed(timings, "retrieval"):
-        training_set = training_set or load_training_set(settings, progress)
+        training_set = training_set or load_training_set(
+            settings, progress, service=params.train.feature_service
+        )
     with _timed(timings, "evaluation"):
         evaluation = evaluate(training_set, params.train, params.seed, progress)
+    feature_service = training_set.feature_service
     metrics = run_metrics(evaluation)
     client = mlflow_client(settings)
     experiment = experiment_id(settings, params.train.experiment)
     paths = settings.paths
     started = time.perf_counter()
     with mlflow.start_run(experiment_id=experiment, run_name="train") as run:
-        raw_data_md5 = run_log.log_inputs(settings, params, evaluation)
+        raw_data_md5 = run_log.log_inputs(settings, params, evaluation, feature_service)
         run_log.log_training_rows(training_set)
         run_log.log_evaluation(evaluation, metrics)
         sample = reference_sample(
@@ -131,6 +134,7 @@ def train_and_register(
             evaluation,
             force=force_promote,
             raw_data_md5=raw_data_md5,
+            feature_service=feature_service,
             progress=progress,
         )
         run_log.log_decision(decision, evaluation.model.holdout["pr_auc"])

@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from feature_repo.store import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.scoring_model import LinearModel
 from fraud_platform.settings import PROJECT_ROOT
@@ -38,8 +37,10 @@ if TYPE_CHECKING:
     from training.registry import Decision
 
 
-def log_inputs(settings: Settings, params: Params, evaluation: Evaluation) -> str:
-    """Log the run's parameters and lineage tags.
+def log_inputs(
+    settings: Settings, params: Params, evaluation: Evaluation, feature_service: str
+) -> str:
+    """Log the run's parameters and lineage tags (the feature service trained on among them).
 
     Returns:
         The raw data's hash (DVC's md5 when DVC tracks it), also tagged on the new version.
@@ -55,7 +56,7 @@ def log_inputs(settings: Settings, params: Params, evaluation: Evaluation) -> st
             "git_dirty": str(dirty).lower(),
             "raw_data_md5": data_hash,
             "raw_data_md5_source": data_hash_source,
-            "feature_service": FEATURE_SERVICE_NAME,
+            "feature_service": feature_service,
             "features": ",".join(evaluation.model.features),
             "baseline_features": ",".join(BASELINE_FEATURES),
             "models": ",".join(result.kind for result in evaluation.candidates),

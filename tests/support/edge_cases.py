@@ -2,7 +2,8 @@
 
 Edge cases in the data: bursts within the same second, an event exactly at t - 1h and at
 t - 24h, a customer's first transaction, a customer inactive for longer than any window, a
-burst longer than the state cap, and merchants whose labels arrive late. The integration tests
+burst of 9 within two minutes, a busy merchant (~8 transactions per 5-minute tile) and merchants
+whose labels arrive late. The integration tests
 build it into a real Feast project on a real Redis (``tests/integration/features``); the unit
 tests fold it through the pure merges and the DuckDB pipeline only.
 """
@@ -25,12 +26,9 @@ from data.schema import RAW_TABLES
 from feature_repo.aggregations import VELOCITY, Aggregation, register_table
 from fraud_platform.settings import FeatureParams, Settings, feast_environment
 
-STATE_CAP = 4  # small on purpose: the cap binds in the data
-MERCHANT_CAP = 8
+DISTINCT_CAP = 1_024  # never reached in this data: distinct counts are exact
 LATENESS_SECONDS = 3_600
-FEATURES = FeatureParams(
-    state_cap=STATE_CAP, merchant_state_cap=MERCHANT_CAP, max_lateness_seconds=LATENESS_SECONDS
-)
+FEATURES = FeatureParams(distinct_values_cap=DISTINCT_CAP, max_lateness_seconds=LATENESS_SECONDS)
 BASE = pd.Timestamp("2026-03-01", tz="UTC")
 
 # The declaration table plus one row of every operation, a 7-day window (longer than any
@@ -77,7 +75,7 @@ def edge_case_tables(seed: int = 7) -> dict[str, pd.DataFrame]:
     add("c_burst", "m1", burst + pd.Timedelta(hours=1), 20.0)
     add("c_burst", "m1", burst + pd.Timedelta(hours=24), 30.0)
     add("c_burst", "m2", burst + pd.Timedelta(hours=24, seconds=1), 31.0)
-    # Burst longer than the cap: 9 within two minutes, 4 of them in one second.
+    # A burst longer than the old state cap (4): 9 within two minutes, 4 of them in one second.
     long_burst = BASE + pd.Timedelta(days=20, hours=14)
     for i in range(5):
         add("c_cap", "m3", long_burst + pd.Timedelta(seconds=10 * i), 1.0 + i)
@@ -88,6 +86,14 @@ def edge_case_tables(seed: int = 7) -> dict[str, pd.DataFrame]:
     add("c_sleepy", "m4", BASE + pd.Timedelta(days=1, hours=5), 50.0)
     add("c_sleepy", "m4", BASE + pd.Timedelta(days=41, hours=5), 60.0)
     add("c_sleepy", "m5", BASE + pd.Timedelta(days=41, hours=6), 70.0)
+    # A busy merchant: 400 transactions in 4 hours (~8 per 5-minute tile, several in one
+    # second) from the background cards and 40 one-off cards, so its offline state rows hold
+    # later transactions than the requests that read them, and its tiles aggregate many.
+    busy_start = BASE + pd.Timedelta(days=30, hours=9)
+    busy_offsets = np.sort(rng.integers(0, 4 * 3_600, 400))
+    for k, offset in enumerate(busy_offsets):
+        card = f"c{k % 12:02d}" if k % 2 else f"busy card {k % 40}"
+        add(card, "m_busy", busy_start + pd.Timedelta(seconds=int(offset)), rng.lognormal(3, 1))
 
     tx = pd.DataFrame(
         rows, columns=["customer_id", "merchant_id", "timestamp", "amount", "lat", "long"]

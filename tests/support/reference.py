@@ -7,11 +7,9 @@ cannot hide here.
 The velocity features are every row of the declaration table (feature_repo.aggregations): the
 reference iterates the same table, so a new row is covered without touching this file, but it
 applies each row's operation itself, from the written definitions:
-- retained(e, t): the `cap` most recent (by timestamp, then key: the transaction id for a card,
-  (card, transaction id) for a merchant) of entity e's transactions in [t - S, t), S the
-  longest window declared for e; strictly before t. A row aggregates its column over the
-  members of retained(e, t) inside [t - window, t). With fewer than `cap` transactions in S,
-  that is all of them.
+- window(row, t): entity e's transactions in [floor(t - window, tile), t), the start rounded
+  down to the row's tile (5 min for windows under 12 h, 1 h under 12 days, else 1 day: written
+  out here, not imported), strictly before t. No cap: every transaction of the window counts.
 - count: how many; sum: in (timestamp, key) order; max: largest (0 when empty); mean: sum /
   count (NaN when empty); distinct_count: distinct values; last: the latest one (NaN if empty).
 - amount_to_avg_30d: amount / mean amount of c over the UTC days [day(t) - 30, day(t)); NaN
@@ -21,7 +19,7 @@ applies each row's operation itself, from the written definitions:
   30 days; NaN when there is none. km_per_hour_from_last_txn: distance to it / max(that, 60 s);
   NaN when there is none.
 - distance_from_home_km: from the cardholder's home; NaN for a card without one (unknown).
-- is_new_merchant: retained(m, t) is empty.
+- is_new_merchant: m has no transaction in any of its rows' windows.
 - merchant_fraud_rate_30d: frauds / labels among m's labels whose label_timestamp falls in the
   UTC days [day(t) - 30, day(t)) (so known strictly before t); 0 when none.
 """
@@ -61,14 +59,23 @@ def _great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> floa
     return 2 * r * math.asin(min(1.0, math.sqrt(h)))
 
 
-def _retained(rows: list[tuple[int, str, object]], t: int, span: int, cap: int) -> list:
-    """The `cap` most recent (timestamp, key, row) of the rows in [t - span, t)."""
-    return sorted((r for r in rows if t - span <= r[0] < t), key=lambda r: r[:2])[-cap:]
+def _tile_us(row: Aggregation) -> int:
+    """The row's tile: 5 minutes under 12 hours, 1 hour under 12 days, else 1 day."""
+    window = row.window.total_seconds()
+    seconds = 300 if window < 12 * 3600 else 3600 if window < 12 * 86400 else 86400
+    return seconds * 1_000_000
 
 
-def _aggregate(row: Aggregation, members: list, t: int) -> float:
-    """One declared row over the retained members (timestamp, key, transaction), by brute force."""
-    inside = [x for ts, _, x in members if t - int(row.window.total_seconds()) * 1_000_000 <= ts]
+def _window_start(row: Aggregation, t: int) -> int:
+    """floor(t - window, tile)."""
+    tile = _tile_us(row)
+    return (t - int(row.window.total_seconds()) * 1_000_000) // tile * tile
+
+
+def _aggregate(row: Aggregation, rows: list, t: int) -> float:
+    """One declared row over the entity's earlier events (timestamp, key, transaction)."""
+    start = _window_start(row, t)
+    inside = [x for ts, _, x in sorted(rows, key=lambda r: r[:2]) if start <= ts < t]
     values = [1 if row.column == "transaction" else getattr(x, row.column) for x in inside]
     if row.operation == "count":
         return len(values)
@@ -93,8 +100,6 @@ class Reference:
         transactions: pd.DataFrame,
         labels: pd.DataFrame,
         customers: pd.DataFrame,
-        cap: int,
-        merchant_cap: int,
         table: VelocityTable = VELOCITY,
     ) -> None:
         tx = transactions.copy()
@@ -104,15 +109,14 @@ class Reference:
         lab["l_us"] = lab["label_timestamp"].dt.as_unit("us").astype("int64")
         self.labels = list(lab.itertuples(index=False))
         self.homes = {r.customer_id: (r.home_lat, r.home_long) for r in customers.itertuples()}
-        self.caps = {"customer": cap, "merchant": merchant_cap}
         self.table = table
 
     def _velocity(self, entity: str, rows: list[tuple[int, str, object]], t: int) -> tuple:
-        """(feature -> value for the entity's declared rows, the retained members)."""
+        """(feature -> value for the entity's declared rows, its events in any row's window)."""
         rows_of = self.table.of(entity)
-        span = max((int(r.window.total_seconds()) * 1_000_000 for r in rows_of), default=0)
-        members = _retained(rows, t, span, self.caps[entity])
-        return {r.name: _aggregate(r, members, t) for r in rows_of}, members
+        earliest = min(_window_start(r, t) for r in rows_of)
+        in_any = [r for r in rows if earliest <= r[0] < t]
+        return {r.name: _aggregate(r, rows, t) for r in rows_of}, in_any
 
     def features(self, q: Request) -> dict[str, float]:
         t = q.t_us

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from feature_repo.aggregations import FEATURE_SERVICE_NAME
 from feature_repo.definitions import fraud_definitions
 from feature_repo.logic import output_features
 from feature_repo.pipeline import build_features, latest_state_time
@@ -29,8 +30,6 @@ from tests.integration.features.test_parity import _as_frame, _online_row, _prob
 from tests.support.edge_cases import (
     EXTENDED_VELOCITY,
     FEATURES,
-    MERCHANT_CAP,
-    STATE_CAP,
     edge_case_tables,
     write_raw,
 )
@@ -48,13 +47,15 @@ def extended(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> tuple:
     write_raw(tables, settings.paths.raw_dir)
     build_features(settings.paths, FEATURES, table=EXTENDED_VELOCITY)
     store = open_store(settings)
-    store.apply(fraud_definitions(settings.paths.features_dir, EXTENDED_VELOCITY).objects())
+    store.apply(
+        fraud_definitions(
+            settings.paths.features_dir, {FEATURE_SERVICE_NAME: EXTENDED_VELOCITY}
+        ).objects()
+    )
     reference = Reference(
         tables["transactions"],
         tables["labels"],
         tables["customers"],
-        STATE_CAP,
-        MERCHANT_CAP,
         EXTENDED_VELOCITY,
     )
     return settings, tables, reference

@@ -15,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from feature_repo.aggregations import SERVICE_TABLES
 from feature_repo.logic import (
     BASELINE_DAYS,
     DAY_US,
     LABEL_STATE_DAYS,
     Transaction,
+    output_features,
 )
 from feature_repo.online_state import OnlineStateWriter
 from feature_repo.pipeline import latest_state_time
@@ -36,8 +38,6 @@ from feature_repo.store import (
 from tests.support.edge_cases import (
     BASE,
     FEATURES,
-    MERCHANT_CAP,
-    STATE_CAP,
     FeatureProject,
     feast_cli,
     flush_online,
@@ -51,7 +51,7 @@ LATENESS_US = FEATURES.max_lateness_seconds * 1_000_000
 @pytest.fixture(scope="module")
 def reference(feature_project: FeatureProject) -> Reference:
     t = feature_project.tables
-    return Reference(t["transactions"], t["labels"], t["customers"], STATE_CAP, MERCHANT_CAP)
+    return Reference(t["transactions"], t["labels"], t["customers"])
 
 
 def _requests_for(tx: pd.DataFrame) -> list[Request]:
@@ -98,14 +98,21 @@ def _online_row(q: Request) -> dict:
     return request_row(q.customer_id, q.merchant_id, at, q.amount, q.lat, q.long)
 
 
-def test_historical_features_match_reference(
-    feature_project: FeatureProject, reference: Reference
-) -> None:
+def _service_reference(feature_project: FeatureProject, service: str) -> Reference:
+    t = feature_project.tables
+    return Reference(t["transactions"], t["labels"], t["customers"], SERVICE_TABLES[service])
+
+
+@pytest.mark.parametrize("service", list(SERVICE_TABLES))
+def test_historical_features_match_reference(feature_project: FeatureProject, service: str) -> None:
+    """Each feature service, from the one state built for all of them, equals the reference."""
+    reference = _service_reference(feature_project, service)
     tx = feature_project.tables["transactions"]
     requests = _requests_for(tx) + _probe_requests(tx)
     store = open_store(feature_project.settings)
-    got = historical_features(store, _as_frame(requests), progress=None)
-    names = feature_names(store)
+    got = historical_features(store, _as_frame(requests), progress=None, service=service)
+    names = feature_names(store, service)
+    assert names == [name for name, _ in output_features(SERVICE_TABLES[service])]
     assert len(got) == len(requests)
     problems = []
     for i, q in enumerate(requests):
@@ -113,19 +120,32 @@ def test_historical_features_match_reference(
         if bad:
             problems.append((q, bad))
     assert not problems, problems[:5]
-    # The cap really binds in the data: c_cap has more than `cap` transactions within an hour.
-    cap_rows = got[got["customer_id"] == "c_cap"]
-    assert (tx["customer_id"] == "c_cap").sum() > STATE_CAP + 1
-    assert cap_rows["txn_count_1h"].max() == STATE_CAP
+    # No cap: a probe just after c_cap's burst counts all of its transactions (within an hour),
+    # more than the 4 the old state cap kept.
+    burst_rows = got[got["customer_id"] == "c_cap"]
+    assert burst_rows["txn_count_1h"].max() == (tx["customer_id"] == "c_cap").sum() > 4
+    # The busy merchant's offline rows (one per 5-minute tile) hold transactions later than
+    # the requests that read them: the on-demand view's `< t` is what keeps them out.
+    states = pd.read_parquet(feature_project.settings.paths.feature_table("merchant_activity"))
+    busy = states[states["merchant_id"] == "m_busy"]
+    stamps_us = busy["event_timestamp"].dt.as_unit("us").astype("int64")
+    assert (busy["m_latest_ts_us"] > stamps_us).sum() > 20
+    if "txn_count_7d" in names:  # v2's longer windows really reach further than 24 hours
+        assert (got["txn_count_7d"] > got["txn_count_24h"]).any()
+        assert (got["merchant_txn_count_1h"] < got["merchant_txn_count_24h"]).any()
+        assert got["amount_mean_30d"].notna().sum() > len(got) // 2
 
 
+@pytest.mark.parametrize("service_name", list(SERVICE_TABLES))
 def test_online_after_materialize_matches_reference(
-    feature_project: FeatureProject, reference: Reference, redis_url: str
+    feature_project: FeatureProject, service_name: str, redis_url: str
 ) -> None:
     """Materialize "as of" a probe time, then read online at that time, however stale the state."""
+    reference = _service_reference(feature_project, service_name)
     flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
-    service, names = feature_service(store), feature_names(store)
+    service = feature_service(store, service_name)
+    names = feature_names(store, service_name)
     tx = feature_project.tables["transactions"]
     end = max(tx["timestamp"].max(), feature_project.tables["labels"]["label_timestamp"].max())
     merchant_of = tx.groupby("customer_id")["merchant_id"].first()
@@ -239,8 +259,7 @@ def test_label_rate_is_exact_or_unknown_whatever_the_materialize_end(
                 feature_project.tables["transactions"],
                 known.drop(columns="merchant_id"),
                 feature_project.tables["customers"],
-                STATE_CAP, MERCHANT_CAP,
-            ).features(q)["merchant_fraud_rate_30d"]  # fmt: skip
+            ).features(q)["merchant_fraud_rate_30d"]
             assert value == pytest.approx(known_then, rel=1e-12, abs=1e-12), (q, value)
             exact += 1
     assert unknown > 0 and exact > 0  # both sides of the rule were exercised
@@ -321,7 +340,7 @@ def test_late_events_within_the_bound_get_the_reference_features(
         q = Request(
             r.customer_id, r.merchant_id, int(r.timestamp.value // 1000), r.amount, r.lat, r.long
         )
-        known = Reference(tx[arrived], no_labels, t["customers"], STATE_CAP, MERCHANT_CAP)
+        known = Reference(tx[arrived], no_labels, t["customers"])
         want = known.features(q)
         got = online_features(store, [_online_row(q)], service, names)[0]
         bad = [m for m in mismatches(want, got) if not m.startswith("merchant_fraud_rate_30d")]
@@ -375,6 +394,37 @@ def test_ingesting_twice_counts_once(feature_project: FeatureProject, redis_url:
     assert row["txn_count_1h"] == 1
     assert row["merchant_txn_count_24h"] == 1
     assert row["amount_sum_1h"] == pytest.approx(10.0)
+
+
+def test_retries_count_once_after_the_raw_region_moved_past_them(
+    feature_project: FeatureProject, redis_url: str
+) -> None:
+    """Tiles keep no transaction ids: a retry of a transaction the tiles hold (moved there by
+    a later one, or folded straight in because it came in late) is recognised by its seen-key."""
+    store = open_store(feature_project.settings)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
+    at = BASE + pd.Timedelta(days=500)
+
+    def txn(tid: str, offset: pd.Timedelta, amount: float) -> Transaction:
+        return Transaction(
+            tid, "c_retry", "m_retry", int((at + offset).value // 1000), amount, 1, 1
+        )
+
+    first = txn("r-1", pd.Timedelta(0), 10.0)
+    writer.ingest_transaction(first)
+    writer.ingest_transaction(txn("r-2", pd.Timedelta(hours=3), 20.0))  # moves r-1 to the tiles
+    late = txn("r-0", pd.Timedelta(hours=-1), 5.0)  # older than the raw region: into the tiles
+    for _ in range(2):  # the late one and its retry, then retries of the moved one
+        writer.ingest_transaction(late)
+    writer.ingest_transaction(first)
+    state = writer.read("customer_activity", "c_retry")
+    assert state is not None and state["c_txn_ids"] == ["r-2"]  # r-1 really left the raw region
+    probe = request_row(
+        "c_retry", "m_retry", (at + pd.Timedelta(hours=4)).to_pydatetime(), 1.0, 1.0, 1.0
+    )
+    row = online_features(store, [probe])[0]
+    assert row["txn_count_24h"] == 3 and row["merchant_txn_count_24h"] == 3
+    assert row["amount_sum_24h"] == pytest.approx(35.0)
 
 
 def test_merchant_counts_a_reused_transaction_id_of_another_card(

@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from fraud_platform.redis_server import find_redis_server
-from fraud_platform.settings import Settings, load_params
+from fraud_platform.settings import Settings
 from tests.support import stack
 from tests.support.live_api import API_KEY, Stack, stop
 from tests.support.reference import Reference, Request, mismatches
@@ -111,7 +111,6 @@ def test_redis_killed_under_load_is_rebuilt_exactly_from_the_journal(
         assert redis.Redis(port=redis_port).dbsize() == 0
         _fraud(env, root, "features", "rebuild-online")
         settings = Settings(project_root=root, redis_url=url)
-        params = load_params(settings.paths.params_file)
         raw = settings.paths.raw_dir
         txns = pd.read_parquet(raw / "transactions.parquet")
         extra = pd.DataFrame(answered).assign(
@@ -121,8 +120,6 @@ def test_redis_killed_under_load_is_rebuilt_exactly_from_the_journal(
             pd.concat([txns, extra[txns.columns]], ignore_index=True),
             pd.read_parquet(raw / "labels.parquet"),
             pd.read_parquet(raw / "customers.parquet"),
-            params.features.state_cap,
-            params.features.merchant_state_cap,
         )
         probe_at = pd.Timestamp(answered[-1]["timestamp"]) + timedelta(minutes=30)
         probes = [

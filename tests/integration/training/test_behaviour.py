@@ -80,7 +80,7 @@ def _score(result: ModelResult, reference: Reference, request: Request) -> float
 
 
 def _reference(project: Project, extra: pd.DataFrame | None = None) -> Reference:
-    tables, features = project.tables, project.params.features
+    tables = project.tables
     transactions = tables["transactions"]
     if extra is not None:
         transactions = pd.concat([transactions, extra], ignore_index=True)
@@ -88,8 +88,6 @@ def _reference(project: Project, extra: pd.DataFrame | None = None) -> Reference
         transactions,
         tables["labels"],
         tables["customers"],
-        features.state_cap,
-        features.merchant_state_cap,
     )
 
 

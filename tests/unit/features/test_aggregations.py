@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from feature_repo.aggregations import (
+    STATE_VELOCITY,
     VELOCITY,
     Aggregation,
     VelocityTable,
@@ -34,7 +35,9 @@ def test_the_readme_table_is_the_generated_one() -> None:
     )
     assert match, "README.md lost its velocity-table markers"
     assert match.group(1) == markdown_table(), "run `fraud features declarations` and paste it"
-    assert markdown_table().count("\n") == len(VELOCITY.rows) + 2
+    assert markdown_table().count("\n") == len(STATE_VELOCITY.rows) + 2
+    assert "| `txn_count_7d` | customer | count |  | `[floor(t - 7d, 1h), t)` | v2 |" in text
+    assert "| `txn_count_1h` | customer | count |  | `[floor(t - 1h, 5min), t)` | v1, v2 |" in text
 
 
 def test_the_cli_prints_the_table() -> None:
@@ -87,24 +90,33 @@ def test_operations_and_their_empty_windows() -> None:
 def test_a_new_row_reaches_the_state_the_views_and_the_service() -> None:
     """What the extended fixture table adds appears everywhere the declared table is read."""
     plain, extended = state_fields(VELOCITY), state_fields(EXTENDED_VELOCITY)
+    # v1's merchant rows are one 24-hour count: raw times, 1-hour tiles of counts, nothing else.
     assert [n for n, _ in plain["merchant_activity"]] == [
-        "m_ts_us", "m_txn_ids", "m_latest_ts_us", "m_state_cap", "m_lateness_us",
+        "m_ts_us", "m_txn_ids", "m_tiles_1h_index", "m_tiles_1h_count",
+        "m_latest_ts_us", "m_lateness_us", "m_distinct_cap",
     ]  # fmt: skip
-    assert ("m_amounts", "float64[]") in extended["merchant_activity"]
-    assert ("m_customer_ids", "string[]") in extended["merchant_activity"]
-    assert EXTENDED_VELOCITY.state_window_us("customer") == 7 * 86_400_000_000
-    assert VELOCITY.state_window_us("customer") == 86_400_000_000
+    merchant = dict(extended["merchant_activity"])
+    assert merchant["m_amounts"] == "float64[]" and merchant["m_customer_ids"] == "string[]"
+    # A sum over 24 h keeps 1-hour tile sums; a max over 2 h, 5-minute tile maxima; distinct
+    # cards, each card's latest time.
+    assert merchant["m_tiles_1h_amount_sum"] == merchant["m_tiles_5m_amount_max"] == "float64[]"
+    assert merchant["m_seen_customer_ids"] == "string[]"
+    # How far back a window reaches: its length plus its tile (the start is rounded down).
+    assert EXTENDED_VELOCITY.state_window_us("customer") == (7 * 24 + 1) * 3_600_000_000
+    assert VELOCITY.state_window_us("customer") == 25 * 3_600_000_000
 
-    definitions = fraud_definitions(Path("/nowhere"), EXTENDED_VELOCITY)
-    outputs = [f.name for f in definitions.transaction_features.features]
+    definitions = fraud_definitions(Path("/nowhere"), {"fraud_scoring_v1": EXTENDED_VELOCITY})
+    transaction_features = definitions.on_demand["fraud_scoring_v1"]
+    outputs = [f.name for f in transaction_features.features]
     assert outputs == [name for name, _ in output_features(EXTENDED_VELOCITY)]
     new = {row.name for row in EXTENDED_VELOCITY.rows} - {row.name for row in VELOCITY.rows}
     assert new <= set(outputs)
     merchant_schema = {f.name for f in definitions.merchant_activity_fv.schema}
     assert {"m_amounts", "m_customer_ids"} <= merchant_schema
-    assert definitions.merchant_activity_fv.ttl == timedelta(days=1)  # its longest window
+    # Its furthest reach (24 h + a 1-hour tile) plus the 5-minute tile its rows are stamped on.
+    assert definitions.merchant_activity_fv.ttl == timedelta(hours=25, minutes=5)
     # The on-demand view's function names its table: Feast rebuilds it from this source text.
-    transformation = definitions.transaction_features.feature_transformation
+    transformation = transaction_features.feature_transformation
     assert transformation is not None
     source = transformation.udf_string
     assert "velocity_table('velocity_test_extended')" in source

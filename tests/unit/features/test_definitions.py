@@ -7,8 +7,9 @@ from pathlib import Path
 
 from feast import FeatureService, FileSource, OnDemandFeatureView
 
-from feature_repo.definitions import fraud_definitions
-from feature_repo.store import FEATURE_SERVICE_NAME, repo_config
+from feature_repo.aggregations import FEATURE_SERVICE_NAME, SERVICE_TABLES
+from feature_repo.definitions import fraud_definitions, on_demand_view_name
+from feature_repo.store import repo_config
 from fraud_platform.settings import Settings
 
 
@@ -27,10 +28,18 @@ def test_definitions_of_two_roots_differ_only_in_where_the_tables_are(tmp_path: 
     }
     names = [getattr(o, "name", None) for o in one.objects()]
     assert names == [getattr(o, "name", None) for o in two.objects()]
-    assert len(set(names)) == len(names) == 16
-    assert isinstance(one.fraud_scoring_v1, FeatureService)
-    assert one.fraud_scoring_v1.name == FEATURE_SERVICE_NAME
-    assert isinstance(one.transaction_features, OnDemandFeatureView)
+    # 3 entities and the request source, 7 sources, 4 views, then per service (v1 and v2) its
+    # on-demand view and the service itself.
+    assert len(set(names)) == len(names) == 18
+    assert set(one.services) == set(SERVICE_TABLES) and FEATURE_SERVICE_NAME in one.services
+    for service, view in one.on_demand.items():
+        assert isinstance(view, OnDemandFeatureView)
+        assert isinstance(one.services[service], FeatureService)
+        assert one.services[service].name == service
+        # Each service reads its own on-demand view, named after its version.
+        projections = one.services[service].feature_view_projections
+        assert [p.name for p in projections] == [view.name] == [on_demand_view_name(service)]
+    assert on_demand_view_name("fraud_scoring_v2") == "transaction_features_v2"
 
 
 def test_the_feast_cli_objects_are_the_environments_root() -> None:
@@ -38,7 +47,10 @@ def test_the_feast_cli_objects_are_the_environments_root() -> None:
 
     expected = Settings().paths.features_dir / "customer_activity.parquet"
     assert definitions.customer_activity_source.path == str(expected)
-    assert definitions.fraud_scoring_v1.name == FEATURE_SERVICE_NAME
+    # The services and their views are module attributes, by their Feast names (set from the
+    # definitions object, so read them by name).
+    assert getattr(definitions, FEATURE_SERVICE_NAME).name == FEATURE_SERVICE_NAME
+    assert vars(definitions)["transaction_features_v2"].name == "transaction_features_v2"
 
 
 def test_repo_config_is_filled_from_the_settings_not_the_environment(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ contributions plus the base value are the model's raw score (log-odds).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -17,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from feature_repo.aggregations import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import ModelTags
 from fraud_platform.scoring_model import LinearModel, ScoringModel, TreeModel
 from fraud_platform.settings import load_params
@@ -240,7 +242,9 @@ def test_holder_swaps_only_to_a_new_version_and_refuses_unknown_features() -> No
         loads.append(alias[0])
         return _bundle(alias[0], registry.get(alias[0], ("f",)))
 
-    holder = ModelHolder(load, lambda: alias[0], ["f", "g"], poll_seconds=60)
+    holder = ModelHolder(
+        load, lambda: alias[0], {FEATURE_SERVICE_NAME: ["f", "g"]}, poll_seconds=60
+    )
     assert holder.unavailable_reason.startswith("no model loaded yet")
     assert holder.refresh() and holder.bundle is not None and holder.bundle.version == "1"
     assert holder.refresh() is False and loads == ["1"]  # same version: nothing reloaded
@@ -251,6 +255,23 @@ def test_holder_swaps_only_to_a_new_version_and_refuses_unknown_features() -> No
     registry["2"] = ("g",)
     assert holder.refresh() is True and holder.bundle.version == "2"
     assert holder.last_error is None and holder.unavailable_reason == ""
+
+
+def test_holder_serves_a_model_only_with_the_service_it_was_trained_on() -> None:
+    alias, services = ["1"], {"1": "fraud_scoring_v2", "2": "fraud_scoring_v9"}
+
+    def load() -> ModelBundle:
+        return dataclasses.replace(
+            _bundle(alias[0], ("f", "g")), feature_service=services[alias[0]]
+        )
+
+    provided = {FEATURE_SERVICE_NAME: ["f"], "fraud_scoring_v2": ["f", "g"]}
+    holder = ModelHolder(load, lambda: alias[0], provided, poll_seconds=60)
+    assert holder.refresh() and holder.bundle is not None
+    assert holder.bundle.feature_service == "fraud_scoring_v2"  # v1 lacks g; v2 has it
+    alias[0] = "2"  # trained on a service this API does not serve
+    assert holder.refresh() is False and holder.bundle.version == "1"
+    assert holder.last_error is not None and "'fraud_scoring_v9'" in holder.last_error
 
 
 def test_concurrent_requests_get_the_same_answers(trained: ScoringModel) -> None:

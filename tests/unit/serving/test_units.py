@@ -13,6 +13,7 @@ import redis
 import yaml
 from pydantic import ValidationError
 
+from feature_repo.aggregations import FEATURE_SERVICE_NAME
 from feature_repo.logic import Transaction
 from fraud_platform.settings import PROJECT_ROOT, ParamsError, load_params
 from serving.ingest import Ingestor, PendingGate
@@ -250,7 +251,9 @@ def test_model_loads_in_the_background_with_retries() -> None:
         release.wait(10)
         return _bundle("1")
 
-    holder = ModelHolder(load, lambda: "1", ["f"], poll_seconds=60, first_retry_seconds=0.01)
+    holder = ModelHolder(
+        load, lambda: "1", {FEATURE_SERVICE_NAME: ["f"]}, poll_seconds=60, first_retry_seconds=0.01
+    )
     holder.start()  # returns at once, whatever the registry does
     try:
         assert _until(lambda: holder.failed_loads == 2)
@@ -266,7 +269,9 @@ def test_model_loads_in_the_background_with_retries() -> None:
 
 def test_missing_registry_entry_is_reported_and_the_model_kept() -> None:
     alias: list[str | None] = ["1"]
-    holder = ModelHolder(lambda: _bundle(str(alias[0])), lambda: alias[0], ["f"], 60)
+    holder = ModelHolder(
+        lambda: _bundle(str(alias[0])), lambda: alias[0], {FEATURE_SERVICE_NAME: ["f"]}, 60
+    )
     assert holder.refresh() and holder.bundle is not None
     alias[0] = None  # version deleted, alias gone
     assert holder.refresh() is False
