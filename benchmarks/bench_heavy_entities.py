@@ -52,7 +52,7 @@ from feature_repo.redis_layout import encoder
 from feature_repo.tiles import EntityState
 from fraud_platform import redis_server
 from fraud_platform.settings import load_params
-from tests.support.reference import Reference, Request, mismatches
+from tests.support.reference import Reference, Request, mismatches, requests_frame
 
 MICROS = 1_000_000
 T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
@@ -87,17 +87,10 @@ def frame(txns: list[Transaction]) -> pd.DataFrame:
             {"transaction_id": pd.Series(dtype=str), "is_fraud": pd.Series(dtype=int),
              "label_timestamp": pd.Series(dtype="datetime64[us, UTC]")}
         )  # fmt: skip
-    return pd.DataFrame(
-        {
-            "transaction_id": [t.transaction_id for t in txns],
-            "customer_id": [t.customer_id for t in txns],
-            "merchant_id": [t.merchant_id for t in txns],
-            "timestamp": pd.to_datetime([t.ts_us for t in txns], unit="us", utc=True),
-            "amount": [t.amount for t in txns],
-            "lat": [t.lat for t in txns],
-            "long": [t.long for t in txns],
-        }
-    )
+    requests = [
+        Request(t.customer_id, t.merchant_id, t.ts_us, t.amount, t.lat, t.long) for t in txns
+    ]
+    return requests_frame(requests).assign(transaction_id=[t.transaction_id for t in txns])
 
 
 def raw_tables(txns: list[Transaction]) -> dict[str, pd.DataFrame]:
@@ -179,7 +172,7 @@ def through_feast(
     for service, table in SERVICE_TABLES.items():
         reference = Reference(tables["transactions"], tables["labels"], tables["customers"], table)
         names = feature_names(store, service)
-        got = historical_features(store, as_frame(requests), progress=None, service=service)
+        got = historical_features(store, requests_frame(requests), progress=None, service=service)
         bad = sum(
             bool(mismatches(reference.features(q), got.loc[i, names].to_dict()))
             for i, q in enumerate(requests)
@@ -224,21 +217,6 @@ def through_feast(
           f"bound) in {seconds:.1f} s, checked {len(checked_at)} of them:")  # fmt: skip
     for service, bad in bad_by_service.items():
         print(f"  {service}: online after ingestion: {bad} mismatching")
-
-
-def as_frame(requests: list[Request]) -> pd.DataFrame:
-    """Requests as the entity rows of ``historical_features``."""
-    return pd.DataFrame(
-        {
-            "transaction_id": [f"q{i}" for i in range(len(requests))],
-            "customer_id": [q.customer_id for q in requests],
-            "merchant_id": [q.merchant_id for q in requests],
-            "timestamp": pd.to_datetime([q.t_us for q in requests], unit="us", utc=True),
-            "amount": [q.amount for q in requests],
-            "lat": [q.lat for q in requests],
-            "long": [q.long for q in requests],
-        }
-    )
 
 
 def online_row(q: Request) -> dict[str, Any]:

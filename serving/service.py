@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 
     from feast import FeatureStore
 
-    from feature_repo.aggregations import FEATURE_SERVICE_NAME
     from feature_repo.online_state import OnlineStateWriter
     from fraud_platform.settings import Settings
 

@@ -27,6 +27,7 @@ applies each row's operation itself, from the written definitions:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -164,6 +165,21 @@ class Reference:
             "is_new_customer": int(not mine),
             "is_new_merchant": int(not merchant_members),
         }
+
+
+def requests_frame(requests: Sequence[Request]) -> pd.DataFrame:
+    """Requests as raw-schema transaction rows (ids ``q0``, ``q1``...): an entity dataframe."""
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"q{i}" for i in range(len(requests))],
+            "customer_id": [q.customer_id for q in requests],
+            "merchant_id": [q.merchant_id for q in requests],
+            "timestamp": pd.to_datetime([q.t_us for q in requests], unit="us", utc=True),
+            "amount": [q.amount for q in requests],
+            "lat": [q.lat for q in requests],
+            "long": [q.long for q in requests],
+        }
+    )
 
 
 def mismatches(

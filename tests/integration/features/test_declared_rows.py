@@ -26,14 +26,14 @@ from feature_repo.store import (
     open_store,
 )
 from fraud_platform.settings import Settings
-from tests.integration.features.test_parity import _as_frame, _online_row, _probe_requests
+from tests.integration.features.test_parity import _online_row, _probe_requests
 from tests.support.edge_cases import (
     EXTENDED_VELOCITY,
     FEATURES,
     edge_case_tables,
     write_raw,
 )
-from tests.support.reference import Reference, Request, mismatches
+from tests.support.reference import Reference, Request, mismatches, requests_frame
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,7 @@ def test_historical_features_of_new_rows_match_the_reference(extended: tuple) ->
         for r in tx.itertuples()
     ] + _probe_requests(tx)  # fmt: skip
     store = open_store(settings)
-    got = historical_features(store, _as_frame(requests), progress=None)
+    got = historical_features(store, requests_frame(requests), progress=None)
     names = feature_names(store)
     problems = [
         (q, bad)

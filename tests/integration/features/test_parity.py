@@ -42,7 +42,7 @@ from tests.support.edge_cases import (
     feast_cli,
     flush_online,
 )
-from tests.support.reference import Reference, Request, mismatches
+from tests.support.reference import Reference, Request, mismatches, requests_frame
 
 pytestmark = pytest.mark.integration
 LATENESS_US = FEATURES.max_lateness_seconds * 1_000_000
@@ -79,20 +79,6 @@ def _probe_requests(tx: pd.DataFrame) -> list[Request]:
     return probes
 
 
-def _as_frame(requests: list[Request]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "transaction_id": [f"q{i}" for i in range(len(requests))],
-            "customer_id": [q.customer_id for q in requests],
-            "merchant_id": [q.merchant_id for q in requests],
-            "timestamp": pd.to_datetime([q.t_us for q in requests], unit="us", utc=True),
-            "amount": [q.amount for q in requests],
-            "lat": [q.lat for q in requests],
-            "long": [q.long for q in requests],
-        }
-    )
-
-
 def _online_row(q: Request) -> dict:
     at = datetime.fromtimestamp(q.t_us // 1_000_000, tz=UTC).replace(microsecond=q.t_us % 1_000_000)
     return request_row(q.customer_id, q.merchant_id, at, q.amount, q.lat, q.long)
@@ -110,7 +96,7 @@ def test_historical_features_match_reference(feature_project: FeatureProject, se
     tx = feature_project.tables["transactions"]
     requests = _requests_for(tx) + _probe_requests(tx)
     store = open_store(feature_project.settings)
-    got = historical_features(store, _as_frame(requests), progress=None, service=service)
+    got = historical_features(store, requests_frame(requests), progress=None, service=service)
     names = feature_names(store, service)
     assert names == [name for name, _ in output_features(SERVICE_TABLES[service])]
     assert len(got) == len(requests)
