@@ -13,13 +13,15 @@ from serving.service import ScoringService
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_service(request: Request) -> ScoringService:
+# Both dependencies are ``async def``: they do no I/O, and FastAPI would run a plain ``def``
+# dependency on a worker thread, two thread hops per request.
+async def get_service(request: Request) -> ScoringService:
     """The scoring service built at start-up."""
     service: ScoringService = request.app.state.service
     return service
 
 
-def require_api_key(
+async def require_api_key(
     request: Request, api_key: Annotated[str | None, Depends(_api_key_header)]
 ) -> None:
     """401 unless the ``X-API-Key`` header holds a configured key (open when none is set).

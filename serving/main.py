@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,11 +22,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraud_platform.settings import Settings, get_settings, load_params
 from serving.metrics import mark_worker_stopped, multiprocess_dir
+from serving.responses import FastJSONResponse, json_bytes
 from serving.routes import health, labels, predict
 from serving.schemas import time_guard
 from serving.service import ScoringService, ServiceUnavailableError, build_service
@@ -112,7 +111,7 @@ def _replay(body: bytes) -> Receive:
 
 
 async def _send_json(send: Send, status: int, payload: Any) -> None:
-    body = json.dumps(payload).encode()
+    body = json_bytes(payload)
     await send(
         {
             "type": "http.response.start",
@@ -132,7 +131,7 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> FastJSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {
@@ -143,20 +142,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         }
         for err in exc.errors()
     ]
-    return JSONResponse({"detail": errors}, status_code=422)
+    return FastJSONResponse({"detail": errors}, status_code=422)
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
+async def _unavailable(request: Request, exc: Exception) -> FastJSONResponse:
+    return FastJSONResponse(
         {"detail": str(exc), "error": "service_unavailable"},
         status_code=503,
         headers={"Retry-After": "1"},
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": "internal error", "error": "internal"}, status_code=500)
+    return FastJSONResponse({"detail": "internal error", "error": "internal"}, status_code=500)
 
 
 @asynccontextmanager
@@ -213,6 +212,7 @@ def create_app(settings: Settings | None = None, build: ServiceBuilder = build_s
         summary="Scores card transactions on exact online velocity features (Feast + Redis).",
         version="1.0.0",
         lifespan=lifespan,
+        default_response_class=FastJSONResponse,
     )
     app.include_router(predict.router)
     app.include_router(labels.router)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from serving.deps import ApiKeyDep, ServiceDep
+from serving.responses import FastJSONResponse
 from serving.routes.predict import ERROR_RESPONSES, check_batch_limit, in_pool
 from serving.schemas import LabelsIn, LabelsOut
 
@@ -21,8 +22,7 @@ router = APIRouter(
 
 
 @router.post("", response_model=LabelsOut)
-async def post_labels(body: LabelsIn, service: ServiceDep, request: Request) -> dict:
+async def post_labels(body: LabelsIn, service: ServiceDep, request: Request) -> FastJSONResponse:
     """Fold arrived labels into the online label state and journal them for training."""
     check_batch_limit(request, "labels", body.labels)
-    result: dict = await in_pool(request, service.ingest_labels, body.labels)
-    return result
+    return FastJSONResponse(await in_pool(request, service.ingest_labels, body.labels))

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 
 from serving.deps import ApiKeyDep, ServiceDep
+from serving.responses import FastJSONResponse
 from serving.schemas import BatchIn, BatchOut, ErrorOut, ScoreOut, TransactionIn, ValidationErrorOut
 
 # Every status the scoring routes can answer besides 200, documented in the OpenAPI schema.
@@ -50,16 +51,19 @@ def check_batch_limit(request: Request, field: str, items: list[Any]) -> None:
 
 
 @router.post("", response_model=ScoreOut)
-async def predict(transaction: TransactionIn, service: ServiceDep, request: Request) -> dict:
+async def predict(
+    transaction: TransactionIn, service: ServiceDep, request: Request
+) -> FastJSONResponse:
     """Score one transaction and fold it into the customer's online state."""
     received = request.scope.get("fraud.received", time.perf_counter())
     results = await in_pool(request, service.score, [transaction], received)
-    return dict(results[0])
+    return FastJSONResponse(results[0])
 
 
 @router.post("/batch", response_model=BatchOut)
-async def predict_batch(batch: BatchIn, service: ServiceDep, request: Request) -> dict:
+async def predict_batch(batch: BatchIn, service: ServiceDep, request: Request) -> FastJSONResponse:
     """Score up to serve.batch_limit transactions (features read before the batch is ingested)."""
     check_batch_limit(request, "transactions", batch.transactions)
     received = request.scope.get("fraud.received", time.perf_counter())
-    return {"results": await in_pool(request, service.score, batch.transactions, received)}
+    results = await in_pool(request, service.score, batch.transactions, received)
+    return FastJSONResponse({"results": results})

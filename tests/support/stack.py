@@ -254,14 +254,15 @@ def _setup(root: Path) -> dict[str, Any]:
 
 
 def _compare_readers(root: Path) -> dict[str, Any]:
+    """Each fast reader against ``get_online_features``, value and type, on the held-out rows."""
     import pandas as pd
 
     from feature_repo.redis_layout import RedisLayout
     from feature_repo.store import open_store, request_row
-    from serving.features import DirectReader, FeastReader
+    from serving.features import DirectReader, FeastReader, OnlineFeaturesReader
 
     store = open_store()
-    direct, feast_reader = DirectReader(store, RedisLayout(store)), FeastReader(store)
+    layout = RedisLayout(store)
     held_out = pd.read_parquet(root / "slice.parquet")
     rows = [
         request_row(r.customer_id, r.merchant_id, r.timestamp.to_pydatetime(), r.amount, r.lat,
@@ -270,8 +271,23 @@ def _compare_readers(root: Path) -> dict[str, Any]:
     ]  # fmt: skip
     later = held_out["timestamp"].max() + timedelta(minutes=5)
     rows.append(request_row("nobody", "nowhere", later.to_pydatetime(), 5.0, 1.0, 2.0))
-    a, b = direct.read(rows), feast_reader.read(rows)
-    return {"rows": len(rows), "mismatches": sum(x != y for x, y in zip(a, b, strict=True))}
+
+    def typed(read: list[dict[str, Any]]) -> list[list[tuple[str, str, Any]]]:
+        return [[(k, type(v).__name__, v) for k, v in row.items()] for row in read]
+
+    expected = typed(OnlineFeaturesReader(store).read(rows))
+    readers: dict[str, DirectReader | FeastReader] = {
+        "direct": DirectReader(store, layout),
+        "feast": FeastReader(store, layout),
+    }
+    mismatches = {}
+    for name, reader in readers.items():
+        one_by_one = typed([reader.read([row])[0] for row in rows])
+        together = typed(reader.read(rows))
+        mismatches[name] = sum(
+            a != e or b != e for a, b, e in zip(one_by_one, together, expected, strict=True)
+        )
+    return {"rows": len(rows), "mismatches": mismatches}
 
 
 def _register(root: Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from feature_repo.logic import UNKNOWN_WITHOUT_HISTORY
 from fraud_platform import redis_server
 from fraud_platform.contracts import read_prediction_log
+from serving.schemas import BatchOut, ScoreOut
 from tests.support.bodies import VALID_TRANSACTION
 from tests.support.live_api import API_KEY, Live
 
@@ -214,9 +215,21 @@ def test_replay_parity_with_historical_features(live: Live) -> None:
     assert warm > len(held_out) // 3  # the slice really exercised stored and ingested state
 
 
-def test_direct_reader_equals_feast_reader(live: Live) -> None:
+@pytest.mark.parametrize("path", ["feast", "direct"])
+def test_feature_path_equals_get_online_features(live: Live, path: str) -> None:
+    # Every held-out row, read alone and all in one call: same values, same Python types.
     assert live.readers["rows"] > 50
-    assert live.readers["mismatches"] == 0
+    assert live.readers["mismatches"][path] == 0
+
+
+def test_answers_are_what_the_response_models_would_send(live: Live) -> None:
+    # The scoring routes send their dicts as JSON directly (serving/responses.py), without
+    # FastAPI's validation against the response model: they must already be exactly that.
+    one = live.post("/predict", _txn(live, "shape-c", "shape-m", 7)).json()  # unknown: nulls
+    assert one == ScoreOut.model_validate(one).model_dump(mode="json")
+    batch = live.post("/predict/batch", {"transactions": [_txn(live, "shape-c", "shape-m", 8)]})
+    batch = batch.json()
+    assert batch == BatchOut.model_validate(batch).model_dump(mode="json")
 
 
 def test_cold_start_gets_defaults(live: Live) -> None:

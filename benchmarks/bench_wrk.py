@@ -1,0 +1,251 @@
+"""The scoring API beside ``feast serve`` in one run, loaded by ``wrk`` from outside the process.
+
+Issue 16's benchmark. On the small test stack (``tests/support/stack.py``: a temporary project
+root, a real redis-server, Feast state, a registered model), it starts each target in turn, on
+the same feature repo and Redis, and measures:
+
+* closed loop with ``wrk`` (a C load generator, a separate process) on 1 and on 16 keep-alive
+  connections: p50/p99 and requests/s;
+* open loop at a fixed rate (default 300 requests/s) with latency counted from each request's
+  *scheduled* send time (``wrk`` has no open loop: :func:`benchmarks.bench_serving.open_loop`);
+* RSS of each API worker after the load.
+
+Targets: ``/predict`` of this checkout (default feature path, ingestion and prediction log on,
+as in production), optionally the same API with ``SERVING_FEATURE_PATH=direct`` (``--direct``)
+and the API of another checkout (``--baseline DIR``, e.g. an export of ``main``: before and
+after in one run), and ``feast serve``'s ``/get-online-features`` of ``fraud_scoring_v1`` (the
+feature lookup alone). Each target gets its own event-time range (two days apart), so one
+target's ingested transactions are not "late" for the next.
+
+Run: ``.venv/bin/python -m benchmarks.bench_wrk [--baseline DIR] [--direct] [--root DIR]``.
+``wrk`` is Debian's package (``apt-get install -y wrk``); the benchmark says so if it is
+missing. Everything binds 127.0.0.1 and is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_serving import (
+    Workload,
+    closed_loop_single,
+    open_loop,
+    rss_mb,
+    start_feast_serve,
+)
+from tests.support import stack
+
+WRK_INSTALL_HINT = "wrk not found: install Debian's package (apt-get install -y wrk) or pass --wrk"
+# One wrk thread drives every connection (it is C and epoll: far from saturated here), so one
+# Lua state walks the body file in order and event times only move forward.
+_WRK_SCRIPT = """
+local bodies = {}
+for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i + 1
+  return wrk.format(nil, "%(path)s", nil, bodies[(i - 1) %% #bodies + 1])
+end
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server to load: how to start it, where to send what."""
+
+    name: str
+    path: str
+    start: Callable[[int], subprocess.Popen[bytes]]
+    body: Callable[[Workload], bytes]
+
+
+def slug(name: str) -> str:
+    """A target's name as part of a file name."""
+    return re.sub(r"\W+", "-", name).strip("-")
+
+
+def find_wrk(given: str | None) -> str:
+    """The ``wrk`` executable (``--wrk``, else on ``PATH``); exits with how to install it."""
+    found = given or shutil.which("wrk")
+    if not found:
+        sys.exit(WRK_INSTALL_HINT)
+    return found
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """p50/p99 (ms), requests/s and error count of ``wrk --latency`` output."""
+
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
+
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    done = re.search(r"^\s+(\d+) requests in", output, re.MULTILINE)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
+    return {
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "rps": float(rps.group(1)) if rps else float("nan"),
+        "n": float(done.group(1)) if done else 0.0,
+        "errors": float(errors),
+    }
+
+
+def run_wrk(
+    wrk: str, port: int, target: Target, work: Workload, connections: int, seconds: float,
+    scratch: Path,
+) -> dict[str, float]:  # fmt: skip
+    """Closed loop: ``wrk`` on ``connections`` connections for ``seconds``."""
+    n = int(seconds * 5000) + 1000  # more bodies than any target answers: none is sent twice
+    bodies = scratch / f"bodies-{slug(target.name)}-{connections}.jsonl"
+    bodies.write_bytes(b"\n".join(target.body(work) for _ in range(n)) + b"\n")
+    script = scratch / "post.lua"
+    script.write_text(_WRK_SCRIPT % {"bodies": bodies, "path": target.path})
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "10s",
+         "-s", str(script), f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    )  # fmt: skip
+    return parse_wrk(out.stdout)
+
+
+def measure(
+    target: Target, work: Workload, wrk: str, args: argparse.Namespace, scratch: Path
+) -> dict[str, Any]:
+    """Start one target, load it (closed 1, open loop, closed 16), read its RSS, stop it."""
+    port = stack.free_port()
+    proc = target.start(port)
+    try:
+        closed_loop_single(port, target.path, lambda: target.body(work), 300)  # warm-up
+        result: dict[str, Any] = {
+            "c1": run_wrk(wrk, port, target, work, 1, args.seconds, scratch),
+            "open": asyncio.run(
+                open_loop(port, target.path, lambda: target.body(work), args.rate, args.seconds)
+            ),
+            "c16": run_wrk(wrk, port, target, work, 16, args.seconds, scratch),
+            "rss_mb": rss_mb(proc.pid),
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return result
+
+
+def api_target(name: str, root: Path, env: dict[str, str], **extra: str) -> Target:
+    """``/predict`` of the API, started from the checkout in ``extra['PYTHONPATH']`` or this one."""
+    api_env = {**env, **extra}
+    log = f"bench-{slug(name)}.log"
+    return Target(
+        name, "/predict", lambda port: stack.start_api(root, api_env, port, log), Workload.api_body
+    )
+
+
+def print_table(results: dict[str, dict[str, Any]], rate: float) -> None:
+    """One row per target; then the issue's goals for the first API against ``feast serve``."""
+    header = (
+        "| target | 1 conn p50 / p99 ms | 1 conn req/s | 16 conn req/s | 16 conn p50 / p99 ms "
+        f"| open {rate:g}/s p50 / p99 ms | errors | RSS per worker MiB |"
+    )
+    print("\n" + header)
+    print("|" + " --- |" * header.count(" | ") + " --- |")
+    for name, r in results.items():
+        c1, c16, o = r["c1"], r["c16"], r["open"]
+        errors = int(c1["errors"] + c16["errors"] + o["errors"])
+        print(
+            f"| {name} | {c1['p50_ms']:.2f} / {c1['p99_ms']:.2f} | {c1['rps']:.0f} "
+            f"| {c16['rps']:.0f} | {c16['p50_ms']:.2f} / {c16['p99_ms']:.2f} "
+            f"| {o['p50_ms']:.2f} / {o['p99_ms']:.2f} | {errors} | {r['rss_mb']} |"
+        )
+    feast = results.get("feast serve")
+    for name, r in results.items():
+        if feast is None or name == "feast serve":
+            continue
+        best = max(r["c1"]["rps"], r["c16"]["rps"])
+        feast_best = max(feast["c1"]["rps"], feast["c16"]["rps"])
+        print(
+            f"{name}: max throughput {best / feast_best:.2f}x feast serve [4x]; 1 conn p50 "
+            f"{r['c1']['p50_ms']:.2f} ms [1.5]; p99 at {rate:g}/s {r['open']['p99_ms']:.2f} ms "
+            f"[5]; RSS {max(r['rss_mb'])} MiB [300]"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed run")
+    parser.add_argument("--rate", type=float, default=300.0, help="open-loop requests/s")
+    parser.add_argument("--root", type=Path, default=None, help="reuse a stack built here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout whose API to measure too (e.g. main exported)",
+    )
+    parser.add_argument("--direct", action="store_true", help="also SERVING_FEATURE_PATH=direct")
+    parser.add_argument("--no-feast-serve", action="store_true", help="skip feast serve")
+    parser.add_argument("--wrk", default=None, help="the wrk executable (default: on PATH)")
+    args = parser.parse_args()  # fmt: skip
+    wrk = find_wrk(args.wrk)
+
+    from fraud_platform import redis_server
+
+    root = args.root or Path(tempfile.mkdtemp(prefix="bench-wrk-"))
+    stack.prepare_root(root)
+    server = redis_server.start(root=root)
+    env = stack.stack_env(root, server.url)
+    try:
+        meta = stack.load_or_build_stack(root, env)
+        targets = []
+        if args.baseline is not None:
+            baseline = str(args.baseline.resolve())
+            targets.append(api_target("baseline /predict", root, env, PYTHONPATH=baseline))
+        targets.append(api_target("api /predict", root, env))
+        if args.direct:
+            targets.append(api_target("api direct", root, env, SERVING_FEATURE_PATH="direct"))
+        if not args.no_feast_serve:
+            targets.append(
+                Target(
+                    "feast serve",
+                    "/get-online-features",
+                    lambda port: start_feast_serve(root, env, port),
+                    Workload.feast_body,
+                )
+            )
+        results = {}
+        with tempfile.TemporaryDirectory(prefix="wrk-") as scratch:
+            for k, target in enumerate(targets):
+                work = Workload(meta, seed=7 + k)
+                work.t += timedelta(days=2 * k)  # an event-time range of its own
+                print(f"measuring {target.name} ...", flush=True)
+                results[target.name] = measure(target, work, wrk, args, Path(scratch))
+        print(f"\ncpu cores: {os.cpu_count()}; {args.seconds:g} s per run; wrk -t1; "
+              f"stack: {root}")  # fmt: skip
+        print_table(results, args.rate)
+    finally:
+        redis_server.stop(root)
+
+
+if __name__ == "__main__":
+    main()
