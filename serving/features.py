@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.value_type import ValueType
 
+from feature_repo.aggregations import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from feature_repo.logic import STATE_TIME_FIELDS
 from feature_repo.redis_layout import ViewLayout, decode_value
-from feature_repo.store import FEATURE_SERVICE_NAME, feature_names, feature_service
+from feature_repo.store import feature_names, feature_service
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -71,14 +72,22 @@ _LOG_TYPES = {
 }
 
 
-def feature_types(store: FeatureStore) -> dict[str, str]:
-    """The service's features, in order, with their prediction-log column types.
+def feature_types(store: FeatureStore, services: Sequence[str]) -> dict[str, str]:
+    """The services' features, in order (the first service's first), with their log types.
+
+    The prediction log has one column per feature any served service has: a model's row fills
+    its own service's.
 
     Raises:
         ValueError: If a feature is not a scalar number, bool or string.
     """
     types = {}
-    for projection in feature_service(store).feature_view_projections:
+    projections = [
+        projection
+        for service in services
+        for projection in feature_service(store, service).feature_view_projections
+    ]
+    for projection in projections:
         for feature in projection.features:
             kind = _LOG_TYPES.get(str(feature.dtype))
             if kind is None:
@@ -98,11 +107,11 @@ class OnlineFeaturesReader:
     fallback for a service :class:`FeastReader` cannot resolve.
     """
 
-    def __init__(self, store: FeatureStore) -> None:
+    def __init__(self, store: FeatureStore, service_name: str = FEATURE_SERVICE_NAME) -> None:
         """Resolve the service's feature references and names once."""
         self._store = store
-        service: FeatureService = feature_service(store)
-        self.names = tuple(feature_names(store))
+        service: FeatureService = feature_service(store, service_name)
+        self.names = tuple(feature_names(store, service_name))
         self._refs = [
             f"{projection.name_to_use()}:{feature.name}"
             for projection in service.feature_view_projections
@@ -193,7 +202,11 @@ class Resolution:
 
 
 def resolve(
-    store: FeatureStore, layout: RedisLayout, feast_transform: bool, allow_cache: bool = False
+    store: FeatureStore,
+    layout: RedisLayout,
+    feast_transform: bool,
+    allow_cache: bool = False,
+    service_name: str = FEATURE_SERVICE_NAME,
 ) -> Resolution:
     """Resolve the feature service: its on-demand view, sources, Redis fields and output types.
 
@@ -203,6 +216,7 @@ def resolve(
         feast_transform: Run the on-demand view as Feast does (its ``PythonTransformation``,
             inputs also under Feast's ``view__feature`` names); else call its function alone.
         allow_cache: Resolve from Feast's cached registry (just refreshed by the caller).
+        service_name: The feature service.
 
     Returns:
         The resolution, stamped with the registry's load time.
@@ -211,7 +225,7 @@ def resolve(
         ValueError: If the service is not one python-mode on-demand view over stored views
             plus request sources (then ``get_online_features`` is the way to read it).
     """
-    service = store.get_feature_service(FEATURE_SERVICE_NAME, allow_cache=allow_cache)
+    service = store.get_feature_service(service_name, allow_cache=allow_cache)
     projections = service.feature_view_projections
     odfvs = [store.get_on_demand_feature_view(p.name, allow_registry_cache=allow_cache)
              for p in projections]  # fmt: skip
@@ -326,7 +340,9 @@ class FeastReader:
     tested on live Redis.
     """
 
-    def __init__(self, store: FeatureStore, layout: RedisLayout) -> None:
+    def __init__(
+        self, store: FeatureStore, layout: RedisLayout, service_name: str = FEATURE_SERVICE_NAME
+    ) -> None:
         """Resolve the service from the store's registry.
 
         Raises:
@@ -335,9 +351,10 @@ class FeastReader:
         """
         self._store = store
         self._layout = layout
-        self.names = tuple(feature_names(store))
+        self.service_name = service_name
+        self.names = tuple(feature_names(store, service_name))
         self._lock = threading.Lock()
-        self.resolution = resolve(store, layout, feast_transform=True)
+        self.resolution = resolve(store, layout, feast_transform=True, service_name=service_name)
         if self.resolution.registry_version is None:
             raise ValueError("the registry has no load time to follow")
 
@@ -354,11 +371,17 @@ class FeastReader:
             if not store.registry.is_cache_valid():
                 store.refresh_registry()  # what get_online_features would do now
             if registry_version(store) != self.resolution.registry_version:
-                fresh = resolve(self._store, self._layout, feast_transform=True, allow_cache=True)
+                fresh = resolve(
+                    self._store,
+                    self._layout,
+                    feast_transform=True,
+                    allow_cache=True,
+                    service_name=self.service_name,
+                )
                 if tuple(name for name, _ in fresh.outputs) != self.names:
                     # A changed feature list needs a new service version (feature_repo.store)
                     # and a model trained on it; until a restart, keep the resolution in use.
-                    logger.error("%s changed its features: restart the API", FEATURE_SERVICE_NAME)
+                    logger.error("%s changed its features: restart the API", self.service_name)
                     fresh = replace(self.resolution, registry_version=fresh.registry_version)
                 self.resolution = fresh
             return self.resolution
@@ -375,37 +398,59 @@ class DirectReader:
     transformation). A registry change needs a restart.
     """
 
-    def __init__(self, store: FeatureStore, layout: RedisLayout) -> None:
+    def __init__(
+        self, store: FeatureStore, layout: RedisLayout, service_name: str = FEATURE_SERVICE_NAME
+    ) -> None:
         """Resolve the on-demand view, its sources and their Redis hash fields.
 
         Args:
             store: The open feature store (its registry holds the service).
             layout: Feast's Redis layout of that store; its client is the one read with (in
                 the API, the fail-fast one of :func:`serving.online_store.install_fast_client`).
+            service_name: The feature service.
 
         Raises:
             ValueError: If the service is not one python-mode on-demand view over stored views
                 plus one request source (then use ``SERVING_FEATURE_PATH=feast``).
         """
-        self.names = tuple(feature_names(store))
+        self.names = tuple(feature_names(store, service_name))
         self._layout = layout
-        self._resolution = resolve(store, layout, feast_transform=False)
+        self._resolution = resolve(store, layout, feast_transform=False, service_name=service_name)
 
     def read(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Features of each row: one Redis round trip, then the on-demand function."""
         return read_resolved(self._resolution, self._layout, rows)
 
 
-def make_reader(store: FeatureStore, layout: RedisLayout, path: str) -> FeatureReader:
-    """The reader for ``SERVING_FEATURE_PATH`` (``direct`` or ``feast``).
+def make_reader(
+    store: FeatureStore, layout: RedisLayout, path: str, service_name: str = FEATURE_SERVICE_NAME
+) -> FeatureReader:
+    """The reader of a feature service for ``SERVING_FEATURE_PATH`` (``direct`` or ``feast``).
 
     ``feast`` is :class:`FeastReader`, or plain ``get_online_features``
     (:class:`OnlineFeaturesReader`) for a feature service it cannot resolve.
     """
     if path == "direct":
-        return DirectReader(store, layout)
+        return DirectReader(store, layout, service_name)
     try:
-        return FeastReader(store, layout)
+        return FeastReader(store, layout, service_name)
     except ValueError as exc:
         logger.warning("feature path feast: get_online_features on every request (%s)", exc)
-        return OnlineFeaturesReader(store)
+        return OnlineFeaturesReader(store, service_name)
+
+
+def make_readers(store: FeatureStore, layout: RedisLayout, path: str) -> dict[str, FeatureReader]:
+    """A reader for every feature service applied to the store, by service name.
+
+    The API serves each model with the service its version names (``feature_service`` tag).
+    A declared service that was not applied (``fraud features apply``) is left out.
+    """
+    from feast.errors import FeatureServiceNotFoundException
+
+    readers: dict[str, FeatureReader] = {}
+    for service_name in SERVICE_TABLES:
+        try:
+            readers[service_name] = make_reader(store, layout, path, service_name)
+        except FeatureServiceNotFoundException:
+            logger.warning("feature service %s is not applied: not served", service_name)
+    return readers

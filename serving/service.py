@@ -41,7 +41,7 @@ from fraud_platform.contracts import (
     TRANSACTION_ID,
 )
 from fraud_platform.journal import Journal, JournalError
-from serving.features import FeatureReader, feature_types, make_reader
+from serving.features import FeatureReader, feature_types, make_readers
 from serving.ingest import Ingestor
 from serving.metrics import Metrics
 from serving.model import (
@@ -118,7 +118,7 @@ class ScoringService:
     """The API's long-lived parts."""
 
     store: FeatureStore
-    reader: FeatureReader
+    readers: dict[str, FeatureReader]  # feature service -> its reader: a model's names one
     models: ModelHolder
     ingestor: Ingestor
     log: PredictionLog
@@ -127,6 +127,7 @@ class ScoringService:
     lateness_seconds: float  # features.max_lateness_seconds: later than this is not exact
     writer: OnlineStateWriter
     ingested: IngestJournals
+    log_blank: dict[str, None]  # every feature column of the prediction log, as null
 
     def model(self) -> ModelBundle:
         """The current model, or 503 if none could be loaded yet."""
@@ -182,7 +183,9 @@ class ScoringService:
         ]
         started = time.perf_counter()
         try:
-            features = self.reader.read(rows)
+            # The features of the service the model was trained on (the holder only loads a
+            # model whose service has a reader).
+            features = self.readers[bundle.feature_service].read(rows)
         except REDIS_ERRORS as exc:
             raise self._store_unavailable(exc) from exc
         self.metrics.feature_fetch.observe(time.perf_counter() - started)
@@ -209,7 +212,7 @@ class ScoringService:
                 prediction_record(
                     _request_fields(txn, item.timestamp),
                     scored_at,
-                    values,
+                    {**self.log_blank, **values},  # the log's columns of other services: null
                     probability=probability,
                     prediction=prediction,
                     threshold=bundle.threshold,
@@ -358,14 +361,14 @@ def build_service(settings: Settings) -> ScoringService:
     store = open_store(settings)
     client = install_fast_client(store, settings.serving_redis_timeout_seconds)
     layout = RedisLayout(store)
-    reader = make_reader(store, layout, settings.serving_feature_path)
+    readers = make_readers(store, layout, settings.serving_feature_path)
     writer = OnlineStateWriter(layout, params.features)
     metrics = Metrics()
     uri, name, alias = settings.tracking_uri, settings.model_name, settings.model_alias
     models = ModelHolder(
         load=lambda: load_by_alias(uri, name, alias),
         version_now=lambda: current_version(uri, name, alias),
-        service_features={FEATURE_SERVICE_NAME: reader.names},
+        service_features={name: reader.names for name, reader in readers.items()},
         poll_seconds=settings.serving_model_poll_seconds,
         target=settings.model_uri,
     )
@@ -386,9 +389,12 @@ def build_service(settings: Settings) -> ScoringService:
         metrics.store_up.set(int(up))
 
     guard.on_change = store_changed
+    # The default service's features first: the log's columns are those of every service served.
+    served = sorted(readers, key=lambda name: name != FEATURE_SERVICE_NAME)
+    log_types = feature_types(store, served)
     log = PredictionLog(
         settings.paths.prediction_log_dir,
-        feature_types(store),
+        log_types,
         rotate_rows=settings.prediction_log_rotate_rows,
         rotate_seconds=settings.serving_log_rotate_seconds,
         fsync_seconds=settings.serving_log_fsync_seconds,
@@ -401,7 +407,7 @@ def build_service(settings: Settings) -> ScoringService:
     guard.start()
     return ScoringService(
         store,
-        reader,
+        readers,
         models,
         ingestor,
         log,
@@ -410,4 +416,5 @@ def build_service(settings: Settings) -> ScoringService:
         params.features.max_lateness_seconds,
         writer,
         ingested,
+        dict.fromkeys(log_types),
     )

@@ -24,6 +24,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from feature_repo.aggregations import FEATURE_SERVICE_NAME, SERVICE_TABLES
+
 MAIN = Path(__file__).resolve().parents[2]
 SLICE_HOURS = 6  # held-out slice: the last hours of the last generated UTC day
 
@@ -148,12 +150,13 @@ def _fit_model(names: list[str], seed: int, kind: str) -> Any:
     return freeze(kind, fitted, names, fill, calibration)
 
 
-def _register_model(names: list[str], seed: int, alias: bool = True) -> dict[str, str]:
+def _register_model(
+    names: list[str], seed: int, alias: bool = True, service: str | None = None
+) -> dict[str, str]:
     import mlflow
     import mlflow.sklearn
     from mlflow import MlflowClient
 
-    from feature_repo.aggregations import FEATURE_SERVICE_NAME
     from fraud_platform.contracts import ModelTags
     from fraud_platform.settings import get_settings
     from fraud_platform.tracking import experiment_id
@@ -172,7 +175,9 @@ def _register_model(names: list[str], seed: int, alias: bool = True) -> dict[str
         )
     client = MlflowClient()
     version = str(info.registered_model_version)
-    tags = ModelTags(threshold=0.5, features=tuple(names), feature_service=FEATURE_SERVICE_NAME)
+    tags = ModelTags(
+        threshold=0.5, features=tuple(names), feature_service=service or FEATURE_SERVICE_NAME
+    )
     for key, value in tags.to_tags().items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     if alias:
@@ -214,7 +219,8 @@ def _setup(root: Path) -> dict[str, Any]:
     _lap("open store")
     _apply(store, settings.paths.features_dir)
     tmp = root / ".names.json.tmp"
-    tmp.write_text(json.dumps(feature_names(store)))
+    # Feature service -> its features: the first is the default one.
+    tmp.write_text(json.dumps({name: feature_names(store, name) for name in SERVICE_TABLES}))
     os.replace(tmp, root / "names.json")  # atomically: ``register`` polls for it
     _lap("apply")
     txns = tables["transactions"]
@@ -306,11 +312,18 @@ def _register(root: Path) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise TimeoutError(names_file)
         time.sleep(0.2)
-    names = json.loads(names_file.read_text())
+    services = json.loads(names_file.read_text())
+    names = services[FEATURE_SERVICE_NAME]
     first = _register_model(names, seed=0)
     # A second version, not aliased yet: the hot-swap test points the alias at it.
     second = _register_model(names, seed=1, alias=False)
-    return first | {"next_version": second["version"], "next_run_id": second["run_id"]}
+    # A third, trained on the v2 service, not aliased: the service-routing test uses it.
+    v2 = _register_model(services["fraud_scoring_v2"], 2, False, "fraud_scoring_v2")
+    return first | {
+        "next_version": second["version"],
+        "next_run_id": second["run_id"],
+        "v2_version": v2["version"],
+    }
 
 
 def build_stack(root: Path, env: dict[str, str]) -> dict[str, Any]:
