@@ -12,12 +12,15 @@ the same feature repo and Redis, and measures:
 
 Targets: ``/predict`` of this checkout (default feature path, ingestion and prediction log on,
 as in production), optionally the same API with ``SERVING_FEATURE_PATH=direct`` (``--direct``)
-and the API of another checkout (``--baseline DIR``, e.g. an export of ``main``: before and
+or with several uvicorn workers (``--workers N``, ingestion inside the request) or with any
+other setting (``--also SERVING_INGEST_MODE=sync``), and the API of
+another checkout (``--baseline DIR``, e.g. an export of ``main``: before and
 after in one run), and ``feast serve``'s ``/get-online-features`` of ``fraud_scoring_v1`` (the
 feature lookup alone). Each target gets its own event-time range (two days apart), so one
 target's ingested transactions are not "late" for the next.
 
-Run: ``.venv/bin/python -m benchmarks.bench_wrk [--baseline DIR] [--direct] [--root DIR]``.
+Run: ``.venv/bin/python -m benchmarks.bench_wrk [--baseline DIR] [--direct] [--rounds N]
+[--root DIR]``; with several rounds the targets alternate and the table shows medians.
 ``wrk`` is Debian's package (``apt-get install -y wrk``); the benchmark says so if it is
 missing. Everything binds 127.0.0.1 and is bounded in time.
 """
@@ -29,6 +32,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +47,7 @@ from benchmarks.bench_serving import (
     closed_loop_single,
     open_loop,
     rss_mb,
+    start_api_workers,
     start_feast_serve,
 )
 from tests.support import stack
@@ -163,6 +168,18 @@ def api_target(name: str, root: Path, env: dict[str, str], **extra: str) -> Targ
     )
 
 
+def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over rounds (errors summed, the largest RSS of each worker)."""
+    out: dict[str, Any] = {}
+    for part in ("c1", "c16", "open"):
+        out[part] = {
+            key: float(statistics.median(run[part][key] for run in runs)) for key in runs[0][part]
+        }
+        out[part]["errors"] = sum(run[part]["errors"] for run in runs)
+    out["rss_mb"] = [max(sizes) for sizes in zip(*(run["rss_mb"] for run in runs), strict=True)]
+    return out
+
+
 def print_table(results: dict[str, dict[str, Any]], rate: float) -> None:
     """One row per target; then the issue's goals for the first API against ``feast serve``."""
     header = (
@@ -206,6 +223,20 @@ def main() -> None:
     parser.add_argument("--direct", action="store_true", help="also SERVING_FEATURE_PATH=direct")
     parser.add_argument("--no-feast-serve", action="store_true", help="skip feast serve")
     parser.add_argument("--wrk", default=None, help="the wrk executable (default: on PATH)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, targets alternating")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="also the API with this setting, e.g. SERVING_INGEST_MODE=sync",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also the API with this many uvicorn workers (sync ingestion)",
+    )
     args = parser.parse_args()  # fmt: skip
     wrk = find_wrk(args.wrk)
 
@@ -224,6 +255,19 @@ def main() -> None:
         targets.append(api_target("api /predict", root, env))
         if args.direct:
             targets.append(api_target("api direct", root, env, SERVING_FEATURE_PATH="direct"))
+        for setting in args.also:
+            key, _, value = setting.partition("=")
+            targets.append(api_target(f"api {setting}", root, env, **{key: value}))
+        if args.workers > 1:  # read-your-writes across worker processes: ingestion inside
+            workers_env = {**env, "SERVING_INGEST_MODE": "sync"}
+            targets.append(
+                Target(
+                    f"api {args.workers} workers",
+                    "/predict",
+                    lambda port: start_api_workers(root, workers_env, port, args.workers),
+                    Workload.api_body,
+                )
+            )
         if not args.no_feast_serve:
             targets.append(
                 Target(
@@ -233,16 +277,18 @@ def main() -> None:
                     Workload.feast_body,
                 )
             )
-        results = {}
+        rounds: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
         with tempfile.TemporaryDirectory(prefix="wrk-") as scratch:
-            for k, target in enumerate(targets):
-                work = Workload(meta, seed=7 + k)
-                work.t += timedelta(days=2 * k)  # an event-time range of its own
-                print(f"measuring {target.name} ...", flush=True)
-                results[target.name] = measure(target, work, wrk, args, Path(scratch))
+            for r in range(args.rounds):  # targets alternate: machine noise hits all alike
+                for k, target in enumerate(targets):
+                    work = Workload(meta, seed=7 + k + 100 * r)
+                    # An event-time range of its own (two days apart): none of it is "late".
+                    work.t += timedelta(days=2 * (k + len(targets) * r))
+                    print(f"round {r + 1}: measuring {target.name} ...", flush=True)
+                    rounds[target.name].append(measure(target, work, wrk, args, Path(scratch)))
         print(f"\ncpu cores: {os.cpu_count()}; {args.seconds:g} s per run; wrk -t1; "
-              f"stack: {root}")  # fmt: skip
-        print_table(results, args.rate)
+              f"medians of {args.rounds} round(s); stack: {root}")  # fmt: skip
+        print_table({name: median_result(runs) for name, runs in rounds.items()}, args.rate)
     finally:
         redis_server.stop(root)
 

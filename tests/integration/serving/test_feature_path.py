@@ -15,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from feast import FeatureService
 from feast.transformation.python_transformation import PythonTransformation
 
 from feature_repo.redis_layout import RedisLayout
-from feature_repo.store import open_store, request_row
+from feature_repo.store import FEATURE_SERVICE_NAME, feature_names, open_store, request_row
 from fraud_platform.settings import Settings
 from serving.features import FeastReader, OnlineFeaturesReader
 from tests.support import stack
@@ -88,3 +89,21 @@ def test_feast_reader_picks_up_an_apply_when_the_registry_cache_expires(
     assert [{k: v for k, v in row.items() if k != "log_amount"} for row in after] == [
         {k: v for k, v in row.items() if k != "log_amount"} for row in before
     ]
+
+
+def test_a_changed_feature_list_keeps_the_features_the_model_was_built_on(
+    serving_stack: Stack, clone_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A new feature list needs a new service version (and a model trained on it): until the
+    # API restarts, it keeps serving the features its model asks for, and says so.
+    store = open_store(clone_settings)
+    reader = FeastReader(store, RedisLayout(store))
+    rows = _rows(serving_stack)
+    before = reader.read(rows)
+    applier = open_store(clone_settings)
+    odfv = applier.get_on_demand_feature_view("transaction_features")
+    applier.apply([FeatureService(name=FEATURE_SERVICE_NAME, features=[odfv[["log_amount"]]])])
+    store.refresh_registry()
+    assert feature_names(store) == ["log_amount"]  # the registry really changed
+    assert reader.read(rows) == before
+    assert f"{FEATURE_SERVICE_NAME} changed its features" in caplog.text
