@@ -18,8 +18,10 @@ import pytest
 from feast import FeatureService
 from feast.transformation.python_transformation import PythonTransformation
 
+from feature_repo.aggregations import FEATURE_SERVICE_NAME
+from feature_repo.definitions import on_demand_view_name
 from feature_repo.redis_layout import RedisLayout
-from feature_repo.store import FEATURE_SERVICE_NAME, feature_names, open_store, request_row
+from feature_repo.store import feature_names, open_store, request_row
 from fraud_platform.settings import Settings
 from serving.features import FeastReader, OnlineFeaturesReader
 from tests.support import stack
@@ -64,7 +66,7 @@ def test_feast_reader_picks_up_an_apply_when_the_registry_cache_expires(
     assert before == stock.read(rows)
 
     applier = open_store(clone_settings)  # another process's `feast apply`
-    odfv = applier.get_on_demand_feature_view("transaction_features")
+    odfv = applier.get_on_demand_feature_view(on_demand_view_name(FEATURE_SERVICE_NAME))
     registered: Any = odfv.feature_transformation
     source = registered.udf_string + _SHIFTED
     namespace: dict = {}
@@ -101,7 +103,7 @@ def test_a_changed_feature_list_keeps_the_features_the_model_was_built_on(
     rows = _rows(serving_stack)
     before = reader.read(rows)
     applier = open_store(clone_settings)
-    odfv = applier.get_on_demand_feature_view("transaction_features")
+    odfv = applier.get_on_demand_feature_view(on_demand_view_name(FEATURE_SERVICE_NAME))
     applier.apply([FeatureService(name=FEATURE_SERVICE_NAME, features=[odfv[["log_amount"]]])])
     store.refresh_registry()
     assert feature_names(store) == ["log_amount"]  # the registry really changed
