@@ -153,7 +153,7 @@ def run_check(
     Raises:
         MonitorInputError: For frames that cannot be compared.
     """
-    from monitoring.drift import DriftInputError, compute_drift, feature_kinds, model_features
+    from monitoring.drift import DriftInputError, compute_drift, feature_kinds
     from monitoring.report import log_to_mlflow, print_summary, write_report
 
     try:
@@ -170,7 +170,7 @@ def run_check(
     for message in result.warnings:
         warn(message)
     files = write_report(
-        result, reference, current, feature_kinds(model_features()), out_dir, sources=sources
+        result, reference, current, feature_kinds(f.column for f in result.features), out_dir, sources=sources
     )
     for message in files.warnings:
         warn(message)

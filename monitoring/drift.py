@@ -30,7 +30,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from feature_repo.logic import OUTPUT_FEATURES
+from feature_repo.aggregations import SERVICE_TABLES
+from feature_repo.logic import OUTPUT_FEATURES, output_features
 from fraud_platform.contracts import (
     LABEL,
     LABEL_TIMESTAMP,
@@ -181,8 +182,41 @@ def _column_dict(item: ColumnDrift) -> dict[str, Any]:
 
 
 def model_features() -> list[str]:
-    """The model's feature names, in order (the outputs of the on-demand view)."""
+    """The default service's feature names, in order (the outputs of its on-demand view)."""
     return [name for name, _ in OUTPUT_FEATURES]
+
+
+def service_features() -> dict[str, list[str]]:
+    """Every feature service's feature names, in order, by service name."""
+    return {
+        service: [name for name, _ in output_features(table)]
+        for service, table in SERVICE_TABLES.items()
+    }
+
+
+def reference_features(reference: pd.DataFrame) -> list[str]:
+    """The features a reference sample was trained on: those of the service it matches.
+
+    The reference sample holds exactly the features of the service its model was trained on
+    (plus :data:`REFERENCE_EXTRA_COLUMNS`). A sample that matches no service is checked against
+    the default service's features, so the error names what is missing or unexpected.
+
+    Args:
+        reference: The training reference sample.
+
+    Returns:
+        The matching service's feature names, in order.
+    """
+    columns = {str(c) for c in reference.columns} - REFERENCE_EXTRA_COLUMNS
+    for names in service_features().values():
+        if set(names) == columns:
+            return names
+    return model_features()
+
+
+def logged_features() -> frozenset[str]:
+    """Every feature any service serves: the prediction log has a column for each."""
+    return frozenset(name for names in service_features().values() for name in names)
 
 
 def feature_kinds(features: Iterable[str] | None = None) -> dict[str, FeatureKind]:
@@ -385,7 +419,9 @@ def compute_drift(
         ks_p_value: A feature drifts when its p-value is below this.
         drift_share: The dataset drifts when at least this share of features drift.
         min_rows: Fewer current rows than this adds a warning (the result is still computed).
-        features: Features to test; the model's features by default.
+        features: Features to test; by default those of the service the reference matches
+            (:func:`reference_features`). The current window may also carry the other
+            services' columns (the prediction log has one for every served feature).
         threshold: Decision threshold for the window's precision and recall; the window's own
             ``threshold`` column (its latest value) by default.
 
@@ -395,9 +431,9 @@ def compute_drift(
     Raises:
         DriftInputError: If a frame misses a feature or carries an unexpected column.
     """
-    names = model_features() if features is None else list(features)
+    names = reference_features(reference) if features is None else list(features)
     check_columns(reference, names, REFERENCE_EXTRA_COLUMNS, name="reference")
-    check_columns(current, names, CURRENT_EXTRA_COLUMNS, name="current")
+    check_columns(current, names, CURRENT_EXTRA_COLUMNS | logged_features(), name="current")
     warnings: list[str] = []
     if len(current) < min_rows:
         warnings.append(

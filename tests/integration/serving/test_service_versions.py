@@ -59,7 +59,9 @@ def test_a_model_trained_on_v2_is_served_v2_features(live: Live) -> None:
     assert first.status_code == 200, first.text
     assert list(first.json()["features"]) == v1_names  # the v1 model: v1's features only
 
-    client = MlflowClient(live.env["MLFLOW_TRACKING_URI"])
+    # The registry too: an earlier test of the session may have set a process-wide registry URI.
+    uri = live.env["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name, alias = "fraud-detector", "production"
     v1_version, v2_version = live.meta["model"]["version"], live.meta["model"]["v2_version"]
     assert client.get_model_version(name, v2_version).tags["feature_service"] == V2

@@ -19,6 +19,7 @@ from monitoring.drift import (
     join_labels,
     model_features,
     select_window,
+    service_features,
     window_performance,
 )
 from tests.support.frames import (
@@ -156,6 +157,35 @@ def test_bad_columns_are_named(reference: pd.DataFrame, change, side: str, named
     with pytest.raises(DriftInputError, match=side) as info:
         compute_drift(frames["reference"], frames["current"], **THRESHOLDS)
     assert named in str(info.value)
+
+
+def test_the_reference_names_the_service_and_the_log_may_hold_every_service(
+    reference: pd.DataFrame,
+) -> None:
+    # The prediction log has a column for every served feature; a row scored by a model of
+    # another service leaves the columns it does not read empty.
+    services = service_features()
+    v1, v2 = services["fraud_scoring_v1"], services["fraud_scoring_v2"]
+    only_v2 = [name for name in v2 if name not in v1]
+    assert only_v2, "v2 declares rows v1 does not"
+    current = log_frame(make_features(300, seed=16)).assign(**{name: np.nan for name in only_v2})
+
+    result = compute_drift(reference, current, **THRESHOLDS)
+    assert [f.column for f in result.features] == v1
+
+    # A reference sample of a v2 model: its features are tested, the v2-only ones included.
+    rng = np.random.default_rng(3)
+    v2_reference = reference.assign(**{name: rng.poisson(3.0, len(reference)) for name in only_v2})
+    v2_current = current.assign(
+        **{name: rng.poisson(3.0, len(current)) * 4 for name in only_v2}
+    )
+    result = compute_drift(v2_reference, v2_current, **THRESHOLDS)
+    assert [f.column for f in result.features] == v2
+    assert set(only_v2) <= set(result.drifted_features)
+    # ...and a window scored only by v1 models has nothing to compare them with.
+    with pytest.raises(DriftInputError, match="current: columns with no values") as info:
+        compute_drift(v2_reference, current, **THRESHOLDS)
+    assert only_v2[0] in str(info.value)
 
 
 def test_window_performance_at_the_threshold() -> None:
