@@ -170,7 +170,12 @@ def run_check(
     for message in result.warnings:
         warn(message)
     files = write_report(
-        result, reference, current, feature_kinds(f.column for f in result.features), out_dir, sources=sources
+        result,
+        reference,
+        current,
+        feature_kinds(f.column for f in result.features),
+        out_dir,
+        sources=sources,
     )
     for message in files.warnings:
         warn(message)

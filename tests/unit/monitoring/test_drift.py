@@ -176,9 +176,7 @@ def test_the_reference_names_the_service_and_the_log_may_hold_every_service(
     # A reference sample of a v2 model: its features are tested, the v2-only ones included.
     rng = np.random.default_rng(3)
     v2_reference = reference.assign(**{name: rng.poisson(3.0, len(reference)) for name in only_v2})
-    v2_current = current.assign(
-        **{name: rng.poisson(3.0, len(current)) * 4 for name in only_v2}
-    )
+    v2_current = current.assign(**{name: rng.poisson(3.0, len(current)) * 4 for name in only_v2})
     result = compute_drift(v2_reference, v2_current, **THRESHOLDS)
     assert [f.column for f in result.features] == v2
     assert set(only_v2) <= set(result.drifted_features)
