@@ -5,25 +5,42 @@ every call), and Feast's Redis write path *skips* a row whose event time is not 
 stored one, which would silently drop the second of two same-second transactions. And a push
 is a blind overwrite: two concurrent transactions of one customer would lose one another's
 update. So this module writes Feast's own Redis layout directly, through the one adapter that
-knows it (:mod:`feature_repo.redis_layout`: key, field hashes, value codecs, the client),
-inside an optimistic ``WATCH``/``MULTI`` transaction per entity (read state, merge with
-:mod:`feature_repo.logic`, write; retry if another writer got there first). The tests read the
-result back through the public ``get_online_features`` to guard the layout.
+knows it (:mod:`feature_repo.redis_layout`: key, field hashes, value codecs, the client).
 
-Redis Cluster (``REDIS_MODE=cluster``). redis-py's cluster pipeline runs such a transaction on
-the node that owns the key's hash slot, as long as every key it touches is in that one slot.
-Each update here touches one entity's hash only, except a label's at-most-once marker, which
-is therefore named in the merchant's slot (:func:`~feature_repo.redis_layout.colocated_key`).
-The same code runs on one server.
+One atomic step per entity: compare-and-set in a Lua script (:data:`CAS_SCRIPT`).
+
+1. One round trip reads the states a transaction changes (the card's and the merchant's,
+   pipelined; ``HMGET`` of the view's fields).
+2. The fold runs here, in Python, with :mod:`feature_repo.logic`: the one definition of the
+   merge, shared with the batch pipeline. (The state is Feast's protobuf ``ValueProto``
+   encoding, which Redis' Lua cannot parse; a fold written again in Lua would be a second copy
+   of the feature logic.)
+3. One round trip sends, per entity, an ``EVAL`` of the script with a digest of the state the
+   fold started from. Inside Redis, atomically: if the stored fields still have that digest,
+   the script writes the new state, sets the entity's at-most-once markers and returns 1 (0
+   when the marker says the transaction or label was folded before); otherwise it writes
+   nothing and returns the fields as they are now, and the fold runs again on those (no read
+   round trip, no ``WATCH``/``MULTI``).
+
+So a transaction costs two round trips in all instead of four per entity under ``WATCH``
+(watch, read, marker check, ``MULTI``/``EXEC``), and a concurrent writer costs one more round
+trip, not a lost update. The digest covers only the view's own fields: a write to another
+view's fields of the same hash (the card's profile) is no conflict.
+
+Redis Cluster (``REDIS_MODE=cluster``). A script may only touch keys of one hash slot. Each
+call touches one entity's hash and its markers, which are named in the entity's slot
+(:func:`~feature_repo.redis_layout.colocated_key`); redis-py's cluster pipeline sends each
+call to the node owning that slot. The same code runs on one server. The tests read the result
+back through the public ``get_online_features`` to guard the layout.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from redis.exceptions import WatchError
 
 from feature_repo.aggregations import STATE_VELOCITY
 from feature_repo.logic import (
@@ -35,16 +52,55 @@ from feature_repo.logic import (
     merge_merchant_transaction,
     merge_transaction,
 )
-from feature_repo.redis_layout import colocated_key
+from feature_repo.redis_layout import colocated_key, run_commands
 
 if TYPE_CHECKING:
     from feature_repo.redis_layout import RedisLayout
     from fraud_platform.settings import FeatureParams
 
-MAX_RETRIES = 50
+MAX_RETRIES = 50  # compare-and-set attempts per entity before giving up
+
+# Compare-and-set of one entity's state (see the module docstring).
+# KEYS[1]: the entity's hash; KEYS[2..]: at-most-once markers, all in the hash's slot.
+# ARGV: digest of the fields the fold started from, the number of fields n, the n field names,
+# "1" when KEYS[2] is a marker that must not exist yet, the markers' lifetime (s), the hash's
+# ttl (s, 0 for none), then field/value pairs to write.
+# Returns 1 (written), 0 (the marker existed: nothing written) or, when the fields changed
+# since they were read, the fields as stored now (nothing written).
+CAS_SCRIPT = b"""
+local n = tonumber(ARGV[2])
+local current = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, 2 + n))
+local parts = {}
+for i = 1, n do
+  local value = current[i]
+  if value then parts[i] = #value .. ':' .. value else parts[i] = '-' end
+end
+if redis.sha1hex(table.concat(parts, ',')) ~= ARGV[1] then
+  return current
+end
+local at = 3 + n
+if ARGV[at] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'EX', ARGV[at + 1])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, at + 3))
+local ttl = tonumber(ARGV[at + 2])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
 # How long a folded label's transaction id is remembered: past this, its bucket has left every
 # label state anyway (LABEL_STATE_DAYS), so folding it again could change nothing it counts.
 LABEL_SEEN_SECONDS = (LABEL_STATE_DAYS + 1) * 86_400
+
+
+def state_digest(raw: Sequence[bytes | None]) -> bytes:
+    """The digest :data:`CAS_SCRIPT` computes of a view's stored fields (``HMGET`` order).
+
+    Each field as ``<length>:<bytes>``, a missing one as ``-``, joined by commas, SHA-1 in hex.
+    """
+    parts = [b"-" if value is None else b"%d:%s" % (len(value), value) for value in raw]
+    return hashlib.sha1(b",".join(parts)).hexdigest().encode()  # a change check, not security
 
 
 def _merge_transaction_into(
@@ -66,8 +122,41 @@ def _into_tiles(state: Mapping[str, Any] | None, *, entity: str, ts_us: int) -> 
     return folds_into_tiles(state, entity, ts_us)
 
 
+def _label_latest_ts_us(state: Mapping[str, Any]) -> int:
+    return int(state["ml_latest_ts_us"])
+
+
+def _always(state: Mapping[str, Any] | None) -> bool:
+    return True
+
+
 class StateWriteConflictError(RuntimeError):
     """Another writer kept changing the same entity's state; the update was not applied."""
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    """One entity's read-merge-write, as :meth:`OnlineStateWriter._apply` runs it.
+
+    Attributes:
+        view_name: The state view (``customer_activity``, ``merchant_activity``, ...).
+        key: The entity's Redis hash.
+        merge: Stored state (``None`` if none) -> new state; pure, so it can run again.
+        event_ts_us: New state -> the event time written in Feast's ``_ts`` field.
+        once_key: Marker making the update at-most-once whenever ``once_when(state)`` holds.
+        once_when: Whether the marker applies to a given stored state.
+        once_seconds: How long markers live.
+        retired: ``(old, new)`` -> more markers to set with the write.
+    """
+
+    view_name: str
+    key: bytes
+    merge: Callable[[Mapping[str, Any] | None], dict[str, Any]]
+    event_ts_us: Callable[[Mapping[str, Any]], int]
+    once_key: bytes | None = None
+    once_when: Callable[[Mapping[str, Any] | None], bool] = field(default=_always)
+    once_seconds: int = LABEL_SEEN_SECONDS
+    retired: Callable[[Mapping[str, Any] | None, Mapping[str, Any]], list[bytes]] | None = None
 
 
 def _merge_label_into(
@@ -107,47 +196,69 @@ class OnlineStateWriter:
         """The stored state of one entity, or ``None`` if it has none."""
         return self._layout.read(self._views[view_name], entity_id)
 
-    def _update(
-        self,
-        view_name: str,
-        entity_id: str,
-        merge: Callable[[Mapping[str, Any] | None], dict[str, Any]],
-        event_ts_us: Callable[[Mapping[str, Any]], int],
-        once_key: bytes | None = None,
-        once_when: Callable[[Mapping[str, Any] | None], bool] = lambda state: True,
-        once_seconds: int = LABEL_SEEN_SECONDS,
-        retired: Callable[[Mapping[str, Any] | None, Mapping[str, Any]], list[bytes]] | None = None,
-    ) -> dict[str, Any] | None:
-        """Read-merge-write one entity's state under WATCH; retry on a concurrent write.
+    def _apply(self, updates: Sequence[StateUpdate]) -> list[dict[str, Any] | None]:
+        """Fold updates of distinct entities into their states: one read, one CAS round trip.
 
-        With ``once_key``, the update happens at most once whenever ``once_when(state)`` holds:
-        the key is set in the same MULTI (expiring after ``once_seconds``), and an update whose
-        key exists already is skipped (returns ``None``). ``retired(old, new)`` names more such
-        keys to set in the same MULTI (transactions that left the raw region).
+        Each update's fold runs on the state as read; an entity whose state changed in between
+        is folded again on the fields the script returned, and sent again, until it goes
+        through (at most :data:`MAX_RETRIES` times).
+
+        With ``once_key``, an update happens at most once whenever ``once_when(state)`` holds:
+        the script skips it if the key exists and sets it (expiring after ``once_seconds``)
+        with the write. ``retired(old, new)`` names more such keys to set with the write
+        (transactions that left the raw region).
+
+        Returns:
+            Per update, the new state, or ``None`` when the marker skipped it.
+
+        Raises:
+            StateWriteConflictError: When an entity kept changing under every attempt.
         """
-        view = self._views[view_name]
-        key = self._layout.key(view, entity_id)
+        views = [self._views[u.view_name] for u in updates]
+        read = [(b"HMGET", u.key, *view.field_keys) for u, view in zip(updates, views, strict=True)]
+        stored: dict[int, Sequence[bytes | None]] = dict(
+            enumerate(run_commands(self._client, read))
+        )
+        results: list[dict[str, Any] | None] = [None] * len(updates)
         for _ in range(MAX_RETRIES):
-            with self._client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(key) if once_key is None else pipe.watch(key, once_key)
-                    state = view.decode(pipe.hmget(key, list(view.field_keys)))
-                    once = once_key is not None and once_when(state)
-                    if once and pipe.exists(once_key):
-                        return None
-                    new = merge(state)
-                    mapping = view.encode(new, event_ts_us(new))
-                    pipe.multi()
-                    self._layout.write(pipe, key, mapping)
-                    if once:
-                        pipe.set(once_key, b"1", ex=once_seconds)
-                    for seen in retired(state, new) if retired is not None else ():
-                        pipe.set(seen, b"1", ex=once_seconds)
-                    pipe.execute()
-                    return new
-                except WatchError:
-                    continue
-        raise StateWriteConflictError(f"{view_name} {entity_id}: gave up after {MAX_RETRIES}")
+            calls, folded = [], []
+            for i, raw in stored.items():
+                update, view = updates[i], views[i]
+                state = view.decode(raw)
+                new = update.merge(state)
+                once = update.once_key is not None and update.once_when(state)
+                markers = [update.once_key] if once else []
+                if update.retired is not None:
+                    markers += update.retired(state, new)
+                mapping = view.encode(new, update.event_ts_us(new))
+                calls.append(
+                    (
+                        b"EVAL",
+                        CAS_SCRIPT,
+                        1 + len(markers),
+                        update.key,
+                        *markers,
+                        state_digest(raw),
+                        len(view.field_keys),
+                        *view.field_keys,
+                        b"1" if once else b"0",
+                        update.once_seconds,
+                        self._layout.key_ttl or 0,
+                        *(item for pair in mapping.items() for item in pair),
+                    )
+                )
+                folded.append((i, new))
+            conflicts: dict[int, Sequence[bytes | None]] = {}
+            for (i, new), reply in zip(folded, run_commands(self._client, calls), strict=True):
+                if isinstance(reply, list):
+                    conflicts[i] = reply  # changed since read: fold again on these fields
+                else:
+                    results[i] = new if reply == 1 else None
+            if not conflicts:
+                return results
+            stored = conflicts
+        names = ", ".join(f"{updates[i].view_name} {updates[i].key!r}" for i in stored)
+        raise StateWriteConflictError(f"{names}: gave up after {MAX_RETRIES} attempts")
 
     def ingest_transaction(self, txn: Transaction) -> None:
         """Fold a scored transaction into its customer's and its merchant's online state.
@@ -158,30 +269,39 @@ class OnlineStateWriter:
         entity's hash slot, living as long as any window can reach it, and a retry with such a
         key is skipped.
         """
+        updates = []
         for view_name, entity, entity_id, merge in (
             ("customer_activity", "customer", txn.customer_id, merge_transaction),
             ("merchant_activity", "merchant", txn.merchant_id, merge_merchant_transaction),
         ):
-            self._update(
-                view_name,
-                entity_id,
-                functools.partial(
-                    _merge_transaction_into,
-                    merge=merge,
-                    txn=txn,
-                    lateness_us=self.lateness_us,
-                    distinct_cap=self.distinct_cap,
-                ),
-                functools.partial(_latest_ts_us, field=f"{entity[0]}_latest_ts_us"),
-                once_key=self.transaction_seen_key(
-                    view_name, entity_id, merchant_event_key(txn.customer_id, txn.transaction_id)
-                ),
-                once_when=functools.partial(_into_tiles, entity=entity, ts_us=txn.ts_us),
-                once_seconds=self.transaction_seen_seconds,
-                retired=functools.partial(
-                    self._retired_keys, view_name=view_name, entity_id=entity_id
-                ),
+            updates.append(
+                StateUpdate(
+                    view_name,
+                    self._key(view_name, entity_id),
+                    functools.partial(
+                        _merge_transaction_into,
+                        merge=merge,
+                        txn=txn,
+                        lateness_us=self.lateness_us,
+                        distinct_cap=self.distinct_cap,
+                    ),
+                    functools.partial(_latest_ts_us, field=f"{entity[0]}_latest_ts_us"),
+                    once_key=self.transaction_seen_key(
+                        view_name,
+                        entity_id,
+                        merchant_event_key(txn.customer_id, txn.transaction_id),
+                    ),
+                    once_when=functools.partial(_into_tiles, entity=entity, ts_us=txn.ts_us),
+                    once_seconds=self.transaction_seen_seconds,
+                    retired=functools.partial(
+                        self._retired_keys, view_name=view_name, entity_id=entity_id
+                    ),
+                )
             )
+        self._apply(updates)
+
+    def _key(self, view_name: str, entity_id: str) -> bytes:
+        return self._layout.key(self._views[view_name], entity_id)
 
     def transaction_seen_key(self, view_name: str, entity_id: str, event_key: str) -> bytes:
         """The key marking a transaction folded into a state's tiles (where ids are not kept).
@@ -223,12 +343,18 @@ class OnlineStateWriter:
         Returns:
             False when a label of this transaction was folded before (nothing changes).
         """
-        new = self._update(
-            "merchant_label_stats",
-            merchant_id,
-            functools.partial(_merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud),
-            lambda new: int(new["ml_latest_ts_us"]),
-            once_key=self.label_seen_key(merchant_id, transaction_id),
+        (new,) = self._apply(
+            [
+                StateUpdate(
+                    "merchant_label_stats",
+                    self._key("merchant_label_stats", merchant_id),
+                    functools.partial(
+                        _merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud
+                    ),
+                    _label_latest_ts_us,
+                    once_key=self.label_seen_key(merchant_id, transaction_id),
+                )
+            ]
         )
         return new is not None
 
@@ -265,10 +391,16 @@ class OnlineStateWriter:
             How many labels were applied.
         """
         for merchant_id, label_ts_us, is_fraud in labels:
-            self._update(
-                "merchant_label_stats",
-                merchant_id,
-                functools.partial(_merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud),
-                lambda new: int(new["ml_latest_ts_us"]),
+            self._apply(
+                [
+                    StateUpdate(
+                        "merchant_label_stats",
+                        self._key("merchant_label_stats", merchant_id),
+                        functools.partial(
+                            _merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud
+                        ),
+                        _label_latest_ts_us,
+                    )
+                ]
             )
         return len(labels)

@@ -115,12 +115,11 @@ def _slot_tags() -> tuple[bytes, ...]:
 def colocated_key(anchor: bytes, name: str) -> bytes:
     """A key named ``name`` in the same Redis Cluster hash slot as ``anchor``.
 
-    A cluster runs a ``WATCH``/``MULTI`` transaction only when every key in it hashes to one
-    slot (redis-py raises ``CrossSlotTransactionError`` before sending it). Feast's entity keys
-    are binary and hashed whole (Feast adds no hash tag), so a key that must share a
-    transaction with one gets a hash tag of its own (``{...}``: only that part is hashed),
-    chosen to land in the entity key's slot. On a single server the tag is just part of the
-    name.
+    A cluster runs a script (or a ``MULTI`` transaction) only when every key it touches hashes
+    to one slot. Feast's entity keys are binary and hashed whole (Feast adds no hash tag), so a
+    key that must share a script with one gets a hash tag of its own (``{...}``: only that
+    part is hashed), chosen to land in the entity key's slot. On a single server the tag is
+    just part of the name.
     """
     return b"{" + _slot_tags()[key_slot(anchor)] + b"}" + name.encode()
 

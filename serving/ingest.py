@@ -1,15 +1,17 @@
 """Freshness: fold each scored transaction into the online state (customer and merchant).
 
 Decision (see ``SERVING_INGEST_MODE``): by default the write happens *right after scoring, off
-the response path*, on one background thread, because the optimistic WATCH/MULTI write costs
-~2 ms (five Redis round trips plus the state merge) against ~0.4 ms for the whole read. To keep
+the response path*, on one background thread, because the write costs two Redis round trips
+(read both states, then one compare-and-set script per entity) plus the merge, more than the
+whole feature read. To keep
 the freshness of a synchronous write, a request first waits for any pending ingestion of its
 own customer or merchant (:class:`PendingGate`): a customer's next transaction always sees the
 previous one, as long as both reach the same worker process. With several worker processes,
 use ``SERVING_INGEST_MODE=sync`` (the write happens inside the request, before the answer).
 
 Lag (request received -> state written) is a Prometheus histogram. Concurrent writes of one
-customer lose nothing: :class:`~feature_repo.online_state.OnlineStateWriter` retries under WATCH.
+customer lose nothing: :class:`~feature_repo.online_state.OnlineStateWriter`'s compare-and-set
+script refuses a stale write and the merge runs again on the state it hands back.
 
 Outages. Nothing here waits on a dead Redis: a reader stops waiting for pending writes as soon
 as the store is known to be down (its request is then answered 503), the queue put never blocks

@@ -4,7 +4,7 @@ The same test functions, imported (not copied): here the ``redis_url`` and ``fea
 fixtures (``conftest.py``) put the edge-case project on the session's 3-master cluster with
 ``REDIS_MODE=cluster``. Zero mismatches against the brute-force reference after ``feast
 materialize`` (the fast engine's pipelines, split by slot) and after online ingestion (the
-``WATCH``/``MULTI`` writer, one slot per transaction), the label idempotency marker in its
+compare-and-set script, one slot per call), the label idempotency marker in its
 merchant's slot, Feast's own bytes, the consistency monitor, and ``fraud features
 rebuild-online`` (which runs the real ``feast materialize`` CLI) on an emptied cluster.
 """

@@ -11,10 +11,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
+from feature_repo import online_state
 from feature_repo.aggregations import SERVICE_TABLES
 from feature_repo.logic import (
     BASELINE_DAYS,
@@ -411,6 +413,41 @@ def test_retries_count_once_after_the_raw_region_moved_past_them(
     row = online_features(store, [probe])[0]
     assert row["txn_count_24h"] == 3 and row["merchant_txn_count_24h"] == 3
     assert row["amount_sum_24h"] == pytest.approx(35.0)
+
+
+def test_a_write_between_read_and_compare_and_set_is_folded_in_not_lost(
+    feature_project: FeatureProject, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer changes the card's state after this one read it: the script refuses the
+    stale write and hands back the new fields, the fold runs again on them, and both count."""
+    store = open_store(feature_project.settings)
+    writer, other = (OnlineStateWriter(RedisLayout(store), FEATURES) for _ in range(2))
+    us = int((BASE + pd.Timedelta(days=600)).value // 1000)
+    mine = Transaction("cas-1", "c_cas", "m_cas", us, 10.0, 1.0, 1.0)
+    theirs = Transaction("cas-2", "c_cas", "m_cas_2", us + 1_000_000, 20.0, 1.0, 1.0)
+    folds: list[int] = []
+    merge = online_state.merge_transaction
+
+    def merge_with_an_intruder(
+        state: dict[str, Any] | None, txn: Transaction, *args: Any
+    ) -> dict[str, Any]:
+        if txn is mine:
+            folds.append(len((state or {}).get("c_txn_ids") or []))
+            if len(folds) == 1:
+                other.ingest_transaction(theirs)  # lands between this fold's read and its CAS
+        return merge(state, txn, *args)
+
+    monkeypatch.setattr(online_state, "merge_transaction", merge_with_an_intruder)
+    writer.ingest_transaction(mine)
+    assert folds == [0, 1]  # folded on the state it read, then again on the one the script saw
+    state = writer.read("customer_activity", "c_cas")
+    assert state is not None and sorted(state["c_txn_ids"]) == ["cas-1", "cas-2"]
+    later = request_row(
+        "c_cas", "m_cas", pd.Timestamp(us + 5_000_000, unit="us", tz="UTC").to_pydatetime(),
+        1.0, 1.0, 1.0,
+    )  # fmt: skip
+    row = online_features(store, [later])[0]
+    assert row["txn_count_1h"] == 2 and row["amount_sum_1h"] == pytest.approx(30.0)
 
 
 def test_merchant_counts_a_reused_transaction_id_of_another_card(
