@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -134,14 +135,62 @@ def run_wrk(
     return parse_wrk(out.stdout)
 
 
+# Where a sampled stack's time goes, by the first part whose file names appear in it (the most
+# specific first: a request's stack runs through uvicorn and FastAPI frames too).
+PROFILE_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ingestion (online_state.py, serving/ingest.py)", ("online_state.py", "ingest.py")),
+    ("feature read (serving/features.py, feature_repo/logic.py)", ("features.py", "logic.py")),
+    ("model and explanation (serving/model.py)", ("model.py",)),
+    ("prediction log and journal", ("prediction_log.py", "events.py")),
+    ("request handling (uvicorn, FastAPI, Starlette, Pydantic)",
+     ("uvicorn", "fastapi", "starlette", "pydantic", "orjson", "anyio")),
+)  # fmt: skip
+
+
+def profile_shares(raw: str) -> dict[str, float]:
+    """Shares of samples by :data:`PROFILE_PARTS` in a ``py-spy record --format raw`` file.
+
+    Each line is a sampled stack (frames joined by ``;``) and its count.
+    """
+    counts: dict[str, int] = {}
+    for line in raw.splitlines():
+        stack_text, _, n = line.rpartition(" ")
+        if not stack_text or not n.isdigit():
+            continue
+        part = next(
+            (name for name, files in PROFILE_PARTS if any(f in stack_text for f in files)),
+            "other (asyncio, threads, imports, GC)",
+        )
+        counts[part] = counts.get(part, 0) + int(n)
+    total = sum(counts.values()) or 1
+    return {part: n / total for part, n in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
+def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """Start ``py-spy record --gil`` (samples that hold the GIL) on a process and its threads."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen(
+        [exe, "record", "--gil", "--format", "raw", "--duration", f"{seconds:g}",
+         "--pid", str(pid), "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
 def measure(
     target: Target, work: Workload, wrk: str, args: argparse.Namespace, scratch: Path
 ) -> dict[str, Any]:
-    """Start one target, load it (closed 1, open loop, closed 16), read its RSS, stop it."""
+    """Start one target, load it (closed 1, open loop, closed 16), read its RSS, stop it.
+
+    With ``--py-spy``, this checkout's default API is sampled during the one-connection run.
+    """
     port = stack.free_port()
     proc = target.start(port)
     try:
         closed_loop_single(port, target.path, lambda: target.body(work), 300)  # warm-up
+        spy = None
+        if args.py_spy and target.name == "api /predict":
+            raw = Path(args.root_dir) / f"py-spy-{time.strftime('%Y%m%dT%H%M%S')}.txt"
+            spy = py_spy(proc.pid, max(args.seconds - 1, 1), raw)
         result: dict[str, Any] = {
             "c1": run_wrk(wrk, port, target, work, 1, args.seconds, scratch),
             "open": asyncio.run(
@@ -150,6 +199,13 @@ def measure(
             "c16": run_wrk(wrk, port, target, work, 16, args.seconds, scratch),
             "rss_mb": rss_mb(proc.pid),
         }
+        if spy is not None:
+            _, err = spy.communicate(timeout=60)
+            if spy.returncode != 0 or not raw.exists():
+                print(f"py-spy failed: {err.decode()[-500:]}", flush=True)
+            else:
+                result["profile"] = profile_shares(raw.read_text())
+                print(f"py-spy samples: {raw}", flush=True)
     finally:
         proc.terminate()
         try:
@@ -237,12 +293,18 @@ def main() -> None:
         default=1,
         help="also the API with this many uvicorn workers (sync ingestion)",
     )
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="sample this checkout's API (py-spy --gil) under one connection; print the shares",
+    )
     args = parser.parse_args()  # fmt: skip
     wrk = find_wrk(args.wrk)
 
     from fraud_platform import redis_server
 
     root = args.root or Path(tempfile.mkdtemp(prefix="bench-wrk-"))
+    args.root_dir = root  # the py-spy samples are kept there
     stack.prepare_root(root)
     server = redis_server.start(root=root)
     env = stack.stack_env(root, server.url)
@@ -289,6 +351,13 @@ def main() -> None:
         print(f"\ncpu cores: {os.cpu_count()}; {args.seconds:g} s per run; wrk -t1; "
               f"medians of {args.rounds} round(s); stack: {root}")  # fmt: skip
         print_table({name: median_result(runs) for name, runs in rounds.items()}, args.rate)
+        profiles = [run["profile"] for run in rounds.get("api /predict", []) if "profile" in run]
+        if profiles:
+            print("\nwhere this checkout's API holds the GIL under one connection (py-spy --gil, "
+                  "share of samples, median of the rounds):")  # fmt: skip
+            for part in profiles[0]:
+                share = statistics.median(p.get(part, 0.0) for p in profiles)
+                print(f"  {share:6.1%}  {part}")
     finally:
         redis_server.stop(root)
 

@@ -230,7 +230,8 @@ class OnlineStateWriter:
                 markers = [update.once_key] if once else []
                 if update.retired is not None:
                     markers += update.retired(state, new)
-                mapping = view.encode(new, update.event_ts_us(new))
+                # Only the fields the fold changed: the script writes only onto `raw`.
+                mapping = view.encode(new, update.event_ts_us(new), state)
                 calls.append(
                     (
                         b"EVAL",

@@ -239,11 +239,27 @@ class ViewLayout:
     ts_key: bytes
     encoders: tuple[Encoder, ...]
 
-    def encode(self, values: Mapping[str, Any], event_ts_us: int) -> dict[bytes, bytes]:
-        """The hash fields of one entity's row: every feature plus the event time."""
+    def encode(
+        self,
+        values: Mapping[str, Any],
+        event_ts_us: int,
+        stored: Mapping[str, Any] | None = None,
+    ) -> dict[bytes, bytes]:
+        """The hash fields of one entity's row: every feature plus the event time.
+
+        Args:
+            values: Feature name -> value.
+            event_ts_us: The row's event time.
+            stored: The row as stored now, when the write is guaranteed to apply to exactly
+                that (the compare-and-set of :mod:`feature_repo.online_state`): the features
+                whose value is unchanged are left out, being stored already.
+        """
         mapping = {self.ts_key: encode_timestamp_us(event_ts_us)}
         for name, encode, key in zip(self.fields, self.encoders, self.field_keys, strict=True):
-            mapping[key] = encode(values[name]).SerializeToString()
+            value = values[name]
+            if stored is not None and stored.get(name) == value and value is not None:
+                continue
+            mapping[key] = encode(value).SerializeToString()
         return mapping
 
     def decode(self, raw: Sequence[bytes | None]) -> dict[str, Any] | None:
