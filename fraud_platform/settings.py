@@ -140,6 +140,10 @@ class Settings(BaseSettings):
             how long a request can wait on an unreachable or hung Redis before its 503.
         serving_threads: Threads that run the scoring requests (blocking Redis and log I/O),
             off the event loop.
+        serving_switch_interval_ms: How long a thread may hold the GIL while another waits
+            for it (``sys.setswitchinterval``; Python's default is 5 ms). The API's threads
+            (event loop, scoring pool, ingestion, log) take turns at this interval when none
+            waits on I/O, so it bounds how long a request can wait behind the ingestion thread.
         prediction_log_rotate_rows: Rows per prediction-log segment at most.
         serving_log_rotate_seconds: A prediction-log segment is sealed (compacted to Parquet)
             at least this often.
@@ -167,6 +171,7 @@ class Settings(BaseSettings):
     serving_registry_retries: int = Field(default=1, ge=0)
     serving_redis_timeout_seconds: float = Field(default=0.2, gt=0)
     serving_threads: int = Field(default=4, gt=0, le=256)
+    serving_switch_interval_ms: float = Field(default=5.0, gt=0, le=1000)
     serving_log_rotate_seconds: float = Field(default=300.0, gt=0)
     serving_log_fsync_seconds: float = Field(default=1.0, gt=0)
 

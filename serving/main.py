@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -167,6 +168,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     Redis and MLflow are in.
     """
     settings: Settings = app.state.settings
+    sys.setswitchinterval(settings.serving_switch_interval_ms / 1000)
     time_guard()  # read serve.* of params.yaml now: a bad file fails the start, not a request
     service = app.state.build_service(settings)
     app.state.service = service

@@ -290,3 +290,25 @@ def test_registry_bounds_respect_the_environment(monkeypatch: pytest.MonkeyPatch
 
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "5"
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "4"  # the operator's value wins
+
+
+def test_the_api_sets_the_gil_switch_interval_from_its_settings() -> None:
+    import sys
+    from typing import cast
+
+    from fastapi.testclient import TestClient
+
+    from fraud_platform.settings import Settings
+    from serving.main import create_app
+    from tests.support.fake_service import FakeService
+
+    before = sys.getswitchinterval()
+    service = cast("Any", FakeService())
+    app = create_app(Settings(serving_switch_interval_ms=0.5), build=lambda _: service)
+    try:
+        with TestClient(app):
+            assert sys.getswitchinterval() == pytest.approx(0.0005)
+    finally:
+        sys.setswitchinterval(before)
+    with pytest.raises(ValidationError, match="serving_switch_interval_ms"):
+        Settings(serving_switch_interval_ms=0)
