@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -76,6 +75,8 @@ class EventTables:
         The pattern (``none``, ``unknown`` for imported fraud, or the generator's pattern) is
         for slice metrics only: no feature reads it.
         """
+        import duckdb  # not at the top: the API imports this module (journals)
+
         con = duckdb.connect()
         con.register("txn", self.transactions)
         con.register("lab", self.labels)
@@ -113,7 +114,7 @@ def _journal(ingested_dir: Path | None, name: str, schema: pa.Schema) -> pa.Tabl
     return table.select(schema.names).cast(schema)
 
 
-def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+def _arrow(con: Any, sql: str) -> pa.Table:
     table: pa.Table = con.sql(sql).to_arrow_table()
     return table
 
@@ -137,6 +138,8 @@ def read_event_tables(raw_dir: Path, ingested_dir: Path | None = None) -> EventT
     new_txn = _journal(ingested_dir, TRANSACTIONS_JOURNAL, TRANSACTIONS)
     new_labels = _journal(ingested_dir, LABELS_JOURNAL, LABELS_WITH_MERCHANT)
     if new_txn.num_rows == 0 and new_labels.num_rows == 0:
+        import duckdb  # not at the top: the API imports this module (journals)
+
         con = duckdb.connect()
         con.register("raw_txn", raw_txn)
         con.register("raw_labels", raw_labels)
@@ -146,6 +149,8 @@ def read_event_tables(raw_dir: Path, ingested_dir: Path | None = None) -> EventT
                JOIN raw_txn t USING (transaction_id)""",
         )
         return EventTables(raw_txn, labels.cast(LABELS_WITH_MERCHANT), customers)
+    import duckdb  # not at the top: the API imports this module (journals)
+
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     # Journal order (segment, then line) decides between duplicates: first wins.

@@ -79,18 +79,20 @@ def open_store(
     from feast import FeatureStore
 
     settings = settings or get_settings()
-    config = repo_config(settings)
-    if offline_store is not None:
-        config.offline_config = dict(offline_store)
-        config._offline_store = None  # RepoConfig builds the store config from offline_config
+    config = repo_config(settings, offline_store)
     return FeatureStore(repo_path=str(settings.paths.feature_repo), config=config)
 
 
-def repo_config(settings: Settings) -> RepoConfig:
+def repo_config(settings: Settings, offline_store: Mapping[str, Any] | None = None) -> RepoConfig:
     """``feature_store.yaml`` as Feast's ``load_repo_config`` reads it, variables from settings.
+
+    The ``offline_store`` replacement goes in before Feast validates the config, because the
+    validation imports the configured store's module (the API's ``ONLINE_ONLY`` store exists to
+    keep DuckDB out of its workers).
 
     Args:
         settings: The root, registry and Redis address to fill in.
+        offline_store: Replaces the file's ``offline_store`` section (see :func:`open_store`).
 
     Returns:
         The repo config (an unknown ``${VAR}`` is taken from the environment, as Feast does).
@@ -105,7 +107,10 @@ def repo_config(settings: Settings) -> RepoConfig:
         return variables.get(name) or os.environ.get(name, match.group(0))
 
     text = re.sub(r"\$\{(\w+)\}|\$(\w+)", expand, (repo / "feature_store.yaml").read_text())
-    config = RepoConfig(**yaml.safe_load(text))
+    data = yaml.safe_load(text)
+    if offline_store is not None:
+        data["offline_store"] = dict(offline_store)
+    config = RepoConfig(**data)
     config.repo_path = repo
     return config
 

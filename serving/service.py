@@ -347,6 +347,7 @@ def build_service(settings: Settings) -> ScoringService:
     as uvicorn is up, whatever state its dependencies are in.
     """
     from feature_repo.aggregations import FEATURE_SERVICE_NAME
+    from feature_repo.online_only import ONLINE_ONLY
     from feature_repo.online_state import OnlineStateWriter
     from feature_repo.redis_layout import RedisLayout
     from feature_repo.store import open_store
@@ -358,7 +359,7 @@ def build_service(settings: Settings) -> ScoringService:
     )
     # The store, then the API's fail-fast client installed into it, then one Redis layout on
     # that client shared by the reader and the writer.
-    store = open_store(settings)
+    store = open_store(settings, offline_store=ONLINE_ONLY)  # no DuckDB in the API (~45 MiB)
     client = install_fast_client(store, settings.serving_redis_timeout_seconds)
     layout = RedisLayout(store)
     readers = make_readers(store, layout, settings.serving_feature_path)

@@ -312,3 +312,33 @@ def test_the_api_sets_the_gil_switch_interval_from_its_settings() -> None:
         sys.setswitchinterval(before)
     with pytest.raises(ValidationError, match="serving_switch_interval_ms"):
         Settings(serving_switch_interval_ms=0)
+
+
+def test_the_api_store_keeps_duckdb_out_and_refuses_offline_reads(tmp_path: Path) -> None:
+    """The API opens its store with the online-only offline store: Feast's config validation
+    then imports no DuckDB (~45 MiB a worker), and an offline call fails instead of running."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from fraud_platform.settings import Settings
+from feature_repo.online_only import ONLINE_ONLY
+from feature_repo.store import open_store
+import serving.main, serving.service  # everything a worker imports
+store = open_store(Settings(project_root={str(tmp_path)!r}), offline_store=ONLINE_ONLY)
+assert type(store._get_provider().offline_store).__name__ == "OnlineOnlyOfflineStore"
+print(sorted(m for m in ("duckdb", "ibis") if m in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        cwd=PROJECT_ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+    from feature_repo.online_only import OnlineOnlyOfflineStore
+
+    offline_call: Any = OnlineOnlyOfflineStore.get_historical_features
+    with pytest.raises(NotImplementedError):
+        offline_call(None, [], [], None, None, None, False)
