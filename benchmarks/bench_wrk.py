@@ -176,6 +176,29 @@ def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (uvicorn's workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def redis_cpu_seconds(url: str) -> float:
+    """User + system CPU seconds of the redis-server at ``url`` (``INFO cpu``)."""
+    import redis
+
+    info = redis.Redis.from_url(url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def measure(
     target: Target, work: Workload, wrk: str, args: argparse.Namespace, scratch: Path
 ) -> dict[str, Any]:
@@ -196,9 +219,15 @@ def measure(
             "open": asyncio.run(
                 open_loop(port, target.path, lambda: target.body(work), args.rate, args.seconds)
             ),
-            "c16": run_wrk(wrk, port, target, work, 16, args.seconds, scratch),
-            "rss_mb": rss_mb(proc.pid),
         }
+        # CPU per request at 16 connections, of the target's processes and of redis-server:
+        # what sizing for a given request rate divides by.
+        cpu_before = process_cpu_seconds(proc.pid), redis_cpu_seconds(args.redis_url)
+        result["c16"] = run_wrk(wrk, port, target, work, 16, args.seconds, scratch)
+        served = max(result["c16"]["n"], 1.0)
+        result["cpu_ms"] = (process_cpu_seconds(proc.pid) - cpu_before[0]) / served * 1e3
+        result["redis_cpu_ms"] = (redis_cpu_seconds(args.redis_url) - cpu_before[1]) / served * 1e3
+        result["rss_mb"] = rss_mb(proc.pid)
         if spy is not None:
             _, err = spy.communicate(timeout=60)
             if spy.returncode != 0 or not raw.exists():
@@ -233,6 +262,8 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
         }
         out[part]["errors"] = sum(run[part]["errors"] for run in runs)
     out["rss_mb"] = [max(sizes) for sizes in zip(*(run["rss_mb"] for run in runs), strict=True)]
+    for key in ("cpu_ms", "redis_cpu_ms"):
+        out[key] = float(statistics.median(run[key] for run in runs))
     return out
 
 
@@ -240,7 +271,8 @@ def print_table(results: dict[str, dict[str, Any]], rate: float) -> None:
     """One row per target; then the issue's goals for the first API against ``feast serve``."""
     header = (
         "| target | 1 conn p50 / p99 ms | 1 conn req/s | 16 conn req/s | 16 conn p50 / p99 ms "
-        f"| open {rate:g}/s p50 / p99 ms | errors | RSS per worker MiB |"
+        f"| open {rate:g}/s p50 / p99 ms | errors | RSS per worker MiB "
+        "| CPU ms per request at 16 conn: target / redis-server |"
     )
     print("\n" + header)
     print("|" + " --- |" * header.count(" | ") + " --- |")
@@ -250,7 +282,8 @@ def print_table(results: dict[str, dict[str, Any]], rate: float) -> None:
         print(
             f"| {name} | {c1['p50_ms']:.2f} / {c1['p99_ms']:.2f} | {c1['rps']:.0f} "
             f"| {c16['rps']:.0f} | {c16['p50_ms']:.2f} / {c16['p99_ms']:.2f} "
-            f"| {o['p50_ms']:.2f} / {o['p99_ms']:.2f} | {errors} | {r['rss_mb']} |"
+            f"| {o['p50_ms']:.2f} / {o['p99_ms']:.2f} | {errors} | {r['rss_mb']} "
+            f"| {r['cpu_ms']:.2f} / {r['redis_cpu_ms']:.3f} |"
         )
     feast = results.get("feast serve")
     for name, r in results.items():
@@ -308,6 +341,7 @@ def main() -> None:
     stack.prepare_root(root)
     server = redis_server.start(root=root)
     env = stack.stack_env(root, server.url)
+    args.redis_url = server.url
     try:
         meta = stack.load_or_build_stack(root, env)
         targets = []

@@ -344,20 +344,20 @@ class OnlineStateWriter:
         Returns:
             False when a label of this transaction was folded before (nothing changes).
         """
-        (new,) = self._apply(
-            [
-                StateUpdate(
-                    "merchant_label_stats",
-                    self._key("merchant_label_stats", merchant_id),
-                    functools.partial(
-                        _merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud
-                    ),
-                    _label_latest_ts_us,
-                    once_key=self.label_seen_key(merchant_id, transaction_id),
-                )
-            ]
-        )
+        once_key = self.label_seen_key(merchant_id, transaction_id)
+        (new,) = self._apply([self._label_update(merchant_id, label_ts_us, is_fraud, once_key)])
         return new is not None
+
+    def _label_update(
+        self, merchant_id: str, label_ts_us: int, is_fraud: bool, once_key: bytes | None = None
+    ) -> StateUpdate:
+        return StateUpdate(
+            "merchant_label_stats",
+            self._key("merchant_label_stats", merchant_id),
+            functools.partial(_merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud),
+            _label_latest_ts_us,
+            once_key=once_key,
+        )
 
     def label_seen_key(self, merchant_id: str, transaction_id: str) -> bytes:
         """The Redis key marking that a transaction's label was folded into its merchant.
@@ -392,16 +392,5 @@ class OnlineStateWriter:
             How many labels were applied.
         """
         for merchant_id, label_ts_us, is_fraud in labels:
-            self._apply(
-                [
-                    StateUpdate(
-                        "merchant_label_stats",
-                        self._key("merchant_label_stats", merchant_id),
-                        functools.partial(
-                            _merge_label_into, label_ts_us=label_ts_us, is_fraud=is_fraud
-                        ),
-                        _label_latest_ts_us,
-                    )
-                ]
-            )
+            self._apply([self._label_update(merchant_id, label_ts_us, is_fraud)])
         return len(labels)
