@@ -177,7 +177,11 @@ def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its children (uvicorn's workers)."""
+    """User + system CPU seconds of a process and its live children (uvicorn's workers).
+
+    A child that exited during the run takes its time with it (``feast serve`` replaces
+    workers after errors): the difference can then come out negative, shown as ``n/a``.
+    """
     import psutil
 
     root = psutil.Process(pid)
@@ -189,6 +193,11 @@ def process_cpu_seconds(pid: int) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def cpu_text(ms: float) -> str:
+    """A CPU figure, or ``n/a`` when a worker was replaced during the run (its time is lost)."""
+    return f"{ms:.2f}" if ms >= 0 else "n/a"
 
 
 def redis_cpu_seconds(url: str) -> float:
@@ -283,7 +292,7 @@ def print_table(results: dict[str, dict[str, Any]], rate: float) -> None:
             f"| {name} | {c1['p50_ms']:.2f} / {c1['p99_ms']:.2f} | {c1['rps']:.0f} "
             f"| {c16['rps']:.0f} | {c16['p50_ms']:.2f} / {c16['p99_ms']:.2f} "
             f"| {o['p50_ms']:.2f} / {o['p99_ms']:.2f} | {errors} | {r['rss_mb']} "
-            f"| {r['cpu_ms']:.2f} / {r['redis_cpu_ms']:.3f} |"
+            f"| {cpu_text(r['cpu_ms'])} / {r['redis_cpu_ms']:.3f} |"
         )
     feast = results.get("feast serve")
     for name, r in results.items():
