@@ -5,8 +5,9 @@ merchant's history, in time order, with the very code the online fold uses
 (``logic.CustomerStateBuilder`` and ``tiles.EntityState``), and emit the state after each
 5-minute tile with events: so the batch and the online state cannot disagree by construction,
 and the tests check the remaining claim, that the fold gives the same state in any order. The
-per-entity fold is a plain function of one entity's sorted events, the shape Spark's
-``groupBy(...).applyInPandas`` runs, when the history outgrows one machine.
+per-entity fold is a plain function of sorted events (:func:`fold_activity`), the shape
+Spark's ``groupBy(...).applyInArrow`` runs: the Spark profile (:mod:`feature_repo.spark_pipeline`)
+calls the same function on each entity's group.
 
 The label and home tables are DuckDB SQL. Every table holds, per entity, its state *as of* each
 of its rows' times (see :mod:`feature_repo.logic` for the definition and why).
@@ -171,14 +172,17 @@ def fold_activity(
             stamps.append(first_ts)
             for name, append in appends:
                 append(state[name])
+    state_columns = {
+        name: pa.array(out[name], arrow_type)
+        for name, arrow_type in activity_arrow_fields(entity, table)
+    }
     return pa.table(
         {
             key: pa.array(entity_ids, pa.string()),
             EVENT_TIMESTAMP: pa.array(stamps, pa.timestamp("us", tz="UTC")),
-            **{name: pa.array(out[name], arrow_type) for name, arrow_type in
-               activity_arrow_fields(entity, table)},
+            **state_columns,
         }
-    )  # fmt: skip
+    )
 
 
 def activity_arrow_fields(entity: str, table: VelocityTable) -> list[tuple[str, pa.DataType]]:

@@ -205,10 +205,14 @@ def build_offline_tables_spark(
         step_started = time.perf_counter()
         path = f"{location.rstrip('/')}/{name}.parquet"
         key = "customer_id" if name.startswith("customer") else "merchant_id"
-        # Each part file sorted by (entity, time), like the DuckDB tables. Not a global
-        # orderBy: its range partitioning samples the input first, which would run the fold
-        # twice.
-        frame = frames[name].sortWithinPartitions(key, EVENT_TIMESTAMP)
+        # Each part file ordered by (entity, time), like the DuckDB tables. The activity
+        # frames already are: Spark sorts each partition by the grouping key before a grouped
+        # map, and the fold emits an entity's rows in time order (sorting their wide rows again
+        # needs gigabytes of heap on a long history). No global orderBy: its range
+        # partitioning samples the input first, which would run the fold twice.
+        frame = frames[name]
+        if name not in ("customer_activity", "merchant_activity"):
+            frame = frame.sortWithinPartitions(key, EVENT_TIMESTAMP)
         frame.write.mode("overwrite").parquet(path)
         rows = spark.read.parquet(path).count()
         written[name] = (path, rows)

@@ -162,6 +162,9 @@ class Settings(BaseSettings):
             default; e.g. ``spark://host:7077``, ``yarn`` or ``k8s://...`` for a cluster.
         spark_shuffle_partitions: ``spark.sql.shuffle.partitions`` of the Spark profile; 2 suits
             ``local[2]``, a cluster wants a few per executor core.
+        spark_driver_memory: ``spark.driver.memory`` of the Spark profile (``4g``): in local mode
+            the driver's JVM runs the tasks too (Spark's default 1g runs out of heap on the
+            long-history profile).
         spark_tables_uri: Where the Spark profile's offline tables live, e.g.
             ``s3a://bucket/fraud/features``; the root's ``data/features`` by default.
     """
@@ -191,6 +194,7 @@ class Settings(BaseSettings):
     feature_profile: FeatureProfile = "duckdb"
     spark_master: str = Field(default="local[2]", min_length=1)
     spark_shuffle_partitions: int = Field(default=2, gt=0)
+    spark_driver_memory: str = Field(default="4g", pattern=r"^[0-9]+[kmgt]?$")
     spark_tables_uri: str = ""
 
     @model_validator(mode="after")
@@ -364,6 +368,7 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
         "FEAST_FS_YAML_FILE_PATH": str(settings.feature_store_yaml),
         "SPARK_MASTER": settings.spark_master,
         "SPARK_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
+        "SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
         "SPARK_TABLES_URI": settings.spark_tables_uri,
     }
 

@@ -119,6 +119,13 @@ def test_spark_state_tables_equal_duckdb_row_for_row(
     pd.testing.assert_frame_equal(spark_rows, duck, check_exact=True)
     # Keys and times identify a row: no duplicates hide behind the sorted comparison.
     assert not spark_rows.duplicated([TABLE_JOIN_KEYS[name], EVENT_TIMESTAMP]).any()
+    # Each part file is ordered by (entity, time), as the DuckDB table is.
+    parts = sorted(spark_path.glob("part-*.parquet"))
+    assert parts
+    for part in parts:
+        frame = pq.read_table(part).to_pandas()
+        order = frame.sort_values([TABLE_JOIN_KEYS[name], EVENT_TIMESTAMP], kind="stable")
+        assert order.index.tolist() == frame.index.tolist(), part.name
 
 
 def test_the_edge_cases_reach_the_spark_state(spark_project: Settings) -> None:
