@@ -15,22 +15,29 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command()
 def build() -> None:
-    """Build the offline feature tables (state per customer and merchant) with DuckDB.
+    """Build the offline feature tables (state per customer and merchant).
 
     Reads the raw tables (data/raw) plus every transaction and label the API ingested online
-    (data/ingested), so the offline tables, training and a rebuilt Redis all see them.
+    (data/ingested), so the offline tables, training and a rebuilt Redis all see them. DuckDB
+    builds them, or Spark with FEATURE_PROFILE=spark (same tables: feature_repo/spark_pipeline.py).
     """
     from data.validate import RawDataError, read_raw_tables
     from feature_repo.pipeline import build_features
 
-    paths = get_settings().paths
+    settings = get_settings()
+    paths = settings.paths
     try:
         params = load_params()
         read_raw_tables(paths.raw_dir)  # validates schema, nulls, amounts, coordinates, order
     except (ParamsError, RawDataError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
-    typer.echo(f"building offline tables from {paths.raw_dir}")
-    result = build_features(paths, params.features, progress=typer.echo)
+    typer.echo(f"building offline tables from {paths.raw_dir} ({settings.feature_profile})")
+    if settings.feature_profile == "spark":
+        from feature_repo.spark_pipeline import build_features_spark
+
+        result = build_features_spark(settings, params.features, progress=typer.echo)
+    else:
+        result = build_features(paths, params.features, progress=typer.echo)
     for name, (path, rows) in result.tables.items():
         typer.echo(f"  {name:<22} {rows:>10,} rows  {path}")
     typer.echo(f"done in {result.seconds:.1f} s")
@@ -136,8 +143,10 @@ def declarations() -> None:
 @app.command()
 def env() -> None:
     """Print the variables feature_store.yaml reads, for `eval "$(fraud features env)"`."""
-    for key, value in feast_environment().items():
-        typer.echo(f"export {key}={value}")
+    import shlex
+
+    for key, value in feast_environment().items():  # quoted: SPARK_MASTER=local[2] is a glob
+        typer.echo(f"export {key}={shlex.quote(value)}")
 
 
 def _utc(moment: Any) -> Any:

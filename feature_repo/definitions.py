@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from feast import (
     Entity,
@@ -41,6 +41,12 @@ from feast.value_type import ValueType
 
 from feature_repo.aggregations import FINEST_TILE_US, SERVICE_TABLES, VelocityTable, union
 from feature_repo.logic import feature_inputs, output_features, state_fields
+from fraud_platform.settings import FeatureProfile
+
+if TYPE_CHECKING:  # pyspark is imported only when the Spark profile builds a source
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    BatchSource: TypeAlias = FileSource | SparkSource
 
 OWNER = "fraud-ml-platform@example.com"
 FEAST_TYPES: dict[str, Any] = {
@@ -118,13 +124,13 @@ def _python_transformation(table: VelocityTable) -> PythonTransformation:
 class FraudDefinitions:
     """The root-dependent Feast objects, built by :func:`fraud_definitions` for one root."""
 
-    customer_activity_source: FileSource
+    customer_activity_source: BatchSource
     customer_activity_push: PushSource
-    merchant_activity_source: FileSource
+    merchant_activity_source: BatchSource
     merchant_activity_push: PushSource
-    merchant_label_source: FileSource
+    merchant_label_source: BatchSource
     merchant_label_push: PushSource
-    customer_profile_source: FileSource
+    customer_profile_source: BatchSource
     customer_activity_fv: FeatureView
     merchant_activity_fv: FeatureView
     merchant_label_stats_fv: FeatureView
@@ -141,18 +147,65 @@ class FraudDefinitions:
         ]  # fmt: skip
 
 
+def batch_source(
+    name: str, location: Path | str, table: str, description: str, profile: FeatureProfile
+) -> BatchSource:
+    """The batch source of one offline table, of the type the profile's offline store reads.
+
+    The one place the profile touches the Feast objects: the views, their schemas and the
+    on-demand logic are the same in both profiles; only the source type follows the offline
+    store (Feast's Spark store accepts only ``SparkSource``, its DuckDB store a
+    ``FileSource``). Both name the same Parquet table, stamped by ``event_timestamp``.
+
+    Args:
+        name: The source's Feast name.
+        location: The offline tables' folder or URI (``Settings.offline_tables_location``).
+        table: The table's name (``customer_activity``...), its file ``<table>.parquet``.
+        description: The source's description.
+        profile: ``duckdb`` or ``spark`` (``Settings.feature_profile``).
+
+    Returns:
+        A ``FileSource`` (DuckDB) or a ``SparkSource`` (Spark) over ``<location>/<table>.parquet``.
+    """
+    path = f"{str(location).rstrip('/')}/{table}.parquet"
+    if profile == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+            SparkSource,
+        )
+
+        return SparkSource(
+            name=name,
+            path=path,
+            file_format="parquet",
+            timestamp_field="event_timestamp",
+            description=description,
+            owner=OWNER,
+        )
+    return FileSource(
+        name=name,
+        path=path,
+        timestamp_field="event_timestamp",
+        description=description,
+        owner=OWNER,
+    )
+
+
 def on_demand_view_name(service: str) -> str:
     """``fraud_scoring_v2`` -> ``transaction_features_v2``: each service's own on-demand view."""
     return "transaction_features_" + service.removeprefix("fraud_scoring_")
 
 
 def fraud_definitions(
-    features_dir: Path, services: Mapping[str, VelocityTable] = SERVICE_TABLES
+    features_dir: Path | str,
+    services: Mapping[str, VelocityTable] = SERVICE_TABLES,
+    profile: FeatureProfile = "duckdb",
 ) -> FraudDefinitions:
     """The fraud features' sources, views and services, reading offline tables in ``features_dir``.
 
     Args:
-        features_dir: The project's offline feature tables (``Paths.features_dir``).
+        features_dir: The project's offline feature tables (``Paths.features_dir``, or
+            ``Settings.offline_tables_location``: a URI such as ``s3a://...`` for Spark).
+        profile: ``duckdb`` or ``spark``: the type of the batch sources (:func:`batch_source`).
         services: Feature service name -> the velocity declarations its on-demand view computes
             (:data:`~feature_repo.aggregations.SERVICE_TABLES`; a test fixture adds rows). The
             state views' schemas derive from the union of the tables.
@@ -165,12 +218,12 @@ def fraud_definitions(
 
     # -------------------------------------------------------------- data sources
 
-    customer_activity_source = FileSource(
-        name="customer_activity_source",
-        path=str(features_dir / "customer_activity.parquet"),
-        timestamp_field="event_timestamp",
-        description="Customer recent-activity state as of each transaction (feature pipeline).",
-        owner=OWNER,
+    customer_activity_source = batch_source(
+        "customer_activity_source",
+        features_dir,
+        "customer_activity",
+        "Customer recent-activity state as of each transaction (feature pipeline).",
+        profile,
     )
 
     customer_activity_push = PushSource(
@@ -180,12 +233,12 @@ def fraud_definitions(
         owner=OWNER,
     )
 
-    merchant_activity_source = FileSource(
-        name="merchant_activity_source",
-        path=str(features_dir / "merchant_activity.parquet"),
-        timestamp_field="event_timestamp",
-        description="Merchant recent-activity state as of each transaction.",
-        owner=OWNER,
+    merchant_activity_source = batch_source(
+        "merchant_activity_source",
+        features_dir,
+        "merchant_activity",
+        "Merchant recent-activity state as of each transaction.",
+        profile,
     )
 
     merchant_activity_push = PushSource(
@@ -195,12 +248,12 @@ def fraud_definitions(
         owner=OWNER,
     )
 
-    merchant_label_source = FileSource(
-        name="merchant_label_source",
-        path=str(features_dir / "merchant_label_stats.parquet"),
-        timestamp_field="event_timestamp",
-        description="Per-merchant label-arrival buckets as of each label arrival time.",
-        owner=OWNER,
+    merchant_label_source = batch_source(
+        "merchant_label_source",
+        features_dir,
+        "merchant_label_stats",
+        "Per-merchant label-arrival buckets as of each label arrival time.",
+        profile,
     )
 
     merchant_label_push = PushSource(
@@ -210,12 +263,12 @@ def fraud_definitions(
         owner=OWNER,
     )
 
-    customer_profile_source = FileSource(
-        name="customer_profile_source",
-        path=str(features_dir / "customer_profile.parquet"),
-        timestamp_field="event_timestamp",
-        description="Cardholder home location, known from account creation.",
-        owner=OWNER,
+    customer_profile_source = batch_source(
+        "customer_profile_source",
+        features_dir,
+        "customer_profile",
+        "Cardholder home location, known from account creation.",
+        profile,
     )
 
     # -------------------------------------------------------------- feature views (state)
@@ -343,7 +396,8 @@ def fraud_definitions(
 def _from_environment() -> FraudDefinitions:
     from fraud_platform.settings import Settings
 
-    return fraud_definitions(Settings().paths.features_dir)
+    settings = Settings()
+    return fraud_definitions(settings.offline_tables_location, profile=settings.feature_profile)
 
 
 _FEAST_CLI = _from_environment()

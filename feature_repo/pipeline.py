@@ -5,8 +5,9 @@ merchant's history, in time order, with the very code the online fold uses
 (``logic.CustomerStateBuilder`` and ``tiles.EntityState``), and emit the state after each
 5-minute tile with events: so the batch and the online state cannot disagree by construction,
 and the tests check the remaining claim, that the fold gives the same state in any order. The
-per-entity fold is a plain function of one entity's sorted events, the shape Spark's
-``groupBy(...).applyInPandas`` runs, when the history outgrows one machine.
+per-entity fold is a plain function of sorted events (:func:`fold_activity`), the shape
+Spark's ``groupBy(...).applyInArrow`` runs: the Spark profile (:mod:`feature_repo.spark_pipeline`)
+calls the same function on each entity's group.
 
 The label and home tables are DuckDB SQL. Every table holds, per entity, its state *as of* each
 of its rows' times (see :mod:`feature_repo.logic` for the definition and why).
@@ -81,7 +82,7 @@ class PipelineResult:
     labels: int = 0
 
 
-_ARROW_TYPES = {
+ARROW_TYPES = {
     "int64": pa.int64(),
     "float64": pa.float64(),
     "string": pa.string(),
@@ -96,17 +97,47 @@ def _activity_table(
     entity: str,
     features: FeatureParams,
     table: VelocityTable,
-    progress: Callable[[str], None] | None = None,
 ) -> pa.Table:
-    """An entity's velocity state as of each of its 5-minute tiles with events.
+    """An entity's velocity state as of each of its 5-minute tiles with events (DuckDB side).
 
-    Each entity's history is folded in time order with the one implementation of the state
-    (``CustomerStateBuilder`` / ``EntityState``, the online fold's own), and after the last
-    event of each 5-minute tile the state is emitted as one row, stamped with the tile's
-    *first* event time. The point-in-time join at t then picks a state whose latest event T is
-    less than 5 minutes after t: within the lateness L, so the on-demand view's strict ``< t``
-    filter on the raw region gives exactly the state as of t. A heavy entity gets at most 288
-    rows a day, however many events it has.
+    DuckDB only sorts the events; :func:`fold_activity` (the Spark build's fold too) does the
+    rest.
+    """
+    key = "customer_id" if entity == "customer" else "merchant_id"
+    events = con.sql(
+        f"SELECT {key} AS entity_id, {', '.join(TRANSACTION_COLUMNS)} "
+        f"FROM txn ORDER BY {key}, ts, tid"
+    ).to_arrow_table()
+    return fold_activity(events, entity, features, table)
+
+
+def fold_activity(
+    events: pa.Table, entity: str, features: FeatureParams, table: VelocityTable
+) -> pa.Table:
+    """Fold sorted events into an entity's velocity state, one row per 5-minute tile with events.
+
+    The one implementation of the offline state build, whatever the engine: the DuckDB
+    pipeline calls it on every entity at once, the Spark profile
+    (:mod:`feature_repo.spark_pipeline`) on each entity's group through
+    ``groupBy(...).applyInArrow``. Each entity's history is folded in time order with the one
+    implementation of the state (``CustomerStateBuilder`` / ``EntityState``, the online fold's
+    own), and after the last event of each 5-minute tile the state is emitted as one row,
+    stamped with the tile's *first* event time. The point-in-time join at t then picks a state
+    whose latest event T is less than 5 minutes after t: within the lateness L, so the
+    on-demand view's strict ``< t`` filter on the raw region gives exactly the state as of t.
+    A heavy entity gets at most 288 rows a day, however many events it has.
+
+    Args:
+        events: Columns ``entity_id`` (the customer or merchant id) and
+            :data:`TRANSACTION_COLUMNS`, sorted by ``(entity_id, ts, tid)``; ``ts`` in
+            microseconds since the epoch.
+        entity: ``customer`` or ``merchant``.
+        features: ``params.yaml``'s ``features`` (lateness, distinct-value cap).
+        table: The velocity declarations (which columns the state keeps, how far back).
+
+    Returns:
+        The ``customer_activity`` or ``merchant_activity`` rows of these entities, in input
+        order: join key, ``event_timestamp`` (µs, UTC), then the view's state fields.
     """
     key = "customer_id" if entity == "customer" else "merchant_id"
     view = "customer_activity" if entity == "customer" else "merchant_activity"
@@ -114,10 +145,6 @@ def _activity_table(
     lateness = features.max_lateness_seconds * MICROS_PER_SECOND
     cap = features.distinct_values_cap
     layout = activity_layout(entity, table)
-    events = con.sql(
-        f"SELECT {key} AS entity_id, tid, customer_id, merchant_id, ts, amount, lat, long "
-        f"FROM txn ORDER BY {key}, ts, tid"
-    ).to_arrow_table()
     columns = {name: events.column(name).to_pylist() for name in events.column_names}
     out: dict[str, list[Any]] = {name: [] for name in (key, EVENT_TIMESTAMP, *names)}
     appends = [(name, out[name].append) for name in names]
@@ -138,21 +165,30 @@ def _activity_table(
             tile = columns["ts"][i] // FINEST_TILE_US
             first_ts = columns["ts"][i]
             while i < n and ids[i] == entity_id and columns["ts"][i] // FINEST_TILE_US == tile:
-                add(Transaction(*(columns[c][i] for c in _TRANSACTION_COLUMNS)))
+                add(Transaction(*(columns[c][i] for c in TRANSACTION_COLUMNS)))
                 i += 1
             state = emit()
             entity_ids.append(entity_id)
             stamps.append(first_ts)
             for name, append in appends:
                 append(state[name])
-    types = dict(state_fields(table)[view])
+    state_columns = {
+        name: pa.array(out[name], arrow_type)
+        for name, arrow_type in activity_arrow_fields(entity, table)
+    }
     return pa.table(
         {
             key: pa.array(entity_ids, pa.string()),
             EVENT_TIMESTAMP: pa.array(stamps, pa.timestamp("us", tz="UTC")),
-            **{name: pa.array(out[name], _ARROW_TYPES[types[name]]) for name in names},
+            **state_columns,
         }
     )
+
+
+def activity_arrow_fields(entity: str, table: VelocityTable) -> list[tuple[str, pa.DataType]]:
+    """The state fields of an entity's activity table with their Arrow types, in order."""
+    view = "customer_activity" if entity == "customer" else "merchant_activity"
+    return [(name, ARROW_TYPES[kind]) for name, kind in state_fields(table)[view]]
 
 
 def _add_to_merchant(velocity: EntityState, txn: Transaction) -> bool:
@@ -160,7 +196,7 @@ def _add_to_merchant(velocity: EntityState, txn: Transaction) -> bool:
 
 
 # Transaction's fields, in order, as the txn table's columns.
-_TRANSACTION_COLUMNS = ("tid", "customer_id", "merchant_id", "ts", "amount", "lat", "long")
+TRANSACTION_COLUMNS = ("tid", "customer_id", "merchant_id", "ts", "amount", "lat", "long")
 
 
 def _merchant_labels_sql() -> tuple[list[str], str]:
@@ -359,9 +395,9 @@ def latest_state_time(features_dir: Path) -> datetime:
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise FileNotFoundError(f"offline tables not built (run `fraud features build`): {missing}")
-    row = duckdb.execute(
-        "SELECT max(event_timestamp) FROM read_parquet(?)", [[str(p) for p in paths]]
-    ).fetchone()
+    # A Spark-built table is a folder of part files (feature_repo/spark_pipeline.py).
+    files = [str(p / "*.parquet") if p.is_dir() else str(p) for p in paths]
+    row = duckdb.execute("SELECT max(event_timestamp) FROM read_parquet(?)", [files]).fetchone()
     if row is None or row[0] is None:
         raise FileNotFoundError(f"offline tables under {features_dir} hold no rows")
     latest: datetime = row[0]

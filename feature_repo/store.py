@@ -84,7 +84,11 @@ def open_store(
 
 
 def repo_config(settings: Settings, offline_store: Mapping[str, Any] | None = None) -> RepoConfig:
-    """``feature_store.yaml`` as Feast's ``load_repo_config`` reads it, variables from settings.
+    """The profile's ``feature_store.yaml`` as Feast's ``load_repo_config`` reads it.
+
+    ``settings.feature_profile`` picks the file (``feature_store.yaml`` for DuckDB,
+    ``feature_store.spark.yaml`` for Spark: only the offline store differs); its variables come
+    from the settings.
 
     The ``offline_store`` replacement goes in before Feast validates the config, because the
     validation imports the configured store's module (the API's ``ONLINE_ONLY`` store exists to
@@ -106,7 +110,8 @@ def repo_config(settings: Settings, offline_store: Mapping[str, Any] | None = No
         name = match.group(1) or match.group(2)
         return variables.get(name) or os.environ.get(name, match.group(0))
 
-    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", expand, (repo / "feature_store.yaml").read_text())
+    # The profile's file: feature_store.yaml (DuckDB) or feature_store.spark.yaml (Spark).
+    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", expand, settings.feature_store_yaml.read_text())
     data = yaml.safe_load(text)
     if offline_store is not None:
         data["offline_store"] = dict(offline_store)
@@ -213,6 +218,7 @@ def historical_features(
         # Arrow first: only the entity columns and the service's features become pandas, not
         # the state arrays the on-demand view read (Feast returns those too).
         retrieved = job.to_arrow().select([*batch.columns, *names]).to_pandas()
+        _restore_utc(retrieved, batch)
         parts.append(retrieved.sort_values("_row").drop(columns="_row"))
         if progress:
             done = min(start + batch_rows, len(entity_df))
@@ -223,6 +229,20 @@ def historical_features(
     if not parts:
         return entity_df.reindex(columns=[*entity_df.columns, *names])
     return pd.concat(parts, ignore_index=True)
+
+
+def _restore_utc(retrieved: pd.DataFrame, entity_df: pd.DataFrame) -> None:
+    """Give the entity_df's UTC timestamp columns back their zone, in place.
+
+    Feast passes entity_df columns through unchanged, but its Spark offline store returns them
+    through Spark's ``toPandas``, which drops the zone (naive times in the session's zone, UTC
+    in the Spark profile). Restored here, a profile's training frame has the same types.
+    """
+    for name, dtype in entity_df.dtypes.items():
+        if isinstance(dtype, pd.DatetimeTZDtype) and name in retrieved.columns:
+            column = retrieved[name]
+            if pd.api.types.is_datetime64_dtype(column) and column.dt.tz is None:
+                retrieved[name] = column.dt.tz_localize("UTC")
 
 
 def request_row(

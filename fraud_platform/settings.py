@@ -30,6 +30,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RedisMode = Literal["single", "cluster"]
 """How the online store runs: one ``redis-server``, or a Redis Cluster (``REDIS_MODE``)."""
 
+FeatureProfile = Literal["duckdb", "spark"]
+"""Which engine the offline side runs on (``FEATURE_PROFILE``): the state build and Feast's
+offline store. ``duckdb`` (embedded, the default) or ``spark`` (Feast's Spark offline store,
+the state build as Spark DataFrame code). The online side is the same in both."""
+
+FEATURE_STORE_YAML = {"duckdb": "feature_store.yaml", "spark": "feature_store.spark.yaml"}
+"""The Feast configuration file of each profile, in ``feature_repo/``."""
+
 
 class Paths(BaseModel):
     """Where every artefact of the pipeline lives; all relative to one root."""
@@ -149,6 +157,20 @@ class Settings(BaseSettings):
             at least this often.
         serving_log_fsync_seconds: Longest time a logged prediction stays without fsync (the
             most a machine crash can lose; a killed process loses nothing).
+        feature_profile: ``duckdb`` (default) or ``spark`` (``FEATURE_PROFILE``): the one switch
+            of the offline side. It picks the Feast configuration (:data:`FEATURE_STORE_YAML`:
+            the offline store), the type of the views' batch sources (``FileSource`` or
+            ``SparkSource``) and the engine of ``fraud features build``. Online store, feature
+            definitions and values are the same in both.
+        spark_master: ``spark.master`` of the Spark profile (``SPARK_MASTER``): ``local[2]`` by
+            default; e.g. ``spark://host:7077``, ``yarn`` or ``k8s://...`` for a cluster.
+        spark_shuffle_partitions: ``spark.sql.shuffle.partitions`` of the Spark profile; 2 suits
+            ``local[2]``, a cluster wants a few per executor core.
+        spark_driver_memory: ``spark.driver.memory`` of the Spark profile (``4g``): in local mode
+            the driver's JVM runs the tasks too (Spark's default 1g runs out of heap on the
+            long-history profile).
+        spark_tables_uri: Where the Spark profile's offline tables live, e.g.
+            ``s3a://bucket/fraud/features``; the root's ``data/features`` by default.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
@@ -174,6 +196,11 @@ class Settings(BaseSettings):
     serving_switch_interval_ms: float = Field(default=5.0, gt=0, le=1000)
     serving_log_rotate_seconds: float = Field(default=300.0, gt=0)
     serving_log_fsync_seconds: float = Field(default=1.0, gt=0)
+    feature_profile: FeatureProfile = "duckdb"
+    spark_master: str = Field(default="local[2]", min_length=1)
+    spark_shuffle_partitions: int = Field(default=2, gt=0)
+    spark_driver_memory: str = Field(default="4g", pattern=r"^[0-9]+[kmgt]?$")
+    spark_tables_uri: str = ""
 
     @model_validator(mode="after")
     def _default_redis_url(self) -> Settings:
@@ -186,6 +213,21 @@ class Settings(BaseSettings):
     def paths(self) -> Paths:
         """The paths table for this root."""
         return Paths(root=self.project_root)
+
+    @property
+    def offline_tables_location(self) -> str:
+        """Folder or URI of the offline tables the views read.
+
+        ``spark_tables_uri`` in the Spark profile when set, else the root's ``data/features``.
+        """
+        if self.feature_profile == "spark" and self.spark_tables_uri:
+            return self.spark_tables_uri.rstrip("/")
+        return str(self.paths.features_dir)
+
+    @property
+    def feature_store_yaml(self) -> Path:
+        """The Feast configuration file of the profile (:data:`FEATURE_STORE_YAML`)."""
+        return self.paths.feature_repo / FEATURE_STORE_YAML[self.feature_profile]
 
     @property
     def tracking_uri(self) -> str:
@@ -315,9 +357,10 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
     Returns:
         ``REDIS_TYPE``, ``REDIS_CONNECTION_STRING`` and ``FEAST_REGISTRY_PATH`` for Feast, plus
         ``PROJECT_ROOT`` so that ``feast apply`` finds the offline tables under the same root
-        (``feature_repo/definitions.py``). Passed to the Feast CLI's process
-        (``run_feast_cli``) and filled into the YAML by ``open_store``; never put into this
-        process's ``os.environ``.
+        (``feature_repo/definitions.py``), and the profile: ``FEATURE_PROFILE`` (and the Spark
+        settings) for the definitions, ``FEAST_FS_YAML_FILE_PATH`` for the Feast CLI. Passed to
+        the Feast CLI's process (``run_feast_cli``) and filled into the YAML by
+        ``open_store``; never put into this process's ``os.environ``.
     """
     settings = settings or get_settings()
     return {
@@ -325,6 +368,13 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
         "REDIS_CONNECTION_STRING": settings.redis_connection_string,
         "FEAST_REGISTRY_PATH": str(settings.paths.registry),
         "PROJECT_ROOT": str(settings.project_root),
+        # The profile: which YAML the Feast CLI reads, which sources `feast apply` registers.
+        "FEATURE_PROFILE": settings.feature_profile,
+        "FEAST_FS_YAML_FILE_PATH": str(settings.feature_store_yaml),
+        "SPARK_MASTER": settings.spark_master,
+        "SPARK_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
+        "SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
+        "SPARK_TABLES_URI": settings.spark_tables_uri,
     }
 
 

@@ -60,5 +60,5 @@ def test_the_adapter_names_the_pinned_feast_range() -> None:
 
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     feast = [d for d in pyproject["project"]["dependencies"] if d.startswith("feast")]
-    assert feast == [f"feast[redis,duckdb]{FEAST_VERSIONS}"]
+    assert feast == [f"feast[redis,duckdb,spark]{FEAST_VERSIONS}"]  # spark: FEATURE_PROFILE=spark
     assert FEAST_VERSIONS in ADAPTER.read_text().split('"""')[1]  # and says so in its docstring
