@@ -275,10 +275,11 @@ class OnlineStateWriter:
             ("customer_activity", "customer", txn.customer_id, merge_transaction),
             ("merchant_activity", "merchant", txn.merchant_id, merge_merchant_transaction),
         ):
+            key = self._key(view_name, entity_id)  # the markers are named after it
             updates.append(
                 StateUpdate(
                     view_name,
-                    self._key(view_name, entity_id),
+                    key,
                     functools.partial(
                         _merge_transaction_into,
                         merge=merge,
@@ -287,15 +288,13 @@ class OnlineStateWriter:
                         distinct_cap=self.distinct_cap,
                     ),
                     functools.partial(_latest_ts_us, field=f"{entity[0]}_latest_ts_us"),
-                    once_key=self.transaction_seen_key(
-                        view_name,
-                        entity_id,
-                        merchant_event_key(txn.customer_id, txn.transaction_id),
+                    once_key=self._seen_key(
+                        key, view_name, merchant_event_key(txn.customer_id, txn.transaction_id)
                     ),
                     once_when=functools.partial(_into_tiles, entity=entity, ts_us=txn.ts_us),
                     once_seconds=self.transaction_seen_seconds,
                     retired=functools.partial(
-                        self._retired_keys, view_name=view_name, entity_id=entity_id
+                        self._retired_keys, view_name=view_name, entity_id=entity_id, key=key
                     ),
                 )
             )
@@ -312,10 +311,11 @@ class OnlineStateWriter:
             entity_id: The card or merchant.
             event_key: ``merchant_event_key(card, transaction id)``.
         """
-        view = self._views[view_name]
-        return colocated_key(
-            self._layout.key(view, entity_id), f"{self._project}:txn_seen:{view_name}:{event_key}"
-        )
+        return self._seen_key(self._key(view_name, entity_id), view_name, event_key)
+
+    def _seen_key(self, key: bytes, view_name: str, event_key: str) -> bytes:
+        """:meth:`transaction_seen_key` from the entity's hash key, already known."""
+        return colocated_key(key, f"{self._project}:txn_seen:{view_name}:{event_key}")
 
     def _retired_keys(
         self,
@@ -324,6 +324,7 @@ class OnlineStateWriter:
         *,
         view_name: str,
         entity_id: str,
+        key: bytes,
     ) -> list[bytes]:
         """Seen-keys of the transactions a fold moved from the raw region into the tiles.
 
@@ -334,7 +335,7 @@ class OnlineStateWriter:
         left = set((old or {}).get(field) or []) - set(new.get(field) or [])
         if view_name == "customer_activity":  # a card's ids are transaction ids: add the card
             left = {merchant_event_key(entity_id, tid) for tid in left}
-        return [self.transaction_seen_key(view_name, entity_id, key) for key in sorted(left)]
+        return [self._seen_key(key, view_name, event_key) for event_key in sorted(left)]
 
     def ingest_label(
         self, merchant_id: str, transaction_id: str, label_ts_us: int, is_fraud: bool
