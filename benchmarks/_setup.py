@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from feature_repo.services import STATE_VELOCITY
 from fraud_platform.settings import PROJECT_ROOT, Settings, get_settings, load_params
 
 
@@ -38,8 +39,8 @@ def prepare_root(
         Settings for the root.
     """
     from data.generate import generate, write_tables
-    from feature_repo.pipeline import build_features
-    from feature_repo.store import run_feast_cli
+    from feature_engine.offline.pipeline import build_features
+    from feature_engine.store import run_feast_cli
 
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "params.yaml").exists():
@@ -55,7 +56,7 @@ def prepare_root(
         write_tables(tables, paths.raw_dir)
         print(f"generate ({profile or 'default'}): {time.perf_counter() - started:.1f} s")
     if not paths.feature_table("customer_activity").exists():
-        result = build_features(paths, params.features)
+        result = build_features(paths, params.features, STATE_VELOCITY)
         print(f"offline tables: {result.seconds:.1f} s")
     if not paths.registry.exists():
         applied = run_feast_cli(settings, "apply", capture=True)

@@ -38,6 +38,7 @@ from statistics import median
 from typing import Any
 
 from benchmarks.bench_serving import Workload, closed_loop_single, max_throughput, open_loop
+from feature_repo.services import STATE_VELOCITY
 from tests.support import stack
 from tests.support.failover import run_drill
 
@@ -49,7 +50,7 @@ def materialize_into(root: Path, env: dict[str, str], end: str) -> None:
     """Load a stack root's state, up to ``end``, into the Redis its ``env`` names."""
     code = (
         "from datetime import datetime\n"
-        "from feature_repo.store import materialize, open_store\n"
+        "from feature_engine.store import materialize, open_store\n"
         f"materialize(open_store(), end=datetime.fromisoformat({end!r}))\n"
     )
     subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True, timeout=600)
@@ -88,9 +89,9 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=None, help="reuse a stack built here")
     args = parser.parse_args()
 
-    from feature_repo.online_state import OnlineStateWriter
-    from feature_repo.redis_layout import RedisLayout
-    from feature_repo.store import open_store
+    from feature_engine.online.redis_layout import RedisLayout
+    from feature_engine.online.writer import OnlineStateWriter
+    from feature_engine.store import open_store
     from fraud_platform import redis_cluster, redis_server
     from fraud_platform.settings import Settings, load_params
 
@@ -160,7 +161,9 @@ def main() -> None:
         settings = Settings(
             project_root=roots["cluster"], redis_url=cluster.url, redis_mode="cluster"
         )
-        writer = OnlineStateWriter(RedisLayout(open_store(settings)), load_params().features)
+        writer = OnlineStateWriter(
+            RedisLayout(open_store(settings)), load_params().features, STATE_VELOCITY
+        )
 
         def txn_ids(customer_id: str) -> set[str]:
             state = writer.read("customer_activity", customer_id) or {}

@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=400, help="reads per reader and round")
     args = parser.parse_args()
 
-    from feature_repo.redis_layout import RedisLayout
-    from feature_repo.store import open_store, request_row
+    from feature_engine.online.redis_layout import RedisLayout
+    from feature_engine.store import open_store, request_row
     from fraud_platform import redis_server
     from fraud_platform.settings import Settings
     from serving.features import DirectReader, FeastReader, FeatureReader, OnlineFeaturesReader

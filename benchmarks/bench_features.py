@@ -22,6 +22,7 @@ import psutil
 
 from benchmarks._memory import PeakRss
 from benchmarks._setup import add_size_arguments
+from feature_repo.services import FEATURE_SERVICE_NAME, STATE_VELOCITY
 
 
 def main() -> None:
@@ -54,9 +55,9 @@ def main() -> None:
         n_txn = len(tables["transactions"])
         print(f"generate+write: {n_txn:,} transactions in {time.perf_counter() - started:.1f} s")
 
-        from feature_repo.pipeline import build_features
+        from feature_engine.offline.pipeline import build_features
 
-        result = build_features(settings.paths, params.features)
+        result = build_features(settings.paths, params.features, STATE_VELOCITY)
         print(f"offline tables: {result.seconds:.1f} s for {n_txn:,} transactions")
 
         env = {**os.environ, **feast_environment(settings)}
@@ -66,7 +67,7 @@ def main() -> None:
                        capture_output=True)  # fmt: skip
         print(f"feast apply: {time.perf_counter() - started:.1f} s")
 
-        from feature_repo.store import (
+        from feature_engine.store import (
             feature_names,
             feature_service,
             historical_features,
@@ -80,7 +81,7 @@ def main() -> None:
         rss_before = psutil.Process().memory_info().rss
         with PeakRss() as peak:
             started = time.perf_counter()
-            frame = historical_features(store, transactions, progress=print)
+            frame = historical_features(store, transactions, FEATURE_SERVICE_NAME, progress=print)
             seconds = time.perf_counter() - started
         print(
             f"get_historical_features: {len(frame):,} rows in {seconds:.1f} s "
@@ -118,7 +119,10 @@ def main() -> None:
             f"{statistics.median(throughput):,.0f} entity rows/s over 3 runs"
         )
 
-        service, names = feature_service(store), feature_names(store)
+        service, names = (
+            feature_service(store, FEATURE_SERVICE_NAME),
+            feature_names(store, FEATURE_SERVICE_NAME),
+        )
         last = transactions.iloc[-1]
         rows = [
             request_row(

@@ -33,28 +33,32 @@ from typing import Any
 
 import pandas as pd
 
-from feature_repo.aggregations import SERVICE_TABLES, VELOCITY
-from feature_repo.definitions import FEAST_TYPES
-from feature_repo.logic import (
+from feature_engine.online.redis_layout import encoder
+from feature_engine.state.fields import (
     DAY_US,
     HOUR_US,
-    STATE_FIELDS,
-    CustomerStateBuilder,
-    Transaction,
     activity_layout,
     feature_inputs,
-    features_for_request,
+    state_fields,
+)
+from feature_engine.state.fold import (
+    CustomerStateBuilder,
+    Transaction,
     merchant_event,
     merge_merchant_transaction,
     merge_transaction,
 )
-from feature_repo.redis_layout import encoder
-from feature_repo.tiles import EntityState
+from feature_engine.state.request import features_for_request
+from feature_engine.state.tiles import EntityState
+from feature_repo.definitions import FEAST_TYPES
+from feature_repo.services import SERVICE_TABLES, STATE_VELOCITY
+from feature_repo.velocity import VELOCITY
 from fraud_platform import redis_server
 from fraud_platform.settings import load_params
 from tests.support.reference import Reference, Request, mismatches, requests_frame
 
 MICROS = 1_000_000
+V1 = SERVICE_TABLES["fraud_scoring_v1"]
 T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
 
 
@@ -134,12 +138,10 @@ def through_feast(
     API's writer in arrival order shuffled within the lateness bound, each request read online
     before its own ingestion and compared with the reference of what had arrived.
     """
-    from feature_repo.aggregations import SERVICE_TABLES
-    from feature_repo.definitions import fraud_definitions
-    from feature_repo.online_state import OnlineStateWriter
-    from feature_repo.pipeline import build_features
-    from feature_repo.redis_layout import RedisLayout
-    from feature_repo.store import (
+    from feature_engine.offline.pipeline import build_features
+    from feature_engine.online.redis_layout import RedisLayout
+    from feature_engine.online.writer import OnlineStateWriter
+    from feature_engine.store import (
         feature_names,
         feature_service,
         historical_features,
@@ -147,6 +149,8 @@ def through_feast(
         online_features,
         open_store,
     )
+    from feature_repo.definitions import fraud_definitions
+    from feature_repo.services import SERVICE_TABLES
     from fraud_platform.settings import Settings
     from tests.support.edge_cases import flush_online, write_raw
 
@@ -159,7 +163,7 @@ def through_feast(
     tables = raw_tables(built)
     write_raw(tables, settings.paths.raw_dir)
     started = time.perf_counter()
-    result = build_features(settings.paths, features)
+    result = build_features(settings.paths, features, STATE_VELOCITY)
     rows = {name: n for name, (_, n) in result.tables.items()}
     print(f"\nthrough Feast: built the offline state of {len(built):,} transactions in "
           f"{time.perf_counter() - started:.1f} s, rows {rows}")  # fmt: skip
@@ -172,7 +176,7 @@ def through_feast(
     for service, table in SERVICE_TABLES.items():
         reference = Reference(tables["transactions"], tables["labels"], tables["customers"], table)
         names = feature_names(store, service)
-        got = historical_features(store, requests_frame(requests), progress=None, service=service)
+        got = historical_features(store, requests_frame(requests), service, progress=None)
         bad = sum(
             bool(mismatches(reference.features(q), got.loc[i, names].to_dict()))
             for i, q in enumerate(requests)
@@ -192,7 +196,7 @@ def through_feast(
         )
         print(f"  {service}: online after materialize, {len(after)} requests: {bad} mismatching")
     # Ingestion: the held-out hour arrives shuffled within the lateness bound.
-    writer = OnlineStateWriter(RedisLayout(store), features)
+    writer = OnlineStateWriter(RedisLayout(store), features, STATE_VELOCITY)
     lateness = features.max_lateness_seconds * MICROS
     arrival = sorted(held_out, key=lambda t: t.ts_us + rng.random() * lateness)
     checked_at = set(rng.sample(range(len(arrival)), min(checks, len(arrival))))
@@ -221,7 +225,7 @@ def through_feast(
 
 def online_row(q: Request) -> dict[str, Any]:
     """A request as an online entity row."""
-    from feature_repo.store import request_row
+    from feature_engine.store import request_row
 
     at = pd.Timestamp(q.t_us, unit="us", tz="UTC").to_pydatetime()
     return request_row(q.customer_id, q.merchant_id, at, q.amount, q.lat, q.long)
@@ -231,7 +235,7 @@ def encoded(view: str, state: dict[str, Any]) -> dict[str, bytes]:
     """Each field of a state row as the bytes Feast's Redis layout stores."""
     return {
         name: encoder(FEAST_TYPES[kind])(state[name]).SerializeToString()
-        for name, kind in STATE_FIELDS[view]
+        for name, kind in state_fields(STATE_VELOCITY)[view]
     }
 
 
@@ -267,11 +271,11 @@ def main() -> None:
     card_txns = day_of_transactions(
         args.card_per_day, rng, "c heavy", None, merchants=args.card_merchants
     )
-    layout = activity_layout("merchant")
+    layout = activity_layout("merchant", STATE_VELOCITY)
     merchant_state = EntityState(layout, lateness, cap)
     for txn in merchant_txns[: -args.online_folds]:
         merchant_state.add(merchant_event(txn, layout))
-    card_builder = CustomerStateBuilder(lateness, cap)
+    card_builder = CustomerStateBuilder(lateness, cap, STATE_VELOCITY)
     for txn in card_txns[: -args.online_folds]:
         card_builder.add(txn)
     merchant, card = merchant_state.to_fields(), card_builder.fields()
@@ -284,9 +288,9 @@ def main() -> None:
         merchant_txns[-args.online_folds :], card_txns[-args.online_folds :], strict=True
     ):
         begin = time.perf_counter()
-        merchant = merge_merchant_transaction(merchant, m_txn, lateness, cap)
+        merchant = merge_merchant_transaction(merchant, m_txn, lateness, cap, STATE_VELOCITY)
         middle = time.perf_counter()
-        card = merge_transaction(card, c_txn, lateness, cap)
+        card = merge_transaction(card, c_txn, lateness, cap, STATE_VELOCITY)
         merges["merchant"].append((middle - begin) * 1e6)
         merges["card"].append((time.perf_counter() - middle) * 1e6)
     for entity, times in merges.items():
@@ -312,7 +316,7 @@ def main() -> None:
         end = max(t.ts_us for t in merchant_txns + card_txns)
         for service, table in SERVICE_TABLES.items():
             # Each service reads its own on-demand view's inputs (feature_inputs).
-            wanted = {view: list(feature_inputs(table)[view]) for view in stored}
+            wanted = {view: list(feature_inputs(table.velocity)[view]) for view in stored}
             read = {
                 view: sum(len(stored[view][n]) for n in names) for view, names in wanted.items()
             }
@@ -346,7 +350,7 @@ def main() -> None:
         for i in range(args.checks):
             t = end - lateness + (lateness + HOUR_US) * i // max(1, args.checks - 1)
             request = {"txn_timestamp_us": t, "amount": 1.0, "lat": 0.0, "long": 0.0}
-            got = features_for_request(request, card, merchant, {}, {})
+            got = features_for_request(request, card, merchant, {}, {}, V1)
             want = reference.features(Request("c heavy", "m heavy", t, 1.0, 0.0, 0.0))
             names = [row.name for row in VELOCITY.rows]
             bad = mismatches({n: want[n] for n in names}, {n: got[n] for n in names})
@@ -354,7 +358,7 @@ def main() -> None:
             checked += 1
         at_end = features_for_request(
             {"txn_timestamp_us": end + 1, "amount": 1.0, "lat": 0.0, "long": 0.0},
-            card, merchant, {}, {},
+            card, merchant, {}, {}, V1,
         )  # fmt: skip
         print(f"\nvelocity rows checked against the reference at {checked} request times "
               f"(from the lateness bound before the latest event to 1 h after it): "

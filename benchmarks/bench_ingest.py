@@ -1,10 +1,10 @@
 """Online ingestion: the compare-and-set script against the previous WATCH/MULTI writer.
 
 Both writers fold the same transactions with the same merge functions
-(:mod:`feature_repo.logic`) into Feast's Redis layout on a real local ``redis-server``; they
+(:mod:`feature_engine.state.fold`) into Feast's Redis layout on a real local ``redis-server``; they
 differ only in how one entity's read-merge-write is made atomic:
 
-* ``cas`` (the platform's, :class:`feature_repo.online_state.OnlineStateWriter`): one pipelined
+* ``cas`` (the platform's, :class:`feature_engine.online.writer.OnlineStateWriter`): one pipelined
   read of the card and the merchant, then one round trip with a Lua compare-and-set per entity;
 * ``watch`` (the previous implementation, kept here as the baseline only): per entity
   ``WATCH``, ``HMGET``, ``EXISTS`` of the marker, ``MULTI``/``EXEC``, one entity after the other.
@@ -37,16 +37,12 @@ from typing import Any
 
 from redis.exceptions import WatchError
 
-from feature_repo import online_state
-from feature_repo.logic import (
-    DAY_US,
-    HOUR_US,
-    Transaction,
-    activity_layout,
-    merchant_event,
-)
-from feature_repo.online_state import MAX_RETRIES, OnlineStateWriter, StateUpdate
-from feature_repo.tiles import EntityState
+from feature_engine.online import writer as online_state
+from feature_engine.online.writer import MAX_RETRIES, OnlineStateWriter, StateUpdate
+from feature_engine.state.fields import DAY_US, HOUR_US, activity_layout
+from feature_engine.state.fold import Transaction, merchant_event
+from feature_engine.state.tiles import EntityState
+from feature_repo.services import STATE_VELOCITY
 from fraud_platform import redis_server
 
 T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
@@ -113,17 +109,17 @@ def counting(writer: OnlineStateWriter) -> Callable[[], int]:
 
 def project(redis_url: str) -> Any:
     """A registry with the state views applied (tiny offline tables), and its Redis layout."""
+    from feature_engine.offline.pipeline import build_features
+    from feature_engine.online.redis_layout import RedisLayout
+    from feature_engine.store import open_store
     from feature_repo.definitions import fraud_definitions
-    from feature_repo.pipeline import build_features
-    from feature_repo.redis_layout import RedisLayout
-    from feature_repo.store import open_store
     from fraud_platform.settings import Settings, load_params
     from tests.support.edge_cases import edge_case_tables, write_raw
 
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     settings = Settings(project_root=root, redis_url=redis_url)
     write_raw(edge_case_tables(), settings.paths.raw_dir)
-    build_features(settings.paths, load_params().features)
+    build_features(settings.paths, load_params().features, STATE_VELOCITY)
     store = open_store(settings)
     store.apply(fraud_definitions(settings.paths.features_dir).objects())
     return RedisLayout(store)
@@ -161,7 +157,7 @@ def ordinary(rng: random.Random, n: int, cards: int, merchants: int, start: int)
 
 def heavy_state(layout: Any, merchant_id: str, per_day: int, lateness_us: int, cap: int) -> int:
     """Store a merchant holding a day of ``per_day`` transactions; its last event time."""
-    entity = activity_layout("merchant")
+    entity = activity_layout("merchant", STATE_VELOCITY)
     state = EntityState(entity, lateness_us, cap)
     rng = random.Random(3)
     at = T0
@@ -227,10 +223,10 @@ def main() -> None:
     server = redis_server.start(root=root)
     try:
         layout = project(server.url)
-        watch = WatchWriter(layout, features)
+        watch = WatchWriter(layout, features, STATE_VELOCITY)
         writers: dict[str, OnlineStateWriter] = {
             "watch": watch,
-            "cas": OnlineStateWriter(layout, features),
+            "cas": OnlineStateWriter(layout, features, STATE_VELOCITY),
         }
         conflicts = {"cas": counting(writers["cas"])}
         lateness, cap = features.max_lateness_seconds * 1_000_000, features.distinct_values_cap

@@ -4,7 +4,7 @@ Run: ``.venv/bin/python -m benchmarks.bench_retrieval [--profile long_history]
 [--sizes 300000 650000 1300000] [--repeat 3] [--stock-rows 20000]``.
 
 On the ``long_history`` profile (about 1,000 cards over 18 months, ~1,300 transactions per
-card, like the public Kaggle sets) it times ``feature_repo.store.historical_features`` of the
+card, like the public Kaggle sets) it times ``feature_engine.store.historical_features`` of the
 whole feature service (the training call) at several row counts, each measurement in a fresh
 child process so that its peak RSS is its own. Feast's stock DuckDB store (pairwise join) runs
 in a child too, only up to ``--stock-rows`` and ``--stock-seconds``, beside the as-of store at
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._memory import PeakRss
+from feature_repo.services import FEATURE_SERVICE_NAME
 
 
 def measure(root: Path, rows: int, store_type: str | None, sample: bool) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def measure(root: Path, rows: int, store_type: str | None, sample: bool) -> dict
     import pandas as pd
 
     from benchmarks._setup import prepare_root
-    from feature_repo.store import historical_features, open_store
+    from feature_engine.store import historical_features, open_store
 
     settings = prepare_root(root, None)
     transactions = pd.read_parquet(settings.paths.raw_table("transactions"))
@@ -46,7 +47,7 @@ def measure(root: Path, rows: int, store_type: str | None, sample: bool) -> dict
     store = open_store(settings, None if store_type is None else {"type": store_type})
     with PeakRss() as peak:
         started = time.perf_counter()
-        frame = historical_features(store, transactions, progress=None)
+        frame = historical_features(store, transactions, FEATURE_SERVICE_NAME, progress=None)
         seconds = time.perf_counter() - started
     return {"rows": len(frame), "seconds": seconds, "peak_rss": peak.peak}
 

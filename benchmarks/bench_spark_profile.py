@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from feature_repo.services import FEATURE_SERVICE_NAME, STATE_VELOCITY
+
 
 def _median_seconds(label: str, run: Callable[[], Any], repeat: int) -> float:
     times = []
@@ -56,10 +58,10 @@ def main() -> None:
     import pandas as pd
 
     from benchmarks._setup import prepare_root
-    from feature_repo.pipeline import build_features
-    from feature_repo.spark_pipeline import build_features_spark
-    from feature_repo.spark_session import spark_session
-    from feature_repo.store import historical_features, open_store, run_feast_cli
+    from feature_engine.offline.pipeline import build_features
+    from feature_engine.spark.pipeline import build_features_spark
+    from feature_engine.spark.session import spark_session
+    from feature_engine.store import historical_features, open_store, run_feast_cli
     from fraud_platform.settings import Settings, load_params
 
     root = args.root or Path(tempfile.mkdtemp(prefix="bench-spark-"))
@@ -88,12 +90,12 @@ def main() -> None:
     scratch = root / "scratch"
     duck_build = _median_seconds(
         "state build, DuckDB",
-        lambda: build_features(duck.paths, features, out_dir=scratch / "duckdb"),
+        lambda: build_features(duck.paths, features, STATE_VELOCITY, out_dir=scratch / "duckdb"),
         args.build_repeat,
     )
     spark_build = _median_seconds(
         "state build, Spark",
-        lambda: build_features_spark(spark_settings, features),
+        lambda: build_features_spark(spark_settings, features, STATE_VELOCITY),
         args.build_repeat,
     )
     applied = run_feast_cli(spark_settings, "apply", capture=True)
@@ -105,12 +107,12 @@ def main() -> None:
     duck_store, spark_store = open_store(duck), open_store(spark_settings)
     duck_get = _median_seconds(
         f"retrieval of {len(sample):,} rows, DuckDB (as-of store)",
-        lambda: historical_features(duck_store, sample, progress=None),
+        lambda: historical_features(duck_store, sample, FEATURE_SERVICE_NAME, progress=None),
         args.repeat,
     )
     spark_get = _median_seconds(
         f"retrieval of {len(sample):,} rows, Spark (Feast's Spark store)",
-        lambda: historical_features(spark_store, sample, progress=None),
+        lambda: historical_features(spark_store, sample, FEATURE_SERVICE_NAME, progress=None),
         args.repeat,
     )
     print(f"ratio Spark / DuckDB, state build: {spark_build / duck_build:.1f}x")

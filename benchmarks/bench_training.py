@@ -23,6 +23,7 @@ import psutil
 
 from benchmarks._memory import PeakRss
 from benchmarks._setup import add_size_arguments
+from feature_repo.services import STATE_VELOCITY
 
 
 def _gib(n_bytes: float) -> str:
@@ -77,9 +78,9 @@ def main() -> None:
         del tables
         phases["generate"] = time.perf_counter() - started
     if not paths.feature_table("customer_activity").exists():
-        from feature_repo.pipeline import build_features
+        from feature_engine.offline.pipeline import build_features
 
-        result = build_features(paths, params.features)
+        result = build_features(paths, params.features, STATE_VELOCITY)
         phases["build offline tables"] = result.seconds
     if not paths.registry.exists():
         started = time.perf_counter()

@@ -138,8 +138,9 @@ def run_wrk(
 # Where a sampled stack's time goes, by the first part whose file names appear in it (the most
 # specific first: a request's stack runs through uvicorn and FastAPI frames too).
 PROFILE_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ingestion (online_state.py, serving/ingest.py)", ("online_state.py", "ingest.py")),
-    ("feature read (serving/features.py, feature_repo/logic.py)", ("features.py", "logic.py")),
+    ("ingestion (online/writer.py, state/fold.py, serving/ingest.py)",
+     ("writer.py", "fold.py", "ingest.py")),
+    ("feature read (serving/features.py, state/request.py)", ("features.py", "request.py")),
     ("model and explanation (serving/model.py)", ("model.py",)),
     ("prediction log and journal", ("prediction_log.py", "events.py")),
     ("request handling (uvicorn, FastAPI, Starlette, Pydantic)",

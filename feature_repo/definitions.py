@@ -1,13 +1,14 @@
 """Feast definitions of the fraud features: entities, sources, views, the feature service.
 
 Read top to bottom: entity -> data source -> feature view -> on-demand view -> feature service.
-The stored views hold *state* (the velocity state of :mod:`feature_repo.tiles`, built for every
-row of every service's declaration table), not finished window features; each feature service
-(``fraud_scoring_v1``, ``fraud_scoring_v2``: :data:`~feature_repo.aggregations.SERVICE_TABLES`)
-has its own on-demand view (``transaction_features_v1``...) that computes its table's windows
-relative to the request time from that one state, so the same code gives the training value and
-the serving value, and a new service version never changes an old one's values. The logic is in
-:mod:`feature_repo.logic`; see its docstring for the exact semantics.
+The stored views hold *state* (the velocity state of :mod:`feature_engine.state.tiles`, built for
+every row of every service's declaration table), not finished window features; each feature service
+(``fraud_scoring_v1``, ``fraud_scoring_v2``: :data:`~feature_repo.services.SERVICE_TABLES`) has its
+own on-demand view (``transaction_features_v1``...) that computes its features relative to the
+request time from that one state, so the same code gives the training value and the serving value,
+and a new service version never changes an old one's values. The features are declared in
+:mod:`feature_repo.velocity` and :mod:`feature_repo.derived`; the engine that evaluates them is
+:mod:`feature_engine.state.request` (see its docstring for the semantics).
 
 Two ways in. ``feast apply`` (run by ``fraud features apply``) imports this module and registers
 its top-level objects; only for it is the project root read from the environment
@@ -39,8 +40,9 @@ from feast.transformation.python_transformation import PythonTransformation
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 
-from feature_repo.aggregations import FINEST_TILE_US, SERVICE_TABLES, VelocityTable, union
-from feature_repo.logic import feature_inputs, output_features, state_fields
+from feature_engine.declarations import FINEST_TILE_US, ServiceTable, VelocityTable, state_table
+from feature_engine.state.fields import feature_inputs, state_fields
+from feature_repo.services import SERVICE_TABLES
 from fraud_platform.settings import FeatureProfile
 
 if TYPE_CHECKING:  # pyspark is imported only when the Spark profile builds a source
@@ -60,7 +62,7 @@ FEAST_TYPES: dict[str, Any] = {
 
 
 def _schema(view: str, table: VelocityTable) -> list[Field]:
-    """A state view's schema, from its field table in feature_repo.logic (the one list)."""
+    """A state view's schema, from its field table (feature_engine.state.fields: the one list)."""
     return [Field(name=name, dtype=FEAST_TYPES[kind]) for name, kind in state_fields(table)[view]]
 
 
@@ -100,20 +102,20 @@ transaction_request = RequestSource(
 )
 
 
-def _python_transformation(table: VelocityTable) -> PythonTransformation:
-    """The on-demand view's function, for one declaration table, with its source text.
+def _python_transformation(table: ServiceTable) -> PythonTransformation:
+    """The on-demand view's function, for one service's declarations, with its source text.
 
     Feast keeps the source text in the registry and rebuilds the function from it in every
     process that reads the registry (the API, ``feast serve``), so the function holds no
-    closure: it names its table, and imports the one logic module.
+    closure: it names its table, and imports the engine that evaluates it.
     """
     source = (
         "def transaction_features(inputs):\n"
-        '    """Every model feature of each transaction; see feature_repo.logic."""\n'
-        "    from feature_repo.aggregations import velocity_table\n"
-        "    from feature_repo.logic import transaction_features as compute\n"
+        '    """Every feature of the service for each transaction; see feature_repo."""\n'
+        "    from feature_engine.state.request import transaction_features as compute\n"
+        "    from feature_repo.services import service_table\n"
         "\n"
-        f"    return compute(inputs, velocity_table({table.name!r}))\n"
+        f"    return compute(inputs, service_table({table.name!r}))\n"
     )
     namespace: dict[str, Any] = {}
     exec(source, namespace)  # our own fixed text; Feast rebuilds the function the same way
@@ -197,7 +199,7 @@ def on_demand_view_name(service: str) -> str:
 
 def fraud_definitions(
     features_dir: Path | str,
-    services: Mapping[str, VelocityTable] = SERVICE_TABLES,
+    services: Mapping[str, ServiceTable] = SERVICE_TABLES,
     profile: FeatureProfile = "duckdb",
 ) -> FraudDefinitions:
     """The fraud features' sources, views and services, reading offline tables in ``features_dir``.
@@ -206,15 +208,15 @@ def fraud_definitions(
         features_dir: The project's offline feature tables (``Paths.features_dir``, or
             ``Settings.offline_tables_location``: a URI such as ``s3a://...`` for Spark).
         profile: ``duckdb`` or ``spark``: the type of the batch sources (:func:`batch_source`).
-        services: Feature service name -> the velocity declarations its on-demand view computes
-            (:data:`~feature_repo.aggregations.SERVICE_TABLES`; a test fixture adds rows). The
-            state views' schemas derive from the union of the tables.
+        services: Feature service name -> the declarations its on-demand view computes
+            (:data:`~feature_repo.services.SERVICE_TABLES`; a test fixture adds rows). The
+            state views' schemas derive from the union of their velocity rows.
 
     Returns:
         The objects ``feast apply`` registers (with :data:`customer`, :data:`merchant` and
         :data:`transaction_request`, which do not depend on the root).
     """
-    table = union("velocity_state", *services.values())  # what the state views hold
+    table = state_table("velocity_state", services)  # what the state views hold
 
     # -------------------------------------------------------------- data sources
 
@@ -274,8 +276,9 @@ def fraud_definitions(
     # -------------------------------------------------------------- feature views (state)
 
     # A merchant state row is stamped with its 5-minute tile's first event and holds events up
-    # to 5 minutes later (pipeline.py); one older than the furthest any merchant window reaches
-    # plus that tile holds nothing inside any window, so a ttl of that length changes no value
+    # to 5 minutes later (feature_engine/offline/pipeline.py); one older than the furthest any
+    # merchant window reaches plus that tile holds nothing inside any window, so a ttl of that
+    # length changes no value
     # (offline: no row -> empty windows; online: stale row -> empty windows) while it bounds
     # the point-in-time join.
     merchant_ttl = timedelta(microseconds=table.state_window_us("merchant") + FINEST_TILE_US)
@@ -333,7 +336,7 @@ def fraud_definitions(
             # so Feast neither joins nor converts the ids only the online merge needs, nor the
             # fields only another service reads.
             sources=[
-                view[list(feature_inputs(service_table)[view.name])]
+                view[list(feature_inputs(service_table.velocity)[view.name])]
                 for view in (
                     customer_activity_fv,
                     merchant_activity_fv,
@@ -344,7 +347,7 @@ def fraud_definitions(
             + [transaction_request],
             schema=[
                 Field(name=name, dtype=Int64 if kind is int else Float64)
-                for name, kind in output_features(service_table)
+                for name, kind in service_table.output_features
             ],
             feature_transformation=_python_transformation(service_table),
             mode="python",  # measured much faster online than "pandas" (DESIGN.md)

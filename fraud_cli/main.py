@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from data.cli import app as data_app
-from feature_repo.cli import app as features_app
+from fraud_cli.features import app as features_app
 from fraud_cli.local_redis import app as redis_app
 from monitoring.cli import app as monitor_app
 from serving.cli import app as serve_app

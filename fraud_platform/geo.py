@@ -1,6 +1,6 @@
 """Great-circle distance: the one haversine of the platform, on the feature contract's Earth.
 
-The feature contract (README, :mod:`feature_repo.logic`) measures ``distance_from_home_km``
+The feature contract (:mod:`feature_repo.derived`) measures ``distance_from_home_km``
 and ``km_per_hour_from_last_txn`` on a sphere of the mean Earth radius, 6,371.0088 km (IUGG).
 The synthetic generator decides what "far from home" means for account-takeover fraud with the
 same function, so a generated distance and a served feature agree on what a kilometre is.

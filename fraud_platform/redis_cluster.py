@@ -313,7 +313,8 @@ def client_for(url: str, mode: str) -> redis.Redis | redis.RedisCluster:
     """A plain redis-py client of the online store at ``url`` for ``REDIS_MODE`` ``mode``.
 
     For tools, tests and benchmarks (flush, count keys); the platform itself reads and writes
-    through Feast's client (``feature_repo.redis_layout``), which follows the same settings.
+    through Feast's client (``feature_engine.online.redis_layout``), which follows the same
+    settings.
     """
     if mode != "cluster":
         return redis.Redis.from_url(url)

@@ -6,7 +6,7 @@ its explanation, with the arithmetic written once:
 
 1. **Unknown values.** A feature without the history it needs (a new card's gap, speed,
    baseline and home) or that the online state cannot answer exactly
-   (``merchant_fraud_rate_30d``) is NaN, offline and online alike (``feature_repo/logic.py``).
+   (``merchant_fraud_rate_30d``) is NaN, offline and online alike (``feature_repo/derived.py``).
    The regression takes it at its training mean (:attr:`ScoringModel.fill`), in training and
    in serving, so it moves a linear score by nothing; LightGBM keeps it NaN, in training and
    in serving, and routes it down the branch it learnt for "missing"

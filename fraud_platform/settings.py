@@ -418,7 +418,7 @@ class ImportParams(_Strict):
 
 
 class FeatureParams(_Strict):
-    """Lateness and distinct-value cap of the per-entity velocity state (feature_repo/tiles.py).
+    """Lateness and distinct-value cap of the per-entity velocity state (feature_engine.state).
 
     The lateness is at least 5 minutes: the raw region starts on a 5-minute tile, and the
     offline state has one row per 5-minute tile with events.

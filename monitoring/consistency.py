@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from feature_repo.logic import is_unknown
+from feature_engine.state.request import is_unknown
+from feature_repo.services import FEATURE_SERVICE_NAME, STATE_VELOCITY
 from fraud_platform.contracts import (
     CUSTOMER_ID,
     REQUEST_FIELDS,
@@ -198,15 +199,17 @@ def recompute_offline(
     Raises:
         RuntimeError: If ``feast apply`` fails on the shadow root.
     """
-    from feature_repo.pipeline import build_features
-    from feature_repo.store import historical_features, open_store, run_feast_cli
+    from feature_engine.offline.pipeline import build_features
+    from feature_engine.store import historical_features, open_store, run_feast_cli
     from fraud_platform.settings import load_params
 
     say = progress or (lambda _message: None)
     params = load_params(settings.paths.params_file)
     with tempfile.TemporaryDirectory(prefix="consistency-") as tmp:
         shadow = settings.model_copy(update={"project_root": Path(tmp)})
-        built = build_features(settings.paths, params.features, out_dir=shadow.paths.features_dir)
+        built = build_features(
+            settings.paths, params.features, STATE_VELOCITY, out_dir=shadow.paths.features_dir
+        )
         say(
             f"shadow build: {built.transactions:,} transactions and {built.labels:,} "
             "labels (raw data plus everything ingested online)"
@@ -216,7 +219,9 @@ def recompute_offline(
             raise RuntimeError(f"feast apply on the shadow root failed:\n{applied.stderr[-2000:]}")
         store = open_store(shadow)
         say(f"get_historical_features for {len(logged):,} logged predictions")
-        offline = historical_features(store, logged[list(REQUEST_FIELDS)], progress=None)
+        offline = historical_features(
+            store, logged[list(REQUEST_FIELDS)], FEATURE_SERVICE_NAME, progress=None
+        )
     return offline
 
 
@@ -261,7 +266,7 @@ def check_logged(
     if progress:
         progress(f"recomputing {len(logged):,} logged predictions offline ...")
     offline = recompute_offline(settings, logged, progress=progress)
-    # A transaction is (card, id): two cards may reuse an id (feature_repo.logic).
+    # A transaction is (card, id): two cards may reuse an id (feature_engine.state.fold).
     logged = logged.assign(_key=logged[CUSTOMER_ID] + "\x1f" + logged[TRANSACTION_ID])
     offline = offline.assign(_key=offline[CUSTOMER_ID] + "\x1f" + offline[TRANSACTION_ID])
     result = compare_features(logged, offline, model_features(), max_mismatch_rate, key="_key")

@@ -30,8 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from feature_repo.aggregations import SERVICE_TABLES
-from feature_repo.logic import OUTPUT_FEATURES, output_features
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from fraud_platform.contracts import (
     LABEL,
     LABEL_TIMESTAMP,
@@ -183,15 +182,12 @@ def _column_dict(item: ColumnDrift) -> dict[str, Any]:
 
 def model_features() -> list[str]:
     """The default service's feature names, in order (the outputs of its on-demand view)."""
-    return [name for name, _ in OUTPUT_FEATURES]
+    return list(SERVICE_TABLES[FEATURE_SERVICE_NAME].feature_names)
 
 
 def service_features() -> dict[str, list[str]]:
     """Every feature service's feature names, in order, by service name."""
-    return {
-        service: [name for name, _ in output_features(table)]
-        for service, table in SERVICE_TABLES.items()
-    }
+    return {service: list(table.feature_names) for service, table in SERVICE_TABLES.items()}
 
 
 def reference_features(reference: pd.DataFrame) -> list[str]:

@@ -8,7 +8,7 @@ checks it on live Redis, row by row and in batches):
   the output types), resolved once per registry load, i.e. again whenever Feast's registry
   cache expires or is refreshed, the moment ``get_online_features`` would see a ``feast
   apply``. A read is one pipelined ``HMGET`` per entity in Feast's Redis layout (through
-  :mod:`feature_repo.redis_layout`, the one adapter of that layout, checked byte for byte
+  :mod:`feature_engine.online.redis_layout`, the one adapter of that layout, checked byte for byte
   against Feast), then Feast's own ``PythonTransformation`` of the on-demand view, then the
   outputs typed as Feast's online response types them. ~0.2 ms a row here.
 * :class:`OnlineFeaturesReader`: ``FeatureStore.get_online_features`` itself, ~1.2 ms a row:
@@ -32,17 +32,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.value_type import ValueType
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME, SERVICE_TABLES
-from feature_repo.logic import STATE_TIME_FIELDS
-from feature_repo.redis_layout import ViewLayout, decode_value
-from feature_repo.store import feature_names, feature_service
+from feature_engine.online.redis_layout import ViewLayout, decode_value
+from feature_engine.state.fields import STATE_TIME_FIELDS
+from feature_engine.store import feature_names, feature_service
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from feast import FeatureService, FeatureStore
 
-    from feature_repo.redis_layout import RedisLayout
+    from feature_engine.online.redis_layout import RedisLayout
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class FeatureReader(Protocol):
     def read(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """One dict per row: the service's features in order, then the state times.
 
-        The state times are :data:`~feature_repo.logic.STATE_TIME_FIELDS`, ``None`` for an
+        The state times are :data:`~feature_engine.state.fields.STATE_TIME_FIELDS`, ``None`` for an
         unknown entity.
         """
         ...
@@ -100,7 +100,8 @@ class OnlineFeaturesReader:
     """Feast's public call as is: ``get_online_features`` for the feature service's features.
 
     The service's features are asked for by reference, together with the state times
-    (:data:`~feature_repo.logic.STATE_TIME_FIELDS`) the API compares with the request's time.
+    (:data:`~feature_engine.state.fields.STATE_TIME_FIELDS`) the API compares with the request's
+    time.
     Feast resolves the request and converts every value to protobuf and back on each call
     (~1.3 ms a row here); :class:`FeastReader` gives the same values from the same resolution
     done once. Kept as the reference the faster readers are tested against, and as the
@@ -334,10 +335,10 @@ class FeastReader:
     view, the view's source views and request source, the output types), and again only when
     Feast's registry cache expires (``cache_ttl_seconds``: 60 s) or is refreshed: the same
     moment ``get_online_features`` would see a ``feast apply``. Each read is one pipelined
-    ``HMGET`` of the source views in Feast's Redis layout (:mod:`feature_repo.redis_layout`,
-    checked byte for byte against Feast), Feast's own transformation of the on-demand view,
-    and the outputs typed as Feast types them. Same values as :class:`OnlineFeaturesReader`,
-    tested on live Redis.
+    ``HMGET`` of the source views in Feast's Redis layout
+    (:mod:`feature_engine.online.redis_layout`, checked byte for byte against Feast), Feast's own
+    transformation of the on-demand view, and the outputs typed as Feast types them. Same values as
+    :class:`OnlineFeaturesReader`, tested on live Redis.
     """
 
     def __init__(
@@ -379,7 +380,7 @@ class FeastReader:
                     service_name=self.service_name,
                 )
                 if tuple(name for name, _ in fresh.outputs) != self.names:
-                    # A changed feature list needs a new service version (feature_repo.store)
+                    # A changed feature list needs a new service version (feature_engine.store)
                     # and a model trained on it; until a restart, keep the resolution in use.
                     logger.error("%s changed its features: restart the API", self.service_name)
                     fresh = replace(self.resolution, registry_version=fresh.registry_version)

@@ -10,7 +10,7 @@ previous one, as long as both reach the same worker process. With several worker
 use ``SERVING_INGEST_MODE=sync`` (the write happens inside the request, before the answer).
 
 Lag (request received -> state written) is a Prometheus histogram. Concurrent writes of one
-customer lose nothing: :class:`~feature_repo.online_state.OnlineStateWriter`'s compare-and-set
+customer lose nothing: :class:`~feature_engine.online.writer.OnlineStateWriter`'s compare-and-set
 script refuses a stale write and the merge runs again on the state it hands back.
 
 Outages. Nothing here waits on a dead Redis: a reader stops waiting for pending writes as soon
@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from feature_repo.logic import Transaction
+from feature_engine.state.fold import Transaction
 from serving.online_store import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import ModelTags, ModelTagsError
 from fraud_platform.scoring_model import LinearModel, ScoringModel
 

@@ -3,10 +3,10 @@
 Why. Feast's Redis client retries a refused connection with exponential backoff (seconds) and
 has no socket timeouts; a request that meets a dead Redis then hangs for seconds before its 503
 and holds a worker thread all that time. The API therefore gives Feast's online store a client of
-its own (:func:`install_fast_client`, through :mod:`feature_repo.redis_layout`, the one module
-that touches Feast's Redis internals), shared by the feature readers and the state writer:
-``SERVING_REDIS_TIMEOUT_SECONDS`` (0.2 s) to connect and per command, and one immediate retry
-on a broken connection only (after a Redis restart every pooled connection is dead once).
+its own (:func:`install_fast_client`, through :mod:`feature_engine.online.redis_layout`, the one
+module that touches Feast's Redis internals), shared by the feature readers and the state writer:
+``SERVING_REDIS_TIMEOUT_SECONDS`` (0.2 s) to connect and per command, and one immediate retry on a
+broken connection only (after a Redis restart every pooled connection is dead once).
 
 :class:`OnlineStoreGuard` remembers that the store failed. While it is down, requests are
 answered 503 at once, without touching Redis; a background probe PINGs it every
@@ -37,7 +37,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from feature_repo import redis_layout
+from feature_engine.online import redis_layout
 
 if TYPE_CHECKING:
     from feast import FeatureStore

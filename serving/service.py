@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from feature_repo.logic import (
-    MICROS_PER_SECOND,
-    STATE_TIME_FIELDS,
-    Transaction,
-    is_unknown,
-    lateness_us,
-)
-from feature_repo.store import from_epoch_us, request_row, to_epoch_us
+from feature_engine.declarations import MICROS_PER_SECOND
+from feature_engine.state.fields import STATE_TIME_FIELDS
+from feature_engine.state.fold import Transaction
+from feature_engine.state.request import is_unknown, lateness_us
+from feature_engine.store import from_epoch_us, request_row, to_epoch_us
+from feature_repo.services import STATE_VELOCITY
 from fraud_platform.contracts import (
     AMOUNT,
     CUSTOMER_ID,
@@ -65,7 +63,7 @@ if TYPE_CHECKING:
 
     from feast import FeatureStore
 
-    from feature_repo.online_state import OnlineStateWriter
+    from feature_engine.online.writer import OnlineStateWriter
     from fraud_platform.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -73,7 +71,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class IngestJournals:
-    """The durable twins of what the API folds into Redis (see :mod:`feature_repo.events`)."""
+    """The durable twins of what the API folds into Redis (:mod:`feature_engine.offline.events`)."""
 
     transactions: Journal
     labels: Journal
@@ -81,7 +79,7 @@ class IngestJournals:
     @classmethod
     def open(cls, directory: Path, fsync_seconds: float) -> IngestJournals:
         """Open both journals (recovering segments of a crashed process)."""
-        from feature_repo.events import open_journals
+        from feature_engine.offline.events import open_journals
 
         return cls(*open_journals(directory, fsync_seconds))
 
@@ -346,11 +344,11 @@ def build_service(settings: Settings) -> ScoringService:
     online store's state is learnt by the guard's probe, so the API answers ``/health`` as soon
     as uvicorn is up, whatever state its dependencies are in.
     """
-    from feature_repo.aggregations import FEATURE_SERVICE_NAME
-    from feature_repo.online_only import ONLINE_ONLY
-    from feature_repo.online_state import OnlineStateWriter
-    from feature_repo.redis_layout import RedisLayout
-    from feature_repo.store import open_store
+    from feature_engine.online.online_only import ONLINE_ONLY
+    from feature_engine.online.redis_layout import RedisLayout
+    from feature_engine.online.writer import OnlineStateWriter
+    from feature_engine.store import open_store
+    from feature_repo.services import FEATURE_SERVICE_NAME
     from fraud_platform.settings import load_params
 
     params = load_params(settings.paths.params_file)
@@ -363,7 +361,7 @@ def build_service(settings: Settings) -> ScoringService:
     client = install_fast_client(store, settings.serving_redis_timeout_seconds)
     layout = RedisLayout(store)
     readers = make_readers(store, layout, settings.serving_feature_path)
-    writer = OnlineStateWriter(layout, params.features)
+    writer = OnlineStateWriter(layout, params.features, STATE_VELOCITY)
     metrics = Metrics()
     uri, name, alias = settings.tracking_uri, settings.model_name, settings.model_alias
     models = ModelHolder(

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from feature_repo.aggregations import VELOCITY, Aggregation
+from feature_engine.declarations import Aggregation, DriftExpectation, ServiceTable
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from fraud_platform.contracts import PROBABILITY
 from simulation.traffic import SHIFTS
 
 if TYPE_CHECKING:
     from monitoring.drift import ColumnDrift, DriftResult
 
-Expectation = Literal["moves", "may move"]
+Expectation = DriftExpectation
 MOVES: Expectation = "moves"
 MAY_MOVE: Expectation = "may move"
 
 
 def _velocity_expectation(shift: str, row: Aggregation) -> Expectation | None:
-    """What a shift does to one declared velocity row (feature_repo.aggregations).
+    """What a shift does to one declared velocity row (feature_engine.declarations).
 
     ``amount`` (every amount scaled up) moves the card's day-or-longer sums, maxima and means of
     the amount; shorter windows are mostly empty and merchant sums mix in unshifted cards, so
@@ -44,14 +45,26 @@ def _velocity_expectation(shift: str, row: Aggregation) -> Expectation | None:
     return None
 
 
-def _velocity(shift: str) -> dict[str, Expectation]:
-    """The shift's expectation of every declared velocity row it touches."""
-    rows = ((row.name, _velocity_expectation(shift, row)) for row in VELOCITY.rows)
-    return {name: expectation for name, expectation in rows if expectation is not None}
+def _expected(shift: str, service: ServiceTable) -> dict[str, Expectation]:
+    """What a shift does to every feature of a service: its declarations say it.
+
+    Velocity rows by :func:`_velocity_expectation`; derived features by their own ``drift``
+    (``feature_repo/derived.py``); the model's output (``probability``) by :data:`_PROBABILITY`.
+    """
+    rows = ((row.name, _velocity_expectation(shift, row)) for row in service.velocity.rows)
+    expected = {name: how for name, how in rows if how is not None}
+    expected.update({f.name: f.drift[shift] for f in service.derived if shift in f.drift})
+    if shift in _PROBABILITY:
+        expected[PROBABILITY] = _PROBABILITY[shift]
+    return expected
 
 
-# What each shift is meant to move: the one list the simulate verdict checks against; the
-# velocity rows come from their declarations (_velocity_expectation).
+# What the shifts do to the model's output: the amount and the burst move it; the squeezed
+# night may.
+_PROBABILITY: dict[str, Expectation] = {"amount": MOVES, "night": MAY_MOVE, "burst": MOVES}
+
+# What each shift is meant to move, for the service the API serves by default: the one list the
+# simulate verdict checks against, derived from the declarations.
 # ``moves``: the shift must make this drift (a check that does not flag it missed the shift).
 # ``may move``: a side effect that depends on the window (e.g. the 1 h sums, mostly zero, or
 # the velocity features of a squeezed night); flagged or not, it is not held against the check.
@@ -59,35 +72,9 @@ def _velocity(shift: str) -> dict[str, Expectation]:
 # output (prediction drift), judged the same way but never counted in the dataset share.
 EXPECTED_DRIFT: dict[str, dict[str, Expectation]] = {
     "none": {},
-    "amount": {
-        "log_amount": MOVES,
-        "amount_to_avg_30d": MOVES,
-        "amount_no_baseline": MAY_MOVE,  # zero but for the few cards without a baseline
-        **_velocity("amount"),
-        PROBABILITY: MOVES,
-    },
-    "night": {
-        "hour_of_day": MOVES,
-        "is_night": MOVES,
-        # Four times closer together, and the windows straddle the previous day.
-        **_velocity("night"),
-        "seconds_since_last_txn": MAY_MOVE,
-        "km_per_hour_from_last_txn": MAY_MOVE,
-        "is_new_merchant": MAY_MOVE,
-        PROBABILITY: MAY_MOVE,
-    },
-    "burst": {
-        "log_amount": MOVES,
-        "seconds_since_last_txn": MOVES,
-        "amount_to_avg_30d": MOVES,
-        "amount_no_baseline": MAY_MOVE,
-        **_velocity("burst"),
-        "km_per_hour_from_last_txn": MAY_MOVE,
-        "distance_from_home_km": MAY_MOVE,
-        "is_new_merchant": MAY_MOVE,
-        "hour_of_day": MAY_MOVE,
-        "is_night": MAY_MOVE,
-        PROBABILITY: MOVES,
+    **{
+        shift: _expected(shift, SERVICE_TABLES[FEATURE_SERVICE_NAME])
+        for shift in ("amount", "night", "burst")
     },
 }
 

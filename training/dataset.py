@@ -5,7 +5,7 @@ What the model sees
 The training set is the labeled transactions (raw ``transactions`` plus the ones the API
 ingested, inner-joined with ``labels`` on ``transaction_id``) used as the entity dataframe of
 ``get_historical_features`` on the feature service ``train.feature_service`` (by default
-:data:`~feature_repo.aggregations.FEATURE_SERVICE_NAME`). Every feature value is therefore what
+:data:`~feature_engine.declarations.FEATURE_SERVICE_NAME`). Every feature value is therefore what
 Feast's point-in-time join gives as of the transaction's own timestamp, computed by the same
 on-demand function the API runs online; the model's columns are the service's feature names in
 the service's order. There is no feature list in the training package, only
@@ -20,23 +20,23 @@ that is not leakage. It does mean that the holdout is scored with labels (and th
 part is fit with labels) some of which arrived after the holdout period began, so holdout
 figures describe "a model trained on everything known today, judged on the latest period",
 not a strict as-of-cutoff backtest. Features never see a label before its ``label_timestamp``
-(see :mod:`feature_repo.logic`): the label delay matters to features, not to the target.
+(see :mod:`feature_engine.state.fold`): the label delay matters to features, not to the target.
 Transactions without a label yet are left out.
 
 Rows with truncated history are left out
 ----------------------------------------
-A row's features look back to :func:`feature_repo.logic.lookback_start_us` (the longest window
-the features declare: the 30 complete days before the row's day). When that reaches before the
-data's start (the raw data's earliest transaction), a card that existed before the data may have had
-history the data does not hold: its row would look like a new or quiet card, and the model would
-learn that "no history" means whatever happened in the data's first weeks. So a labeled row is
-kept only if its lookback starts at or after the data's start, or its card demonstrably opened
-after the data's start (``customers.created_at`` later than it: the generator's account-open
-dates). Imported data carries no open dates (the importer sets ``created_at`` to the data's
-start), so there the rule is the data start alone: the first 30-31 days of a file train nothing.
-Generated data puts its warm-up there, so no warm-up row is ever a training row.
-:func:`complete_history_mask` is the one statement of the rule; the count dropped is printed and
-logged with the MLflow run (``truncated_history_rows``).
+A row's features look back to :func:`feature_engine.state.request.lookback_start_us` (the longest
+window the features declare: the 30 complete days before the row's day). When that reaches before
+the data's start (the raw data's earliest transaction), a card that existed before the data may have
+had history the data does not hold: its row would look like a new or quiet card, and the model would
+learn that "no history" means whatever happened in the data's first weeks. So a labeled row is kept
+only if its lookback starts at or after the data's start, or its card demonstrably opened after the
+data's start (``customers.created_at`` later than it: the generator's account-open dates). Imported
+data carries no open dates (the importer sets ``created_at`` to the data's start), so there the rule
+is the data start alone: the first 30-31 days of a file train nothing. Generated data puts its
+warm-up there, so no warm-up row is ever a training row. :func:`complete_history_mask` is the one
+statement of the rule; the count dropped is printed and logged with the MLflow run
+(``truncated_history_rows``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME, SERVICE_TABLES, VelocityTable
+from feature_engine.declarations import ServiceTable
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from fraud_platform.contracts import CUSTOMER_ID, LABEL, TIMESTAMP
 from training.model import BASELINE_FEATURES
 
@@ -101,7 +102,7 @@ def labeled_transactions(
         FileNotFoundError: If a table is missing.
         TrainingError: If no transaction has a label, or all labels are one class.
     """
-    from feature_repo.events import read_event_tables
+    from feature_engine.offline.events import read_event_tables
 
     events = read_event_tables(raw_dir, ingested_dir)
     labeled = events.labeled_transactions()
@@ -153,7 +154,7 @@ def complete_history_mask(
     timestamps_us: np.ndarray,
     opened_us: np.ndarray,
     data_start_us: int,
-    table: VelocityTable = SERVICE_TABLES[FEATURE_SERVICE_NAME],
+    table: ServiceTable = SERVICE_TABLES[FEATURE_SERVICE_NAME],
 ) -> np.ndarray:
     """Which rows see their card's whole history: the truncated-history rule, stated once.
 
@@ -161,13 +162,13 @@ def complete_history_mask(
         timestamps_us: Each row's transaction time (µs since epoch, UTC).
         opened_us: Each row's card open time (µs); any value <= ``data_start_us`` when unknown.
         data_start_us: The data's earliest transaction time (µs).
-        table: The velocity declarations of the service trained on.
+        table: The declarations of the service trained on.
 
     Returns:
-        True where the row's lookback (:func:`feature_repo.logic.lookback_start_us`) starts at or
-        after the data's start, or the card opened after the data's start.
+        True where the row's lookback (:func:`feature_engine.state.request.lookback_start_us`)
+        starts at or after the data's start, or the card opened after the data's start.
     """
-    from feature_repo.logic import lookback_start_us
+    from feature_engine.state.request import lookback_start_us
 
     times = np.asarray(timestamps_us, dtype=np.int64)
     # The lookback depends on the row's time only: compute it once per distinct time.
@@ -182,7 +183,7 @@ def drop_truncated_history(
     labeled: pd.DataFrame,
     customers: pd.DataFrame,
     data_start: pd.Timestamp,
-    table: VelocityTable = SERVICE_TABLES[FEATURE_SERVICE_NAME],
+    table: ServiceTable = SERVICE_TABLES[FEATURE_SERVICE_NAME],
 ) -> tuple[pd.DataFrame, int]:
     """The labeled rows whose features see the card's whole history (:func:`complete_history_mask`).
 
@@ -191,7 +192,7 @@ def drop_truncated_history(
         customers: The customers table (``customer_id``, ``created_at``); a card missing from it
             (one the API met first) has no known open date.
         data_start: The data's earliest transaction time.
-        table: The velocity declarations of the service trained on.
+        table: The declarations of the service trained on.
 
     Returns:
         The kept rows (index reset) and how many were dropped.
@@ -249,7 +250,7 @@ def retrieve_training_set(
     Raises:
         TrainingError: If the baseline's features are not outputs of the service.
     """
-    from feature_repo.store import HISTORICAL_BATCH_ROWS, feature_names, historical_features
+    from feature_engine.store import HISTORICAL_BATCH_ROWS, feature_names, historical_features
 
     if service not in SERVICE_TABLES:
         raise TrainingError(
@@ -261,7 +262,7 @@ def retrieve_training_set(
     if missing:
         raise TrainingError(f"baseline features {missing} are not outputs of the feature service")
     frame = historical_features(
-        store, labeled, progress, batch_rows or HISTORICAL_BATCH_ROWS, service=service
+        store, labeled, service, progress, batch_rows or HISTORICAL_BATCH_ROWS
     )
     return TrainingSet(frame=frame, features=features, feature_service=service)
 
@@ -289,7 +290,7 @@ def load_training_set(
     """
     from feast.errors import FeastObjectNotFoundException
 
-    from feature_repo.store import open_store
+    from feature_engine.store import open_store
 
     labeled, dropped = labeled_transactions(
         settings.paths.raw_dir, settings.paths.ingested_dir, progress, service

@@ -110,7 +110,7 @@ def fit_estimator(
 ) -> Any:
     """Fit ``estimator`` (of family ``kind``) on a float64 matrix; returns it fitted.
 
-    Unknown values (NaN: no history, ``feature_repo/logic.py``) are treated as the frozen
+    Unknown values (NaN: no history, ``feature_repo/derived.py``) are treated as the frozen
     model treats them when it scores (``ScoringModel.fills_unknown``): the regression sees
     them at ``fill`` (the training mean), LightGBM sees NaN and learns a branch for it.
 

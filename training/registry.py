@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import EVENT_TIMESTAMP, LABEL, ModelTags, ModelTagsError
 from fraud_platform.tracking import mlflow_client
 from training.dataset import Progress, TrainingError, TrainingSet, load_training_set, to_stdout

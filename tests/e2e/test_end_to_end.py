@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform import redis_server
 from fraud_platform.contracts import ModelTags, read_prediction_log
 

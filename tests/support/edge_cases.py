@@ -23,7 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.schema import RAW_TABLES
-from feature_repo.aggregations import VELOCITY, Aggregation, register_table
+from feature_engine.declarations import Aggregation, ServiceTable, derived
+from feature_engine.state.request import UNKNOWN, RequestContext
+from feature_repo.derived import DERIVED_V1
+from feature_repo.services import register_table
+from feature_repo.velocity import VELOCITY
 from fraud_platform.settings import FeatureParams, Settings, feast_environment
 
 DISTINCT_CAP = 1_024  # never reached in this data: distinct counts are exact
@@ -34,24 +38,38 @@ BASE = pd.Timestamp("2026-03-01", tz="UTC")
 # The declaration table plus one row of every operation, a 7-day window (longer than any
 # declared one, so the card's state reaches further back) and two merchant rows that make the
 # merchant's state keep amounts and cards: what a new row must get from every path for free.
-EXTENDED_VELOCITY = register_table(
-    VELOCITY.with_rows(
-        "velocity_test_extended",
-        Aggregation("txn_count_7d", "customer", "transaction", "count", timedelta(days=7), "7 d"),
-        Aggregation("amount_mean_6h", "customer", "amount", "mean", timedelta(hours=6), "mean"),
-        Aggregation("last_amount_24h", "customer", "amount", "last", timedelta(days=1), "last"),
-        Aggregation(
-            "merchant_amount_sum_24h", "merchant", "amount", "sum", timedelta(days=1), "sum"
-        ),
-        Aggregation(
-            "merchant_distinct_cards_1h", "merchant", "customer_id", "distinct_count",
-            timedelta(hours=1), "distinct cards",
-        ),
-        Aggregation(
-            "merchant_amount_max_2h", "merchant", "amount", "max", timedelta(hours=2), "max"
-        ),
-    )
+EXTENDED_VELOCITY = VELOCITY.with_rows(
+    "velocity_test_extended",
+    Aggregation("txn_count_7d", "customer", "transaction", "count", timedelta(days=7), "7 d"),
+    Aggregation("amount_mean_6h", "customer", "amount", "mean", timedelta(hours=6), "mean"),
+    Aggregation("last_amount_24h", "customer", "amount", "last", timedelta(days=1), "last"),
+    Aggregation(
+        "merchant_amount_sum_24h", "merchant", "amount", "sum", timedelta(days=1), "sum"
+    ),
+    Aggregation(
+        "merchant_distinct_cards_1h", "merchant", "customer_id", "distinct_count",
+        timedelta(hours=1), "distinct cards",
+    ),
+    Aggregation(
+        "merchant_amount_max_2h", "merchant", "amount", "max", timedelta(hours=2), "max"
+    ),
 )  # fmt: skip
+
+
+# A derived feature declared the way feature_repo/derived.py declares them: what a new one must
+# get from every path for free (it reads a velocity row's value from the context).
+@derived(float, placement="customer", unknown_without_history=True)
+def amount_over_max_24h(x: RequestContext) -> float:
+    """The amount / the card's largest amount in the last 24 hours; unknown without one."""
+    largest = x.velocity["amount_max_24h"]
+    return x.amount / largest if largest > 0 else UNKNOWN
+
+
+# The first service's derived features plus that one over the extended rows, known to the
+# on-demand view's function by its name in this process (feature_repo.services.service_table).
+EXTENDED_SERVICE = register_table(
+    ServiceTable("velocity_test_extended", EXTENDED_VELOCITY, (*DERIVED_V1, amount_over_max_24h))
+)
 
 
 def edge_case_tables(seed: int = 7) -> dict[str, pd.DataFrame]:

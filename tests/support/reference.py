@@ -4,9 +4,12 @@ Deliberately naive: for each request it scans the whole raw history. It shares n
 the platform (not even the haversine of ``fraud_platform.geo``), so an error in the platform
 cannot hide here.
 
-The velocity features are every row of the declaration table (feature_repo.aggregations): the
-reference iterates the same table, so a new row is covered without touching this file, but it
-applies each row's operation itself, from the written definitions:
+The velocity features are every row of the service's declaration table (feature_repo.velocity):
+the reference iterates the same table, so a new row is covered without touching this file, but
+it applies each row's operation itself, from the written definitions. The derived features
+(feature_repo.derived) are written out here one by one, from their definitions; a service that
+declares a derived feature this file does not define fails loudly (DERIVED below), so a new one
+cannot go untested:
 - window(row, t): entity e's transactions in [floor(t - window, tile), t), the start rounded
   down to the row's tile (5 min for windows under 12 h, 1 h under 12 days, else 1 day: written
   out here, not imported), strictly before t. No cap: every transaction of the window counts.
@@ -32,7 +35,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from feature_repo.aggregations import VELOCITY, Aggregation, VelocityTable
+from feature_engine.declarations import Aggregation, ServiceTable
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 
 HOUR = 3_600_000_000
 DAY = 24 * HOUR
@@ -93,6 +97,17 @@ def _aggregate(row: Aggregation, rows: list, t: int) -> float:
     raise AssertionError(f"the reference does not know the operation {row.operation!r}")
 
 
+# Every derived feature this reference defines (Reference.features writes each one out).
+DERIVED = frozenset(
+    {
+        "log_amount", "hour_of_day", "is_night", "seconds_since_last_txn", "amount_to_avg_30d",
+        "amount_no_baseline", "distance_from_home_km", "km_per_hour_from_last_txn",
+        "merchant_fraud_rate_30d", "is_new_customer", "is_new_merchant",
+        "amount_over_max_24h",  # the test fixture's (tests/support/edge_cases.py)
+    }
+)  # fmt: skip
+
+
 class Reference:
     """Answers feature requests from raw tables by brute force."""
 
@@ -101,7 +116,7 @@ class Reference:
         transactions: pd.DataFrame,
         labels: pd.DataFrame,
         customers: pd.DataFrame,
-        table: VelocityTable = VELOCITY,
+        service: ServiceTable = SERVICE_TABLES[FEATURE_SERVICE_NAME],
     ) -> None:
         tx = transactions.copy()
         tx["t_us"] = tx["timestamp"].dt.as_unit("us").astype("int64")
@@ -110,7 +125,11 @@ class Reference:
         lab["l_us"] = lab["label_timestamp"].dt.as_unit("us").astype("int64")
         self.labels = list(lab.itertuples(index=False))
         self.homes = {r.customer_id: (r.home_lat, r.home_long) for r in customers.itertuples()}
-        self.table = table
+        self.table = service.velocity
+        self.derived = [feature.name for feature in service.derived]
+        unknown = sorted(set(self.derived) - DERIVED)
+        if unknown:
+            raise AssertionError(f"the reference does not define the derived features {unknown}")
 
     def _velocity(self, entity: str, rows: list[tuple[int, str, object]], t: int) -> tuple:
         """(feature -> value for the entity's declared rows, its events in any row's window)."""
@@ -150,21 +169,24 @@ class Reference:
             if lab.merchant_id == q.merchant_id and today - 30 <= lab.l_us // DAY < today
         ]
         hour = (t // HOUR) % 24
-        return {
+        derived = {
             "log_amount": math.log1p(q.amount),
             "hour_of_day": hour,
             "is_night": int(hour < 6),
-            **card,
             "seconds_since_last_txn": gap,
             "amount_to_avg_30d": amount_to_avg,
             "amount_no_baseline": 0.0 if month else q.amount,
             "distance_from_home_km": from_home,
             "km_per_hour_from_last_txn": speed,
-            **merchant,
             "merchant_fraud_rate_30d": sum(known) / len(known) if known else 0.0,
             "is_new_customer": int(not mine),
             "is_new_merchant": int(not merchant_members),
         }
+        if "amount_over_max_24h" in self.derived:
+            day_start = (t - DAY) // HOUR * HOUR  # [floor(t - 24h, 1h), t)
+            largest = max((x.amount for x in mine if x.t_us >= day_start), default=0.0)
+            derived["amount_over_max_24h"] = q.amount / largest if largest > 0 else math.nan
+        return {**card, **merchant, **{name: derived[name] for name in self.derived}}
 
 
 def requests_frame(requests: Sequence[Request]) -> pd.DataFrame:

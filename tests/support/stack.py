@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME, SERVICE_TABLES
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES, STATE_VELOCITY
 
 MAIN = Path(__file__).resolve().parents[2]
 SLICE_HOURS = 6  # held-out slice: the last hours of the last generated UTC day
@@ -204,8 +204,8 @@ def _apply(store: Any, features_dir: Path) -> None:
 def _setup(root: Path) -> dict[str, Any]:
 
     from data.generate import generate, write_tables
-    from feature_repo.pipeline import build_features
-    from feature_repo.store import feature_names, historical_features, materialize, open_store
+    from feature_engine.offline.pipeline import build_features
+    from feature_engine.store import feature_names, historical_features, materialize, open_store
     from fraud_platform.settings import get_settings, load_params
 
     settings = get_settings()
@@ -213,7 +213,7 @@ def _setup(root: Path) -> dict[str, Any]:
     params = load_params()
     tables = generate(params.generate, params.seed, n_customers=300, days=3)
     write_tables(tables, settings.paths.raw_dir)
-    build_features(settings.paths, params.features)
+    build_features(settings.paths, params.features, STATE_VELOCITY)
     _lap("offline tables")
     store = open_store(settings)
     _lap("open store")
@@ -233,9 +233,9 @@ def _setup(root: Path) -> dict[str, Any]:
     held_out = txns[txns["timestamp"] > slice_start].reset_index(drop=True)
     materialize(store, end=slice_start.to_pydatetime())
     _lap("materialize")
-    expected = historical_features(store, held_out, progress=None)
+    expected = historical_features(store, held_out, FEATURE_SERVICE_NAME, progress=None)
     _lap("historical")
-    names = feature_names(store)
+    names = feature_names(store, FEATURE_SERVICE_NAME)
     held_out.to_parquet(root / "slice.parquet")
     expected.to_parquet(root / "expected.parquet")
     # A card and a merchant known before the slice and absent from it: the tests that post to
@@ -263,8 +263,8 @@ def _compare_readers(root: Path) -> dict[str, Any]:
     """Each fast reader against ``get_online_features``, value and type, on the held-out rows."""
     import pandas as pd
 
-    from feature_repo.redis_layout import RedisLayout
-    from feature_repo.store import open_store, request_row
+    from feature_engine.online.redis_layout import RedisLayout
+    from feature_engine.store import open_store, request_row
     from serving.features import DirectReader, FeastReader, OnlineFeaturesReader
 
     store = open_store()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from feature_repo.services import STATE_VELOCITY
 from fraud_platform import redis_cluster
 from fraud_platform.settings import Settings
 from tests.support import stack
@@ -58,13 +59,13 @@ def redis_url(cluster_url: str) -> str:
 @pytest.fixture(scope="module")
 def feature_project(tmp_path_factory: pytest.TempPathFactory, cluster_url: str) -> FeatureProject:
     """The edge-case project (offline tables, real ``feast apply``) on the cluster."""
-    from feature_repo.pipeline import build_features
+    from feature_engine.offline.pipeline import build_features
 
     root = tmp_path_factory.mktemp("project")
     settings = Settings(project_root=root, redis_url=cluster_url, redis_mode="cluster")
     tables = edge_case_tables()
     write_raw(tables, settings.paths.raw_dir)
-    build_features(settings.paths, FEATURES)
+    build_features(settings.paths, FEATURES, STATE_VELOCITY)
     feast_cli(settings, "apply")
     return FeatureProject(root=root, settings=settings, tables=tables)
 

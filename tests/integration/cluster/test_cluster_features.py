@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 from redis.cluster import RedisCluster
 
-from feature_repo.online_state import OnlineStateWriter
-from feature_repo.redis_layout import RedisLayout, feast_client
-from feature_repo.store import online_features, open_store, request_row
+from feature_engine.online.redis_layout import RedisLayout, feast_client
+from feature_engine.online.writer import OnlineStateWriter
+from feature_engine.store import online_features, open_store, request_row
+from feature_repo.services import FEATURE_SERVICE_NAME, STATE_VELOCITY
 from tests.integration.features.test_consistency_monitor import (
     test_monitor_finds_no_skew_then_flags_exactly_the_injected_one,
 )
@@ -67,7 +68,7 @@ def test_feast_uses_a_cluster_client_and_state_spreads_over_every_master(
     client = feast_client(store)
     assert isinstance(client, RedisCluster)
     assert store.config.online_store.redis_type.value == "redis_cluster"
-    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
     for i in range(40):  # enough merchants that every master owns some
         assert writer.ingest_label(f"m_spread_{i}", f"t_spread_{i}", 1_000_000 * i, i % 2 == 0)
         assert not writer.ingest_label(f"m_spread_{i}", f"t_spread_{i}", 1_000_000 * i, True)
@@ -100,7 +101,7 @@ def test_rebuild_online_command_restores_the_cluster(
                 for p in pairs]  # fmt: skip
     rows = [request_row(q.customer_id, q.merchant_id, at.to_pydatetime(), q.amount, q.lat, q.long)
             for q in requests]  # fmt: skip
-    got = online_features(store, rows)
+    got = online_features(store, rows, FEATURE_SERVICE_NAME)
     problems = [
         (q, bad)
         for q, row in zip(requests, got, strict=True)

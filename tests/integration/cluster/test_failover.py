@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from feature_repo.online_state import OnlineStateWriter
-from feature_repo.redis_layout import RedisLayout
-from feature_repo.store import open_store
+from feature_engine.online.redis_layout import RedisLayout
+from feature_engine.online.writer import OnlineStateWriter
+from feature_engine.store import open_store
+from feature_repo.services import STATE_VELOCITY
 from fraud_platform.settings import Settings, load_params
 from tests.support.failover import run_drill
 from tests.support.live_api import API_KEY, Live
@@ -34,7 +35,9 @@ def test_master_killed_under_load_gives_503_never_500_and_recovers(
     settings = Settings(
         project_root=live.root, redis_url=live.stack.redis_url, redis_mode="cluster"
     )
-    writer = OnlineStateWriter(RedisLayout(open_store(settings)), load_params().features)
+    writer = OnlineStateWriter(
+        RedisLayout(open_store(settings)), load_params().features, STATE_VELOCITY
+    )
 
     def txn_ids(customer_id: str) -> set[str]:
         state = writer.read("customer_activity", customer_id) or {}

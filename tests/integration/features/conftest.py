@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from feature_repo.services import STATE_VELOCITY
 from fraud_platform import redis_server
 from fraud_platform.settings import Settings
 from tests.support.edge_cases import (
@@ -37,12 +38,12 @@ def feature_project(tmp_path_factory: pytest.TempPathFactory, redis_url: str) ->
     Everything below takes the project's settings explicitly (``open_store(settings)``,
     ``fraud_definitions``): no test here changes ``os.environ`` or the process settings.
     """
-    from feature_repo.pipeline import build_features
+    from feature_engine.offline.pipeline import build_features
 
     root = tmp_path_factory.mktemp("project")
     settings = Settings(project_root=root, redis_url=redis_url)
     tables = edge_case_tables()
     write_raw(tables, settings.paths.raw_dir)
-    build_features(settings.paths, FEATURES)
+    build_features(settings.paths, FEATURES, STATE_VELOCITY)
     feast_cli(settings, "apply")
     return FeatureProject(root=root, settings=settings, tables=tables)

@@ -10,10 +10,17 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from feature_repo.online_state import OnlineStateWriter
-from feature_repo.pipeline import latest_state_time
-from feature_repo.redis_layout import RedisLayout
-from feature_repo.store import feature_names, materialize, online_features, open_store, request_row
+from feature_engine.offline.pipeline import latest_state_time
+from feature_engine.online.redis_layout import RedisLayout
+from feature_engine.online.writer import OnlineStateWriter
+from feature_engine.store import (
+    feature_names,
+    materialize,
+    online_features,
+    open_store,
+    request_row,
+)
+from feature_repo.services import FEATURE_SERVICE_NAME, STATE_VELOCITY
 from monitoring.consistency import compare_features, recompute_offline
 from tests.support.edge_cases import FEATURES, FeatureProject, flush_online
 
@@ -28,7 +35,11 @@ def _served(store, requests: pd.DataFrame) -> pd.DataFrame:
         for r in requests.itertuples()
     ]
     return pd.concat(
-        [requests.reset_index(drop=True), pd.DataFrame(online_features(store, rows))], axis=1
+        [
+            requests.reset_index(drop=True),
+            pd.DataFrame(online_features(store, rows, FEATURE_SERVICE_NAME)),
+        ],
+        axis=1,
     )
 
 
@@ -50,7 +61,7 @@ def test_monitor_finds_no_skew_then_flags_exactly_the_injected_one(
         )
         .reset_index(drop=True)
     )
-    names = feature_names(store)
+    names = feature_names(store, FEATURE_SERVICE_NAME)
     served = _served(store, requests)
     offline = recompute_offline(settings, served)
     clean = compare_features(served, offline, names, max_mismatch_rate=0.0)
@@ -59,7 +70,7 @@ def test_monitor_finds_no_skew_then_flags_exactly_the_injected_one(
 
     # Skew: a burst of wrong fraud labels reaches one merchant's online state only.
     victim = requests["merchant_id"].iloc[0]
-    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
     wrong_day = after - pd.Timedelta(days=2)
     writer.ingest_labels([(victim, int(wrong_day.value // 1000), True)] * 5)
     skewed = compare_features(_served(store, requests), offline, names, max_mismatch_rate=0.0)

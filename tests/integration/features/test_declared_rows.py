@@ -1,10 +1,11 @@
-"""A new row of the declaration table reaches Feast with no other change: offline and online.
+"""A new declared feature reaches Feast with no other change: offline and online.
 
-The extended table (``tests.support.edge_cases.EXTENDED_VELOCITY``) adds one row of every
-operation, a 7-day card window and two merchant rows to the declared table. Built, applied
-(in-process, through the same ``fraud_definitions``), retrieved with ``get_historical_features``
-and read online after ``materialize``, its features equal the brute-force reference, which
-iterates the same table: 0 mismatches.
+The extended table (``tests.support.edge_cases.EXTENDED_SERVICE``) adds one row of every
+operation, a 7-day card window and two merchant rows to the declared velocity table, and one
+derived feature (``amount_over_max_24h``, declared like those of ``feature_repo/derived.py``).
+Built, applied (in-process, through the same ``fraud_definitions``), retrieved with
+``get_historical_features`` and read online after ``materialize``, its features equal the
+brute-force reference, which iterates the same table: 0 mismatches.
 """
 
 from __future__ import annotations
@@ -14,21 +15,20 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME
-from feature_repo.definitions import fraud_definitions
-from feature_repo.logic import output_features
-from feature_repo.pipeline import build_features, latest_state_time
-from feature_repo.store import (
+from feature_engine.offline.pipeline import build_features, latest_state_time
+from feature_engine.store import (
     feature_names,
     historical_features,
     materialize,
     online_features,
     open_store,
 )
+from feature_repo.definitions import fraud_definitions
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.settings import Settings
 from tests.integration.features.test_parity import _online_row, _probe_requests
 from tests.support.edge_cases import (
-    EXTENDED_VELOCITY,
+    EXTENDED_SERVICE,
     FEATURES,
     edge_case_tables,
     write_raw,
@@ -45,27 +45,28 @@ def extended(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> tuple:
     settings = Settings(project_root=root, redis_url=redis_url)
     tables = edge_case_tables()
     write_raw(tables, settings.paths.raw_dir)
-    build_features(settings.paths, FEATURES, table=EXTENDED_VELOCITY)
+    build_features(settings.paths, FEATURES, EXTENDED_SERVICE.velocity)
     store = open_store(settings)
     store.apply(
         fraud_definitions(
-            settings.paths.features_dir, {FEATURE_SERVICE_NAME: EXTENDED_VELOCITY}
+            settings.paths.features_dir, {FEATURE_SERVICE_NAME: EXTENDED_SERVICE}
         ).objects()
     )
     reference = Reference(
         tables["transactions"],
         tables["labels"],
         tables["customers"],
-        EXTENDED_VELOCITY,
+        EXTENDED_SERVICE,
     )
     return settings, tables, reference
 
 
 def test_the_service_serves_the_new_rows(extended: tuple) -> None:
     settings, _, _ = extended
-    names = feature_names(open_store(settings))
-    assert names == [name for name, _ in output_features(EXTENDED_VELOCITY)]
+    names = feature_names(open_store(settings), FEATURE_SERVICE_NAME)
+    assert names == list(EXTENDED_SERVICE.feature_names)
     assert {"txn_count_7d", "merchant_amount_sum_24h", "amount_mean_6h"} <= set(names)
+    assert "amount_over_max_24h" in names  # the fixture's derived feature, too
 
 
 def test_historical_features_of_new_rows_match_the_reference(extended: tuple) -> None:
@@ -77,8 +78,8 @@ def test_historical_features_of_new_rows_match_the_reference(extended: tuple) ->
         for r in tx.itertuples()
     ] + _probe_requests(tx)  # fmt: skip
     store = open_store(settings)
-    got = historical_features(store, requests_frame(requests), progress=None)
-    names = feature_names(store)
+    got = historical_features(store, requests_frame(requests), FEATURE_SERVICE_NAME, progress=None)
+    names = feature_names(store, FEATURE_SERVICE_NAME)
     problems = [
         (q, bad)
         for i, q in enumerate(requests)
@@ -88,6 +89,7 @@ def test_historical_features_of_new_rows_match_the_reference(extended: tuple) ->
     # The 7-day window really reaches beyond the 24 h one somewhere in the data.
     assert (got["txn_count_7d"] > got["txn_count_24h"]).any()
     assert (got["merchant_distinct_cards_1h"] > 1).any()
+    assert got["amount_over_max_24h"].notna().any() and got["amount_over_max_24h"].isna().any()
 
 
 def test_online_features_of_new_rows_match_the_reference(extended: tuple) -> None:
@@ -104,7 +106,7 @@ def test_online_features_of_new_rows_match_the_reference(extended: tuple) -> Non
         for m, r in zip((1, 30, 90, 600), tx.sort_values("timestamp").tail(4).itertuples(),
                         strict=True)
     ]  # fmt: skip
-    got = online_features(store, [_online_row(q) for q in requests])
+    got = online_features(store, [_online_row(q) for q in requests], FEATURE_SERVICE_NAME)
     problems = [
         (q, bad)
         for q, row in zip(requests, got, strict=True)

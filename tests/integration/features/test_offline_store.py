@@ -24,13 +24,14 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from feature_repo.offline_store import (
+from feature_engine.offline.duckdb_store import (
     STORE_CLASS_PATH,
     AsOfDuckDBOfflineStore,
     AsOfRetrievalJob,
     column_to_pylist,
     to_pydict,
 )
+from feature_repo.services import FEATURE_SERVICE_NAME
 from tests.support.edge_cases import FeatureProject, feast_cli
 
 T0 = pd.Timestamp("2026-03-01", tz="UTC")
@@ -224,12 +225,14 @@ def test_column_to_pylist_equals_pyarrow() -> None:
 
 @pytest.mark.integration
 def test_fraud_repo_uses_the_as_of_store(feature_project: FeatureProject) -> None:
-    from feature_repo.store import entity_frame, feature_service, open_store
+    from feature_engine.store import entity_frame, feature_service, open_store
 
     store = open_store(feature_project.settings)
     assert isinstance(store._get_provider().offline_store, AsOfDuckDBOfflineStore)
     tx = feature_project.tables["transactions"].head(5)
-    job = store.get_historical_features(entity_df=entity_frame(tx), features=feature_service(store))
+    job = store.get_historical_features(
+        entity_df=entity_frame(tx), features=feature_service(store, FEATURE_SERVICE_NAME)
+    )
     assert isinstance(job, AsOfRetrievalJob)
     stock = open_store(feature_project.settings, {"type": "duckdb"})
     assert type(stock._get_provider().offline_store).__name__ == "DuckDBOfflineStore"
@@ -253,7 +256,7 @@ def test_fast_materialize_writes_feast_bytes(
     stock_yaml = feature_project.root / "feature_store_stock.yaml"
     repo = feature_project.settings.paths.feature_repo
     text = (repo / "feature_store.yaml").read_text()
-    stock_yaml.write_text(text.replace("type: feature_repo.materialize_engine.", "type: local #"))
+    stock_yaml.write_text(text.replace("type: feature_engine.materialize.", "type: local #"))
     client.flushdb()
     env = {**os.environ}
     from fraud_platform.settings import feast_environment
@@ -285,7 +288,7 @@ def test_materializing_an_older_range_never_replaces_newer_online_state(
     The older range ends before the tables' last events, so it is read by scanning the tables
     (not from the latest-rows sidecars) and holds older rows for many entities.
     """
-    from feature_repo.store import materialize, open_store
+    from feature_engine.store import materialize, open_store
 
     client = redis.Redis.from_url(redis_url)
 
@@ -309,7 +312,7 @@ def test_materializing_an_older_range_never_replaces_newer_online_state(
 
 
 def test_run_commands_raises_error_replies_and_keeps_the_client_usable(redis_url: str) -> None:
-    from feature_repo.redis_layout import run_commands
+    from feature_engine.online.redis_layout import run_commands
 
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
@@ -401,7 +404,7 @@ def test_retrieval_memory_stays_bounded_as_history_grows(tmp_path: Path) -> None
 
 
 def test_ttl_zero_means_no_limit() -> None:
-    from feature_repo.offline_store import _match_sql, _ViewPlan
+    from feature_engine.offline.duckdb_store import _match_sql, _ViewPlan
 
     plan = _ViewPlan("x.parquet", (("k", "k"),), "ts", None, (("f", "f"),), None)
     assert "INTERVAL" not in _match_sql([plan], ["k", "event_timestamp"], "event_timestamp")

@@ -16,19 +16,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from feature_repo import online_state
-from feature_repo.aggregations import SERVICE_TABLES
-from feature_repo.logic import (
-    BASELINE_DAYS,
-    DAY_US,
-    LABEL_STATE_DAYS,
-    Transaction,
-    output_features,
-)
-from feature_repo.online_state import OnlineStateWriter
-from feature_repo.pipeline import latest_state_time
-from feature_repo.redis_layout import RedisLayout
-from feature_repo.store import (
+from feature_engine.offline.pipeline import latest_state_time
+from feature_engine.online import writer as online_state
+from feature_engine.online.redis_layout import RedisLayout
+from feature_engine.online.writer import OnlineStateWriter
+from feature_engine.state.fields import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS
+from feature_engine.state.fold import Transaction
+from feature_engine.store import (
     feature_names,
     feature_service,
     historical_features,
@@ -37,6 +31,7 @@ from feature_repo.store import (
     open_store,
     request_row,
 )
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES, STATE_VELOCITY
 from tests.support.edge_cases import (
     BASE,
     FEATURES,
@@ -98,9 +93,9 @@ def test_historical_features_match_reference(feature_project: FeatureProject, se
     tx = feature_project.tables["transactions"]
     requests = _requests_for(tx) + _probe_requests(tx)
     store = open_store(feature_project.settings)
-    got = historical_features(store, requests_frame(requests), progress=None, service=service)
+    got = historical_features(store, requests_frame(requests), service, progress=None)
     names = feature_names(store, service)
-    assert names == [name for name, _ in output_features(SERVICE_TABLES[service])]
+    assert names == list(SERVICE_TABLES[service].feature_names)
     assert len(got) == len(requests)
     problems = []
     for i, q in enumerate(requests):
@@ -162,7 +157,10 @@ def test_default_materialize_serves_requests_at_data_time_exactly(
     merchant_fraud_rate_30d included, although Redis already holds labels newer than them."""
     flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
-    service, names = feature_service(store), feature_names(store)
+    service, names = (
+        feature_service(store, FEATURE_SERVICE_NAME),
+        feature_names(store, FEATURE_SERVICE_NAME),
+    )
     tx, labels = feature_project.tables["transactions"], feature_project.tables["labels"]
     end = latest_state_time(feature_project.settings.paths.features_dir)
     assert end == labels["label_timestamp"].max()  # labels arrive after the last transaction
@@ -199,7 +197,10 @@ def test_label_rate_is_exact_or_unknown_whatever_the_materialize_end(
     never a silent 0 (the skew of materializing empty label snapshots to wall-clock now)."""
     flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
-    service, names = feature_service(store), feature_names(store)
+    service, names = (
+        feature_service(store, FEATURE_SERVICE_NAME),
+        feature_names(store, FEATURE_SERVICE_NAME),
+    )
     labels = feature_project.tables["labels"].merge(
         feature_project.tables["transactions"][["transaction_id", "merchant_id"]],
         on="transaction_id",
@@ -265,8 +266,11 @@ def test_replay_through_online_ingestion_matches_reference(
     store = open_store(feature_project.settings)
     cutoff = BASE + pd.Timedelta(days=20)
     materialize(store, end=cutoff.to_pydatetime())
-    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
-    service, names = feature_service(store), feature_names(store)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
+    service, names = (
+        feature_service(store, FEATURE_SERVICE_NAME),
+        feature_names(store, FEATURE_SERVICE_NAME),
+    )
     t = feature_project.tables
     tx = t["transactions"][t["transactions"]["timestamp"] > cutoff]
     labels = t["labels"].merge(
@@ -310,8 +314,11 @@ def test_late_events_within_the_bound_get_the_reference_features(
     store = open_store(feature_project.settings)
     cutoff = BASE + pd.Timedelta(days=8)
     materialize(store, end=cutoff.to_pydatetime())
-    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
-    service, names = feature_service(store), feature_names(store)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
+    service, names = (
+        feature_service(store, FEATURE_SERVICE_NAME),
+        feature_names(store, FEATURE_SERVICE_NAME),
+    )
     t = feature_project.tables
     tx = t["transactions"]
     later = tx[(tx["timestamp"] > cutoff) & (tx["timestamp"] <= cutoff + pd.Timedelta(days=14))]
@@ -351,26 +358,30 @@ def test_beyond_the_lateness_bound_a_known_card_is_not_called_new(
     feature_project: FeatureProject, redis_url: str
 ) -> None:
     store = open_store(feature_project.settings)
-    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
     at = BASE + pd.Timedelta(days=700)
     writer.ingest_transaction(
         Transaction("late-1", "c_late", "m_late", int(at.value // 1000), 5.0, 1.0, 1.0)
     )
     too_late = at - pd.Timedelta(seconds=FEATURES.max_lateness_seconds) - pd.Timedelta(hours=2)
     row = online_features(
-        store, [request_row("c_late", "m_late", too_late.to_pydatetime(), 5.0, 1.0, 1.0)]
+        store,
+        [request_row("c_late", "m_late", too_late.to_pydatetime(), 5.0, 1.0, 1.0)],
+        FEATURE_SERVICE_NAME,
     )[0]
     assert row["is_new_customer"] == 0
     just_late = at - pd.Timedelta(seconds=FEATURES.max_lateness_seconds - 60)
     row = online_features(
-        store, [request_row("c_late", "m_late", just_late.to_pydatetime(), 5.0, 1.0, 1.0)]
+        store,
+        [request_row("c_late", "m_late", just_late.to_pydatetime(), 5.0, 1.0, 1.0)],
+        FEATURE_SERVICE_NAME,
     )[0]
     assert row["is_new_customer"] == 1  # within the bound the state knows: nothing before it
 
 
 def test_ingesting_twice_counts_once(feature_project: FeatureProject, redis_url: str) -> None:
     store = open_store(feature_project.settings)
-    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
     at = BASE + pd.Timedelta(days=400)
     txn = Transaction("dup-1", "c_dup", "m_dup", int(at.value // 1000), 10.0, 1.0, 1.0)
     writer.ingest_transaction(txn)
@@ -378,7 +389,7 @@ def test_ingesting_twice_counts_once(feature_project: FeatureProject, redis_url:
     later = request_row(
         "c_dup", "m_dup", (at + pd.Timedelta(seconds=5)).to_pydatetime(), 1.0, 1.0, 1.0
     )
-    row = online_features(store, [later])[0]
+    row = online_features(store, [later], FEATURE_SERVICE_NAME)[0]
     assert row["txn_count_1h"] == 1
     assert row["merchant_txn_count_24h"] == 1
     assert row["amount_sum_1h"] == pytest.approx(10.0)
@@ -390,7 +401,7 @@ def test_retries_count_once_after_the_raw_region_moved_past_them(
     """Tiles keep no transaction ids: a retry of a transaction the tiles hold (moved there by
     a later one, or folded straight in because it came in late) is recognised by its seen-key."""
     store = open_store(feature_project.settings)
-    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
     at = BASE + pd.Timedelta(days=500)
 
     def txn(tid: str, offset: pd.Timedelta, amount: float) -> Transaction:
@@ -410,7 +421,7 @@ def test_retries_count_once_after_the_raw_region_moved_past_them(
     probe = request_row(
         "c_retry", "m_retry", (at + pd.Timedelta(hours=4)).to_pydatetime(), 1.0, 1.0, 1.0
     )
-    row = online_features(store, [probe])[0]
+    row = online_features(store, [probe], FEATURE_SERVICE_NAME)[0]
     assert row["txn_count_24h"] == 3 and row["merchant_txn_count_24h"] == 3
     assert row["amount_sum_24h"] == pytest.approx(35.0)
 
@@ -421,7 +432,9 @@ def test_a_write_between_read_and_compare_and_set_is_folded_in_not_lost(
     """Another writer changes the card's state after this one read it: the script refuses the
     stale write and hands back the new fields, the fold runs again on them, and both count."""
     store = open_store(feature_project.settings)
-    writer, other = (OnlineStateWriter(RedisLayout(store), FEATURES) for _ in range(2))
+    writer, other = (
+        OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY) for _ in range(2)
+    )
     us = int((BASE + pd.Timedelta(days=600)).value // 1000)
     mine = Transaction("cas-1", "c_cas", "m_cas", us, 10.0, 1.0, 1.0)
     theirs = Transaction("cas-2", "c_cas", "m_cas_2", us + 1_000_000, 20.0, 1.0, 1.0)
@@ -446,7 +459,7 @@ def test_a_write_between_read_and_compare_and_set_is_folded_in_not_lost(
         "c_cas", "m_cas", pd.Timestamp(us + 5_000_000, unit="us", tz="UTC").to_pydatetime(),
         1.0, 1.0, 1.0,
     )  # fmt: skip
-    row = online_features(store, [later])[0]
+    row = online_features(store, [later], FEATURE_SERVICE_NAME)[0]
     assert row["txn_count_1h"] == 2 and row["amount_sum_1h"] == pytest.approx(30.0)
 
 
@@ -456,7 +469,7 @@ def test_merchant_counts_a_reused_transaction_id_of_another_card(
     """Idempotency is by (card, transaction id): a retry counts once, another card's reuse of
     the same id at the same merchant counts as the other transaction it is."""
     store = open_store(feature_project.settings)
-    writer = OnlineStateWriter(RedisLayout(store), FEATURES)
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
     at = BASE + pd.Timedelta(days=500)
     us = int(at.value // 1000)
     writer.ingest_transaction(Transaction("shared-1", "c_one", "m_shared", us, 10.0, 1.0, 1.0))
@@ -465,7 +478,7 @@ def test_merchant_counts_a_reused_transaction_id_of_another_card(
     later = request_row(
         "c_three", "m_shared", (at + pd.Timedelta(minutes=1)).to_pydatetime(), 1.0, 1.0, 1.0
     )
-    assert online_features(store, [later])[0]["merchant_txn_count_24h"] == 2
+    assert online_features(store, [later], FEATURE_SERVICE_NAME)[0]["merchant_txn_count_24h"] == 2
 
 
 def test_feast_cli_materialize_then_incremental(
@@ -479,20 +492,22 @@ def test_feast_cli_materialize_then_incremental(
     probe = request_row(
         last.customer_id, last.merchant_id, datetime(2030, 1, 1, tzinfo=UTC), 1.0, 0.0, 0.0
     )
-    assert online_features(store, [probe])[0]["is_new_customer"] == 1  # Redis is empty
+    assert (
+        online_features(store, [probe], FEATURE_SERVICE_NAME)[0]["is_new_customer"] == 1
+    )  # Redis is empty
 
     result = feast_cli(
         feature_project.settings, "materialize", "1970-01-01T00:00:00", "2030-01-01T00:00:00"
     )
     assert "customer_activity" in result.stdout
-    row = online_features(store, [probe])[0]
+    row = online_features(store, [probe], FEATURE_SERVICE_NAME)[0]
     assert row["is_new_customer"] == 0  # the customer's state reached Redis through the CLI
     assert row["seconds_since_last_txn"] == 30 * 86_400.0  # capped: last seen years earlier
 
     # Incremental runs pick up from the last end time and leave loaded state in place.
     result = feast_cli(feature_project.settings, "materialize-incremental", "2031-01-01T00:00:00")
     assert "customer_activity" in result.stdout
-    assert online_features(store, [probe])[0] == row
+    assert online_features(store, [probe], FEATURE_SERVICE_NAME)[0] == row
 
 
 def test_ingest_labels_command_moves_online_merchant_rates(
@@ -504,7 +519,7 @@ def test_ingest_labels_command_moves_online_merchant_rates(
     store = open_store(feature_project.settings)
     merchants = sorted(feature_project.tables["transactions"]["merchant_id"].unique())
     requests = [Request("c_any", m, int(at.value // 1000), 1.0, 40.0, -74.0) for m in merchants]
-    before = online_features(store, [_online_row(q) for q in requests])
+    before = online_features(store, [_online_row(q) for q in requests], FEATURE_SERVICE_NAME)
     assert all(row["merchant_fraud_rate_30d"] == 0.0 for row in before)
 
     # The real command, in its own process with this project's root and Redis.
@@ -522,7 +537,7 @@ def test_ingest_labels_command_moves_online_merchant_rates(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"folded {len(labels):,} labels" in result.stdout
-    after = online_features(store, [_online_row(q) for q in requests])
+    after = online_features(store, [_online_row(q) for q in requests], FEATURE_SERVICE_NAME)
     for q, row in zip(requests, after, strict=True):
         expected = reference.features(q)["merchant_fraud_rate_30d"]
         assert row["merchant_fraud_rate_30d"] == pytest.approx(expected, rel=1e-12, abs=1e-12)

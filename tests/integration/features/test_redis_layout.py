@@ -1,4 +1,5 @@
-"""Feast's Redis layout, as feature_repo/redis_layout.py writes it, against Feast's own writes.
+"""Feast's Redis layout, as feature_engine/online/redis_layout.py writes it, against Feast's own
+writes.
 
 The adapter writes Feast's internal layout directly (freshness writer, direct reader, fast
 materialize). If a Feast upgrade changes that layout, these tests fail loudly: for one entity of
@@ -16,8 +17,8 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 
-from feature_repo.redis_layout import RedisLayout, ViewLayout
-from feature_repo.store import open_store
+from feature_engine.online.redis_layout import RedisLayout, ViewLayout
+from feature_engine.store import open_store
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.redis_cluster import client_for
 from tests.support.edge_cases import FeatureProject

@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from feature_repo.aggregations import SERVICE_TABLES
-from feature_repo.offline_store import STORE_CLASS_PATH
-from feature_repo.pipeline import OFFLINE_TABLES, TABLE_JOIN_KEYS, build_features
-from feature_repo.store import feature_names, historical_features, open_store
+from feature_engine.offline.duckdb_store import STORE_CLASS_PATH
+from feature_engine.offline.pipeline import OFFLINE_TABLES, TABLE_JOIN_KEYS, build_features
+from feature_engine.store import feature_names, historical_features, open_store
+from feature_repo.services import SERVICE_TABLES, STATE_VELOCITY
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.settings import FeatureProfile, Settings
 from tests.integration.features.test_parity import _probe_requests, _requests_for
@@ -48,7 +48,7 @@ def spark() -> Iterator[object]:
         )
     version = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
     assert version.returncode == 0, version.stderr
-    from feature_repo.spark_session import spark_session
+    from feature_engine.spark.session import spark_session
 
     session = spark_session(Settings(feature_profile="spark", redis_url=NO_REDIS))
     assert session.conf.get("spark.master") == "local[2]"
@@ -72,7 +72,7 @@ def duckdb_project(
     tmp_path_factory: pytest.TempPathFactory, tables: dict[str, pd.DataFrame]
 ) -> Settings:
     settings = _project(tmp_path_factory.mktemp("duckdb"), "duckdb", tables)
-    build_features(settings.paths, FEATURES)
+    build_features(settings.paths, FEATURES, STATE_VELOCITY)
     feast_cli(settings, "apply")
     return settings
 
@@ -81,10 +81,10 @@ def duckdb_project(
 def spark_project(
     tmp_path_factory: pytest.TempPathFactory, tables: dict[str, pd.DataFrame], spark: object
 ) -> Settings:
-    from feature_repo.spark_pipeline import build_features_spark
+    from feature_engine.spark.pipeline import build_features_spark
 
     settings = _project(tmp_path_factory.mktemp("spark"), "spark", tables)
-    build_features_spark(settings, FEATURES)
+    build_features_spark(settings, FEATURES, STATE_VELOCITY)
     feast_cli(settings, "apply")  # FEATURE_PROFILE=spark reaches the CLI: SparkSources
     return settings
 
@@ -172,8 +172,8 @@ def test_spark_historical_features_equal_duckdb_and_the_reference(
     spark_store, duck_store = open_store(spark_project), open_store(duckdb_project)
     names = feature_names(spark_store, service)
     assert names == feature_names(duck_store, service)
-    got = historical_features(spark_store, entity_rows, progress=None, service=service)
-    want = historical_features(duck_store, entity_rows, progress=None, service=service)
+    got = historical_features(spark_store, entity_rows, service, progress=None)
+    want = historical_features(duck_store, entity_rows, service, progress=None)
     assert len(got) == len(requests)
     # Row for row and bit for bit: the same state rows reach the same on-demand function.
     pd.testing.assert_frame_equal(got, want, check_exact=True)

@@ -19,7 +19,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from feature_repo.logic import UNKNOWN_WITHOUT_HISTORY
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from fraud_platform import redis_server
 from fraud_platform.contracts import read_prediction_log
 from serving.schemas import BatchOut, ScoreOut
@@ -120,7 +120,7 @@ def test_real_looking_ids_are_scored_and_round_trip_through_redis(
 
 
 def test_posted_labels_move_the_online_rate_once_and_are_journaled(live: Live) -> None:
-    from feature_repo.events import read_event_tables
+    from feature_engine.offline.events import read_event_tables
 
     def rate_on(minutes: float) -> float:
         response = live.post("/predict", _txn(live, "label-c", "label-m", minutes))
@@ -242,8 +242,9 @@ def test_cold_start_gets_defaults(live: Live) -> None:
     assert features["txn_count_24h"] == 0 and features["merchant_txn_count_24h"] == 0
     # No history is said explicitly: null in the answer and listed as unknown, never a value
     # an old quiet card at home could also have; the amount has no baseline to compare with.
-    assert set(UNKNOWN_WITHOUT_HISTORY) <= set(out["unknown_features"])
-    assert all(features[name] is None for name in UNKNOWN_WITHOUT_HISTORY)
+    unknown = SERVICE_TABLES[FEATURE_SERVICE_NAME].unknown_without_history
+    assert set(unknown) <= set(out["unknown_features"])
+    assert all(features[name] is None for name in unknown)
     assert features["amount_no_baseline"] == 42.5
     assert out["prediction"] in {"FRAUD", "LEGIT"} and 0 <= out["probability"] <= 1
     assert len(out["transaction_id"]) == 32  # generated uuid4 hex

@@ -18,10 +18,10 @@ import pytest
 from feast import FeatureService
 from feast.transformation.python_transformation import PythonTransformation
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME
+from feature_engine.online.redis_layout import RedisLayout
+from feature_engine.store import feature_names, open_store, request_row
 from feature_repo.definitions import on_demand_view_name
-from feature_repo.redis_layout import RedisLayout
-from feature_repo.store import feature_names, open_store, request_row
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.settings import Settings
 from serving.features import FeastReader, OnlineFeaturesReader
 from tests.support import stack
@@ -106,6 +106,8 @@ def test_a_changed_feature_list_keeps_the_features_the_model_was_built_on(
     odfv = applier.get_on_demand_feature_view(on_demand_view_name(FEATURE_SERVICE_NAME))
     applier.apply([FeatureService(name=FEATURE_SERVICE_NAME, features=[odfv[["log_amount"]]])])
     store.refresh_registry()
-    assert feature_names(store) == ["log_amount"]  # the registry really changed
+    assert feature_names(store, FEATURE_SERVICE_NAME) == [
+        "log_amount"
+    ]  # the registry really changed
     assert reader.read(rows) == before
     assert f"{FEATURE_SERVICE_NAME} changed its features" in caplog.text

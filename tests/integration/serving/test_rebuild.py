@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import redis
 
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.redis_server import find_redis_server
 from fraud_platform.settings import Settings
 from tests.support import stack
@@ -126,7 +127,7 @@ def test_redis_killed_under_load_is_rebuilt_exactly_from_the_journal(
             Request(c, merchants[k % len(merchants)], probe_at.value // 1000, 25.0, 40.2, -74.1)
             for k, c in enumerate(customers)
         ]
-        from feature_repo.store import online_features, open_store, request_row
+        from feature_engine.store import online_features, open_store, request_row
 
         store = open_store(settings)  # the clone's root and Redis, no process-wide state
         rows = [
@@ -134,7 +135,7 @@ def test_redis_killed_under_load_is_rebuilt_exactly_from_the_journal(
                         q.lat, q.long)
             for q in probes
         ]  # fmt: skip
-        got = online_features(store, rows)
+        got = online_features(store, rows, FEATURE_SERVICE_NAME)
     problems = [
         (q.customer_id, bad)
         for q, row in zip(probes, got, strict=True)

@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME, SERVICE_TABLES
-from feature_repo.logic import output_features
-from feature_repo.redis_layout import RedisLayout
-from feature_repo.store import open_store, request_row
+from feature_engine.online.redis_layout import RedisLayout
+from feature_engine.store import open_store, request_row
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from fraud_platform.contracts import read_prediction_log
 from fraud_platform.settings import Settings
 from serving.features import make_reader
@@ -53,8 +52,8 @@ def _body(live: Live, tid: str, minutes: float) -> dict:
 
 
 def test_a_model_trained_on_v2_is_served_v2_features(live: Live) -> None:
-    v1_names = [name for name, _ in output_features(SERVICE_TABLES[FEATURE_SERVICE_NAME])]
-    v2_names = [name for name, _ in output_features(SERVICE_TABLES[V2])]
+    v1_names = list(SERVICE_TABLES[FEATURE_SERVICE_NAME].feature_names)
+    v2_names = list(SERVICE_TABLES[V2].feature_names)
     first = live.post("/predict", _body(live, "sv-1", 0))
     assert first.status_code == 200, first.text
     assert list(first.json()["features"]) == v1_names  # the v1 model: v1's features only

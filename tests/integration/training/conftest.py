@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
+from feature_repo.services import STATE_VELOCITY
 from fraud_platform.settings import Settings, load_params
 from tests.support.training_projects import (
     EARLY_SHARE,
@@ -31,7 +32,7 @@ from training.dataset import TrainingSet
 def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Project]:
     """``full`` and ``early`` projects, built and applied once for the session."""
     from data.generate import generate, write_tables
-    from feature_repo.pipeline import build_features
+    from feature_engine.offline.pipeline import build_features
 
     raw_params = small_params()
     built: dict[str, Project] = {}
@@ -49,7 +50,7 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Project]:
             start = pd.Timestamp(params.generate.start_date, tz="UTC")
             tables = early_tables(tables, EARLY_SHARE, start)
         write_tables(tables, settings.paths.raw_dir)
-        build_features(settings.paths, params.features)
+        build_features(settings.paths, params.features, STATE_VELOCITY)
         built[name] = Project(root=root, settings=settings, params=params, tables=tables)
     applies = {name: feast_apply(project.settings) for name, project in built.items()}
     for name, process in applies.items():

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from data.generate import distances_km
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import CUSTOMER_ID, LABEL, TRANSACTION_ID
 from tests.support.reference import Reference, Request
 from tests.support.training_projects import Project, isolated_environment
@@ -99,7 +100,7 @@ def _us(at: pd.Timestamp) -> int:
 def test_renaming_transactions_changes_no_score(
     kind: str, projects: dict[str, Project], training_set: TrainingSet, evaluation: Evaluation
 ) -> None:
-    from feature_repo.store import historical_features, open_store
+    from feature_engine.store import historical_features, open_store
 
     project = projects["full"]
     result = _result(evaluation, kind)
@@ -109,7 +110,7 @@ def test_renaming_transactions_changes_no_score(
     renamed = chosen.assign(**{TRANSACTION_ID: "renamed-" + chosen[TRANSACTION_ID]})
     with isolated_environment(project.root):
         store = open_store(project.settings)
-        retrieved = historical_features(store, renamed, progress=None)
+        retrieved = historical_features(store, renamed, FEATURE_SERVICE_NAME, progress=None)
     original = training_set.frame.set_index(TRANSACTION_ID).loc[chosen[TRANSACTION_ID]]
     assert list(retrieved[TRANSACTION_ID]) == list(renamed[TRANSACTION_ID])
     np.testing.assert_array_equal(

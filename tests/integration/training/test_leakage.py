@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feature_repo.logic import UNKNOWN_WITHOUT_HISTORY
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from fraud_platform.contracts import LABEL
 from tests.support.training_projects import Project, isolated_environment
 from training.dataset import TrainingSet
@@ -19,15 +19,16 @@ from training.model import BASELINE_FEATURES
 def test_model_columns_are_the_feature_service_in_its_order(
     training_set: TrainingSet, projects: dict[str, Project]
 ) -> None:
-    from feature_repo.store import feature_names, open_store
+    from feature_engine.store import feature_names, open_store
 
     with isolated_environment(projects["full"].root):
-        service_names = feature_names(open_store(projects["full"].settings))
+        service_names = feature_names(open_store(projects["full"].settings), FEATURE_SERVICE_NAME)
     assert training_set.features == service_names
     assert set(BASELINE_FEATURES) < set(service_names)
     frame = training_set.frame
     # Unknown only where the card has no such history, and said so by the other features.
-    known = [name for name in service_names if name not in UNKNOWN_WITHOUT_HISTORY]
+    unknown = SERVICE_TABLES[FEATURE_SERVICE_NAME].unknown_without_history
+    known = [name for name in service_names if name not in unknown]
     assert not frame[known].isna().any().any()
     new_card = frame["is_new_customer"] == 1
     assert new_card.any()
@@ -86,7 +87,7 @@ def test_shuffled_labels_collapse_pr_auc_to_the_fraud_rate(
 def test_batched_retrieval_equals_one_call(
     retrieve: Callable[[str], TrainingSet], projects: dict[str, Project]
 ) -> None:
-    from feature_repo.store import open_store
+    from feature_engine.store import open_store
     from training.dataset import labeled_transactions, retrieve_training_set
 
     project = projects["early"]

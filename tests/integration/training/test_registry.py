@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import LABEL, PROBABILITY
 from fraud_platform.settings import Settings
 from tests.support.training_projects import Project, isolated_environment

@@ -1,4 +1,4 @@
-"""The velocity declaration table: its rules, what derives from it, and the README's copy."""
+"""The declaration tables (velocity rows, derived features, services): rules and what derives."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from feature_repo.aggregations import (
-    STATE_VELOCITY,
-    VELOCITY,
+from feature_engine.declarations import (
     Aggregation,
+    DerivedFeature,
+    ServiceTable,
     VelocityTable,
+    derived,
+    derived_markdown_table,
     markdown_table,
-    register_table,
-    velocity_table,
 )
+from feature_engine.state.fields import state_fields
 from feature_repo.definitions import fraud_definitions
-from feature_repo.logic import output_features, state_fields
+from feature_repo.derived import DERIVED_V1
+from feature_repo.services import SERVICE_TABLES, STATE_VELOCITY, register_table, service_table
+from feature_repo.velocity import VELOCITY
 from fraud_cli.main import app
-from tests.support.edge_cases import EXTENDED_VELOCITY
+from tests.support.edge_cases import EXTENDED_SERVICE, EXTENDED_VELOCITY
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 HOUR = timedelta(hours=1)
@@ -34,8 +37,9 @@ def test_the_readme_table_is_the_generated_one() -> None:
         r"<!-- velocity-table:start -->\n(.*?)<!-- velocity-table:end -->", text, re.S
     )
     assert match, "README.md lost its velocity-table markers"
-    assert match.group(1) == markdown_table(), "run `fraud features declarations` and paste it"
-    assert markdown_table().count("\n") == len(STATE_VELOCITY.rows) + 2
+    table = markdown_table(SERVICE_TABLES)
+    assert match.group(1) == table, "run `fraud features declarations` and paste it"
+    assert table.count("\n") == len(STATE_VELOCITY.rows) + 2
     assert "| `txn_count_7d` | customer | count |  | `[floor(t - 7d, 1h), t)` | v2 |" in text
     assert "| `txn_count_1h` | customer | count |  | `[floor(t - 1h, 5min), t)` | v1, v2 |" in text
 
@@ -43,7 +47,8 @@ def test_the_readme_table_is_the_generated_one() -> None:
 def test_the_cli_prints_the_table() -> None:
     result = CliRunner().invoke(app, ["features", "declarations"])
     assert result.exit_code == 0
-    assert result.output == markdown_table()
+    assert markdown_table(SERVICE_TABLES) in result.output
+    assert derived_markdown_table(SERVICE_TABLES) in result.output
 
 
 @pytest.mark.parametrize(
@@ -105,10 +110,10 @@ def test_a_new_row_reaches_the_state_the_views_and_the_service() -> None:
     assert EXTENDED_VELOCITY.state_window_us("customer") == (7 * 24 + 1) * 3_600_000_000
     assert VELOCITY.state_window_us("customer") == 25 * 3_600_000_000
 
-    definitions = fraud_definitions(Path("/nowhere"), {"fraud_scoring_v1": EXTENDED_VELOCITY})
+    definitions = fraud_definitions(Path("/nowhere"), {"fraud_scoring_v1": EXTENDED_SERVICE})
     transaction_features = definitions.on_demand["fraud_scoring_v1"]
     outputs = [f.name for f in transaction_features.features]
-    assert outputs == [name for name, _ in output_features(EXTENDED_VELOCITY)]
+    assert outputs == list(EXTENDED_SERVICE.feature_names)
     new = {row.name for row in EXTENDED_VELOCITY.rows} - {row.name for row in VELOCITY.rows}
     assert new <= set(outputs)
     merchant_schema = {f.name for f in definitions.merchant_activity_fv.schema}
@@ -119,13 +124,63 @@ def test_a_new_row_reaches_the_state_the_views_and_the_service() -> None:
     transformation = transaction_features.feature_transformation
     assert transformation is not None
     source = transformation.udf_string
-    assert "velocity_table('velocity_test_extended')" in source
+    assert "service_table('velocity_test_extended')" in source
 
 
 def test_tables_are_found_by_name_and_names_are_unique() -> None:
-    assert velocity_table(VELOCITY.name) is VELOCITY
-    with pytest.raises(KeyError, match="no velocity table named 'nope'"):
-        velocity_table("nope")
-    assert register_table(EXTENDED_VELOCITY) is EXTENDED_VELOCITY  # the same table again: fine
+    v1 = SERVICE_TABLES["fraud_scoring_v1"]
+    assert service_table(v1.name) is v1
+    with pytest.raises(KeyError, match="no service table named 'nope'"):
+        service_table("nope")
+    assert register_table(EXTENDED_SERVICE) is EXTENDED_SERVICE  # the same table again: fine
     with pytest.raises(ValueError, match="already named"):
-        register_table(VelocityTable(VELOCITY.name, VELOCITY.rows[:1]))
+        register_table(ServiceTable(v1.name, VELOCITY, DERIVED_V1[:1]))
+
+
+def _one(x: object) -> float:
+    return 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"dtype": str, "placement": "request"}, "dtype must be int or float"),
+        ({"dtype": float, "placement": "terminal"}, "unknown placement"),
+        ({"dtype": float, "placement": "request", "drift": {"weekend": "moves"}}, "drift shifts"),
+    ],
+)
+def test_a_bad_derived_feature_is_refused_with_its_name(kwargs: dict, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as error:
+        derived(**kwargs)(_one)
+    assert str(error.value).startswith("_one:")
+
+
+def test_a_derived_feature_is_named_and_described_by_its_function() -> None:
+    feature = derived(float, placement="merchant")(_one)
+    assert feature.name == "_one" and feature.description == "_one" and feature.compute is _one
+    log_amount = next(f for f in DERIVED_V1 if f.name == "log_amount")
+    assert log_amount.description == "``log1p(amount)``."
+    assert log_amount.dtype is float and log_amount.placement == "request"
+
+
+def test_a_service_orders_its_features_by_placement_and_refuses_a_name_twice() -> None:
+    v1 = SERVICE_TABLES["fraud_scoring_v1"]
+    names = list(v1.feature_names)
+    velocity = {row.name: row.entity for row in v1.velocity.rows}
+    placement = {f.name: f.placement for f in v1.derived}
+    order = ["request", "customer-velocity", "customer", "merchant-velocity", "merchant"]
+    kinds = [f"{velocity[n]}-velocity" if n in velocity else placement[n] for n in names]
+    assert kinds == sorted(kinds, key=order.index)  # grouped, in the documented order
+    assert names[:3] == ["log_amount", "hour_of_day", "is_night"]
+    assert set(names) == set(velocity) | set(placement)
+    twice = DerivedFeature("txn_count_1h", float, _one, "request", "the name of a velocity row")
+    with pytest.raises(ValueError, match="features declared twice: \\['txn_count_1h'\\]"):
+        ServiceTable("bad", VELOCITY, (twice,))
+
+
+def test_every_service_serves_every_derived_feature_of_v1() -> None:
+    """v2 adds velocity rows only: both versions share the derived list, so their shared
+    features mean the same thing."""
+    v1, v2 = SERVICE_TABLES["fraud_scoring_v1"], SERVICE_TABLES["fraud_scoring_v2"]
+    assert set(v1.feature_names) <= set(v2.feature_names)
+    assert v1.derived == v2.derived == DERIVED_V1

@@ -7,7 +7,7 @@ import random
 import pytest
 from redis.crc import key_slot
 
-from feature_repo.redis_layout import colocated_key
+from feature_engine.online.redis_layout import colocated_key
 from fraud_platform.settings import Settings, feast_environment, redis_cluster_nodes
 
 

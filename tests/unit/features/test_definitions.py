@@ -7,9 +7,9 @@ from pathlib import Path
 
 from feast import FeatureService, FileSource, OnDemandFeatureView
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME, SERVICE_TABLES
+from feature_engine.store import repo_config
 from feature_repo.definitions import fraud_definitions, on_demand_view_name
-from feature_repo.store import repo_config
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from fraud_platform.settings import Settings
 
 
@@ -61,4 +61,4 @@ def test_repo_config_is_filled_from_the_settings_not_the_environment(tmp_path: P
     assert config.registry.path == str(settings.paths.registry)
     assert config.online_store.connection_string == "cache.example:6380,db=2,password=s3cret"
     assert config.repo_path == settings.paths.feature_repo
-    assert config.offline_store.type == "feature_repo.offline_store.AsOfDuckDBOfflineStore"
+    assert config.offline_store.type == "feature_engine.offline.duckdb_store.AsOfDuckDBOfflineStore"

@@ -1,9 +1,10 @@
 """Feast's private names live in the adapters that extend Feast, and nowhere else.
 
 Feast's Redis online layout (keys, field hashes, codecs, the client) is used through one
-module, feature_repo/redis_layout.py. The as-of offline store (feature_repo/offline_store.py)
-is a subclass of Feast's DuckDB store and uses exactly the private offline helpers listed
-below; a new private name anywhere fails here, so it is a decision, not an accident.
+module, feature_engine/online/redis_layout.py. The as-of offline store
+(feature_engine/offline/duckdb_store.py) is a subclass of Feast's DuckDB store and uses exactly the
+private offline helpers listed below; a new private name anywhere fails here, so it is a decision,
+not an accident.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import tomllib
 from fraud_platform.settings import PROJECT_ROOT
 
 PACKAGES = (
-    "fraud_platform", "data", "feature_repo", "training", "serving", "monitoring", "simulation",
-    "fraud_cli",
+    "fraud_platform", "data", "feature_engine", "feature_repo", "training", "serving",
+    "monitoring", "simulation", "fraud_cli",
 )  # fmt: skip
-ADAPTER = PROJECT_ROOT / "feature_repo" / "redis_layout.py"
-OFFLINE_STORE = PROJECT_ROOT / "feature_repo" / "offline_store.py"
+ADAPTER = PROJECT_ROOT / "feature_engine" / "online" / "redis_layout.py"
+OFFLINE_STORE = PROJECT_ROOT / "feature_engine" / "offline" / "duckdb_store.py"
 OFFLINE_INTERNALS = {
     "imports feast.infra.offline_stores.duckdb._write_data_source",
     "uses odfv._preprocess_arrow_table",
@@ -56,7 +57,7 @@ def test_only_the_layout_adapter_touches_feast_redis_internals() -> None:
 
 
 def test_the_adapter_names_the_pinned_feast_range() -> None:
-    from feature_repo.redis_layout import FEAST_VERSIONS
+    from feature_engine.online.redis_layout import FEAST_VERSIONS
 
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     feast = [d for d in pyproject["project"]["dependencies"] if d.startswith("feast")]

@@ -1,4 +1,4 @@
-"""Labels as of event time: the merchant label state's window rule (feature_repo.logic)."""
+"""Labels as of event time: the merchant label state's window rule (feature_engine.state.fold)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ import random
 
 import pytest
 
-from feature_repo.logic import (
-    BASELINE_DAYS,
-    DAY_US,
-    LABEL_STATE_DAYS,
-    merchant_fraud_rate,
-    merge_label,
-)
+from feature_engine.state.fields import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS
+from feature_engine.state.fold import merge_label
+from feature_engine.state.request import merchant_fraud_rate
 
 DAY0 = 20_000  # a UTC day number
 

@@ -1,10 +1,10 @@
 """The latest-rows sidecar answers `feast materialize`'s question exactly as the table scan does.
 
-``feature_repo/latest_rows.py``: the pipeline writes each table's latest row per entity beside
-it, and the offline store reads that instead of the whole history only when the range reaches
-the table's last event and the sidecar still matches the table. Every case here compares with
-a pandas reference written from Feast's rule (latest event time in ``[start, end]``, then
-latest created timestamp, then the row written last) and checks which file the query read.
+``feature_engine/offline/latest_rows.py``: the pipeline writes each table's latest row per entity
+beside it, and the offline store reads that instead of the whole history only when the range reaches
+the table's last event and the sidecar still matches the table. Every case here compares with a
+pandas reference written from Feast's rule (latest event time in ``[start, end]``, then latest
+created timestamp, then the row written last) and checks which file the query read.
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 from feast.infra.offline_stores.file_source import FileSource
 
-from feature_repo.latest_rows import latest_rows_path, usable_latest_rows, write_latest_rows
-from feature_repo.offline_store import AsOfDuckDBOfflineStore
+from feature_engine.offline.duckdb_store import AsOfDuckDBOfflineStore
+from feature_engine.offline.latest_rows import (
+    latest_rows_path,
+    usable_latest_rows,
+    write_latest_rows,
+)
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 FEATURES = ["amounts", "ids", "score"]

@@ -1,6 +1,7 @@
 """The feature logic alone, no Feast and no Redis: the one definition against the reference.
 
-* :func:`feature_repo.logic.features_for_request` on state folded one transaction (and label)
+* :func:`feature_engine.state.request.features_for_request` on state folded one transaction (and
+label)
   at a time by the online merges gives exactly the brute-force reference's features, on the
   edge-case data (same-second bursts, events exactly at t - 1h and t - 24h, a burst beyond the
   cap, a customer idle for 40 days, late labels);
@@ -17,28 +18,23 @@ import random
 import pandas as pd
 import pytest
 
-from feature_repo.aggregations import VELOCITY, VELOCITY_V2, VelocityTable
-from feature_repo.logic import (
-    BASELINE_DAYS,
-    CUSTOMER_WINDOW_US,
-    DAY_US,
-    HOUR_US,
-    MAX_GAP_SECONDS,
-    UNKNOWN_WITHOUT_HISTORY,
+from feature_engine.declarations import ServiceTable
+from feature_engine.offline.pipeline import build_features
+from feature_engine.state.fields import BASELINE_DAYS, DAY_US, HOUR_US, state_fields
+from feature_engine.state.fold import (
     Transaction,
-    features_for_request,
-    lookback_start_us,
     merge_label,
     merge_merchant_transaction,
     merge_transaction,
-    output_features,
-    state_fields,
 )
-from feature_repo.pipeline import build_features
+from feature_engine.state.request import features_for_request, lookback_start_us
+from feature_repo.derived import MAX_GAP_SECONDS
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES, STATE_VELOCITY
+from feature_repo.velocity import VELOCITY, VELOCITY_V2
 from fraud_platform.settings import Paths
 from tests.support.edge_cases import (
     DISTINCT_CAP,
-    EXTENDED_VELOCITY,
+    EXTENDED_SERVICE,
     FEATURES,
     edge_case_tables,
     write_raw,
@@ -48,28 +44,30 @@ from tests.support.reference import Reference, Request, mismatches
 LATENESS_US = FEATURES.max_lateness_seconds * 1_000_000
 
 
-Project = tuple[Paths, dict[str, pd.DataFrame], VelocityTable]
+V1 = SERVICE_TABLES[FEATURE_SERVICE_NAME]
+Project = tuple[Paths, dict[str, pd.DataFrame], ServiceTable]
 
 
 @pytest.fixture(
-    scope="module", params=[VELOCITY, EXTENDED_VELOCITY], ids=["declared", "declared-plus-rows"]
+    scope="module", params=[V1, EXTENDED_SERVICE], ids=["declared", "declared-plus-rows"]
 )
 def project(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Project:
     """The edge-case raw tables and their offline state tables (DuckDB only), for the declared
     velocity table and for the table with a new row of every operation: the second proves a
     new row is built, folded, evaluated and referenced with no other change."""
-    table: VelocityTable = request.param
+    service: ServiceTable = request.param
     paths = Paths(root=tmp_path_factory.mktemp("logic"))
     tables = edge_case_tables()
     write_raw(tables, paths.raw_dir)
-    build_features(paths, FEATURES, table=table)
-    return paths, tables, table
+    build_features(paths, FEATURES, service.velocity)
+    return paths, tables, service
 
 
 def test_features_for_request_on_folded_state_match_the_reference(project: Project) -> None:
     """Score every transaction on the state of everything before it, then fold it in."""
-    _, t, velocity = project
-    reference = Reference(t["transactions"], t["labels"], t["customers"], velocity)
+    _, t, service = project
+    velocity = service.velocity
+    reference = Reference(t["transactions"], t["labels"], t["customers"], service)
     homes = t["customers"].set_index("customer_id")[["home_lat", "home_long"]]
     labels = (
         t["labels"]
@@ -101,9 +99,9 @@ def test_features_for_request_on_folded_state_match_the_reference(project: Proje
             merchants.get(r.merchant_id, {}),
             label_states.get(r.merchant_id, {}),
             profile,
-            velocity,
+            service,
         )
-        assert set(got) == {name for name, _ in output_features(velocity)}
+        assert set(got) == set(service.feature_names)
         seen.update(
             row.name for row in velocity.rows if got[row.name] and not math.isnan(got[row.name])
         )
@@ -135,12 +133,16 @@ def test_unknown_entities_get_the_defaults() -> None:
         {},
         {},
         {},
+        V1,
     )
     assert got["is_new_customer"] == got["is_new_merchant"] == 1
     assert got["txn_count_24h"] == got["merchant_txn_count_24h"] == 0
     # No history is unknown (NaN), never a value an old quiet card at home could also have.
-    assert len(UNKNOWN_WITHOUT_HISTORY) == 4
-    for name in UNKNOWN_WITHOUT_HISTORY:
+    assert set(V1.unknown_without_history) == {
+        "seconds_since_last_txn", "km_per_hour_from_last_txn", "amount_to_avg_30d",
+        "distance_from_home_km",
+    }  # fmt: skip
+    for name in V1.unknown_without_history:
         assert math.isnan(got[name]), name
     assert got["amount_no_baseline"] == 99.0  # the amount, with nothing to compare it to
     assert got["merchant_fraud_rate_30d"] == 0.0 and got["hour_of_day"] == 0
@@ -149,7 +151,11 @@ def test_unknown_entities_get_the_defaults() -> None:
 def test_a_known_card_has_no_unknowns_and_no_amount_without_baseline() -> None:
     t = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
     state = merge_transaction(
-        None, Transaction("t1", "c1", "m1", t - 2 * DAY_US, 50.0, 1.0, 2.0), LATENESS_US, 8
+        None,
+        Transaction("t1", "c1", "m1", t - 2 * DAY_US, 50.0, 1.0, 2.0),
+        LATENESS_US,
+        8,
+        STATE_VELOCITY,
     )
     got = features_for_request(
         {"txn_timestamp_us": t, "amount": 99.0, "lat": 1.0, "long": 2.0},
@@ -157,6 +163,7 @@ def test_a_known_card_has_no_unknowns_and_no_amount_without_baseline() -> None:
         {},
         {},
         {"home_lat": 1.0, "home_long": 2.0},
+        V1,
     )
     assert got["is_new_customer"] == 0 and got["amount_no_baseline"] == 0.0
     assert got["seconds_since_last_txn"] == 2 * 86_400.0
@@ -166,19 +173,22 @@ def test_a_known_card_has_no_unknowns_and_no_amount_without_baseline() -> None:
 
 def test_lookback_start_is_the_longest_declared_window() -> None:
     t = 1_767_225_600_000_000 + 5 * HOUR_US  # 05:00 UTC: v1's baseline reaches furthest back
-    assert lookback_start_us(t) == t - 5 * HOUR_US - BASELINE_DAYS * DAY_US
-    assert lookback_start_us(t) < t - VELOCITY.state_window_us("customer")
-    assert lookback_start_us(t) <= t - int(MAX_GAP_SECONDS * 1_000_000)
+    assert lookback_start_us(t, V1) == t - 5 * HOUR_US - BASELINE_DAYS * DAY_US
+    assert lookback_start_us(t, V1) < t - VELOCITY.state_window_us("customer")
+    assert lookback_start_us(t, V1) <= t - int(MAX_GAP_SECONDS * 1_000_000)
     # v2's 30-day rolling mean, on daily tiles, reaches 31 days back: further than the baseline.
-    assert CUSTOMER_WINDOW_US == VELOCITY_V2.state_window_us("customer") == 31 * DAY_US
-    assert lookback_start_us(t, VELOCITY_V2) == t - 31 * DAY_US
+    v2 = SERVICE_TABLES["fraud_scoring_v2"]
+    assert STATE_VELOCITY.state_window_us("customer") == 31 * DAY_US
+    assert VELOCITY_V2.state_window_us("customer") == 31 * DAY_US
+    assert lookback_start_us(t, v2) == t - 31 * DAY_US
 
 
 @pytest.mark.parametrize("shuffle_seed", [None, 1, 2])
 def test_online_merge_equals_batch_pipeline(project: Project, shuffle_seed: int | None) -> None:
     """Folding transactions (and labels) one at a time, in any order, gives the pipeline's last
     state row of each customer and merchant."""
-    paths, tables, velocity = project
+    paths, tables, service = project
+    velocity = service.velocity
     tx = tables["transactions"]
     txns = [
         Transaction(

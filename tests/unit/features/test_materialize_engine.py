@@ -1,6 +1,6 @@
 """The engine's filter and dedup nodes pass Arrow through only when Feast's would not change it.
 
-``feature_repo/materialize_engine.py`` replaces Feast's pandas round trips when there is
+``feature_engine/materialize.py`` replaces Feast's pandas round trips when there is
 nothing to filter and every entity has one row; anything else must still reach Feast's own
 node, whose answer is compared here with the replacement's.
 """
@@ -17,7 +17,7 @@ from feast.infra.compute_engines.dag.context import ColumnInfo
 from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
 from feast.infra.compute_engines.local.nodes import LocalDedupNode, LocalSourceReadNode
 
-from feature_repo.materialize_engine import ArrowPassDedupNode, ArrowPassFilterNode
+from feature_engine.materialize import ArrowPassDedupNode, ArrowPassFilterNode
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 INFO = ColumnInfo(

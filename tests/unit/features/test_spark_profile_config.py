@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from feature_engine.store import repo_config
 from feature_repo.definitions import batch_source, fraud_definitions
-from feature_repo.store import repo_config
 from fraud_platform.settings import PROJECT_ROOT, Settings, feast_environment
 
 NO_REDIS = "redis://127.0.0.1:1/0"
@@ -22,7 +22,7 @@ def test_the_default_profile_is_duckdb_and_unchanged() -> None:
     settings = Settings(redis_url=NO_REDIS)
     assert settings.feature_profile == "duckdb"
     config = repo_config(settings)
-    assert config.offline_store.type == "feature_repo.offline_store.AsOfDuckDBOfflineStore"
+    assert config.offline_store.type == "feature_engine.offline.duckdb_store.AsOfDuckDBOfflineStore"
     assert feast_environment(settings)["FEAST_FS_YAML_FILE_PATH"].endswith(
         "feature_repo/feature_store.yaml"
     )

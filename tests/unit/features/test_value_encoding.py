@@ -1,9 +1,9 @@
 """Column-at-once ValueProto bytes equal protobuf's own serializer, value for value.
 
-``feature_repo/value_encoding.py`` writes the protobuf wire format of Feast's ``Value`` (and
-the event time's ``Timestamp``) with NumPy; the reference here is ``ValueProto(...)`` built
-per value and serialized by protobuf, with Feast's rules for missing values (null row -> empty
-message; NaN double scalar -> empty message).
+``feature_engine/online/value_encoding.py`` writes the protobuf wire format of Feast's ``Value``
+(and the event time's ``Timestamp``) with NumPy; the reference here is ``ValueProto(...)`` built per
+value and serialized by protobuf, with Feast's rules for missing values (null row -> empty message;
+NaN double scalar -> empty message).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from feature_repo.value_encoding import (
+from feature_engine.online.value_encoding import (
     serialized_timestamps,
     serialized_values,
     varint,
@@ -166,7 +166,7 @@ def test_null_event_times_are_refused() -> None:
 def test_string_entity_keys_equal_feasts_serialization() -> None:
     from types import SimpleNamespace
 
-    from feature_repo.redis_layout import _entity_keys, entity_key
+    from feature_engine.online.redis_layout import _entity_keys, entity_key
 
     config: Any = SimpleNamespace(project="fraud_platform", entity_key_serialization_version=3)
     ids = ["c00001", "", "ünïcødé ✓", "x" * 300, "m 1"]

@@ -79,7 +79,9 @@ def test_every_copied_file_exists_and_is_in_the_context(instructions: list[Instr
 
 def test_every_package_is_copied(instructions: list[Instruction]) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = set(pyproject["tool"]["setuptools"]["packages"])
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in patterns}  # top-level packages, subpackages too
+    assert {"feature_engine", "feature_repo", "serving"} <= packages
     copied = {
         source.rstrip("/")
         for item in instructions

@@ -63,9 +63,14 @@ def _project_imports(start: str) -> set[str]:
 def test_the_features_stage_depends_on_every_module_the_build_runs(
     dvc_config: dict[str, Any],
 ) -> None:
-    """A change to any module the offline build imports (a declared window, say) reruns it."""
+    """A change to any module the offline build imports, or to the declarations it builds the
+    state for (a declared window, say: ``fraud features build`` passes
+    ``feature_repo.services.STATE_VELOCITY``), reruns it."""
     deps = set(dvc_config["stages"]["features"]["deps"])
-    missing = sorted(_project_imports("feature_repo/pipeline.py") - deps)
+    runs = _project_imports("feature_engine/offline/pipeline.py")
+    runs |= _project_imports("feature_repo/services.py")
+    assert "feature_repo/velocity.py" in runs  # the declarations really are followed
+    missing = sorted(runs - deps)
     assert not missing, f"add to the features stage's deps in dvc.yaml: {missing}"
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from feature_repo.logic import Transaction
+from feature_engine.state.fold import Transaction
 from serving.ingest import Ingestor, PendingGate, entity_keys
 
 

@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import ModelTags
 from fraud_platform.scoring_model import LinearModel, ScoringModel, TreeModel
 from fraud_platform.settings import load_params

@@ -13,8 +13,8 @@ import redis
 import yaml
 from pydantic import ValidationError
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME
-from feature_repo.logic import Transaction
+from feature_engine.state.fold import Transaction
+from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.settings import PROJECT_ROOT, ParamsError, load_params
 from serving.ingest import Ingestor, PendingGate
 from serving.model import ModelBundle, ModelHolder, bound_registry_requests
@@ -323,8 +323,8 @@ def test_the_api_store_keeps_duckdb_out_and_refuses_offline_reads(tmp_path: Path
     script = f"""
 import sys
 from fraud_platform.settings import Settings
-from feature_repo.online_only import ONLINE_ONLY
-from feature_repo.store import open_store
+from feature_engine.online.online_only import ONLINE_ONLY
+from feature_engine.store import open_store
 import serving.main, serving.service  # everything a worker imports
 store = open_store(Settings(project_root={str(tmp_path)!r}), offline_store=ONLINE_ONLY)
 assert type(store._get_provider().offline_store).__name__ == "OnlineOnlyOfflineStore"
@@ -337,7 +337,7 @@ print(sorted(m for m in ("duckdb", "ibis") if m in sys.modules))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
-    from feature_repo.online_only import OnlineOnlyOfflineStore
+    from feature_engine.online.online_only import OnlineOnlyOfflineStore
 
     offline_call: Any = OnlineOnlyOfflineStore.get_historical_features
     with pytest.raises(NotImplementedError):

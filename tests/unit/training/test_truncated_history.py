@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from data.generate import generate
-from feature_repo.logic import BASELINE_DAYS, DAY_US, lookback_start_us
+from feature_engine.state.fields import BASELINE_DAYS, DAY_US
+from feature_engine.state.request import lookback_start_us
+from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from fraud_platform.settings import load_params
 from training.dataset import complete_history_mask, drop_truncated_history
 
@@ -25,7 +27,7 @@ START_US = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC: the data's first trans
 def test_a_row_trains_once_its_lookback_is_inside_the_data() -> None:
     # The first instant whose lookback starts exactly at the data start: midnight 30 days on.
     first_complete = START_US + BASELINE_DAYS * DAY_US
-    assert lookback_start_us(first_complete) == START_US
+    assert lookback_start_us(first_complete, SERVICE_TABLES[FEATURE_SERVICE_NAME]) == START_US
     times = np.array([START_US, first_complete - 1, first_complete, first_complete + DAY_US])
     old_card = np.full(len(times), START_US - 365 * DAY_US)
     assert complete_history_mask(times, old_card, START_US).tolist() == [
@@ -94,7 +96,7 @@ def test_the_data_start_is_the_raw_data_s_not_an_early_request_the_api_took_in(
 ) -> None:
     """The reference example (2023) posted to the demo API must not unlock the warm-up."""
     from data.generate import write_tables
-    from feature_repo.events import open_journals
+    from feature_engine.offline.events import open_journals
     from training.dataset import labeled_transactions
 
     write_tables(tables, tmp_path / "raw")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from feature_repo.services import STATE_VELOCITY
 from fraud_platform.console import fail
 from fraud_platform.settings import ParamsError, feast_environment, get_settings, load_params
 
@@ -19,10 +20,11 @@ def build() -> None:
 
     Reads the raw tables (data/raw) plus every transaction and label the API ingested online
     (data/ingested), so the offline tables, training and a rebuilt Redis all see them. DuckDB
-    builds them, or Spark with FEATURE_PROFILE=spark (same tables: feature_repo/spark_pipeline.py).
+    builds them, or Spark with FEATURE_PROFILE=spark (same tables:
+    feature_engine/spark/pipeline.py).
     """
     from data.validate import RawDataError, read_raw_tables
-    from feature_repo.pipeline import build_features
+    from feature_engine.offline.pipeline import build_features
 
     settings = get_settings()
     paths = settings.paths
@@ -33,11 +35,13 @@ def build() -> None:
         raise fail(str(exc)) from exc
     typer.echo(f"building offline tables from {paths.raw_dir} ({settings.feature_profile})")
     if settings.feature_profile == "spark":
-        from feature_repo.spark_pipeline import build_features_spark
+        from feature_engine.spark.pipeline import build_features_spark
 
-        result = build_features_spark(settings, params.features, progress=typer.echo)
+        result = build_features_spark(
+            settings, params.features, STATE_VELOCITY, progress=typer.echo
+        )
     else:
-        result = build_features(paths, params.features, progress=typer.echo)
+        result = build_features(paths, params.features, STATE_VELOCITY, progress=typer.echo)
     for name, (path, rows) in result.tables.items():
         typer.echo(f"  {name:<22} {rows:>10,} rows  {path}")
     typer.echo(f"done in {result.seconds:.1f} s")
@@ -45,7 +49,7 @@ def build() -> None:
 
 def _feast(*args: str) -> None:
     """Run the real ``feast`` CLI in feature_repo/ with the environment it reads."""
-    from feature_repo.store import run_feast_cli
+    from feature_engine.store import run_feast_cli
 
     settings = get_settings()
     typer.echo(f"$ (cd {settings.paths.feature_repo} && feast {' '.join(args)})")
@@ -75,7 +79,7 @@ def materialize(
     When the API ingested events since the offline tables were built, they are rebuilt first
     (raw data plus the ingestion journals), so materialize never loses what the API took in.
     """
-    from feature_repo.events import journals_newer_than
+    from feature_engine.offline.events import journals_newer_than
 
     paths = get_settings().paths
     if journals_newer_than(paths.ingested_dir, paths.feature_table("customer_activity")):
@@ -97,8 +101,8 @@ def rebuild_online() -> None:
 
 
 def _materialize(end: str | None) -> None:
-    from feature_repo.events import journal_label_ids
-    from feature_repo.pipeline import latest_state_time
+    from feature_engine.offline.events import journal_label_ids
+    from feature_engine.offline.pipeline import latest_state_time
 
     if end is None:
         try:
@@ -119,25 +123,28 @@ def _materialize(end: str | None) -> None:
     _feast("materialize", "1970-01-01T00:00:00", end_utc.isoformat())
     posted = journal_label_ids(get_settings().paths.ingested_dir)
     if posted:
-        from feature_repo.online_state import OnlineStateWriter
-        from feature_repo.redis_layout import RedisLayout
-        from feature_repo.store import open_store
+        from feature_engine.online.redis_layout import RedisLayout
+        from feature_engine.online.writer import OnlineStateWriter
+        from feature_engine.store import open_store
 
-        writer = OnlineStateWriter(RedisLayout(open_store()), load_params().features)
+        writer = OnlineStateWriter(
+            RedisLayout(open_store()), load_params().features, STATE_VELOCITY
+        )
         writer.mark_labels_seen(posted)  # (merchant_id, transaction_id) pairs
         typer.echo(f"marked {len(posted):,} labels posted online as folded (idempotency)")
 
 
 @app.command()
 def declarations() -> None:
-    """Print the declared velocity features (feature_repo/aggregations.py) as the README's table.
+    """Print the declared features (feature_repo/velocity.py, derived.py) as Markdown tables.
 
-    The README's copy, between its ``velocity-table`` markers, must equal this output (a test
-    checks it): paste it there after adding or changing a row.
+    The velocity rows first, then the derived features, each with the services that serve it.
     """
-    from feature_repo.aggregations import markdown_table
+    from feature_engine.declarations import derived_markdown_table, markdown_table
+    from feature_repo.services import SERVICE_TABLES
 
-    typer.echo(markdown_table(), nl=False)
+    typer.echo(markdown_table(SERVICE_TABLES))
+    typer.echo(derived_markdown_table(SERVICE_TABLES), nl=False)
 
 
 @app.command()
@@ -166,9 +173,9 @@ def ingest_labels(
     """Fold late-arriving labels into the merchants' online label buckets in Redis."""
     import pandas as pd
 
-    from feature_repo.online_state import OnlineStateWriter
-    from feature_repo.redis_layout import RedisLayout
-    from feature_repo.store import open_store
+    from feature_engine.online.redis_layout import RedisLayout
+    from feature_engine.online.writer import OnlineStateWriter
+    from feature_engine.store import open_store
 
     paths = get_settings().paths
     try:
@@ -183,7 +190,7 @@ def ingest_labels(
         raise fail(str(exc)) from exc
     arrived = labels[(labels["label_timestamp"] > start) & (labels["label_timestamp"] <= end)]
     arrived = arrived.merge(transactions, on="transaction_id").sort_values("label_timestamp")
-    writer = OnlineStateWriter(RedisLayout(open_store()), params.features)
+    writer = OnlineStateWriter(RedisLayout(open_store()), params.features, STATE_VELOCITY)
     applied = writer.ingest_labels(
         [
             (str(r.merchant_id), int(r.label_timestamp.value // 1_000), bool(r.is_fraud))

@@ -1,9 +1,9 @@
 """The platform's door to Feast: open the store, build entity rows, fetch features.
 
 Training calls :func:`historical_features`, the API calls :func:`online_features`; both ask
-for the same feature service (:data:`FEATURE_SERVICE_NAME`) and
-both build their rows with the same request fields, so a feature means the same number in
-both places.
+for a feature service by name (the one a model was trained on:
+``feature_repo.services.FEATURE_SERVICE_NAME`` by default) and both build their rows with the
+same request fields, so a feature means the same number in both places.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from feature_repo.aggregations import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import EVENT_TIMESTAMP, TIMESTAMP
 from fraud_platform.settings import Settings, feast_environment, get_settings
 
@@ -145,12 +144,12 @@ def run_feast_cli(
     )
 
 
-def feature_service(store: FeatureStore, name: str = FEATURE_SERVICE_NAME) -> FeatureService:
-    """A registered feature service (the default one unless named): training's and serving's."""
+def feature_service(store: FeatureStore, name: str) -> FeatureService:
+    """A registered feature service by name: training's and serving's."""
     return store.get_feature_service(name)
 
 
-def feature_names(store: FeatureStore, service_name: str = FEATURE_SERVICE_NAME) -> list[str]:
+def feature_names(store: FeatureStore, service_name: str) -> list[str]:
     """The service's feature names, in the service's order: the model's column order."""
     service = feature_service(store, service_name)
     return [
@@ -183,9 +182,9 @@ def entity_frame(transactions: pd.DataFrame) -> pd.DataFrame:
 def historical_features(
     store: FeatureStore,
     transactions: pd.DataFrame,
+    service: str,
     progress: Callable[[str], None] | None = print,
     batch_rows: int = HISTORICAL_BATCH_ROWS,
-    service: str = FEATURE_SERVICE_NAME,
 ) -> pd.DataFrame:
     """Point-in-time features of a service for each transaction (the training set).
 
@@ -197,9 +196,9 @@ def historical_features(
     Args:
         store: An open feature store.
         transactions: Raw-schema transactions, plus any columns to carry (e.g. ``is_fraud``).
+        service: The feature service's name.
         progress: Where to report progress; ``None`` for silence.
         batch_rows: Entity rows per ``get_historical_features`` call.
-        service: The feature service (the default one unless named).
 
     Returns:
         The input columns (``timestamp`` as ``event_timestamp``) plus one column per feature,
@@ -267,7 +266,7 @@ def request_row(
 def online_features(
     store: FeatureStore,
     rows: Sequence[Mapping[str, Any]],
-    service: FeatureService | None = None,
+    service: str | FeatureService,
     names: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Features of the service for each request row, read from Redis at request time.
@@ -275,14 +274,16 @@ def online_features(
     Args:
         store: An open feature store.
         rows: Rows built with :func:`request_row`.
-        service: The feature service, resolved once by the caller for speed.
+        service: The feature service's name, or the service resolved once by the caller
+            (with ``names``) for speed.
         names: Its feature names, resolved once by the caller for speed.
 
     Returns:
         One dict per row: feature name -> value.
     """
-    service = service or feature_service(store)
-    names = list(names) if names is not None else feature_names(store)
+    if isinstance(service, str):
+        service = feature_service(store, service)
+    names = list(names) if names is not None else feature_names(store, service.name)
     entity_rows = [dict(row) for row in rows]
     response = store.get_online_features(features=service, entity_rows=entity_rows).to_dict()
     return [{name: response[name][i] for name in names} for i in range(len(rows))]
@@ -294,7 +295,7 @@ def materialize(store: FeatureStore, end: datetime, start: datetime | None = Non
     Args:
         store: An open feature store.
         end: Upper bound of event times to load (inclusive); usually the data's latest time,
-            :func:`feature_repo.pipeline.latest_state_time`.
+            :func:`feature_engine.offline.pipeline.latest_state_time`.
         start: Lower bound; the epoch by default (state rows never expire).
     """
     store.materialize(start_date=start or _EPOCH, end_date=end)

@@ -18,14 +18,14 @@ filter and dedup nodes convert the whole table to pandas and back (every state a
 even when there is nothing to do; here they pass Arrow through when there is nothing to
 filter (no view ``filter``, no entity rows) and when every entity already has one row (what
 ``pull_latest_from_table_or_query`` returns), and run Feast's own code otherwise. The output
-node writes each batch to Redis through :func:`feature_repo.redis_layout.write_arrow_rows`,
+node writes each batch to Redis through :func:`feature_engine.online.redis_layout.write_arrow_rows`,
 which writes the same bytes straight from Arrow columns, a column at a time
-(:mod:`feature_repo.value_encoding`; field hashes computed once per view), and keeps Feast's
-write rule and layout byte for byte: a row is written only when its event time is newer than
+(:mod:`feature_engine.online.value_encoding`; field hashes computed once per view), and keeps
+Feast's write rule and layout byte for byte: a row is written only when its event time is newer than
 the one stored for that entity and view (read first, one round trip per batch, as Feast does), so
 materializing an older range never overwrites fresher online state. The layout itself (keys,
-fields, codecs) is :mod:`feature_repo.redis_layout`, the one module that touches Feast's Redis
-internals.
+fields, codecs) is :mod:`feature_engine.online.redis_layout`, the one module that touches Feast's
+Redis internals.
 
 Column types without a fast path (and list columns with null elements) go through Feast's own
 ``python_values_to_proto_values``; online stores other than Redis get Feast's node unchanged.
@@ -57,9 +57,9 @@ from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreCo
 from feast.infra.registry.base_registry import BaseRegistry
 from pydantic import StrictStr
 
-from feature_repo.redis_layout import WRITE_BATCH_ROWS, client_of, write_arrow_rows
+from feature_engine.online.redis_layout import WRITE_BATCH_ROWS, client_of, write_arrow_rows
 
-ENGINE_CLASS_PATH = "feature_repo.materialize_engine.ArrowRedisComputeEngine"
+ENGINE_CLASS_PATH = "feature_engine.materialize.ArrowRedisComputeEngine"
 
 
 class ArrowRedisComputeEngineConfig(LocalComputeEngineConfig):

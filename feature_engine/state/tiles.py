@@ -5,7 +5,7 @@ Pure data structures, no I/O.
 Why this shape
 --------------
 A row's window at request time t is ``[floor(t - window, tile), t)`` (sawtooth: see
-:mod:`feature_repo.aggregations`). Requests may be up to ``L`` (``features.max_lateness_seconds``)
+:mod:`feature_engine.declarations`). Requests may be up to ``L`` (``features.max_lateness_seconds``)
 older than the entity's latest event T, so a request's *end* may fall anywhere in ``[T - L, T]``
 and needs the raw events there; its *start* is always a tile boundary, so everything earlier is
 needed only as whole tiles. The state of an entity whose latest event is T therefore holds:
@@ -28,7 +28,7 @@ tiles a fixed count, the distinct values a cap, whatever the entity's volume.
 
 Idempotency: an event already in the raw region (same key) is not counted twice. An event older
 than B goes straight into the tiles, where keys are not kept; the caller makes sure such an
-event is folded once (``feature_repo/online_state.py`` sets a once-key for it).
+event is folded once (``feature_engine/online/writer.py`` sets a once-key for it).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from feature_repo.aggregations import (
+from feature_engine.declarations import (
     COLUMN_KINDS,
     FINEST_TILE_US,
     MICROS_PER_SECOND,

@@ -26,10 +26,10 @@ overrides two methods and keeps every other one (writes, logging, monitoring) as
   ``materialization.pull_latest_features``) returns only the latest row per entity, deduplicated
   inside DuckDB, instead of every row for Feast's pandas nodes to sort. The feature pipeline
   also writes each table's latest row per entity to a small sidecar
-  (``<table>.latest.parquet``, :mod:`feature_repo.latest_rows`); a materialization whose range
-  reaches the table's last event reads that instead of scanning the whole history (on 1.6M
-  state rows, ~30 ms instead of ~2.7 s), and falls back to the scan whenever the sidecar does
-  not match the table's bytes or the range ends earlier.
+  (``<table>.latest.parquet``, :mod:`feature_engine.offline.latest_rows`); a materialization
+  whose range reaches the table's last event reads that instead of scanning the whole history
+  (on 1.6M state rows, ~30 ms instead of ~2.7 s), and falls back to the scan whenever the
+  sidecar does not match the table's bytes or the range ends earlier.
 
 Point-in-time semantics, exactly Feast's
 ---------------------------------------
@@ -91,12 +91,12 @@ from feast.saved_dataset import SavedDatasetStorage
 from feast.transformation.python_transformation import PythonTransformation
 from pydantic import StrictInt, StrictStr
 
-from feature_repo.latest_rows import latest_rows_sql, usable_latest_rows
-from feature_repo.latest_rows import sql_identifier as _quote
-from feature_repo.latest_rows import sql_literal as _literal
+from feature_engine.offline.latest_rows import latest_rows_sql, usable_latest_rows
+from feature_engine.offline.latest_rows import sql_identifier as _quote
+from feature_engine.offline.latest_rows import sql_literal as _literal
 from fraud_platform.gc_pause import no_cyclic_gc
 
-STORE_CLASS_PATH = "feature_repo.offline_store.AsOfDuckDBOfflineStore"
+STORE_CLASS_PATH = "feature_engine.offline.duckdb_store.AsOfDuckDBOfflineStore"
 _ROW = "__asof_row"  # entity row number: restores entity_df order at the end
 _POS = "__asof_pos_{}"  # matched file row of view i (NULL: no row within ttl)
 _TS = "__asof_ts"
@@ -679,9 +679,9 @@ class AsOfDuckDBOfflineStore(DuckDBOfflineStore):
         What ``feast materialize`` loads into the online store (with
         ``materialization.pull_latest_features``); deduplicated in DuckDB with Feast's order
         (event timestamp, then created timestamp, descending). When the table's latest-rows
-        sidecar (written by the feature pipeline, :mod:`feature_repo.latest_rows`) still matches
-        the table and ``end_date`` reaches its last event, that small file is read instead of
-        the whole state history; otherwise the table is scanned (``latest_rows_sql``).
+        sidecar (written by the feature pipeline, :mod:`feature_engine.offline.latest_rows`) still
+        matches the table and ``end_date`` reaches its last event, that small file is read instead
+        of the whole state history; otherwise the table is scanned (``latest_rows_sql``).
 
         Args:
             config: The repo config.

@@ -1,10 +1,10 @@
 """Feast's Redis online layout in one adapter: keys, fields, codecs, the client, reads, writes.
 
 Why an adapter. Four parts of the platform must touch the bytes Feast keeps in Redis: the
-freshness writer (:mod:`feature_repo.online_state`: ``store.push`` costs ~5 ms and drops a
+freshness writer (:mod:`feature_engine.online.writer`: ``store.push`` costs ~5 ms and drops a
 second same-second row), the API's direct reader (``serving/features.py``: one pipelined
 ``HMGET`` instead of Feast's per-value conversions), the fast materialize engine
-(:mod:`feature_repo.materialize_engine`) and the API's fail-fast Redis client
+(:mod:`feature_engine.materialize`) and the API's fail-fast Redis client
 (``serving/online_store.py``, which replaces Feast's client). That layout is internal to Feast
 (``feast.infra.online_stores.redis`` and ``.helpers``), so every private Feast name it needs is
 imported here and nowhere else; the others go through this module.
@@ -22,7 +22,7 @@ where ``<view>`` is the view's name (with a version suffix when the registry's o
 view versioning is on: ``_versioned_fv_name``).
 
 Materialize (:func:`write_arrow_rows`) writes that layout for whole Arrow tables: values a
-column at a time (:mod:`feature_repo.value_encoding`), string entity keys from one prefix
+column at a time (:mod:`feature_engine.online.value_encoding`), string entity keys from one prefix
 (checked against Feast's ``serialize_entity_key`` on every batch), and each batch's reads and
 writes as one raw round trip each (:func:`run_commands`), keeping Feast's newer-wins rule.
 
@@ -56,7 +56,7 @@ from redis.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.utils import HIREDIS_AVAILABLE
 
-from feature_repo.value_encoding import serialized_timestamps, serialized_values
+from feature_engine.online.value_encoding import serialized_timestamps, serialized_values
 from fraud_platform.gc_pause import no_cyclic_gc
 
 if HIREDIS_AVAILABLE:
@@ -251,7 +251,7 @@ class ViewLayout:
             values: Feature name -> value.
             event_ts_us: The row's event time.
             stored: The row as stored now, when the write is guaranteed to apply to exactly
-                that (the compare-and-set of :mod:`feature_repo.online_state`): the features
+                that (the compare-and-set of :mod:`feature_engine.online.writer`): the features
                 whose value is unchanged are left out, being stored already.
         """
         mapping = {self.ts_key: encode_timestamp_us(event_ts_us)}
@@ -321,8 +321,8 @@ def value_bytes(column: pa.Array, value_type: ValueType) -> list[bytes]:
     """Serialized ``ValueProto`` of every row of a column, exactly as Feast's materialize writes.
 
     Int, float and string columns (and lists of them without null items) are encoded a whole
-    column at a time (:mod:`feature_repo.value_encoding`); anything else goes through Feast's
-    own ``python_values_to_proto_values``.
+    column at a time (:mod:`feature_engine.online.value_encoding`); anything else goes through
+    Feast's own ``python_values_to_proto_values``.
 
     Args:
         column: One Arrow column.

@@ -1,12 +1,16 @@
-"""The velocity features, declared once as data: :data:`VELOCITY`, one row per aggregation.
+"""The declaration language: velocity rows, derived features and feature services as data.
 
-Add a feature here and every path derives it: the stored state's columns and window
-(:mod:`feature_repo.logic`), the offline state build (:mod:`feature_repo.pipeline`), the online
-fold (``logic.merge_transaction``), the request-time evaluation (``logic.features_for_request``),
-the Feast views and service (:mod:`feature_repo.definitions`), the drift expectations of the
-simulator (``simulation/verdict.py``), the brute-force reference of the tests
-(``tests/support/reference.py``) and the README's feature table (:func:`markdown_table`, checked
-by ``tests/unit/features/test_aggregations.py``).
+``feature_repo/`` declares the features with these types (``feature_repo/velocity.py``: one
+:class:`Aggregation` row per windowed feature; ``feature_repo/derived.py``: one function per
+other feature; ``feature_repo/services.py``: which service serves which). Every path of the
+engine derives from those declarations: the stored state's columns and window
+(:mod:`feature_engine.state.fields`), the offline state build
+(:mod:`feature_engine.offline.pipeline`), the online fold (:mod:`feature_engine.state.fold`),
+the request-time evaluation (:mod:`feature_engine.state.request`), the Feast views and services
+(``feature_repo/definitions.py``), the drift expectations of the simulator
+(``simulation/verdict.py``), the brute-force reference of the tests
+(``tests/support/reference.py``) and the documentation's feature tables (:func:`markdown_table`,
+:func:`derived_markdown_table`).
 
 Exact semantics of a row ``(name, entity, column, operation, window)`` for a request of card
 *c* at merchant *m* at time *t* (UTC, microseconds), with the row's tile ``g``
@@ -25,7 +29,7 @@ moves with t), so the read would grow with the entity's volume. Rounding the sta
 lets the state keep whole tiles of partial aggregates (count, sum, max, last) for everything
 older than the lateness region, and raw events only for the last ``max_lateness`` (where a late
 request may put its exact end): the read is bounded by the tile count plus the events of one
-lateness region, whatever the volume (:mod:`feature_repo.tiles`).
+lateness region, whatever the volume (:mod:`feature_engine.state.tiles`).
 
 ``distinct_count`` keeps, for the part of the window older than the raw events, each value's
 latest time; at most ``features.distinct_values_cap`` values (the most recent) are kept, so a
@@ -50,7 +54,7 @@ This module is pure data and arithmetic: no I/O, no Feast, nothing imported from
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -86,7 +90,8 @@ TILE_HOUR = timedelta(hours=1)
 TILE_DAY = timedelta(days=1)
 TILE_LABELS = {TILE_5_MINUTES: "5m", TILE_HOUR: "1h", TILE_DAY: "1d"}
 # The finest tile: the raw region starts on it and the offline state has one row per entity and
-# 5-minute tile with events (feature_repo/pipeline.py), so the lateness must be at least this.
+# 5-minute tile with events (feature_engine/offline/pipeline.py), so the lateness must be at least
+# this.
 FINEST_TILE_US = int(TILE_5_MINUTES.total_seconds()) * MICROS_PER_SECOND
 # What a tile of partial aggregates keeps, per operation over ``amount`` (count: always kept).
 TILE_METRICS: dict[str, tuple[str, ...]] = {
@@ -284,88 +289,8 @@ def state_array(entity: str, column: str) -> str:
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-
-# The one table. Order matters only for the model's column order (customer rows first).
-VELOCITY = VelocityTable(
-    "velocity_v1",
-    (
-        Aggregation(
-            "txn_count_1h", "customer", "transaction", "count", HOUR,
-            "the card's transactions in the last hour",
-        ),
-        Aggregation(
-            "txn_count_24h", "customer", "transaction", "count", DAY,
-            "the card's transactions in the last 24 hours",
-        ),
-        Aggregation(
-            "amount_sum_1h", "customer", "amount", "sum", HOUR,
-            "the card's spending in the last hour",
-        ),
-        Aggregation(
-            "amount_sum_24h", "customer", "amount", "sum", DAY,
-            "the card's spending in the last 24 hours",
-        ),
-        Aggregation(
-            "amount_max_24h", "customer", "amount", "max", DAY,
-            "the card's largest amount in the last 24 hours",
-        ),
-        Aggregation(
-            "distinct_merchants_24h", "customer", "merchant_id", "distinct_count", DAY,
-            "merchants the card paid in the last 24 hours",
-        ),
-        Aggregation(
-            "merchant_txn_count_24h", "merchant", "transaction", "count", DAY,
-            "the merchant's transactions in the last 24 hours (all cards)",
-        ),
-    )
-)  # fmt: skip
-
 WEEK = timedelta(days=7)
 MONTH = timedelta(days=30)
-
-# Version 2: v1's rows plus longer windows and more merchant rows. v1 stays servable beside it.
-VELOCITY_V2 = VELOCITY.with_rows(
-    "velocity_v2",
-    Aggregation(
-        "txn_count_7d", "customer", "transaction", "count", WEEK,
-        "the card's transactions in the last 7 days",
-    ),
-    Aggregation(
-        "amount_sum_7d", "customer", "amount", "sum", WEEK,
-        "the card's spending in the last 7 days",
-    ),
-    Aggregation(
-        "distinct_merchants_7d", "customer", "merchant_id", "distinct_count", WEEK,
-        "merchants the card paid in the last 7 days",
-    ),
-    Aggregation(
-        "amount_mean_30d", "customer", "amount", "mean", MONTH,
-        "the card's mean amount over the last 30 days (rolling, daily tiles)",
-    ),
-    Aggregation(
-        "merchant_txn_count_1h", "merchant", "transaction", "count", HOUR,
-        "the merchant's transactions in the last hour (all cards)",
-    ),
-    Aggregation(
-        "merchant_amount_sum_24h", "merchant", "amount", "sum", DAY,
-        "the merchant's takings in the last 24 hours (all cards)",
-    ),
-)  # fmt: skip
-
-# The feature services, by name: each serves its table's rows through its own on-demand view.
-# A model records the service it was trained on; the API serves that service. Bump the version
-# on any change of a service's feature list or semantics; keep the old service while models
-# trained on it are served.
-FEATURE_SERVICE_NAME = "fraud_scoring_v1"  # the default: training's unless params say otherwise
-SERVICE_TABLES: dict[str, VelocityTable] = {
-    "fraud_scoring_v1": VELOCITY,
-    "fraud_scoring_v2": VELOCITY_V2,
-}
-
-# Every declaration table a process knows, by name. Feast rebuilds the on-demand view's
-# function from its source text in every process that reads the registry, so the function names
-# its table (``velocity_table("velocity_v1")``) instead of holding it.
-_TABLES: dict[str, VelocityTable] = {table.name: table for table in SERVICE_TABLES.values()}
 
 
 def union(name: str, *tables: VelocityTable) -> VelocityTable:
@@ -385,28 +310,181 @@ def union(name: str, *tables: VelocityTable) -> VelocityTable:
     return VelocityTable(name, tuple(rows.values()))
 
 
-# What the stored state keeps: every row of every service.
-STATE_VELOCITY = union("velocity_state", *SERVICE_TABLES.values())
+# ------------------------------------------------------------------ derived features
+
+Placement = Literal["request", "customer", "merchant"]
+"""Where a derived feature sits among the model's columns: with the request's own features
+(first), after the card's velocity rows, or after the merchant's."""
+DriftExpectation = Literal["moves", "may move"]
+"""What a simulated traffic shift (``simulation/traffic.py``: ``amount``, ``night``, ``burst``)
+does to a feature: it ``moves`` (the drift check must see it) or ``may move`` (either way)."""
+DRIFT_SHIFTS = ("amount", "night", "burst")
 
 
-def velocity_table(name: str) -> VelocityTable:
-    """The declaration table of that name.
+@dataclass(frozen=True)
+class DerivedFeature:
+    """A feature that is not a windowed aggregation: one function of the request and the state.
 
-    Raises:
-        KeyError: If no table of that name is registered in this process.
+    The function receives a :class:`~feature_engine.state.request.RequestContext`: the request
+    (time, amount, place) and what the stored state answers as of the request time (the card's
+    latest earlier transaction, its 30-day baseline, its home, the merchant's label rate, the
+    velocity rows' values). It runs in the on-demand view, so the value is the same in
+    ``get_historical_features``, online and in the tests.
+
+    Attributes:
+        name: The feature's name (the model's column); the function's name when declared with
+            :func:`derived`.
+        dtype: ``int`` or ``float``: the on-demand view's output type.
+        compute: The function, ``RequestContext -> value``.
+        placement: Where it sits among the model's columns (:data:`Placement`).
+        description: One line for the feature table.
+        unknown_without_history: The value is unknown (NaN offline, null online) for a card
+            without the history it needs, never a default an old card could also have.
+        lookback: The earliest instant (µs) the feature looks at for a request at t (µs), when
+            it looks further back than t itself: training drops rows whose lookback starts
+            before the data does (``training/dataset.py``).
+        drift: Simulated shift -> what it does to the feature (:data:`DriftExpectation`);
+            a shift not named leaves the feature alone.
     """
-    try:
-        return _TABLES[name]
-    except KeyError:
-        raise KeyError(f"no velocity table named {name!r}; known: {sorted(_TABLES)}") from None
+
+    name: str
+    dtype: type
+    compute: Callable[[Any], float | int] = field(repr=False)
+    placement: Placement
+    description: str
+    unknown_without_history: bool = False
+    lookback: Callable[[int], int] | None = field(default=None, repr=False)
+    drift: Mapping[str, DriftExpectation] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in (int, float):
+            raise ValueError(f"{self.name}: dtype must be int or float, not {self.dtype!r}")
+        if self.placement not in ("request", "customer", "merchant"):
+            raise ValueError(f"{self.name}: unknown placement {self.placement!r}")
+        unknown = set(self.drift) - set(DRIFT_SHIFTS)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown drift shifts {sorted(unknown)}")
 
 
-def register_table(table: VelocityTable) -> VelocityTable:
-    """Make a table known to :func:`velocity_table` in this process (a test fixture's table)."""
-    existing = _TABLES.setdefault(table.name, table)
-    if existing != table:
-        raise ValueError(f"another velocity table is already named {table.name!r}")
-    return table
+def derived(
+    dtype: type,
+    *,
+    placement: Placement,
+    unknown_without_history: bool = False,
+    lookback: Callable[[int], int] | None = None,
+    drift: Mapping[str, DriftExpectation] | None = None,
+) -> Callable[[Callable[[Any], float | int]], DerivedFeature]:
+    """Declare a derived feature: the decorated function computes it, its name names it.
+
+    The docstring's first line is the feature's description.
+
+    Args:
+        dtype: ``int`` or ``float``.
+        placement: Where it sits among the model's columns (:data:`Placement`).
+        unknown_without_history: Unknown (NaN) for a card without the history it needs.
+        lookback: The earliest instant the feature looks at, as a function of t (µs).
+        drift: Simulated shift -> what it does to the feature.
+
+    Returns:
+        A decorator turning the function into a :class:`DerivedFeature`.
+    """
+
+    def declare(function: Callable[[Any], float | int]) -> DerivedFeature:
+        doc = (function.__doc__ or "").strip().splitlines()
+        return DerivedFeature(
+            name=function.__name__,
+            dtype=dtype,
+            compute=function,
+            placement=placement,
+            description=doc[0] if doc else function.__name__,
+            unknown_without_history=unknown_without_history,
+            lookback=lookback,
+            drift=dict(drift or {}),
+        )
+
+    return declare
+
+
+@dataclass(frozen=True)
+class ServiceTable:
+    """The declarations of one feature service: its velocity rows and its derived features.
+
+    A feature service (``fraud_scoring_v1``...) serves exactly these features, in
+    :attr:`output_features` order; a changed list is a new service version. The stored state is
+    built for the union of every service's velocity rows, so each service reads its own rows
+    from the one state.
+
+    Attributes:
+        name: The table's name: the on-demand view's function looks the table up by it in every
+            process that reads Feast's registry (``feature_repo.services.service_table``).
+        velocity: The windowed aggregations.
+        derived: The other features.
+    """
+
+    name: str
+    velocity: VelocityTable
+    derived: tuple[DerivedFeature, ...]
+    # Derived once here, read on every request.
+    _outputs: tuple[tuple[str, type], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        names = [row.name for row in self.velocity.rows] + [f.name for f in self.derived]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"{self.name}: features declared twice: {duplicated}")
+
+        def placed(where: str) -> tuple[tuple[str, type], ...]:
+            return tuple((f.name, f.dtype) for f in self.derived if f.placement == where)
+
+        def rows(entity: str) -> tuple[tuple[str, type], ...]:
+            return tuple((row.name, row.output_type) for row in self.velocity.of(entity))
+
+        outputs = (
+            *placed("request"),
+            *rows("customer"),
+            *placed("customer"),
+            *rows("merchant"),
+            *placed("merchant"),
+        )
+        object.__setattr__(self, "_outputs", outputs)
+        object.__setattr__(self, "_hash", hash((self.name, self.velocity, self.derived)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @property
+    def output_features(self) -> tuple[tuple[str, type], ...]:
+        """The model's features, in order: (name, ``int`` or ``float``).
+
+        The request-time derived features, the card's velocity rows, the card's derived
+        features, the merchant's velocity rows, then the merchant's derived features.
+        """
+        return self._outputs
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The names of :attr:`output_features`, in order."""
+        return tuple(name for name, _ in self._outputs)
+
+    @property
+    def unknown_without_history(self) -> tuple[str, ...]:
+        """The derived features that are unknown (NaN) for a card without history."""
+        return tuple(f.name for f in self.derived if f.unknown_without_history)
+
+    def with_velocity(self, name: str, velocity: VelocityTable) -> ServiceTable:
+        """This service's derived features over other velocity rows (a test fixture's table)."""
+        return ServiceTable(name, velocity, self.derived)
+
+
+def state_table(name: str, services: Mapping[str, ServiceTable]) -> VelocityTable:
+    """What the stored state keeps: the union of every service's velocity rows."""
+    return union(name, *(service.velocity for service in services.values()))
+
+
+# ------------------------------------------------------------------ the feature table, as text
 
 
 def _window_text(window: timedelta) -> str:
@@ -418,29 +496,61 @@ def _window_text(window: timedelta) -> str:
     return f"{seconds}s"
 
 
-def markdown_table(services: Mapping[str, VelocityTable] | None = None) -> str:
-    """The README's velocity feature table (between its ``velocity-table`` markers).
+def markdown_table(services: Mapping[str, ServiceTable]) -> str:
+    """The velocity feature table of the documentation, generated from the declarations.
 
     Args:
-        services: Feature service -> its declaration table; :data:`SERVICE_TABLES` by default.
+        services: Feature service -> its declarations (``feature_repo.services.SERVICE_TABLES``).
 
     Returns:
         A Markdown table, one line per aggregation of any service (with the services that
         serve it), ending with a newline.
     """
-    services = SERVICE_TABLES if services is None else services
     lines = [
         "| feature | entity | operation | column | window | services | description |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for row in union("all", *services.values()).rows:
+    for row in state_table("all", services).rows:
         column = "" if row.column == "transaction" else f"`{row.column}`"
         serving = ", ".join(
-            name.removeprefix("fraud_scoring_") for name, t in services.items() if row in t.rows
+            name.removeprefix("fraud_scoring_")
+            for name, t in services.items()
+            if row in t.velocity.rows
         )
         lines.append(
             f"| `{row.name}` | {row.entity} | {row.operation} | {column} | "
             f"`[floor(t - {_window_text(row.window)}, {_window_text(tile_for(row.window))}), t)` "
             f"| {serving} | {row.description} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def derived_markdown_table(services: Mapping[str, ServiceTable]) -> str:
+    """The derived (non-velocity) feature table of the documentation, from the declarations.
+
+    Args:
+        services: Feature service -> its declarations.
+
+    Returns:
+        A Markdown table, one line per derived feature of any service, ending with a newline.
+    """
+    lines = [
+        "| feature | type | placed | unknown without history | services | description |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    seen: dict[str, DerivedFeature] = {}
+    for service in services.values():
+        for feature in service.derived:
+            seen.setdefault(feature.name, feature)
+    for feature in seen.values():
+        serving = ", ".join(
+            name.removeprefix("fraud_scoring_")
+            for name, t in services.items()
+            if feature in t.derived
+        )
+        unknown = "yes" if feature.unknown_without_history else ""
+        lines.append(
+            f"| `{feature.name}` | {feature.dtype.__name__} | {feature.placement} | {unknown} "
+            f"| {serving} | {feature.description} |"
         )
     return "\n".join(lines) + "\n"

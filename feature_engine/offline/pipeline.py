@@ -6,11 +6,11 @@ merchant's history, in time order, with the very code the online fold uses
 5-minute tile with events: so the batch and the online state cannot disagree by construction,
 and the tests check the remaining claim, that the fold gives the same state in any order. The
 per-entity fold is a plain function of sorted events (:func:`fold_activity`), the shape
-Spark's ``groupBy(...).applyInArrow`` runs: the Spark profile (:mod:`feature_repo.spark_pipeline`)
+Spark's ``groupBy(...).applyInArrow`` runs: the Spark profile (:mod:`feature_engine.spark.pipeline`)
 calls the same function on each entity's group.
 
 The label and home tables are DuckDB SQL. Every table holds, per entity, its state *as of* each
-of its rows' times (see :mod:`feature_repo.logic` for the definition and why).
+of its rows' times (see :mod:`feature_engine.state.request` for the definition and why).
 """
 
 from __future__ import annotations
@@ -27,25 +27,18 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from feature_repo.aggregations import (
-    FINEST_TILE_US,
-    MICROS_PER_SECOND,
-    STATE_VELOCITY,
-    VelocityTable,
-)
-from feature_repo.events import EventTables, read_event_tables
-from feature_repo.latest_rows import latest_rows_path, write_latest_rows
-from feature_repo.logic import (
+from feature_engine.declarations import FINEST_TILE_US, MICROS_PER_SECOND, VelocityTable
+from feature_engine.offline.events import EventTables, read_event_tables
+from feature_engine.offline.latest_rows import latest_rows_path, write_latest_rows
+from feature_engine.state.fields import (
     BASELINE_DAYS,
     DAY_US,
     LABEL_STATE_DAYS,
-    CustomerStateBuilder,
-    Transaction,
     activity_layout,
-    merchant_event,
     state_fields,
 )
-from feature_repo.tiles import EntityState
+from feature_engine.state.fold import CustomerStateBuilder, Transaction, merchant_event
+from feature_engine.state.tiles import EntityState
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.settings import FeatureParams, Paths
 
@@ -118,7 +111,7 @@ def fold_activity(
 
     The one implementation of the offline state build, whatever the engine: the DuckDB
     pipeline calls it on every entity at once, the Spark profile
-    (:mod:`feature_repo.spark_pipeline`) on each entity's group through
+    (:mod:`feature_engine.spark.pipeline`) on each entity's group through
     ``groupBy(...).applyInArrow``. Each entity's history is folded in time order with the one
     implementation of the state (``CustomerStateBuilder`` / ``EntityState``, the online fold's
     own), and after the last event of each 5-minute tile the state is emitted as one row,
@@ -206,9 +199,9 @@ def _merchant_labels_sql() -> tuple[list[str], str]:
     ``[D - 30, D]``: all a request on a day >= D needs, since the on-demand view uses the 30
     complete days before the request's day. The point-in-time join at t picks the last label day
     at or before t, so every label it counts arrived before t. Each merchant's *last* row keeps
-    ``[D - LABEL_STATE_DAYS, D]`` instead: exactly what :func:`~feature_repo.logic.merge_label`
-    gives after folding every label, and what ``feast materialize`` loads into Redis. Rows are
-    sparse (days with labels only) and never expire.
+    ``[D - LABEL_STATE_DAYS, D]`` instead: exactly what
+    :func:`~feature_engine.state.fold.merge_label` gives after folding every label, and what ``feast
+    materialize`` loads into Redis. Rows are sparse (days with labels only) and never expire.
     """
     setup = [
         f"""CREATE TEMP TABLE ml_daily AS
@@ -264,9 +257,9 @@ def build_offline_tables(
     events: EventTables,
     out_dir: Path,
     features: FeatureParams,
+    table: VelocityTable,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
-    table: VelocityTable = STATE_VELOCITY,
 ) -> PipelineResult:
     """Build every offline feature table from the events, atomically.
 
@@ -342,10 +335,10 @@ def build_offline_tables(
 def build_features(
     paths: Paths,
     features: FeatureParams,
+    table: VelocityTable,
     progress: Callable[[str], None] | None = None,
     threads: int | None = None,
     out_dir: Path | None = None,
-    table: VelocityTable = STATE_VELOCITY,
 ) -> PipelineResult:
     """The ``features`` step of a project: its raw data plus its ingested events -> its tables.
 
@@ -359,8 +352,8 @@ def build_features(
         threads: DuckDB threads; all cores by default.
         out_dir: Where to write the tables; the project's ``data/features`` by default (the
             consistency monitor builds into a shadow root instead).
-        table: The velocity declarations the state is built for (by default every row of
-            every service: :data:`~feature_repo.aggregations.STATE_VELOCITY`).
+        table: The velocity rows the state is built for: every row of every service
+            (``feature_repo.services.STATE_VELOCITY``).
 
     Returns:
         Where each table went, its row count, the wall time and the events it was built from.
@@ -375,9 +368,9 @@ def build_features(
         events,
         out_dir or paths.features_dir,
         features,
+        table,
         threads=threads,
         progress=progress,
-        table=table,
     )
 
 
@@ -395,7 +388,7 @@ def latest_state_time(features_dir: Path) -> datetime:
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise FileNotFoundError(f"offline tables not built (run `fraud features build`): {missing}")
-    # A Spark-built table is a folder of part files (feature_repo/spark_pipeline.py).
+    # A Spark-built table is a folder of part files (feature_engine/spark/pipeline.py).
     files = [str(p / "*.parquet") if p.is_dir() else str(p) for p in paths]
     row = duckdb.execute("SELECT max(event_timestamp) FROM read_parquet(?)", [files]).fetchone()
     if row is None or row[0] is None:

@@ -1,19 +1,20 @@
-"""The Spark profile's state build: the same offline tables as :mod:`feature_repo.pipeline`.
+"""The Spark profile's state build: the same offline tables as the DuckDB build.
 
-Same tables, same schema, same rows (``tests/integration/features/test_spark_profile.py``
-compares them row for row); only the engine differs, so the offline tables can be built where
-the history is, on a cluster, from Parquet on object storage.
+Same tables as :mod:`feature_engine.offline.pipeline`, same schema, same rows
+(``tests/integration/features/test_spark_profile.py`` compares them row for row); only the engine
+differs, so the offline tables can be built where the history is, on a cluster, from Parquet on
+object storage.
 
 * The velocity states (``customer_activity``, ``merchant_activity``) are *not* rewritten in Spark:
   ``groupBy(entity).applyInArrow`` hands each customer's (merchant's) events to
-  :func:`feature_repo.pipeline.fold_activity`, the DuckDB pipeline's own fold, which runs the
-  online fold's code (``CustomerStateBuilder`` / ``EntityState``). The window semantics
+  :func:`feature_engine.offline.pipeline.fold_activity`, the DuckDB pipeline's own fold, which runs
+  the online fold's code (``CustomerStateBuilder`` / ``EntityState``). The window semantics
   (sawtooth tiles, lateness region, caps) have one implementation for every engine.
 * The label and home tables are short SQL; here they are Spark SQL, the DuckDB SQL of
-  :mod:`feature_repo.pipeline` written with Spark's functions (``collect_list`` for ``list``,
-  ``transform``/``filter`` for ``list_transform``/``list_filter``, ``timestamp_micros`` for
-  ``make_timestamp``), with the same constants (``DAY_US``, ``BASELINE_DAYS``,
-  ``LABEL_STATE_DAYS``) imported from :mod:`feature_repo.logic`.
+  :mod:`feature_engine.offline.pipeline` written with Spark's functions (``collect_list`` for
+  ``list``, ``transform``/``filter`` for ``list_transform``/``list_filter``, ``timestamp_micros``
+  for ``make_timestamp``), with the same constants (``DAY_US``, ``BASELINE_DAYS``,
+  ``LABEL_STATE_DAYS``) imported from :mod:`feature_engine.state.request`.
 
 Each table is written as a Parquet *folder* (Spark's part files) at ``<location>/<name>.parquet``,
 the path the profile's ``SparkSource`` reads. Unlike the DuckDB build, the tables are replaced
@@ -29,14 +30,14 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from feature_repo.aggregations import STATE_VELOCITY, VelocityTable
-from feature_repo.logic import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS, state_fields
-from feature_repo.pipeline import (
+from feature_engine.declarations import VelocityTable
+from feature_engine.offline.pipeline import (
     OFFLINE_TABLES,
     TRANSACTION_COLUMNS,
     PipelineResult,
     fold_activity,
 )
+from feature_engine.state.fields import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS, state_fields
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.settings import FeatureParams, Settings
 
@@ -82,7 +83,8 @@ def activity_frame(
     """The ``customer_activity`` or ``merchant_activity`` rows, one group per entity.
 
     Args:
-        txn: Transactions with :data:`~feature_repo.pipeline.TRANSACTION_COLUMNS` (``ts`` in
+        txn: Transactions with :data:`~feature_engine.offline.pipeline.TRANSACTION_COLUMNS` (``ts``
+        in
             microseconds since the epoch).
         entity: ``customer`` or ``merchant``.
         features: ``params.yaml``'s ``features``.
@@ -163,13 +165,13 @@ def build_offline_tables_spark(
     customers: DataFrame,
     location: str,
     features: FeatureParams,
-    table: VelocityTable = STATE_VELOCITY,
+    table: VelocityTable,
     progress: Callable[[str], None] | None = None,
 ) -> PipelineResult:
     """Build every offline feature table with Spark, as the DuckDB ``build_offline_tables`` does.
 
     Args:
-        spark: The session (:func:`feature_repo.spark_session.spark_session`).
+        spark: The session (:func:`feature_engine.spark.session.spark_session`).
         transactions: Raw-schema transactions (``transaction_id, customer_id, merchant_id,
             timestamp, amount, lat, long``), e.g. ``spark.read.parquet("s3a://.../transactions")``.
         labels: Labels with their merchant (``transaction_id, merchant_id, is_fraud,
@@ -229,16 +231,16 @@ def build_offline_tables_spark(
 def build_features_spark(
     settings: Settings,
     features: FeatureParams,
+    table: VelocityTable,
     progress: Callable[[str], None] | None = None,
-    table: VelocityTable = STATE_VELOCITY,
     location: str | None = None,
 ) -> PipelineResult:
     """The ``features`` step of a project on the Spark profile (``fraud features build``).
 
     Reads the project's events as the DuckDB build does (raw tables plus the ingestion
-    journals, :func:`~feature_repo.events.read_event_tables`) and hands them to Spark. On a
-    cluster whose history lives in object storage, call :func:`build_offline_tables_spark`
-    with ``spark.read.parquet(...)`` frames instead.
+    journals, :func:`~feature_engine.offline.events.read_event_tables`) and hands them to Spark. On
+    a cluster whose history lives in object storage, call :func:`build_offline_tables_spark` with
+    ``spark.read.parquet(...)`` frames instead.
 
     Args:
         settings: The project (paths, Spark settings, ``spark_tables_uri``).
@@ -251,8 +253,8 @@ def build_features_spark(
     Returns:
         Where each table went, its row count, the wall time and the events it was built from.
     """
-    from feature_repo.events import read_event_tables
-    from feature_repo.spark_session import spark_session
+    from feature_engine.offline.events import read_event_tables
+    from feature_engine.spark.session import spark_session
 
     spark = spark_session(settings)
     events = read_event_tables(settings.paths.raw_dir, settings.paths.ingested_dir)

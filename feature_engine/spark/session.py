@@ -1,6 +1,6 @@
 """The Spark profile's one SparkSession, configured from ``feature_store.spark.yaml``.
 
-The state build (:mod:`feature_repo.spark_pipeline`) and Feast's Spark offline store share one
+The state build (:mod:`feature_engine.spark.pipeline`) and Feast's Spark offline store share one
 session and one configuration: the ``spark_conf`` of the profile's Feast file (``spark.master``
 from ``SPARK_MASTER``, UTC session time zone, Arrow transfers...). Feast's store starts its own
 session from the same ``spark_conf`` when none is active, and reuses an active one otherwise.
@@ -28,7 +28,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     Returns:
         Spark configuration key -> value.
     """
-    from feature_repo.store import repo_config
+    from feature_engine.store import repo_config
 
     spark_settings = settings.model_copy(update={"feature_profile": "spark"})
     conf = repo_config(spark_settings).offline_store.spark_conf

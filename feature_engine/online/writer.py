@@ -5,13 +5,13 @@ every call), and Feast's Redis write path *skips* a row whose event time is not 
 stored one, which would silently drop the second of two same-second transactions. And a push
 is a blind overwrite: two concurrent transactions of one customer would lose one another's
 update. So this module writes Feast's own Redis layout directly, through the one adapter that
-knows it (:mod:`feature_repo.redis_layout`: key, field hashes, value codecs, the client).
+knows it (:mod:`feature_engine.online.redis_layout`: key, field hashes, value codecs, the client).
 
 One atomic step per entity: compare-and-set in a Lua script (:data:`CAS_SCRIPT`).
 
 1. One round trip reads the states a transaction changes (the card's and the merchant's,
    pipelined; ``HMGET`` of the view's fields).
-2. The fold runs here, in Python, with :mod:`feature_repo.logic`: the one definition of the
+2. The fold runs here, in Python, with :mod:`feature_engine.state.fold`: the one definition of the
    merge, shared with the batch pipeline. (The state is Feast's protobuf ``ValueProto``
    encoding, which Redis' Lua cannot parse; a fold written again in Lua would be a second copy
    of the feature logic.)
@@ -29,7 +29,7 @@ view's fields of the same hash (the card's profile) is no conflict.
 
 Redis Cluster (``REDIS_MODE=cluster``). A script may only touch keys of one hash slot. Each
 call touches one entity's hash and its markers, which are named in the entity's slot
-(:func:`~feature_repo.redis_layout.colocated_key`); redis-py's cluster pipeline sends each
+(:func:`~feature_engine.online.redis_layout.colocated_key`); redis-py's cluster pipeline sends each
 call to the node owning that slot. The same code runs on one server. The tests read the result
 back through the public ``get_online_features`` to guard the layout.
 """
@@ -42,9 +42,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from feature_repo.aggregations import STATE_VELOCITY
-from feature_repo.logic import (
-    LABEL_STATE_DAYS,
+from feature_engine.online.redis_layout import colocated_key, run_commands
+from feature_engine.state.fields import LABEL_STATE_DAYS
+from feature_engine.state.fold import (
     Transaction,
     folds_into_tiles,
     merchant_event_key,
@@ -52,10 +52,10 @@ from feature_repo.logic import (
     merge_merchant_transaction,
     merge_transaction,
 )
-from feature_repo.redis_layout import colocated_key, run_commands
 
 if TYPE_CHECKING:
-    from feature_repo.redis_layout import RedisLayout
+    from feature_engine.declarations import VelocityTable
+    from feature_engine.online.redis_layout import RedisLayout
     from fraud_platform.settings import FeatureParams
 
 MAX_RETRIES = 50  # compare-and-set attempts per entity before giving up
@@ -110,8 +110,9 @@ def _merge_transaction_into(
     txn: Transaction,
     lateness_us: int,
     distinct_cap: int,
+    table: VelocityTable,
 ) -> dict[str, Any]:
-    return merge(state, txn, lateness_us, distinct_cap)
+    return merge(state, txn, lateness_us, distinct_cap, table)
 
 
 def _latest_ts_us(state: Mapping[str, Any], *, field: str) -> int:
@@ -171,20 +172,23 @@ class OnlineStateWriter:
     Resolve it once (at API start-up); it keeps the views' layouts and the layout's client.
     """
 
-    def __init__(self, layout: RedisLayout, features: FeatureParams) -> None:
+    def __init__(self, layout: RedisLayout, features: FeatureParams, table: VelocityTable) -> None:
         """Resolve the state views' layout.
 
         Args:
             layout: Feast's Redis layout of an open feature store (its registry must hold the
                 applied views); its client is the one written with.
             features: The state's caps and lateness, as the feature pipeline builds it.
+            table: The velocity rows the state is kept for (the union of every service's,
+                ``feature_repo.services.STATE_VELOCITY``), as the feature pipeline builds it.
         """
         self._layout = layout
         self._client = layout.client
         self._project = layout.project
         self.distinct_cap = features.distinct_values_cap
         self.lateness_us = features.max_lateness_seconds * 1_000_000
-        reach_us = max(STATE_VELOCITY.state_window_us(e) for e in ("customer", "merchant"))
+        self.table = table
+        reach_us = max(table.state_window_us(e) for e in ("customer", "merchant"))
         self.transaction_seen_seconds = (reach_us + self.lateness_us) // 1_000_000 + 1
         self._views = {
             name: layout.view(name)
@@ -286,6 +290,7 @@ class OnlineStateWriter:
                         txn=txn,
                         lateness_us=self.lateness_us,
                         distinct_cap=self.distinct_cap,
+                        table=self.table,
                     ),
                     functools.partial(_latest_ts_us, field=f"{entity[0]}_latest_ts_us"),
                     once_key=self._seen_key(
