@@ -127,11 +127,15 @@ class Settings(BaseSettings):
         model_alias: The alias training moves to a better model and the API serves
             (``MODEL_ALIAS``).
         api_keys: Comma-separated keys; empty means the scoring endpoints are open.
-        serving_feature_path: ``feast`` (default) reads through
-            ``FeatureStore.get_online_features`` on the feature service; ``direct`` reads the
-            four state views in one Redis pipeline and runs the registered on-demand function
-            (resolved once; several times faster, see benchmarks/bench_serving.py). Both give
-            the same numbers (tested).
+        max_body_bytes: The largest request body the API reads; a larger one is refused with
+            413 before it is parsed.
+        serving_feature_path: ``feast`` (default): the feature service as Feast's registry
+            resolves it, resolved again whenever Feast's registry cache expires or is refreshed
+            (a ``feast apply`` is seen when ``get_online_features`` would see it), read in one
+            Redis pipeline and transformed by Feast's own on-demand transformation (plain
+            ``get_online_features`` for a service it cannot resolve); ``direct``: the same
+            resolution done once at start-up and the registered on-demand function called
+            directly. Both give the same values and Python types (tested).
         serving_ingest_mode: ``async`` folds a scored transaction into the online state on a
             background thread right after scoring, and a later request of the same customer or
             merchant waits for it (read-your-writes inside one worker); ``sync`` ingests inside
