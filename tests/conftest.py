@@ -4,18 +4,19 @@ redis-server, MLflow, Feast CLI, uvicorn) and ``tests/e2e`` (the main job throug
 Every test below ``integration/`` or ``e2e/`` carries the ``integration`` marker, so
 ``pytest -m "not integration"`` is the unit tier wherever the tests are run from.
 
-Parallel runs (pytest-xdist, ``--dist loadgroup`` in pyproject): each worker is its own process
-with its own ``tmp_path_factory`` root, and every server a test starts takes a free loopback
-port (redis-server, cluster nodes, uvicorn), so workers share no port, folder or store. A
-session fixture is built once *per worker*; the tests that share one expensive stack are put in
-one xdist group (below) so that the stack is built once in the whole run: the serving stack
-(data, features, materialize, MLflow models), the cluster and its stack, the training projects.
+Parallel runs (pytest-xdist, ``-n`` in pyproject; the scheduler below): each worker is its own
+process with its own ``tmp_path_factory`` root, and every server a test starts takes a free loopback
+port (redis-server, cluster nodes, uvicorn), so workers share no port, folder or store. A session
+fixture is built once *per worker*; the tests that share one expensive stack are put in one scope of
+the scheduler (below) so that the stack is built once in the whole run: the serving stack (data,
+features, materialize, MLflow models), the cluster and its stack, the training projects.
 Module-scoped stacks (the feature projects, the e2e projects) group by module.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,12 +40,26 @@ def xdist_group(parts: tuple[str, ...]) -> str | None:
     return "/".join(parts)  # module-scoped stacks: the module's tests stay together
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the integration and end-to-end tiers by folder; group tests by the stack they share."""
-    for item in items:
-        parts = Path(item.path).resolve().relative_to(TESTS).parts
-        if parts[0] in {"integration", "e2e"}:
-            item.add_marker(pytest.mark.integration)
-        group = xdist_group(parts)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark the integration and end-to-end tiers by folder."""
+    parts = Path(item.path).resolve().relative_to(TESTS).parts
+    if parts[0] in {"integration", "e2e"}:
+        item.add_marker(pytest.mark.integration)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Send the tests that share a stack to one xdist worker, so the stack is built once.
+
+    xdist's own ``--dist loadgroup`` renames node ids through an attribute pytest 9.2 no longer
+    reads, so its groups are silently ignored; a scope scheduler whose scope is the stack group
+    (:func:`xdist_group`) does the same with public hooks. Unit tests spread one by one.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StackScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            parts = Path(nodeid.split("::", 1)[0]).parts
+            below_tests = parts[parts.index("tests") + 1 :] if "tests" in parts else parts
+            return xdist_group(tuple(below_tests)) or nodeid
+
+    return StackScheduling(config, log)
