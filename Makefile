@@ -38,7 +38,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	@echo "==> installing the project and its pinned dependencies into $(VENV) ($(INSTALLER))"
 ifeq ($(INSTALLER),uv)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.9,<1"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e ".[dev]"
 else
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 endif
