@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -133,9 +132,8 @@ def run_feast_cli(
         The finished process; check ``returncode``.
     """
     env = {**os.environ, **feast_environment(settings)}
-    feast_bin = Path(sys.executable).with_name("feast")
     return subprocess.run(
-        [str(feast_bin), *args],
+        [sys.executable, "-m", "feature_engine.feast_cli", *args],  # the ``feast`` command
         cwd=settings.paths.feature_repo,
         env=env,
         capture_output=capture,
