@@ -9,7 +9,14 @@ in front of the filters installed before them. ``feast apply`` run by hand works
 
 from __future__ import annotations
 
+import sys
+
 import fraud_platform
+
+
+def feast_command(*args: str) -> list[str]:
+    """The command line that runs ``feast ARGS`` this way (in the current interpreter)."""
+    return [sys.executable, "-m", "feature_engine.feast_cli", *args]
 
 
 def main() -> None:

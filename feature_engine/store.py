@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
+from feature_engine.feast_cli import feast_command
 from fraud_platform.contracts import EVENT_TIMESTAMP, TIMESTAMP
 from fraud_platform.settings import Settings, feast_environment, get_settings
 
@@ -133,7 +133,7 @@ def run_feast_cli(
     """
     env = {**os.environ, **feast_environment(settings)}
     return subprocess.run(
-        [sys.executable, "-m", "feature_engine.feast_cli", *args],  # the ``feast`` command
+        feast_command(*args),  # the ``feast`` command: see feature_engine.feast_cli
         cwd=settings.paths.feature_repo,
         env=env,
         capture_output=capture,
