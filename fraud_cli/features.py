@@ -101,11 +101,13 @@ def rebuild_online() -> None:
 
 
 def _require_redis() -> None:
-    """Fail with ``error: ...`` naming ``REDIS_URL`` when the online store does not answer.
+    """Raise Redis's ``ConnectionError`` when the online store does not answer a PING.
 
-    Checked before ``feast materialize`` starts: the CLI runs in its own process and would
-    otherwise end in redis-py's traceback after reading the offline tables.
+    Checked before ``feast materialize`` starts: the Feast CLI runs in its own process, whose
+    traceback the ``fraud`` entry point could not answer. Raised here, the entry point
+    (``fraud_cli.main.main``) answers it as every command's lost Redis: ``error: ...``, exit 2.
     """
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
 
     from fraud_platform.redis_cluster import client_for
@@ -113,11 +115,10 @@ def _require_redis() -> None:
     settings = get_settings()
     try:
         client_for(settings.redis_url, settings.redis_mode).ping()
-    except (RedisError, OSError) as exc:
-        raise fail(
-            f"cannot reach Redis at {settings.redis_url} (REDIS_URL, REDIS_MODE "
-            f"{settings.redis_mode}): {exc}"
-        ) from exc
+    except RedisConnectionError:
+        raise
+    except (RedisError, OSError) as exc:  # a cluster client fails before it connects
+        raise RedisConnectionError(str(exc)) from exc
 
 
 def _materialize(end: str | None) -> None:

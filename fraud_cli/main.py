@@ -56,8 +56,11 @@ def main() -> None:
             raise
         from fraud_platform.settings import get_settings
 
-        url = get_settings().redis_url
-        fail(f"cannot reach Redis at {url} (REDIS_URL, REDIS_MODE): {exc}")  # prints it
+        settings = get_settings()
+        fail(  # prints it
+            f"cannot reach Redis at {settings.redis_url} (REDIS_URL, REDIS_MODE "
+            f"{settings.redis_mode}): {exc}"
+        )
         raise SystemExit(EXIT_BAD_INPUT) from exc
 
 

@@ -15,6 +15,7 @@ Module-scoped stacks (the feature projects, the e2e projects) group by module.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _assign_work_unit(self, node: Any) -> None:
             # Longest first: the whole run lasts as long as its slowest worker, so the scopes
             # that take minutes start at once and the unit tests fill the gaps at the end.
-            first = min(self.workqueue, key=lambda scope: start_rank(_below_tests(scope)))
+            first = min(self.workqueue, key=_scope_rank)
             self.workqueue.move_to_end(first, last=False)
             super()._assign_work_unit(node)
 
     return StackScheduling(config, log)
+
+
+@cache
+def _scope_rank(scope: str) -> int:
+    return start_rank(_below_tests(scope))  # once per scope, not once per assignment
 
 
 def _below_tests(nodeid: str) -> tuple[str, ...]:
