@@ -292,7 +292,6 @@ def register_model(result: ModelResult, evaluation: Evaluation, settings: Settin
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-
     x_example = model_matrix(evaluation.train.head(5), result.features)
     requirements = model_requirements(result.kind)
     info = mlflow.sklearn.log_model(
