@@ -487,6 +487,56 @@ class ModelResult:
         return self.model.calibration
 
 
+def alerting_point(
+    point: OperatingPoint,
+    y_train: np.ndarray,
+    oof: np.ndarray,
+    holdout_scores: np.ndarray,
+    params: TrainParams,
+    label: str,
+    fallback: str | None = None,
+) -> OperatingPoint:
+    """The operating point, checked to alert on the holdout at all.
+
+    A rule met out of fold by a handful of top scores can set a threshold (near 1) that no
+    holdout row reaches: a model that would never alert. That is an unmet rule too: the
+    fallback (``train.threshold_fallback``, else ``fallback``) sets the threshold instead, or
+    training fails.
+
+    Args:
+        point: The operating point chosen out of fold (:func:`operating_point`).
+        y_train: 0/1 targets of the out-of-fold rows.
+        oof: Their calibrated out-of-fold probabilities.
+        holdout_scores: The final model's probabilities of the holdout rows.
+        params: The rules' parameters and the fallback.
+        label: The model, named in the error.
+        fallback: The fallback when ``params`` names none (the baseline's).
+
+    Returns:
+        ``point`` when it flags at least one holdout row, else the fallback's point.
+
+    Raises:
+        ThresholdRuleError: If it flags no holdout row and there is no other rule to use (or
+            that one flags none either).
+    """
+    if (holdout_scores >= point.threshold).any():
+        return point
+    reason = (
+        f"{label}: train.threshold_rule {point.rule}: its out-of-fold threshold "
+        f"{point.threshold:.6g} flags none of the {len(holdout_scores):,} holdout rows (the "
+        f"highest holdout probability is {float(np.max(holdout_scores)):.6g})"
+    )
+    rule = params.threshold_fallback or fallback
+    if rule is None or rule == point.rule:
+        raise ThresholdRuleError(
+            point.rule, f"{reason} (set train.threshold_fallback to fall back to another rule)", 0.0
+        )
+    threshold = _threshold_by(y_train, oof, rule, params)
+    if not (holdout_scores >= threshold).any():
+        raise ThresholdRuleError(rule, f"{reason}; the fallback {rule} flags none either", 0.0)
+    return OperatingPoint(threshold, rule, point.requested, reason)
+
+
 def cross_validate_and_fit(
     train: pd.DataFrame,
     holdout: pd.DataFrame,
@@ -552,7 +602,12 @@ def cross_validate_and_fit(
     # Calibration and threshold come from OOF scores only: no row scores itself.
     calibration = fit_calibration(y_train, oof_raw, params.calibration)
     oof = calibration.apply(oof_raw)
+    fitted = fit_estimator(kind, clone(template), x_train, y_train, fill)
+    model = freeze(kind, fitted, features, fill, calibration)
+    holdout_scores = model.predict_proba(holdout)[:, 1]
+
     point = operating_point(y_train, oof, params, label, fallback)
+    point = alerting_point(point, y_train, oof, holdout_scores, params, label, fallback)
     if point.fell_back:
         progress(
             f"WARNING {label}: train.threshold_rule {point.requested} cannot be met, "
@@ -567,10 +622,6 @@ def cross_validate_and_fit(
     ]
     cv_mean = {m: float(np.mean([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
     cv_std = {m: float(np.std([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
-
-    fitted = fit_estimator(kind, clone(template), x_train, y_train, fill)
-    model = freeze(kind, fitted, features, fill, calibration)
-    holdout_scores = model.predict_proba(holdout)[:, 1]
     holdout_amounts = _amounts(holdout)
     holdout_metrics = score_metrics(y_holdout, holdout_scores, threshold, holdout_amounts, cost)
     rule_points: dict[str, dict[str, float]] = {}

@@ -15,6 +15,7 @@ from tests.support.training_projects import small_params
 from training.dataset import TrainingError, check_labels
 from training.evaluation import (
     ThresholdRuleError,
+    alerting_point,
     choose_threshold,
     decision_metrics,
     holdout_mask,
@@ -156,6 +157,25 @@ def test_fallback_that_fails_too_is_an_error() -> None:
     )
     with pytest.raises(ThresholdRuleError, match="the fallback fails too"):
         operating_point(UNREACHABLE_Y, UNREACHABLE_SCORES, params, "lightgbm")
+
+
+def test_rule_met_out_of_fold_but_alerting_on_no_holdout_row_is_unmet() -> None:
+    # min_precision 0.9 is met out of fold at 0.7 (by hand above); a holdout whose highest
+    # probability is 0.65 would get no alert at all.
+    params = _train_params(threshold_rule="min_precision", min_precision=0.9)
+    point = operating_point(Y, SCORES, params, "lightgbm")
+    holdout = np.array([0.1, 0.3, 0.65])
+    with pytest.raises(ThresholdRuleError, match="flags none of the 3 holdout rows") as err:
+        alerting_point(point, Y, SCORES, holdout, params, "lightgbm")
+    assert "highest holdout probability is 0.65" in str(err.value)
+    # With a fallback named: target_recall 0.8 of the small params -> 0.5 (all 3 frauds).
+    named = _train_params(
+        threshold_rule="min_precision", min_precision=0.9, threshold_fallback="target_recall"
+    )
+    fell = alerting_point(point, Y, SCORES, holdout, named, "lightgbm")
+    assert (fell.rule, fell.threshold, fell.fell_back) == ("target_recall", 0.5, True)
+    # A threshold some holdout row reaches is kept as it is.
+    assert alerting_point(point, Y, SCORES, np.array([0.1, 0.75]), params, "x") is point
 
 
 def test_fallback_equal_to_the_rule_is_rejected() -> None:
