@@ -122,7 +122,7 @@ def _require_redis() -> None:
 
 
 def _materialize(end: str | None) -> None:
-    from feature_engine.offline.events import journal_label_ids
+    from feature_engine.offline.events import materialized_label_ids
     from feature_engine.offline.pipeline import latest_state_time
 
     if end is None:
@@ -143,8 +143,12 @@ def _materialize(end: str | None) -> None:
     typer.echo(f"materializing state as of {end_utc.isoformat()} UTC ({source})")
     # Microseconds kept: Feast's end bound is inclusive and the last row sits exactly there.
     _feast("materialize", "1970-01-01T00:00:00", end_utc.isoformat())
-    posted = journal_label_ids(get_settings().paths.ingested_dir)
-    if posted:
+    # Every label the loaded state counts gets its once-mark, raw or posted online: a label
+    # posted again (POST /labels) or folded again (ingest-labels) is then not counted twice.
+    paths = get_settings().paths
+    end_us = int(end_time.timestamp() * 1_000_000)
+    folded = materialized_label_ids(paths.raw_dir, paths.ingested_dir, end_us)
+    if folded:
         from feature_engine.online.redis_layout import RedisLayout
         from feature_engine.online.writer import OnlineStateWriter
         from feature_engine.store import open_store
@@ -152,8 +156,8 @@ def _materialize(end: str | None) -> None:
         writer = OnlineStateWriter(
             RedisLayout(open_store()), load_params().features, STATE_VELOCITY
         )
-        writer.mark_labels_seen(posted)  # (merchant_id, transaction_id) pairs
-        typer.echo(f"marked {len(posted):,} labels posted online as folded (idempotency)")
+        writer.mark_labels_seen(folded)  # (merchant_id, transaction_id) pairs
+        typer.echo(f"marked {len(folded):,} labels the loaded state counts as folded (idempotency)")
 
 
 @app.command()
@@ -215,8 +219,16 @@ def ingest_labels(
     writer = OnlineStateWriter(RedisLayout(open_store()), params.features, STATE_VELOCITY)
     applied = writer.ingest_labels(
         [
-            (str(r.merchant_id), int(r.label_timestamp.value // 1_000), bool(r.is_fraud))
+            (
+                str(r.merchant_id),
+                str(r.transaction_id),
+                int(r.label_timestamp.value // 1_000),
+                bool(r.is_fraud),
+            )
             for r in arrived.itertuples()
         ]
     )
-    typer.echo(f"folded {applied:,} labels into the online merchant label buckets")
+    typer.echo(
+        f"folded {applied:,} labels into the online merchant label buckets "
+        f"({len(arrived) - applied:,} already counted)"
+    )
