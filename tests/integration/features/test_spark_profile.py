@@ -21,10 +21,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from feast import FeatureStore
 
 from feature_engine.offline.duckdb_store import STORE_CLASS_PATH
 from feature_engine.offline.pipeline import OFFLINE_TABLES, TABLE_JOIN_KEYS, build_features
-from feature_engine.store import feature_names, historical_features, open_store
+from feature_engine.spark.asof_store import STORE_CLASS_PATH as SPARK_STORE_CLASS_PATH
+from feature_engine.store import feature_names, historical_features, open_store, repo_config
 from feature_repo.services import SERVICE_TABLES, STATE_VELOCITY
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.settings import FeatureProfile, Settings
@@ -89,6 +91,12 @@ def spark_project(
     return settings
 
 
+def _stock_spark_store(settings: Settings) -> FeatureStore:
+    """The Spark profile's store with Feast's own Spark offline store (``type: spark``)."""
+    section = repo_config(settings).offline_store
+    return open_store(settings, {"type": "spark", "spark_conf": section.spark_conf})
+
+
 def _plain(kind: pa.DataType) -> pa.DataType:
     """A type without nullability or child names (Spark marks non-null columns differently)."""
     if pa.types.is_list(kind):
@@ -146,13 +154,13 @@ def test_the_edge_cases_reach_the_spark_state(spark_project: Settings) -> None:
     assert len(busy) <= 4 * 12 and (busy["m_latest_ts_us"] > stamps_us).sum() > 20
 
 
-def test_the_profile_picks_feasts_spark_store_and_spark_sources(
+def test_the_profile_picks_the_spark_as_of_store_and_spark_sources(
     duckdb_project: Settings, spark_project: Settings
 ) -> None:
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
     spark_store, duck_store = open_store(spark_project), open_store(duckdb_project)
-    assert spark_store.config.offline_store.type == "spark"
+    assert spark_store.config.offline_store.type == SPARK_STORE_CLASS_PATH
     assert duck_store.config.offline_store.type == STORE_CLASS_PATH
     for view in ("customer_activity", "merchant_activity", "merchant_label_stats"):
         assert isinstance(spark_store.get_feature_view(view).batch_source, SparkSource)
@@ -170,13 +178,17 @@ def test_spark_historical_features_equal_duckdb_and_the_reference(
     requests = _requests_for(tx) + _probe_requests(tx)
     entity_rows = requests_frame(requests)
     spark_store, duck_store = open_store(spark_project), open_store(duckdb_project)
+    stock_store = _stock_spark_store(spark_project)
     names = feature_names(spark_store, service)
     assert names == feature_names(duck_store, service)
     got = historical_features(spark_store, entity_rows, service, progress=None)
     want = historical_features(duck_store, entity_rows, service, progress=None)
+    stock = historical_features(stock_store, entity_rows, service, progress=None)
     assert len(got) == len(requests)
-    # Row for row and bit for bit: the same state rows reach the same on-demand function.
+    # Row for row and bit for bit: the same state rows reach the same on-demand function,
+    # through the Spark as-of join, Feast's own Spark join and the DuckDB as-of join.
     pd.testing.assert_frame_equal(got, want, check_exact=True)
+    pd.testing.assert_frame_equal(got, stock, check_exact=True)
     reference = Reference(
         tables["transactions"], tables["labels"], tables["customers"], SERVICE_TABLES[service]
     )
