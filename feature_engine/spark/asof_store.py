@@ -67,7 +67,6 @@ from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
     _apply_bfv_transformations,
     _get_entity_df_event_timestamp_range,
     _get_entity_schema,
-    get_spark_session_or_start_new_with_repoconfig,
 )
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
@@ -75,6 +74,8 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from pydantic import StrictStr
+
+from feature_engine.spark.session import start_session
 
 STORE_CLASS_PATH = "feature_engine.spark.asof_store.AsOfSparkOfflineStore"
 _ROW = "__asof_row"  # entity row number: joins the views back and restores entity_df order
@@ -292,7 +293,8 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
             )
         assert isinstance(config.offline_store, SparkOfflineStoreConfig)
         warnings.filterwarnings("ignore", "The spark offline store is an experimental")
-        spark = get_spark_session_or_start_new_with_repoconfig(store_config=config.offline_store)
+        spark = start_session(config.offline_store.spark_conf or {})  # names a bad setting
+        spark.conf.set("spark.sql.parser.quotedRegexColumnNames", "true")  # as Feast's start
         entity_schema = _get_entity_schema(spark, entity_df)
         timestamp = offline_utils.infer_event_timestamp_from_entity_df(entity_schema)
         offline_utils.assert_expected_columns_in_entity_df(
