@@ -369,3 +369,51 @@ def test_spark_as_of_store_matches_feasts_spark_store_and_duckdb_on_edge_cases(
         (got["card"] == "b") & (got["shop"] == "s1") & (got["event_timestamp"] == _hours(121))
     ]
     assert set(tie[note]) == {"tie1"}  # the latest created timestamp wins
+
+
+def _table_rows(location: Path) -> dict[str, pd.DataFrame]:
+    return {name: _sorted_rows(location / f"{name}.parquet", name) for name in OFFLINE_TABLES}
+
+
+def test_a_spark_build_that_fails_half_way_leaves_the_previous_tables_readable(
+    spark_project: Settings, tmp_path: Path
+) -> None:
+    from feature_engine.spark.pipeline import build_features_spark
+
+    location = tmp_path / "features"
+    shutil.copytree(spark_project.offline_tables_location, location)
+    before = _table_rows(location)
+    done: list[str] = []
+
+    def fail_on_the_last_table(message: str) -> None:
+        done.append(message)
+        if len(done) == len(OFFLINE_TABLES):  # every table staged, none switched in yet
+            raise RuntimeError("the build stops here")
+
+    with pytest.raises(RuntimeError, match="the build stops here"):
+        build_features_spark(
+            spark_project,
+            FEATURES,
+            STATE_VELOCITY,
+            progress=fail_on_the_last_table,
+            location=str(location),
+        )
+    assert len(done) == len(OFFLINE_TABLES)
+    after = _table_rows(location)
+    for name in OFFLINE_TABLES:
+        pd.testing.assert_frame_equal(after[name], before[name], check_exact=True)
+    assert sorted(p.name for p in location.iterdir()) == sorted(
+        f"{name}.parquet" for name in OFFLINE_TABLES
+    )  # the staged tables are gone
+
+
+def test_switching_a_table_in_replaces_the_previous_one(spark: Any, tmp_path: Path) -> None:
+    from feature_engine.spark.pipeline import _switch
+
+    old, new = tmp_path / "t.parquet", tmp_path / "t.parquet.building-x"
+    for folder, values in ((old, [1, 2]), (new, [3])):
+        folder.mkdir()
+        pq.write_table(pa.table({"v": values}), folder / "part-0.parquet")
+    _switch(spark, str(new), str(old), str(tmp_path / "t.parquet.previous-x"))
+    assert pq.read_table(old).column("v").to_pylist() == [3]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
