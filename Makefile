@@ -16,7 +16,7 @@ STAMP := $(VENV)/.install-stamp
 INSTALLER ?= uv
 
 .PHONY: help venv install redis redis-stop redis-cluster redis-cluster-stop data features train evaluate serve drift demo \
-	repro test test-unit test-integration lint format docs docs-serve bench clean
+	repro test test-unit test-integration fuzz lint format docs docs-serve bench clean
 
 ## Show this help
 help:
@@ -38,7 +38,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	@echo "==> installing the project and its pinned dependencies into $(VENV) ($(INSTALLER))"
 ifeq ($(INSTALLER),uv)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.9,<1"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e ".[dev]"
 else
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 endif
@@ -107,6 +107,10 @@ test-unit: install
 ## Run the tests against real stacks (tests/integration: redis-server, MLflow, Feast, uvicorn)
 test-integration: install
 	$(BIN)/pytest tests/integration
+
+## Fuzz the live API longer than the suite does (schemathesis, 450 examples per operation)
+fuzz: install
+	FUZZ_MAX_EXAMPLES=450 FUZZ_MIN_CASES=1000 $(BIN)/pytest -n 0 tests/integration/serving/test_fuzz.py
 
 ## Lint: ruff check, ruff format --check, mypy
 lint: install

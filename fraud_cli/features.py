@@ -104,6 +104,26 @@ def rebuild_online() -> None:
     _materialize(None)
 
 
+def _require_redis() -> None:
+    """Fail with ``error: ...`` naming ``REDIS_URL`` when the online store does not answer.
+
+    Checked before ``feast materialize`` starts: the CLI runs in its own process and would
+    otherwise end in redis-py's traceback after reading the offline tables.
+    """
+    from redis.exceptions import RedisError
+
+    from fraud_platform.redis_cluster import client_for
+
+    settings = get_settings()
+    try:
+        client_for(settings.redis_url, settings.redis_mode).ping()
+    except (RedisError, OSError) as exc:
+        raise fail(
+            f"cannot reach Redis at {settings.redis_url} (REDIS_URL, REDIS_MODE "
+            f"{settings.redis_mode}): {exc}"
+        ) from exc
+
+
 def _materialize(end: str | None) -> None:
     from feature_engine.offline.events import journal_label_ids
     from feature_engine.offline.pipeline import latest_state_time
@@ -122,6 +142,7 @@ def _materialize(end: str | None) -> None:
         end_time = end_time.replace(tzinfo=UTC) if end_time.tzinfo is None else end_time
         source = "--end"
     end_utc = end_time.astimezone(UTC).replace(tzinfo=None)
+    _require_redis()
     typer.echo(f"materializing state as of {end_utc.isoformat()} UTC ({source})")
     # Microseconds kept: Feast's end bound is inclusive and the last row sits exactly there.
     _feast("materialize", "1970-01-01T00:00:00", end_utc.isoformat())

@@ -58,8 +58,30 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class StackScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            parts = Path(nodeid.split("::", 1)[0]).parts
-            below_tests = parts[parts.index("tests") + 1 :] if "tests" in parts else parts
-            return xdist_group(tuple(below_tests)) or nodeid
+            return xdist_group(_below_tests(nodeid)) or nodeid
+
+        def _assign_work_unit(self, node: Any) -> None:
+            # Longest first: the whole run lasts as long as its slowest worker, so the scopes
+            # that take minutes start at once and the unit tests fill the gaps at the end.
+            first = min(self.workqueue, key=lambda scope: start_rank(_below_tests(scope)))
+            self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
 
     return StackScheduling(config, log)
+
+
+def _below_tests(nodeid: str) -> tuple[str, ...]:
+    parts = Path(nodeid.split("::", 1)[0]).parts
+    return parts[parts.index("tests") + 1 :] if "tests" in parts else parts
+
+
+def start_rank(parts: tuple[str, ...]) -> int:
+    """When a scope starts, lower first: the main job end to end, the shared stacks, the other
+    integration modules, then the unit tests (ties keep the collection order)."""
+    if parts[:2] == ("e2e", "test_end_to_end.py"):
+        return 0
+    if parts[:2] in SESSION_STACKS:
+        return 1
+    if parts[0] in {"integration", "e2e"}:
+        return 2
+    return 3

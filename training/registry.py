@@ -112,6 +112,30 @@ def decide(
     return False, "champion_kept"
 
 
+def model_requirements(kind: str) -> list[str]:
+    """The pinned pip requirements logged with a model of family ``kind``.
+
+    Given explicitly, so MLflow does not infer them (inference loads the model in a child
+    process: seconds per logged model) and the artifact names exactly the versions it was
+    trained with.
+    """
+    import pandas as pd
+    import sklearn
+
+    from fraud_platform.scoring_model import TREES
+
+    requirements = [
+        f"scikit-learn=={sklearn.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+    if kind == TREES:
+        import lightgbm
+
+        requirements.append(f"lightgbm=={lightgbm.__version__}")
+    return requirements
+
+
 def register_model(result: ModelResult, evaluation: Evaluation, settings: Settings) -> str:
     """Log one fitted model with its signature in the active run and register a new version.
 
@@ -122,22 +146,11 @@ def register_model(result: ModelResult, evaluation: Evaluation, settings: Settin
         The new version number.
     """
     import mlflow.sklearn
-    import pandas as pd
-    import sklearn
     from mlflow.models import infer_signature
 
-    from fraud_platform.scoring_model import TREES
 
     x_example = model_matrix(evaluation.train.head(5), result.features)
-    requirements = [
-        f"scikit-learn=={sklearn.__version__}",
-        f"pandas=={pd.__version__}",
-        f"numpy=={np.__version__}",
-    ]
-    if result.kind == TREES:
-        import lightgbm
-
-        requirements.append(f"lightgbm=={lightgbm.__version__}")
+    requirements = model_requirements(result.kind)
     info = mlflow.sklearn.log_model(
         result.model,
         name=result.kind,

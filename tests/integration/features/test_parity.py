@@ -496,8 +496,12 @@ def test_feast_cli_materialize_then_incremental(
         online_features(store, [probe], FEATURE_SERVICE_NAME)[0]["is_new_customer"] == 1
     )  # Redis is empty
 
-    result = feast_cli(
-        feature_project.settings, "materialize", "1970-01-01T00:00:00", "2030-01-01T00:00:00"
+    result = feast_cli(  # the installed `feast` script, as a user runs it
+        feature_project.settings,
+        "materialize",
+        "1970-01-01T00:00:00",
+        "2030-01-01T00:00:00",
+        script=True,
     )
     assert "customer_activity" in result.stdout
     row = online_features(store, [probe], FEATURE_SERVICE_NAME)[0]
