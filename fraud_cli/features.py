@@ -36,10 +36,14 @@ def build() -> None:
     typer.echo(f"building offline tables from {paths.raw_dir} ({settings.feature_profile})")
     if settings.feature_profile == "spark":
         from feature_engine.spark.pipeline import build_features_spark
+        from feature_engine.spark.session import SparkStartError
 
-        result = build_features_spark(
-            settings, params.features, STATE_VELOCITY, progress=typer.echo
-        )
+        try:
+            result = build_features_spark(
+                settings, params.features, STATE_VELOCITY, progress=typer.echo
+            )
+        except SparkStartError as exc:
+            raise fail(str(exc)) from exc
     else:
         result = build_features(paths, params.features, STATE_VELOCITY, progress=typer.echo)
     for name, (path, rows) in result.tables.items():
