@@ -389,25 +389,32 @@ def _compromise_merchants(
     pop: _Population,
     params: GenerateParams,
     days: int,
-) -> np.ndarray:
-    """Patterns of ``legit`` with a share of the breached merchants' later rows made fraud."""
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Patterns of ``legit`` with a share of the breached merchants' later rows made fraud.
+
+    Returns:
+        The new patterns, and each breached merchant's breach start (seconds since the period
+        start), by merchant index.
+    """
     pattern = legit.pattern.copy()
     n_merchants = len(pop.merchant_popularity)
     count = _count_hit(params.compromised_merchant_rate, n_merchants)
+    breaches: dict[int, float] = {}
     if count == 0 or params.compromised_merchant_fraud_share == 0:
-        return pattern
+        return pattern, breaches
     # Breaches hit busy merchants more often: draw them by popularity.
     weights = pop.merchant_popularity / pop.merchant_popularity.sum()
     compromised = rng.choice(n_merchants, size=count, replace=False, p=weights)
     period = days * SECONDS_PER_DAY
     for merchant in compromised:
         start = rng.uniform(*COMPROMISE_START_SHARE) * period
+        breaches[int(merchant)] = start
         during = np.flatnonzero(
             (legit.merchant == merchant) & (legit.second >= start) & (pattern == _LEGIT)
         )
         hit = during[rng.random(len(during)) < params.compromised_merchant_fraud_share]
         pattern[hit] = _COMPROMISED
-    return pattern
+    return pattern, breaches
 
 
 def _concat(parts: list[_Transactions]) -> _Transactions:
@@ -444,6 +451,7 @@ def generate(
     n_customers: int | None = None,
     days: int | None = None,
     progress: Progress | None = None,
+    breaches: dict[str, pd.Timestamp] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Generate the four raw tables: transactions, labels, customers and merchants.
 
@@ -453,6 +461,9 @@ def generate(
         n_customers: Override of ``params.n_customers`` (for benchmarks and tests).
         days: Override of ``params.days``.
         progress: Called with a short message after each stage, e.g. ``print``.
+        breaches: When given, filled with each compromised merchant's id -> its breach start
+            (UTC): what no table says, for measuring what the data allows
+            (``benchmarks/bench_merchant_ceiling.py``).
 
     Returns:
         Table name -> data frame with exactly the columns of ``data/schema.py``;
@@ -490,7 +501,7 @@ def generate(
     testing = _card_testing(rng, np.sort(victims[:n_testing]), pop, days)
     takeover = _account_takeover(rng, np.sort(victims[n_testing:]), pop, legit, days)
     new_account = _new_accounts(rng, pop, days)
-    legit.pattern = _compromise_merchants(rng, legit, pop, params, days)
+    legit.pattern, breached = _compromise_merchants(rng, legit, pop, params, days)
     txns = _concat([legit, testing, takeover, new_account])
     report(
         f"fraud patterns: {len(testing)} card-testing, {len(takeover)} account-takeover, "
@@ -506,6 +517,11 @@ def generate(
     customer_ids = _ids("c", n_customers, 5)
     merchant_ids = _ids("m", params.n_merchants, 4)
     transaction_ids = _ids("t", len(txns), 7)
+    if breaches is not None:
+        # Whole seconds: a row at or after this second is at or after the (fractional) start.
+        breaches.update(
+            {str(merchant_ids[m]): _utc(start, np.ceil([s]))[0] for m, s in breached.items()}
+        )
 
     transactions = pd.DataFrame(
         {

@@ -223,6 +223,25 @@ def test_compromised_merchant_fraud_spreads_over_time_and_customers(
     assert (before["fraud_pattern"] != "compromised_merchant").all()
 
 
+def test_breach_dates_are_reported_and_bound_the_pattern(
+    generate_params: GenerateParams, small_tables: dict[str, pd.DataFrame]
+) -> None:
+    breaches: dict[str, pd.Timestamp] = {}
+    tables = generate(
+        generate_params, SMALL_SEED, n_customers=SMALL_CUSTOMERS, days=SMALL_DAYS, breaches=breaches
+    )
+    # Asking for the breach dates changes no table.
+    for name in RAW_TABLES:
+        pd.testing.assert_frame_equal(tables[name], small_tables[name])
+    rows = _with_labels(tables)
+    compromised = rows[rows["fraud_pattern"] == "compromised_merchant"]
+    assert set(compromised["merchant_id"]) <= set(breaches)
+    assert (compromised["timestamp"] >= compromised["merchant_id"].map(breaches)).all()
+    # The first compromised fraud of a merchant comes at or after its breach, never before.
+    first = compromised.groupby("merchant_id")["timestamp"].min()
+    assert all(first[m] >= breaches[m] for m in first.index)
+
+
 def test_no_fraud_when_rates_are_zero(generate_params: GenerateParams) -> None:
     params = generate_params.model_copy(
         update={
