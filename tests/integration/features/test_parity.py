@@ -117,6 +117,14 @@ def test_historical_features_match_reference(feature_project: FeatureProject, se
         assert (got["txn_count_7d"] > got["txn_count_24h"]).any()
         assert (got["merchant_txn_count_1h"] < got["merchant_txn_count_24h"]).any()
         assert got["amount_mean_30d"].notna().sum() > len(got) // 2
+        # The merchant's 30-day baseline reaches past its 24 hours, and the short label window
+        # differs from the long one somewhere (the comparisons above would hide a copy).
+        assert (got["merchant_txn_count_30d"] > got["merchant_txn_count_24h"]).any()
+        assert got["merchant_txn_24h_to_30d"].notna().any()
+        assert got["merchant_amount_to_mean_30d"].notna().sum() > len(got) // 2
+        rates = got[["merchant_fraud_rate_7d", "merchant_fraud_rate_30d"]].dropna()
+        assert (rates["merchant_fraud_rate_7d"] != rates["merchant_fraud_rate_30d"]).any()
+        assert (got["merchant_distinct_customers_1h"] > 1).any()
 
 
 @pytest.mark.parametrize("service_name", list(SERVICE_TABLES))
