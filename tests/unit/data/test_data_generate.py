@@ -242,6 +242,35 @@ def test_breach_dates_are_reported_and_bound_the_pattern(
     assert all(first[m] >= breaches[m] for m in first.index)
 
 
+def test_cash_out_runs_new_cards_through_the_breached_merchant_in_bursts(
+    generate_params: GenerateParams,
+) -> None:
+    params = generate_params.model_copy(
+        update={"compromised_merchant_style": "cash_out", "compromised_merchant_rate": 0.03}
+    )
+    breaches: dict[str, pd.Timestamp] = {}
+    tables = generate(
+        params, SMALL_SEED, n_customers=SMALL_CUSTOMERS, days=SMALL_DAYS, breaches=breaches
+    )
+    rows = _with_labels(tables)
+    fraud = rows[rows["fraud_pattern"] == "compromised_merchant"]
+    assert len(fraud) > 20
+    assert (fraud["timestamp"] >= fraud["merchant_id"].map(breaches)).all()
+    # Cards new to the merchant: none of them paid it in an ordinary transaction, ever.
+    ordinary = rows[rows["is_fraud"] == 0]
+    paid = set(zip(ordinary["customer_id"], ordinary["merchant_id"], strict=True))
+    pairs = zip(fraud["customer_id"], fraud["merchant_id"], strict=True)
+    assert not any(pair in paid for pair in pairs)
+    # Off the merchant's baseline: at least twice its median ordinary amount.
+    median = ordinary.groupby("merchant_id")["amount"].median()
+    assert (fraud["amount"] >= 2 * fraud["merchant_id"].map(median) - 0.01).all()
+    # In bursts: most of them have another of the merchant's frauds within half an hour.
+    gaps = fraud.sort_values("timestamp").groupby("merchant_id")["timestamp"].diff()
+    assert (gaps <= pd.Timedelta(minutes=30)).mean() > 0.5
+    # The merchant's ordinary rows stay legitimate (no relabelled row).
+    assert set(rows.loc[rows["is_fraud"] == 0, "fraud_pattern"]) == {"none"}
+
+
 def test_no_fraud_when_rates_are_zero(generate_params: GenerateParams) -> None:
     params = generate_params.model_copy(
         update={
