@@ -269,16 +269,22 @@ def _day(moment: pd.Timestamp) -> int:
 def test_replay_through_online_ingestion_matches_reference(
     feature_project: FeatureProject, reference: Reference, redis_url: str
 ) -> None:
-    """Materialize up to a cut-off, then score-and-ingest every later transaction in order."""
+    """Materialize up to a cut-off, then score-and-ingest every later transaction in order.
+
+    Every service reads the one ingested state: each is compared with its own reference.
+    """
     flush_online(feature_project.settings)
     store = open_store(feature_project.settings)
     cutoff = BASE + pd.Timedelta(days=20)
     materialize(store, end=cutoff.to_pydatetime())
     writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
-    service, names = (
-        feature_service(store, FEATURE_SERVICE_NAME),
-        feature_names(store, FEATURE_SERVICE_NAME),
-    )
+    readers = [
+        (feature_service(store, name), feature_names(store, name), expected)
+        for name in SERVICE_TABLES
+        for expected in [
+            reference if name == FEATURE_SERVICE_NAME else _service_reference(feature_project, name)
+        ]
+    ]
     t = feature_project.tables
     tx = t["transactions"][t["transactions"]["timestamp"] > cutoff]
     labels = t["labels"].merge(
@@ -305,9 +311,10 @@ def test_replay_through_online_ingestion_matches_reference(
             )
             next_label += 1
         writer.ingest_labels(arrived)
-        row = online_features(store, [_online_row(q)], service, names)[0]
-        if bad := mismatches(reference.features(q), row):
-            problems.append((r.transaction_id, bad))
+        for service, names, expected in readers:
+            row = online_features(store, [_online_row(q)], service, names)[0]
+            if bad := mismatches(expected.features(q), row):
+                problems.append((service.name, r.transaction_id, bad))
         writer.ingest_transaction(
             Transaction(
                 r.transaction_id, r.customer_id, r.merchant_id, q.t_us, r.amount, r.lat, r.long
