@@ -1,0 +1,161 @@
+"""The web consoles, locally: Prometheus with the rules, the Evidently UI, the Feast UI.
+
+Compose runs them as services (docker-compose.yml); here each is the same program started
+natively, with the repository's configuration: ``fraud ui prometheus`` runs Debian's
+``prometheus`` on a copy of ``ops/prometheus/prometheus.yml`` whose targets are the local API and
+ops ports (:func:`write_local_prometheus_config`: the one place that rewrites it), ``fraud ui
+evidently`` runs ``evidently ui`` on the project's workspace, ``fraud ui feast`` runs Feast's
+own ``feast ui`` on the project's registry. The tests start them through the same functions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from fraud_platform.console import fail
+from fraud_platform.settings import PROJECT_ROOT, Settings, get_settings
+
+PROMETHEUS_DIR = PROJECT_ROOT / "ops" / "prometheus"
+PROMETHEUS_PORT, EVIDENTLY_PORT, FEAST_UI_PORT = 9090, 8002, 8888
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def write_local_prometheus_config(
+    folder: Path,
+    *,
+    api_target: str,
+    ops_target: str | None,
+    interval: str | None = None,
+) -> Path:
+    """Write ``prometheus.yml`` (and the rules beside it) for local targets into ``folder``.
+
+    Args:
+        folder: Where the configuration goes (created).
+        api_target: ``host:port`` of the scoring API.
+        ops_target: ``host:port`` of the ops service; ``None`` drops that job.
+        interval: Scrape and evaluation interval (e.g. ``1s`` in tests); the file's by default.
+
+    Returns:
+        The written ``prometheus.yml``.
+    """
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    targets = {"fraud-api": api_target, "fraud-ops": ops_target}
+    jobs = []
+    for job in config["scrape_configs"]:
+        target = targets[job["job_name"]]
+        if target is not None:
+            job["static_configs"] = [{"targets": [target]}]
+            jobs.append(job)
+    config["scrape_configs"] = jobs
+    if interval:
+        config["global"]["scrape_interval"] = config["global"]["evaluation_interval"] = interval
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROMETHEUS_DIR / "rules.yml", folder / "rules.yml")
+    path = folder / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def prometheus_command(
+    config: Path, data_dir: Path, port: int, host: str = "127.0.0.1"
+) -> list[str]:
+    """The ``prometheus`` command line for ``config``, its data in ``data_dir``.
+
+    Raises:
+        FileNotFoundError: When no ``prometheus`` binary is installed.
+    """
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise FileNotFoundError("no prometheus binary: apt-get install prometheus")
+    return [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--web.listen-address={host}:{port}",
+        "--web.enable-lifecycle",
+    ]
+
+
+def evidently_command(workspace: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The ``evidently ui`` command line serving ``workspace``."""
+    # The installed `evidently` script's entry point, run by this interpreter.
+    script = "import sys; from evidently.cli import app; sys.argv[0] = 'evidently'; app()"
+    return [
+        sys.executable, "-c", script,
+        "ui", "--workspace", str(workspace), "--host", host, "--port", str(port),
+    ]  # fmt: skip
+
+
+def feast_ui_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The ``feast ui`` command line (run it in feature_repo/ with the Feast environment)."""
+    from feature_engine.feast_cli import feast_command
+
+    return feast_command("ui", "--host", host, "--port", str(port))
+
+
+def _exec(
+    command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> None:
+    typer.echo(f"$ {' '.join(command)}")
+    try:
+        completed = subprocess.run(command, cwd=cwd, env=env, check=False)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    raise typer.Exit(completed.returncode)
+
+
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+HostOption = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in compose).")]
+
+
+@app.command()
+def prometheus(
+    port: PortOption = PROMETHEUS_PORT,
+    api: Annotated[str, typer.Option(help="host:port of the scoring API.")] = "127.0.0.1:8000",
+    ops: Annotated[str, typer.Option(help="host:port of `fraud ops run`.")] = "127.0.0.1:9108",
+) -> None:
+    """Run Prometheus with the alert rules, scraping the local API and ops service."""
+    settings = get_settings()
+    folder = settings.paths.run_dir / "prometheus"
+    config = write_local_prometheus_config(folder, api_target=api, ops_target=ops)
+    try:
+        command = prometheus_command(config, folder / "data", port)
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"Prometheus at http://127.0.0.1:{port}/alerts (config {config})")
+    _exec(command)
+
+
+@app.command()
+def evidently(port: PortOption = EVIDENTLY_PORT, host: HostOption = "127.0.0.1") -> None:
+    """Run the Evidently UI on the workspace: drift and consistency history per service."""
+    workspace = get_settings().paths.evidently_workspace
+    workspace.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"Evidently UI at http://127.0.0.1:{port} (workspace {workspace})")
+    _exec(evidently_command(workspace, port, host))
+
+
+@app.command()
+def feast(port: PortOption = FEAST_UI_PORT, host: HostOption = "127.0.0.1") -> None:
+    """Run Feast's UI on the project's registry (entities, views, feature services)."""
+    import os
+
+    from fraud_platform.settings import feast_environment
+
+    settings: Settings = get_settings()
+    if not settings.paths.registry.exists():
+        raise fail(f"no Feast registry at {settings.paths.registry}: run `fraud features apply`")
+    typer.echo(f"Feast UI at http://127.0.0.1:{port}")
+    _exec(
+        feast_ui_command(port, host),
+        cwd=settings.paths.feature_repo,
+        env={**os.environ, **feast_environment(settings)},
+    )
