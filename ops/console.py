@@ -23,9 +23,34 @@ from fraud_platform.console import fail
 from fraud_platform.settings import PROJECT_ROOT, Settings, get_settings
 
 PROMETHEUS_DIR = PROJECT_ROOT / "ops" / "prometheus"
+DASHBOARD = PROJECT_ROOT / "ops" / "grafana" / "dashboards" / "fraud-platform.json"
 PROMETHEUS_PORT, EVIDENTLY_PORT, FEAST_UI_PORT = 9090, 8002, 8888
 
 app = typer.Typer(no_args_is_help=True)
+
+
+def dashboard_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
+    """``(panel title, PromQL)`` of every query of the Grafana dashboard."""
+    import json
+
+    dashboard = json.loads(path.read_text())
+    return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+
+
+def alerts_page(base: str) -> str:
+    """The alerts page of the Prometheus at ``base``.
+
+    Debian's package ships the classic web UI only (``/classic/alerts``; the React UI's
+    ``/alerts`` answers 404 there); the compose image serves ``/alerts``, and ``/classic/...``
+    redirects to it.
+    """
+    import httpx
+
+    try:
+        found = httpx.get(f"{base}/alerts", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        found = False
+    return f"{base}/alerts" if found else f"{base}/classic/alerts"
 
 
 def write_local_prometheus_config(
@@ -130,7 +155,7 @@ def prometheus(
         command = prometheus_command(config, folder / "data", port)
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc
-    typer.echo(f"Prometheus at http://127.0.0.1:{port}/alerts (config {config})")
+    typer.echo(f"Prometheus at http://127.0.0.1:{port} (alerts: /alerts or /classic/alerts)")
     _exec(command)
 
 

@@ -11,14 +11,13 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from ops.console import DASHBOARD, dashboard_queries
 from tests.support.infra_files import ROOT
 
 GRAFANA = ROOT / "ops" / "grafana"
-DASHBOARD = GRAFANA / "dashboards" / "fraud-platform.json"
 # What the issue asks the dashboard to show, by a metric each panel group must query.
 REQUIRED = {
     "request rate": "fraud_api_requests_total",
@@ -31,12 +30,6 @@ REQUIRED = {
     "consistency": "fraud_ops_consistency_mismatches",
     "job status": "fraud_ops_job_success",
 }
-
-
-def dashboard_queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL) of every target of the dashboard."""
-    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
 
 
 def test_dashboard_is_well_formed() -> None:
