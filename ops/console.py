@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -137,6 +138,66 @@ def _exec(
     raise typer.Exit(completed.returncode)
 
 
+def render(url: str, screenshot: Path | None = None, budget_ms: int = 8000) -> str:
+    """The DOM of ``url`` after its scripts ran, in headless Chromium; a PNG of it if asked.
+
+    One Chromium run gives both (``--dump-dom`` and ``--screenshot`` of the same rendering);
+    ``--virtual-time-budget`` lets the page's scripts fetch and render first.
+
+    Raises:
+        FileNotFoundError: When no ``chromium`` binary is installed.
+        RuntimeError: When Chromium fails or writes no screenshot.
+    """
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        raise FileNotFoundError("no chromium binary: apt-get install chromium")
+    flags = [
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--hide-scrollbars", "--window-size=1400,1000", f"--virtual-time-budget={budget_ms}",
+    ]  # fmt: skip
+    if screenshot is not None:
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        screenshot.unlink(missing_ok=True)
+        flags.append(f"--screenshot={screenshot}")
+    done = subprocess.run(
+        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"chromium failed on {url}: {done.stderr[-2000:]}")
+    if screenshot is not None and not screenshot.is_file():
+        raise RuntimeError(f"chromium wrote no screenshot of {url}: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def wait_for(check: Callable[[], bool], timeout: float, every: float = 0.5) -> float | None:
+    """Seconds until ``check()`` is true (connection errors count as false); ``None`` if never."""
+    import time
+
+    import httpx
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if check():
+                return time.monotonic() - started
+        except (httpx.HTTPError, OSError, ValueError, KeyError):
+            pass
+        time.sleep(every)
+    return None
+
+
+def alert_state(prometheus_url: str, alert: str) -> str:
+    """``firing``, ``pending`` or ``inactive``: the alert's state in the Prometheus at the URL."""
+    import httpx
+
+    answer = httpx.get(f"{prometheus_url.rstrip('/')}/api/v1/alerts", timeout=5)
+    answer.raise_for_status()
+    states = {
+        a["state"] for a in answer.json()["data"]["alerts"] if a["labels"]["alertname"] == alert
+    }
+    return "firing" if "firing" in states else "pending" if "pending" in states else "inactive"
+
+
 PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
 HostOption = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in compose).")]
 
@@ -184,3 +245,76 @@ def feast(port: PortOption = FEAST_UI_PORT, host: HostOption = "127.0.0.1") -> N
         cwd=settings.paths.feature_repo,
         env={**os.environ, **feast_environment(settings)},
     )
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    return httpx.get(url, timeout=3).status_code == 200
+
+
+UrlOption = Annotated[str | None, typer.Option(help="Base URL; skipped when not given.")]
+
+
+@app.command()
+def screenshots(
+    prometheus: UrlOption = None,
+    evidently: UrlOption = None,
+    feast: UrlOption = None,
+    out: Annotated[Path | None, typer.Option(help="Folder; reports/screenshots.")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each UI.")] = 90,
+) -> None:
+    """Screenshot each running console in headless Chromium (PNG files under reports/screenshots).
+
+    Checks that each page shows the project: the Evidently project of the feature service,
+    the Feast project, the Prometheus alert rules. Exit 1 when a page does not.
+    """
+    from feature_repo.services import FEATURE_SERVICE_NAME
+
+    folder = out or get_settings().paths.reports_dir / "screenshots"
+    pages: list[tuple[str, str, str, str]] = []  # name, wait URL, page URL, text it must show
+    if prometheus:
+        base = prometheus.rstrip("/")
+        pages.append(("prometheus-alerts", f"{base}/-/ready", alerts_page(base), "FraudRedisDown"))
+    if evidently:
+        base = evidently.rstrip("/")
+        pages.append(("evidently-projects", f"{base}/api/projects", base, FEATURE_SERVICE_NAME))
+    if feast:
+        base = feast.rstrip("/")
+        pages.append(("feast-ui", base, f"{base}/p/fraud_platform", "fraud_platform"))
+    if not pages:
+        raise fail("give at least one of --prometheus, --evidently, --feast")
+    missing = []
+    for name, ready, url, text in pages:
+        if wait_for(lambda ready=ready: _answers(ready), timeout) is None:  # type: ignore[misc]
+            missing.append(f"{name}: {ready} did not answer within {timeout:.0f} s")
+            continue
+        path = folder / f"{name}.png"
+        try:
+            dom = render(url, path, budget_ms=12000)
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise fail(str(exc)) from exc
+        shown = text in dom
+        typer.echo(f"  {name:<20} {path}  ({url}{'' if shown else f'; {text!r} NOT shown'})")
+        if not shown:
+            missing.append(f"{name}: {url} does not show {text!r}")
+    for problem in missing:
+        typer.echo(f"warning: {problem}", err=True)
+    raise typer.Exit(1 if missing else 0)
+
+
+@app.command("wait-alert")
+def wait_alert(
+    alert: Annotated[str, typer.Argument(help="Alert name, e.g. FraudRedisDown.")],
+    prometheus: Annotated[str, typer.Option(help="Prometheus base URL.")],
+    state: Annotated[str, typer.Option(help="firing, or inactive (resolved).")] = "firing",
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait at most.")] = 120,
+) -> None:
+    """Wait until an alert is firing (or inactive again); print how long it took. Exit 1: never."""
+    if state not in {"firing", "inactive"}:
+        raise fail(f"--state: firing or inactive, not {state!r}")
+    seconds = wait_for(lambda: alert_state(prometheus, alert) == state, timeout)
+    if seconds is None:
+        typer.echo(f"{alert} not {state} within {timeout:.0f} s", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{alert} {state} after {seconds:.1f} s")

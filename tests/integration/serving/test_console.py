@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,11 +33,13 @@ import yaml
 
 from fraud_platform import redis_server
 from ops.console import (
+    alert_state,
     alerts_page,
     dashboard_queries,
     evidently_command,
     feast_ui_command,
     prometheus_command,
+    render,
     write_local_prometheus_config,
 )
 from tests.support import stack
@@ -80,8 +81,7 @@ class Console:
         return result
 
     def firing(self, alert: str) -> bool:
-        alerts = httpx.get(f"{self.prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
-        return any(a["labels"]["alertname"] == alert and a["state"] == "firing" for a in alerts)
+        return alert_state(self.prometheus, alert) == "firing"
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float, every: float = 0.25) -> Any:
@@ -141,26 +141,11 @@ def _body(customer: str, merchant: str, at: pd.Timestamp, amount: float) -> dict
     }
 
 
-def _chromium(url: str, screenshot: Path | None = None, budget_ms: int = 8000) -> str:
-    """The DOM of ``url`` after its scripts ran (headless Chromium); a screenshot if asked."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert binary, "chromium not installed (Debian package chromium)"
-    flags = [
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--hide-scrollbars", "--window-size=1400,1000", f"--virtual-time-budget={budget_ms}",
-    ]  # fmt: skip
-    if screenshot is not None:
-        screenshot.parent.mkdir(parents=True, exist_ok=True)
-        shot = subprocess.run(
-            [*flags, f"--screenshot={screenshot}", url],
-            capture_output=True, timeout=90, check=False,
-        )  # fmt: skip
-        assert screenshot.is_file() and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
-    dom = subprocess.run(
-        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=False
-    )
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    return dom.stdout
+def _page(url: str, screenshot: Path, budget_ms: int = 8000) -> str:
+    """The rendered DOM of ``url``; its screenshot must be a real picture, not a blank page."""
+    dom = render(url, screenshot, budget_ms)
+    assert screenshot.stat().st_size > 10_000, f"{screenshot} looks blank"
+    return dom
 
 
 @pytest.fixture(scope="module")
@@ -343,7 +328,7 @@ def test_redis_down_alert_fires_within_its_window_and_resolves(console: Console)
     # `for: 15s`, plus detection (probe, scrape and evaluation every second).
     assert 15 <= fired_after <= 15 + 10, fired_after
     print(f"FraudRedisDown fired {fired_after:.1f} s after Redis was killed (for: 15s)")
-    dom = _chromium(alerts_page(console.prometheus), SCREENSHOTS / "prometheus-alerts.png")
+    dom = _page(alerts_page(console.prometheus), SCREENSHOTS / "prometheus-alerts.png")
     assert "FraudRedisDown" in dom and "firing" in dom.lower()
 
     (console.root / ".run" / "redis" / "redis.pid").unlink(missing_ok=True)
@@ -359,9 +344,9 @@ def test_evidently_ui_shows_the_project_and_its_snapshots(console: Console) -> N
     _wait("evidently ui", lambda: _answers(f"{console.evidently}/api/projects"), 60)
     projects = httpx.get(f"{console.evidently}/api/projects", timeout=10).json()
     (project,) = [p for p in projects if p["name"] == "fraud_scoring_v1"]
-    home = _chromium(console.evidently, SCREENSHOTS / "evidently-projects.png")
+    home = _page(console.evidently, SCREENSHOTS / "evidently-projects.png")
     assert "fraud_scoring_v1" in home
-    page = _chromium(
+    page = _page(
         f"{console.evidently}/projects/{project['id']}/reports",
         SCREENSHOTS / "evidently-snapshots.png",
     )
@@ -370,9 +355,9 @@ def test_evidently_ui_shows_the_project_and_its_snapshots(console: Console) -> N
 
 def test_feast_ui_shows_the_registry(console: Console) -> None:
     _wait("feast ui", lambda: _answers(console.feast), 90)
-    home = _chromium(f"{console.feast}/p/fraud_platform", SCREENSHOTS / "feast-ui.png", 12000)
+    home = _page(f"{console.feast}/p/fraud_platform", SCREENSHOTS / "feast-ui.png", 12000)
     assert "fraud_platform" in home and "Feature Services" in home
-    services = _chromium(
+    services = _page(
         f"{console.feast}/p/fraud_platform/feature-service",
         SCREENSHOTS / "feast-ui-services.png",
         12000,
