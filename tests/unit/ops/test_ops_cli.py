@@ -112,3 +112,34 @@ def test_retries_until_success_and_metrics_say_so(tmp_path: Path) -> None:
     history = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert [h["result"] for h in history] == ["success", "failure"]
     assert any("broken failure" in line for line in lines)
+
+
+def test_the_local_prometheus_config_points_at_local_targets(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    from ops.console import write_local_prometheus_config
+
+    config = write_local_prometheus_config(
+        tmp_path, api_target="127.0.0.1:8123", ops_target="127.0.0.1:9123", interval="1s"
+    )
+    parsed = yaml.safe_load(config.read_text())
+    targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in parsed["scrape_configs"]}
+    assert targets == {"fraud-api": ["127.0.0.1:8123"], "fraud-ops": ["127.0.0.1:9123"]}
+    assert parsed["global"]["scrape_interval"] == "1s"
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not installed (Debian package prometheus)"
+    checked = subprocess.run(
+        [promtool, "check", "config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # the rules copied beside it
+
+
+def test_ui_commands_answer_bad_input_with_exit_2() -> None:
+    none = runner.invoke(app, ["ui", "screenshots"])
+    assert none.exit_code == 2 and "error: give at least one of" in none.output
+    state = runner.invoke(
+        app, ["ui", "wait-alert", "FraudRedisDown", "--prometheus", "http://x", "--state", "up"]
+    )
+    assert state.exit_code == 2 and "--state" in state.output
