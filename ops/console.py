@@ -130,12 +130,18 @@ def feast_ui_command(port: int, host: str = "127.0.0.1") -> list[str]:
 def _exec(
     command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> None:
-    typer.echo(f"$ {' '.join(command)}")
-    try:
-        completed = subprocess.run(command, cwd=cwd, env=env, check=False)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    raise typer.Exit(completed.returncode)
+    """Become ``command`` (``exec``).
+
+    The pid a script starts is then the server's own: killing it stops the server, not a
+    wrapper that would leave the server orphaned.
+    """
+    import os
+
+    typer.echo(f"$ {' '.join(command)}", err=True)
+    sys.stdout.flush()
+    if cwd is not None:
+        os.chdir(cwd)
+    os.execvpe(command[0], command, env if env is not None else dict(os.environ))
 
 
 def render(url: str, screenshot: Path | None = None, budget_ms: int = 8000) -> str:
