@@ -10,6 +10,7 @@ reports/evidently`` (``fraud ui evidently``) shows them.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +88,12 @@ def add_snapshot(workspace_dir: Path, service: str, snapshot: Any, *, name: str)
     Returns:
         The snapshot's id.
     """
-    from evidently.ui.workspace import Workspace
+    with warnings.catch_warnings():
+        # Importing Evidently's workspace imports its UI server (litestar) and its legacy test
+        # helpers, which emit DeprecationWarnings about their own dependencies (litestar's
+        # `Dependency`, `numpy.core`) at import: Evidently's to fix, nothing we call.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from evidently.ui.workspace import Workspace
 
     workspace_dir.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(str(workspace_dir))
