@@ -200,9 +200,13 @@ def ingest_labels(
         str | None, typer.Option(help="... and at or before this ISO time; now by default.")
     ] = None,
 ) -> None:
-    """Fold late-arriving labels into the merchants' online label buckets in Redis."""
+    """Fold late-arriving labels into the merchants' online label buckets in Redis.
+
+    `fraud ops run` does the same on a schedule (its `labels` job): every label due by now.
+    """
     import pandas as pd
 
+    from feature_engine.online.labels import arrived_between, fold, read_label_source
     from feature_engine.online.redis_layout import RedisLayout
     from feature_engine.online.writer import OnlineStateWriter
     from feature_engine.store import open_store
@@ -212,26 +216,12 @@ def ingest_labels(
         params = load_params()
         start = _utc(pd.Timestamp(since))
         end = pd.Timestamp.now(tz="UTC") if until is None else _utc(pd.Timestamp(until))
-        labels = pd.read_parquet(paths.raw_table("labels"))
-        transactions = pd.read_parquet(
-            paths.raw_table("transactions"), columns=["transaction_id", "merchant_id"]
-        )
+        labels = read_label_source(paths)
     except (ParamsError, ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
-    arrived = labels[(labels["label_timestamp"] > start) & (labels["label_timestamp"] <= end)]
-    arrived = arrived.merge(transactions, on="transaction_id").sort_values("label_timestamp")
+    arrived = arrived_between(labels, start, end)
     writer = OnlineStateWriter(RedisLayout(open_store()), params.features, STATE_VELOCITY)
-    applied = writer.ingest_labels(
-        [
-            (
-                str(r.merchant_id),
-                str(r.transaction_id),
-                int(r.label_timestamp.value // 1_000),
-                bool(r.is_fraud),
-            )
-            for r in arrived.itertuples()
-        ]
-    )
+    applied = fold(writer, arrived)
     typer.echo(
         f"folded {applied:,} labels into the online merchant label buckets "
         f"({len(arrived) - applied:,} already counted)"

@@ -15,6 +15,8 @@ from fraud_cli.features import app as features_app
 from fraud_cli.local_redis import app as redis_app
 from fraud_platform.console import EXIT_BAD_INPUT, fail
 from monitoring.cli import app as monitor_app
+from ops.cli import app as ops_app
+from ops.console import app as ui_app
 from serving.cli import app as serve_app
 from simulation.cli import app as simulate_app
 from training.cli import app as train_app
@@ -35,6 +37,8 @@ monitor = typer.Typer(no_args_is_help=True)
 monitor.add_typer(monitor_app)
 monitor.add_typer(simulate_app)
 app.add_typer(monitor, name="monitor", help="Drift reports on live traffic.")
+app.add_typer(ops_app, name="ops", help="Run the scheduled jobs: labels, drift, consistency.")
+app.add_typer(ui_app, name="ui", help="Run a web console: Prometheus, Evidently UI, Feast UI.")
 
 
 def main() -> None:

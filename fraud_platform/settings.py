@@ -96,6 +96,16 @@ class Paths(BaseModel):
         return self.root / "mlartifacts"
 
     @property
+    def evidently_workspace(self) -> Path:
+        """The Evidently workspace: one project per feature service, a snapshot per check."""
+        return self.root / "reports" / "evidently"
+
+    @property
+    def ops_dir(self) -> Path:
+        """The ops service's run history (``runs.jsonl``: one line per job run)."""
+        return self.root / "reports" / "ops"
+
+    @property
     def prediction_log_dir(self) -> Path:
         """Prediction log written by the API, read by monitoring."""
         return self.root / "data" / "prediction_log"
@@ -175,6 +185,9 @@ class Settings(BaseSettings):
             long-history profile).
         spark_tables_uri: Where the Spark profile's offline tables live, e.g.
             ``s3a://bucket/fraud/features``; the root's ``data/features`` by default.
+        prometheus_url: The Prometheus that scrapes the API and the ops service
+            (``PROMETHEUS_URL``, e.g. ``http://127.0.0.1:9090``); ``fraud ops run`` checks at
+            start that it answers. Empty: no check.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
@@ -205,6 +218,7 @@ class Settings(BaseSettings):
     spark_shuffle_partitions: int = Field(default=2, gt=0)
     spark_driver_memory: str = Field(default="4g", pattern=r"^[0-9]+[kmgt]?$")
     spark_tables_uri: str = ""
+    prometheus_url: str = ""
 
     @model_validator(mode="after")
     def _default_redis_url(self) -> Settings:
@@ -536,6 +550,36 @@ class MonitorParams(_Strict):
     consistency_max_mismatch_rate: float = Field(ge=0, le=1)
 
 
+class OpsSchedule(_Strict):
+    """How often each job of the ops service (``fraud ops run``) starts, in seconds."""
+
+    labels: float = Field(default=60.0, gt=0)
+    drift: float = Field(default=300.0, gt=0)
+    consistency: float = Field(default=900.0, gt=0)
+    freshness: float = Field(default=15.0, gt=0)
+
+
+class OpsParams(_Strict):
+    """The scheduled jobs of the ops service (``fraud ops run``).
+
+    Attributes:
+        every_seconds: The period of each job (labels, drift, consistency, freshness).
+        drift_window_rows: The drift job compares the latest this many logged predictions.
+        consistency_window_rows: The consistency job recomputes the latest this many.
+        retries: A failed run is tried again this many times before it counts as failed.
+        retry_backoff_seconds: Pause before the first retry (doubled before each next one).
+        log_mlflow: Also log each drift and consistency run to MLflow (the Evidently workspace
+            and the metrics keep the history either way).
+    """
+
+    every_seconds: OpsSchedule = Field(default_factory=OpsSchedule)
+    drift_window_rows: int = Field(default=2000, gt=0)
+    consistency_window_rows: int = Field(default=300, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    retry_backoff_seconds: float = Field(default=5.0, ge=0, le=3600)
+    log_mlflow: bool = False
+
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -583,6 +627,7 @@ class Params(_Strict):
     train: TrainParams
     monitor: MonitorParams
     serve: ServeParams
+    ops: OpsParams = Field(default_factory=OpsParams)
 
     @model_validator(mode="after")
     def _profiles_valid(self) -> Params:

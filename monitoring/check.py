@@ -36,6 +36,13 @@ DriftReportsOption = Annotated[
     Path | None, typer.Option(help="Parent folder of the report folders; reports/drift.")
 ]
 MlflowOption = Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")]
+WorkspaceOption = Annotated[
+    bool,
+    typer.Option(
+        "--workspace/--no-workspace",
+        help="Add the snapshot to the Evidently workspace reports/evidently (the history).",
+    ),
+]
 
 
 class MonitorInputError(Exception):
@@ -134,6 +141,7 @@ def run_check(
     sources: dict[str, Any],
     log_mlflow: bool = True,
     threshold: float | None = None,
+    workspace: Path | None = None,
 ) -> CheckOutcome:
     """Compute drift, print the table, write the reports and log them to MLflow.
 
@@ -146,6 +154,8 @@ def run_check(
         sources: Where the data came from, stored with the results.
         log_mlflow: Log the run to MLflow.
         threshold: Decision threshold for precision/recall; the window's own by default.
+        workspace: The Evidently workspace the snapshot is added to (the drift history), in
+            the project of the served feature service; none by default.
 
     Returns:
         The outcome.
@@ -153,6 +163,7 @@ def run_check(
     Raises:
         MonitorInputError: For frames that cannot be compared.
     """
+    from feature_repo.services import FEATURE_SERVICE_NAME
     from monitoring.drift import DriftInputError, compute_drift, feature_kinds
     from monitoring.report import log_to_mlflow, print_summary, write_report
 
@@ -176,6 +187,8 @@ def run_check(
         feature_kinds(f.column for f in result.features),
         out_dir,
         sources=sources,
+        workspace=workspace,
+        service=FEATURE_SERVICE_NAME,
     )
     for message in files.warnings:
         warn(message)

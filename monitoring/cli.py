@@ -29,6 +29,7 @@ from monitoring.check import (
     MlflowOption,
     MonitorInputError,
     ReferenceOption,
+    WorkspaceOption,
     parse_since,
     read_current,
     read_reference,
@@ -72,6 +73,7 @@ def drift(
     ] = None,
     out: DriftReportsOption = None,
     mlflow: MlflowOption = True,
+    workspace: WorkspaceOption = True,
 ) -> None:
     """Compare live traffic with the training reference; exit 0 stable, 1 drift, 2 error."""
     settings = get_settings()
@@ -124,6 +126,7 @@ def drift(
             sources=sources,
             log_mlflow=mlflow,
             threshold=threshold,
+            workspace=paths.evidently_workspace if workspace else None,
         )
     except MonitorInputError as exc:
         raise fail(str(exc)) from exc
@@ -147,6 +150,7 @@ def consistency(
         Path | None, typer.Option(help="Parent folder of the report folders; reports/consistency.")
     ] = None,
     mlflow: MlflowOption = True,
+    workspace: WorkspaceOption = True,
 ) -> None:
     """Recompute served features offline and compare; exit 0 consistent, 1 skew, 2 error.
 
@@ -155,7 +159,13 @@ def consistency(
     transaction and label ingested online (a shadow build in a temporary root). A feature whose
     mismatch rate is above monitor.consistency_max_mismatch_rate (params.yaml) fails the check.
     """
-    from monitoring.consistency import check_logged, log_to_mlflow, print_table, write_report
+    from monitoring.consistency import (
+        check_logged,
+        log_to_mlflow,
+        print_table,
+        record_in_workspace,
+        write_report,
+    )
     from monitoring.drift import DriftInputError, select_window
     from monitoring.report import report_folder
 
@@ -183,6 +193,8 @@ def consistency(
     folder = report_folder(out)
     files = write_report(result, folder)
     print_table(result, folder, echo=typer.echo)
+    if workspace:
+        record_in_workspace(result, paths.evidently_workspace)
     if mlflow:
         try:
             run_id = log_to_mlflow(result, files, settings)

@@ -366,3 +366,24 @@ def log_to_mlflow(result: ConsistencyResult, files: Sequence[Path], settings: Se
         for path in files:
             mlflow.log_artifact(str(path), artifact_path="consistency_report")
         return str(run.info.run_id)
+
+
+def record_in_workspace(
+    result: ConsistencyResult, workspace: Path, warn: Callable[[str], None] | None = None
+) -> str | None:
+    """Add the check's snapshot to the Evidently workspace (the project of the feature service).
+
+    Returns:
+        The snapshot id, or ``None`` when Evidently failed (reported through ``warn``).
+    """
+    from monitoring.workspace import add_snapshot, consistency_snapshot
+
+    try:
+        snapshot = consistency_snapshot(result)
+        now = datetime.now(UTC)
+        return add_snapshot(
+            workspace, FEATURE_SERVICE_NAME, snapshot, name=f"consistency {now:%Y-%m-%d %H:%M:%S}"
+        )
+    except Exception as exc:  # the history is a view; the reports on disk stand
+        (warn or print)(f"could not add the snapshot to the Evidently workspace {workspace}: {exc}")
+        return None

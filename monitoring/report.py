@@ -53,6 +53,7 @@ class ReportFiles:
         evidently_json: Evidently's report as JSON.
         summary: Our ``summary.json``.
         warnings: Problems met while writing (e.g. Evidently failed).
+        snapshot_id: The snapshot's id in the Evidently workspace, when one was given.
     """
 
     folder: Path
@@ -60,6 +61,7 @@ class ReportFiles:
     evidently_json: Path
     summary: Path
     warnings: tuple[str, ...] = ()
+    snapshot_id: str | None = None
 
     def existing(self) -> list[Path]:
         """The files that were written (the Evidently ones are missing if it failed)."""
@@ -183,6 +185,8 @@ def write_report(
     *,
     sources: dict[str, Any] | None = None,
     now: datetime | None = None,
+    workspace: Path | None = None,
+    service: str | None = None,
 ) -> ReportFiles:
     """Write the HTML and JSON reports of one check into a new timestamped folder.
 
@@ -194,6 +198,9 @@ def write_report(
         out_dir: Parent folder of the timestamped report folders.
         sources: Where the data came from (paths, window), stored in ``summary.json``.
         now: Time of the check; the current UTC time by default.
+        workspace: An Evidently workspace to add the snapshot to as well (the drift history
+            :mod:`monitoring.workspace` keeps), in ``service``'s project.
+        service: The feature service the features come from (the project's name).
 
     Returns:
         The written files. If Evidently fails, ``summary.json`` is still written and says so
@@ -226,6 +233,17 @@ def write_report(
             files.evidently_json.write_text(snapshot.json())
     except Exception as exc:  # the HTML is a view; our verdict below stands without it
         extra_warnings.append(f"Evidently report failed: {type(exc).__name__}: {exc}")
+        snapshot = None
+    snapshot_id = None
+    if workspace is not None and snapshot is not None:
+        from monitoring.workspace import add_snapshot
+
+        try:
+            snapshot_id = add_snapshot(
+                workspace, service or "features", snapshot, name=f"drift {now:%Y-%m-%d %H:%M:%S}"
+            )
+        except Exception as exc:  # the history is a view too; the files above stand
+            extra_warnings.append(f"Evidently workspace {workspace}: {type(exc).__name__}: {exc}")
     summary = {
         "checked_at": now.astimezone(UTC).isoformat(),
         **result.to_dict(),
@@ -233,7 +251,7 @@ def write_report(
     }
     summary["warnings"] = [*summary["warnings"], *extra_warnings]
     files.summary.write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
-    return replace(files, warnings=tuple(extra_warnings))
+    return replace(files, warnings=tuple(extra_warnings), snapshot_id=snapshot_id)
 
 
 def _json_safe(value: Any) -> Any:

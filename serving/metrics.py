@@ -74,6 +74,9 @@ _LATENCY_BUCKETS = (
 )  # fmt: skip
 
 
+_SCORE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
 @dataclass
 class Metrics:
     """Every metric the API exports."""
@@ -94,6 +97,10 @@ class Metrics:
         self.predictions = Counter(
             "fraud_api_predictions", "Scored transactions by predicted class.",
             ["prediction"], registry=r,
+        )  # fmt: skip
+        self.scores = Histogram(
+            "fraud_api_score", "Calibrated fraud probability of each scored transaction.",
+            buckets=_SCORE_BUCKETS, registry=r,
         )  # fmt: skip
         self.cold_starts = Counter(
             "fraud_api_cold_starts", "Scored transactions of an unknown customer or merchant.",

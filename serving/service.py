@@ -246,6 +246,7 @@ class ScoringService:
             logger.error("answering %d prediction(s) that are not in the log", len(records))
         for result in results:
             self.metrics.predictions.labels(result["prediction"]).inc()
+            self.metrics.scores.observe(float(result["probability"]))  # type: ignore[arg-type]
             if result["cold_start"]:
                 self.metrics.cold_starts.inc()
         return results

@@ -322,5 +322,6 @@ def _simulate_one(
             "api_url": run.api_url,
         },
         log_mlflow=run.log_mlflow,
+        workspace=run.settings.paths.evidently_workspace,  # each window: one point of history
     )
     return outcome, window["timestamp"].max()

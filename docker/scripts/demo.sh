@@ -134,6 +134,40 @@ case $drift_status in
   *) echo "drift simulation failed (exit $drift_status)" >&2; exit "$drift_status" ;;
 esac
 
+free_port() { python -c 'from fraud_platform.redis_server import free_port; print(free_port())'; }
+OPS_PORT=$(free_port); PROM_PORT=$(free_port); EVIDENTLY_PORT=$(free_port); FEAST_UI_PORT=$(free_port)
+PROM_URL="http://127.0.0.1:$PROM_PORT"
+step "Console: fraud ops run, Prometheus with the alert rules, Evidently UI, Feast UI (logs: .run/demo/)"
+# The scheduled jobs (labels, drift, freshness; consistency runs once below), scraped by
+# Prometheus with ops/prometheus/rules.yml; the UIs on the drift history and the registry.
+fraud ops run --port "$OPS_PORT" --jobs labels,drift,freshness >"$LOG_DIR/ops.log" 2>&1 &
+CONSOLE_PIDS=($!)
+fraud ui prometheus --port "$PROM_PORT" --api "127.0.0.1:$PORT" --ops "127.0.0.1:$OPS_PORT" >"$LOG_DIR/prometheus.log" 2>&1 &
+CONSOLE_PIDS+=($!)
+fraud ui evidently --port "$EVIDENTLY_PORT" >"$LOG_DIR/evidently.log" 2>&1 &
+CONSOLE_PIDS+=($!)
+fraud ui feast --port "$FEAST_UI_PORT" >"$LOG_DIR/feast-ui.log" 2>&1 &
+CONSOLE_PIDS+=($!)
+stop_console() {
+  for pid in "${CONSOLE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${CONSOLE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  CONSOLE_PIDS=()
+}
+trap 'stop_console; stop_api' EXIT
+fraud ui wait-alert FraudRedisDown --prometheus "$PROM_URL" --state inactive --timeout 120
+sleep 10  # a few scrapes: Redis seen up first
+
+step "Fault drill: Redis stopped; FraudRedisDown must fire within its for: window (15 s + a scrape)"
+fraud redis stop
+fraud ui wait-alert FraudRedisDown --prometheus "$PROM_URL" --state firing --timeout 120
+fraud ui screenshots --prometheus "$PROM_URL" || true
+fraud redis start >/dev/null
+fraud ui wait-alert FraudRedisDown --prometheus "$PROM_URL" --state inactive --timeout 120
+
+step "Console screenshots (headless Chromium) -> reports/screenshots/"
+fraud ui screenshots --evidently "http://127.0.0.1:$EVIDENTLY_PORT" --feast "http://127.0.0.1:$FEAST_UI_PORT" || true
+stop_console
+
 step "Stopping the API (pid $API_PID)"
 stop_api
 
@@ -151,5 +185,10 @@ cat <<EOF
   consistency report (JSON, HTML, .prom): $(ls -d reports/consistency/*/ 2>/dev/null | tail -n 1 || echo reports/consistency/)
   prediction log:                        data/prediction_log/
   API log:                               .run/demo/api.log
+  the console (screenshots of the run):  reports/screenshots/{prometheus-alerts,evidently-projects,feast-ui}.png
+    scheduled jobs:                      fraud ops run   (metrics on http://127.0.0.1:9108/metrics)
+    Prometheus, alerts:                  fraud ui prometheus  -> http://127.0.0.1:9090
+    drift history (Evidently UI):        fraud ui evidently   -> http://127.0.0.1:8002
+    feature registry (Feast UI):         fraud ui feast       -> http://127.0.0.1:8888
   Redis is still running for make serve ($REDIS_URL); stop it with: make redis-stop
 EOF

@@ -390,6 +390,26 @@ class OnlineStateWriter:
                     pipe.set(key, b"1", ex=LABEL_SEEN_SECONDS)
                 pipe.execute()
 
+    def labels_seen(self, labels: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether each label was folded before (its once-mark exists), pipelined.
+
+        Lets a periodic ingestion skip what is counted already at one ``EXISTS`` per label
+        instead of a compare-and-set each.
+
+        Args:
+            labels: ``(merchant_id, transaction_id)`` pairs.
+
+        Returns:
+            One flag per pair, in order.
+        """
+        seen: list[bool] = []
+        for start in range(0, len(labels), MARK_BATCH):
+            with self._client.pipeline(transaction=False) as pipe:
+                for merchant_id, transaction_id in labels[start : start + MARK_BATCH]:
+                    pipe.exists(self.label_seen_key(merchant_id, transaction_id))
+                seen.extend(bool(found) for found in pipe.execute())
+        return seen
+
     def ingest_labels(self, labels: Sequence[tuple[str, str, int, bool]]) -> int:
         """Fold arrived labels into their merchants' label buckets, each at most once.
 

@@ -6,14 +6,19 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from fraud_platform.redis_server import PERSISTENCE_ARGS
 from fraud_platform.settings import Settings
 from tests.support.infra_files import ROOT
 
-EXPECTED_SERVICES = {"redis", "mlflow", "bootstrap", "api"}
+EXPECTED_SERVICES = {
+    *("redis", "mlflow", "bootstrap", "api"),
+    *("ops", "prometheus", "grafana", "evidently", "feast-ui"),  # the operator's console
+}
 ONE_SHOT = {"bootstrap"}
-APP_SERVICES = ("bootstrap", "api")  # run `fraud` and read fraud_platform.settings
+# Run `fraud` and read fraud_platform.settings.
+APP_SERVICES = ("bootstrap", "api", "ops", "evidently", "feast-ui")
 # Read by docker/entrypoint.sh (not by Settings): the container's own ports and MLflow's hosts.
 ENTRYPOINT_VARIABLES = {"API_PORT", "MLFLOW_PORT", "MLFLOW_ALLOWED_HOSTS"}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
@@ -178,4 +183,21 @@ def test_images_are_pinned(compose: dict[str, Any]) -> None:
         if "build" in service:
             continue  # built here from docker/Dockerfile, whose base image is checked there
         assert ":" in image and not image.endswith(":latest"), f"{name}: unpinned {image!r}"
-        assert re.search(r":\d+\.\d+", image), f"{name}: pin a version, not {image!r}"
+        assert re.search(r":v?\d+\.\d+", image), f"{name}: pin a version, not {image!r}"
+
+
+def test_console_services_use_the_repository_configuration(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["ops"]["command"][:3] == ["fraud", "ops", "run"]
+    assert "9108" in " ".join(services["ops"]["healthcheck"]["test"])
+    prometheus = services["prometheus"]
+    assert "./ops/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    config = yaml.safe_load((ROOT / "ops" / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"][0] for job in config["scrape_configs"]
+    }
+    assert targets == {"fraud-api": "api:8000", "fraud-ops": "ops:9108"}  # compose's names
+    grafana = services["grafana"]["volumes"]
+    assert "./ops/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana
+    assert services["evidently"]["command"][:3] == ["fraud", "ui", "evidently"]
+    assert services["feast-ui"]["command"][:3] == ["fraud", "ui", "feast"]

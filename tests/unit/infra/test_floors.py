@@ -4,8 +4,9 @@ Floors, ground first: fraud_platform (settings, contracts, journal: imports no s
 feature_engine (the machinery: it never imports the declarations, they come in as arguments)
 -> feature_repo (what a user edits and Feast reads: the declarations and the Feast objects) ->
 training and serving (side by side, neither imports the other) -> monitoring -> simulation ->
-fraud_cli (the command line, which nothing imports). tests/ and benchmarks/ stand outside the
-house. Every import statement counts, the lazy ones inside functions included.
+ops (the scheduled jobs and the console) -> fraud_cli (the command line, which nothing
+imports). tests/ and benchmarks/ stand outside the house. Every import statement counts, the
+lazy ones inside functions included.
 
 Inside feature_engine the rooms have floors too: the declaration language, then the state (pure
 functions), then the offline and online sides, then what joins them (materialize, Spark, the
@@ -28,7 +29,8 @@ FLOORS = {
     "serving": 4,
     "monitoring": 5,
     "simulation": 6,
-    "fraud_cli": 7,
+    "ops": 7,
+    "fraud_cli": 8,
 }
 ROOMS = {  # feature_engine's rooms, by their first name below the package
     "declarations": 0,
