@@ -1,12 +1,14 @@
 """Both models side by side: holdout quality, training time, and the cost of an explanation.
 
-Run: ``.venv/bin/python -m benchmarks.bench_models [--profile long_history] [--root DIR]``.
+Run: ``.venv/bin/python -m benchmarks.bench_models [--profile long_history] [--root DIR]
+[--services fraud_scoring_v1,fraud_scoring_v2] [--skip-scoring]``.
 
 1. A project root of the data profile (``benchmarks/_setup.py``: generate, offline tables,
    ``feast apply``; steps whose output exists in ``--root`` are skipped, so a big root is
    built once and reused).
 2. Retrieval of the training set through the feature service (timed apart: excluded from
-   training time).
+   training time); with ``--services``, each service in turn on the same data (before and
+   after a change of features, in one run).
 3. :func:`training.evaluation.evaluate` with ``params.yaml``'s ``train`` section: for every
    model of ``train.models`` and the request-only baseline, stratified K-fold CV,
    out-of-fold calibration, threshold, refit, holdout. Printed per model: holdout PR-AUC,
@@ -29,8 +31,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fraud_platform.settings import TrainParams
+    from training.evaluation import Evaluation
 
 REPEATS = 20_000  # one-row scorings per measured path
 
@@ -64,46 +71,8 @@ def _one_row_costs(bundle: object, rows: list[dict[str, float]]) -> dict[str, fl
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--profile", default=None, help="Data profile (default: generate).")
-    parser.add_argument("--root", type=Path, help="Reuse (or create) this root; a temp dir else.")
-    args = parser.parse_args()
-
-    from benchmarks._setup import prepare_root
-    from fraud_platform.contracts import ModelTags
-    from fraud_platform.settings import load_params
-    from serving.model import bundle_from_model
-    from training.dataset import load_training_set
-    from training.evaluation import evaluate
-
-    root = args.root or Path(tempfile.mkdtemp(prefix="bench-models-"))
-    print(f"root: {root}, profile: {args.profile or 'default'}")
-    settings = prepare_root(root, args.profile)
-    params = load_params(settings.paths.params_file)
-
-    started = time.perf_counter()
-    training_set = load_training_set(settings, progress=lambda _: None)
-    frame = training_set.frame
-    print(
-        f"retrieval (excluded from training time): {len(frame):,} rows, "
-        f"{frame['is_fraud'].mean():.3%} fraud, {time.perf_counter() - started:.1f} s"
-    )
-
-    train = params.train
-    if train.threshold_fallback is None:
-        # A benchmark reports every model: a rule one of them cannot meet falls back (loudly,
-        # in the progress lines) instead of failing the run as `fraud train run` would.
-        train = train.model_copy(update={"threshold_fallback": "best_f1"})
-    started = time.perf_counter()
-    evaluation = evaluate(training_set, train, params.seed, progress=print)
-    seconds = time.perf_counter() - started
-    print(
-        f"\ntraining ({train.k_folds}-fold CV + calibration + refit + holdout) of "
-        f"{', '.join(train.models)} and the baseline on {len(evaluation.train):,} training / "
-        f"{len(evaluation.holdout):,} holdout rows: {seconds:.1f} s in all "
-        f"(threshold rule {train.threshold_rule}, calibration {train.calibration})"
-    )
+def _report(evaluation: Evaluation, train: TrainParams) -> None:
+    """Print one evaluation: the models' holdout table, operating points and slices."""
     header = (
         f"{'model':<22}{'PR-AUC':>8}{'ROC-AUC':>9}{'threshold':>11}{'precision':>11}"
         f"{'recall':>8}{'alerts/1k':>10}{'net/1k':>10}{'seconds':>9}"
@@ -141,9 +110,66 @@ def main() -> None:
             f"selected: {best.kind}, holdout PR-AUC {best.holdout['pr_auc']:.4f} = "
             f"{best.holdout['pr_auc'] / linear - 1:+.1%} relative to the regression's {linear:.4f}"
         )
+    print(f"(threshold rule {train.threshold_rule}, calibration {train.calibration})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", default=None, help="Data profile (default: generate).")
+    parser.add_argument("--root", type=Path, help="Reuse (or create) this root; a temp dir else.")
+    parser.add_argument(
+        "--services",
+        default=None,
+        help="Comma-separated feature services, each evaluated on the same data in this run "
+        "(default: train.feature_service), e.g. fraud_scoring_v1,fraud_scoring_v2.",
+    )
+    parser.add_argument(
+        "--skip-scoring", action="store_true", help="Leave out the one-row scoring costs."
+    )
+    args = parser.parse_args()
+
+    from benchmarks._setup import prepare_root
+    from fraud_platform.contracts import ModelTags
+    from fraud_platform.settings import load_params
+    from serving.model import bundle_from_model
+    from training.dataset import load_training_set
+    from training.evaluation import evaluate
+
+    root = args.root or Path(tempfile.mkdtemp(prefix="bench-models-"))
+    print(f"root: {root}, profile: {args.profile or 'default'}")
+    settings = prepare_root(root, args.profile)
+    params = load_params(settings.paths.params_file)
+    train = params.train
+    services = args.services.split(",") if args.services else [train.feature_service]
+    if train.threshold_fallback is None:
+        # A benchmark reports every model: a rule one of them cannot meet falls back (loudly,
+        # in the progress lines) instead of failing the run as `fraud train run` would.
+        train = train.model_copy(update={"threshold_fallback": "best_f1"})
+
+    evaluation = None
+    for service in services:
+        started = time.perf_counter()
+        training_set = load_training_set(settings, progress=lambda _: None, service=service)
+        frame = training_set.frame
+        print(
+            f"\n=== {service}: {len(training_set.features)} features; retrieval (excluded from "
+            f"training time): {len(frame):,} rows, {frame['is_fraud'].mean():.3%} fraud, "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        started = time.perf_counter()
+        evaluation = evaluate(training_set, train, params.seed, progress=print)
+        seconds = time.perf_counter() - started
+        print(
+            f"\n{service}: training ({train.k_folds}-fold CV + calibration + refit + holdout) "
+            f"of {', '.join(train.models)} and the baseline on {len(evaluation.train):,} "
+            f"training / {len(evaluation.holdout):,} holdout rows: {seconds:.1f} s in all"
+        )
+        _report(evaluation, train)
+    if args.skip_scoring or evaluation is None:
+        return
 
     sample = evaluation.holdout.sample(n=min(2_000, len(evaluation.holdout)), random_state=0)
-    print(f"\none-row scoring on the API's path, {REPEATS:,} repeats (medians, µs):")
+    print(f"\none-row scoring on the API's path ({services[-1]}), {REPEATS:,} repeats, medians µs:")
     for result in evaluation.candidates:
         tags = ModelTags(threshold=result.threshold, features=tuple(result.features)).to_tags()
         bundle = bundle_from_model(result.model, "bench", "1", "", tags)

@@ -18,9 +18,23 @@ Fraud comes in four shapes, chosen so that each stresses a different kind of fea
   second. Short-window velocity counts catch it, provided same-second ties are handled.
 - ``account_takeover``: a few large amounts far from home at merchants the customer never
   used, often at night. Distance, amount ratio and hour features catch it.
-- ``compromised_merchant``: from a breach date to the end of the period, a share of a busy
-  merchant's ordinary-looking transactions are fraud. Customer velocity features catch it
-  poorly, by design; merchant-level features can.
+- ``compromised_merchant``: from a breach date to the end of the period, a busy merchant
+  carries fraud, in one of two styles (``compromised_merchant_style``):
+
+  - ``ordinary`` (the default profile): a share (``compromised_merchant_fraud_share``) of the
+    merchant's ordinary transactions are labelled fraud, the way a data set that charges a
+    breach's losses to its point of compromise would. Such a row is drawn exactly like the
+    legitimate rows of the same merchant and period, so no feature can single it out: even an
+    oracle that knows every breach ranks all the merchant's later rows alike, and its
+    precision on them is that share (``benchmarks/bench_merchant_ceiling.py`` measures the
+    ceiling). Merchant-level features can say *that* a merchant is breached, not *which* row.
+  - ``cash_out`` (the ``long_history`` profile): the breached merchant's account is used to
+    run stolen cards, as when a merchant's payment credentials or terminal are taken over:
+    as many new rows as that share of its traffic, each a card new to the merchant (owned,
+    open before the breach, never seen there), used once, in bursts of 2-8 within half an hour
+    at any hour, for 2-6 times the merchant's median amount. Its ordinary rows stay
+    legitimate. This is the shape merchant-level features (traffic and cards against the
+    merchant's own baseline, amounts against its mean) and the card's own history can see.
 - ``new_account``: ``new_account_fraud_rate`` of the cards opened during the period are opened
   with a stolen identity. Such a card has no legitimate spending at all: its first purchases
   (2-6 within three days of opening) are large, far from the identity's home, mostly at night.
@@ -109,6 +123,9 @@ ACCOUNT_TAKEOVER_TXNS = (3, 8)
 ACCOUNT_TAKEOVER_NIGHT_SHARE = 0.75  # fraudsters in another time zone: mostly 0-5h UTC
 CARD_TESTING_BURSTS = (1, 2)  # a leaked card is often tested more than once
 COMPROMISE_START_SHARE = (0.1, 0.5)  # when the breach starts, as a share of the period
+CASH_OUT_BURST_TXNS = (2, 8)  # stolen cards run through a breached merchant in one go
+CASH_OUT_SPAN_SECONDS = 1_800  # a burst's purchases fall within half an hour
+CASH_OUT_AMOUNT_FACTOR = (2.0, 6.0)  # x the merchant's median ordinary amount
 OLD_CARD_AGE_DAYS = (30, 1500)  # cards opened before the warm-up: this long before it
 NEW_ACCOUNT_TXNS = (2, 6)
 NEW_ACCOUNT_SPAN_SECONDS = 3 * SECONDS_PER_DAY  # the stolen identity is used at once
@@ -389,25 +406,79 @@ def _compromise_merchants(
     pop: _Population,
     params: GenerateParams,
     days: int,
-) -> np.ndarray:
-    """Patterns of ``legit`` with a share of the breached merchants' later rows made fraud."""
+) -> tuple[np.ndarray, _Transactions, dict[int, float]]:
+    """The breached merchants' fraud from each one's breach date on, in the configured style.
+
+    ``ordinary``: a share of the merchant's ordinary rows from the breach on are made fraud.
+    ``cash_out``: as many new rows as that share would make are stolen cards run through the
+    merchant (:func:`_cash_out`); its ordinary rows stay legitimate.
+
+    Returns:
+        The patterns of ``legit``, the cash-out rows (empty for ``ordinary``), and each breached
+        merchant's breach start (seconds since the period start), by merchant index.
+    """
     pattern = legit.pattern.copy()
     n_merchants = len(pop.merchant_popularity)
     count = _count_hit(params.compromised_merchant_rate, n_merchants)
+    breaches: dict[int, float] = {}
+    parts: list[_Transactions] = []
     if count == 0 or params.compromised_merchant_fraud_share == 0:
-        return pattern
+        return pattern, _concat(parts), breaches
     # Breaches hit busy merchants more often: draw them by popularity.
     weights = pop.merchant_popularity / pop.merchant_popularity.sum()
     compromised = rng.choice(n_merchants, size=count, replace=False, p=weights)
     period = days * SECONDS_PER_DAY
     for merchant in compromised:
         start = rng.uniform(*COMPROMISE_START_SHARE) * period
+        breaches[int(merchant)] = start
         during = np.flatnonzero(
             (legit.merchant == merchant) & (legit.second >= start) & (pattern == _LEGIT)
         )
         hit = during[rng.random(len(during)) < params.compromised_merchant_fraud_share]
-        pattern[hit] = _COMPROMISED
-    return pattern
+        if params.compromised_merchant_style == "ordinary":
+            pattern[hit] = _COMPROMISED
+        else:
+            parts.append(_cash_out(rng, legit, pop, int(merchant), start, len(hit), days))
+    return pattern, _concat(parts), breaches
+
+
+def _cash_out(
+    rng: np.random.Generator,
+    legit: _Transactions,
+    pop: _Population,
+    merchant: int,
+    start: float,
+    count: int,
+    days: int,
+) -> _Transactions:
+    """``count`` purchases of stolen cards run through a breached merchant from ``start`` on.
+
+    Cards new to the merchant (owned cards, open before the breach, that never paid there),
+    each used once, in bursts of ``CASH_OUT_BURST_TXNS`` within ``CASH_OUT_SPAN_SECONDS`` at
+    any hour (a script does not sleep), for ``CASH_OUT_AMOUNT_FACTOR`` times the merchant's
+    median ordinary amount.
+    """
+    at_merchant = legit.merchant == merchant
+    regulars = np.unique(legit.customer[at_merchant])
+    pool = np.setdiff1d(np.flatnonzero(~pop.stolen_identity & (pop.opened_s < start)), regulars)
+    end = days * SECONDS_PER_DAY
+    if count == 0 or len(pool) == 0 or not at_merchant.any():
+        return _concat([])
+    sizes: list[int] = []
+    while sum(sizes) < count:
+        sizes.append(int(rng.integers(CASH_OUT_BURST_TXNS[0], CASH_OUT_BURST_TXNS[1] + 1)))
+    sizes[-1] -= sum(sizes) - count
+    first = int(np.ceil(start))
+    burst_start = rng.integers(first, max(first + 1, end - CASH_OUT_SPAN_SECONDS), len(sizes))
+    second = np.repeat(burst_start, sizes) + rng.integers(0, CASH_OUT_SPAN_SECONDS, count)
+    median = float(np.median(legit.amount[at_merchant]))
+    return _Transactions(
+        customer=rng.choice(pool, size=count, replace=count > len(pool)),
+        merchant=np.full(count, merchant),
+        second=np.minimum(second, end - 1).astype(np.int64),
+        amount=np.round(median * rng.uniform(*CASH_OUT_AMOUNT_FACTOR, count), 2),
+        pattern=np.full(count, _COMPROMISED, dtype=np.int8),
+    )
 
 
 def _concat(parts: list[_Transactions]) -> _Transactions:
@@ -444,6 +515,7 @@ def generate(
     n_customers: int | None = None,
     days: int | None = None,
     progress: Progress | None = None,
+    breaches: dict[str, pd.Timestamp] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Generate the four raw tables: transactions, labels, customers and merchants.
 
@@ -453,6 +525,9 @@ def generate(
         n_customers: Override of ``params.n_customers`` (for benchmarks and tests).
         days: Override of ``params.days``.
         progress: Called with a short message after each stage, e.g. ``print``.
+        breaches: When given, filled with each compromised merchant's id -> its breach start
+            (UTC): what no table says, for measuring what the data allows
+            (``benchmarks/bench_merchant_ceiling.py``).
 
     Returns:
         Table name -> data frame with exactly the columns of ``data/schema.py``;
@@ -490,11 +565,13 @@ def generate(
     testing = _card_testing(rng, np.sort(victims[:n_testing]), pop, days)
     takeover = _account_takeover(rng, np.sort(victims[n_testing:]), pop, legit, days)
     new_account = _new_accounts(rng, pop, days)
-    legit.pattern = _compromise_merchants(rng, legit, pop, params, days)
-    txns = _concat([legit, testing, takeover, new_account])
+    legit.pattern, cash_out, breached = _compromise_merchants(rng, legit, pop, params, days)
+    txns = _concat([legit, testing, takeover, new_account, *([cash_out] if len(cash_out) else [])])
     report(
         f"fraud patterns: {len(testing)} card-testing, {len(takeover)} account-takeover, "
-        f"{len(new_account)} new-account rows"
+        f"{len(new_account)} new-account rows; {len(breached)} breached merchants "
+        f"({params.compromised_merchant_style}"
+        + (f", {len(cash_out)} cash-out rows)" if len(cash_out) else ")")
     )
 
     # A stable sort keeps the generation order among same-second rows, so ids are reproducible.
@@ -506,6 +583,11 @@ def generate(
     customer_ids = _ids("c", n_customers, 5)
     merchant_ids = _ids("m", params.n_merchants, 4)
     transaction_ids = _ids("t", len(txns), 7)
+    if breaches is not None:
+        # Whole seconds: a row at or after this second is at or after the (fractional) start.
+        breaches.update(
+            {str(merchant_ids[m]): _utc(start, np.ceil([s]))[0] for m, s in breached.items()}
+        )
 
     transactions = pd.DataFrame(
         {

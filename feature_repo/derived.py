@@ -157,6 +157,41 @@ def is_new_merchant(x: RequestContext) -> int:
     return int(x.merchant_window_events == 0)
 
 
+# ------------------------------------------------------------------ the merchant against itself
+# A breach changes a merchant before its chargebacks arrive: more traffic than its own month,
+# amounts off its own mean, and the first fraud labels within days. These read version 2's
+# merchant rows (feature_repo/velocity.py), so only a service with those rows may list them.
+
+MERCHANT_BASELINE_DAYS = 30  # merchant_txn_count_30d's window, in days
+SHORT_LABEL_DAYS = 7  # merchant_fraud_rate_7d's window, in days
+
+
+@derived(float, placement="merchant", drift={"burst": "may move"})
+def merchant_txn_24h_to_30d(x: RequestContext) -> float:
+    """The merchant's last-24-hour count / its daily mean over 30 days; unknown without one."""
+    month = x.velocity["merchant_txn_count_30d"]
+    if not month:
+        return UNKNOWN  # no transaction in the month: no baseline to compare with
+    return x.velocity["merchant_txn_count_24h"] / (month / MERCHANT_BASELINE_DAYS)
+
+
+@derived(float, placement="merchant", drift={"amount": "moves", "burst": "may move"})
+def merchant_amount_to_mean_30d(x: RequestContext) -> float:
+    """The amount / the merchant's mean amount over 30 days; unknown without one."""
+    mean = x.velocity["merchant_amount_mean_30d"]
+    if math.isnan(mean) or mean <= 0:
+        return UNKNOWN
+    return x.amount / mean
+
+
+@derived(float, placement="merchant")
+def merchant_fraud_rate_7d(x: RequestContext) -> float:
+    """Frauds / labels among the merchant's labels known in the 7 complete days before t's day."""
+    # The same label-arrival buckets as merchant_fraud_rate_30d over a shorter window: the
+    # first chargebacks of a breach move it weeks before they move the 30-day rate.
+    return x.merchant_fraud_rate_over(SHORT_LABEL_DAYS)
+
+
 # The derived features of the first service version, in the model's column order within each
 # placement (request, card, merchant).
 DERIVED_V1 = (
@@ -171,4 +206,12 @@ DERIVED_V1 = (
     is_new_customer,
     merchant_fraud_rate_30d,
     is_new_merchant,
+)
+
+# Version 2: v1's plus the merchant compared with its own baseline.
+DERIVED_V2 = (
+    *DERIVED_V1,
+    merchant_txn_24h_to_30d,
+    merchant_amount_to_mean_30d,
+    merchant_fraud_rate_7d,
 )

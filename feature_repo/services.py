@@ -9,15 +9,15 @@ side, each with its own on-demand view over the one stored state).
 from __future__ import annotations
 
 from feature_engine.declarations import ServiceTable, VelocityTable, state_table
-from feature_repo.derived import DERIVED_V1
+from feature_repo.derived import DERIVED_V1, DERIVED_V2
 from feature_repo.velocity import VELOCITY, VELOCITY_V2
 
 FEATURE_SERVICE_NAME = "fraud_scoring_v1"  # the default: training's unless params say otherwise
 
 SERVICE_TABLES: dict[str, ServiceTable] = {
     "fraud_scoring_v1": ServiceTable("fraud_scoring_v1", VELOCITY, DERIVED_V1),
-    # v1's features plus longer windows and more merchant rows.
-    "fraud_scoring_v2": ServiceTable("fraud_scoring_v2", VELOCITY_V2, DERIVED_V1),
+    # v1's features plus longer windows and the merchant against its own baseline.
+    "fraud_scoring_v2": ServiceTable("fraud_scoring_v2", VELOCITY_V2, DERIVED_V2),
 }
 
 # What the stored state keeps: every velocity row of every service.

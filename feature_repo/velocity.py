@@ -78,4 +78,18 @@ VELOCITY_V2 = VELOCITY.with_rows(
         "merchant_amount_sum_24h", "merchant", "amount", "sum", DAY,
         "the merchant's takings in the last 24 hours (all cards)",
     ),
+    # The merchant's own baseline, so a breach shows as a change against it before its
+    # chargebacks arrive (feature_repo/derived.py compares the short windows with these).
+    Aggregation(
+        "merchant_txn_count_30d", "merchant", "transaction", "count", MONTH,
+        "the merchant's transactions in the last 30 days (all cards, daily tiles)",
+    ),
+    Aggregation(
+        "merchant_amount_mean_30d", "merchant", "amount", "mean", MONTH,
+        "the merchant's mean amount over the last 30 days (all cards, daily tiles)",
+    ),
+    Aggregation(
+        "merchant_distinct_customers_1h", "merchant", "customer_id", "distinct_count", HOUR,
+        "cards that paid the merchant in the last hour",
+    ),
 )  # fmt: skip

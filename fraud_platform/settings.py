@@ -418,6 +418,9 @@ class GenerateParams(_Strict):
     account_takeover_rate: float = Field(ge=0, le=1)
     compromised_merchant_rate: float = Field(ge=0, le=1)
     compromised_merchant_fraud_share: float = Field(ge=0, le=1)
+    # ordinary: a share of a breached merchant's ordinary rows are labelled fraud; cash_out:
+    # as many stolen cards run through it (data/generate.py's docstring says which is which).
+    compromised_merchant_style: Literal["ordinary", "cash_out"] = "ordinary"
     chargeback_delay_days_min: float = Field(gt=0)
     chargeback_delay_days_max: float = Field(gt=0)
     legit_label_delay_days: float = Field(gt=0)

@@ -112,6 +112,9 @@ class RequestContext:
             complete UTC days before t's day; 0.0 with none; NaN when the stored label state is
             too new to hold that window (:func:`merchant_fraud_rate`).
         merchant_window_events: The merchant's transactions in its widest window.
+        merchant_labels: The merchant's ``ml_*`` label-day buckets, for label rates over other
+            windows (:meth:`merchant_fraud_rate_over`).
+        today: The UTC day number of t.
         history_not_retained: A known card whose history before t is not kept (a request beyond
             the lateness bound): not a new card.
     """
@@ -126,8 +129,10 @@ class RequestContext:
         "lat",
         "long",
         "merchant_fraud_rate",
+        "merchant_labels",
         "merchant_window_events",
         "t_us",
+        "today",
         "utc_hour",
         "velocity",
     )
@@ -160,7 +165,17 @@ class RequestContext:
         self.history_not_retained = _history_not_retained(customer_state, t)
         home_lat, home_long = profile.get("home_lat"), profile.get("home_long")
         self.home = None if home_lat is None or home_long is None else (home_lat, home_long)
+        self.merchant_labels = merchant_labels
+        self.today = today
         self.merchant_fraud_rate = merchant_fraud_rate(merchant_labels, today)
+
+    def merchant_fraud_rate_over(self, days: int) -> float:
+        """The merchant's fraud rate over the ``days`` complete UTC days before t's day.
+
+        Args:
+            days: The window in days, 1 to 30 (:func:`merchant_fraud_rate`).
+        """
+        return merchant_fraud_rate(self.merchant_labels, self.today, days)
 
 
 def baseline_start_us(t_us: int) -> int:
@@ -243,8 +258,10 @@ def window_values(
     return tiled_window_values(state, activity_layout(entity, table), t_us)
 
 
-def merchant_fraud_rate(merchant_labels: Mapping[str, Any], today: int) -> float:
-    """Frauds / labels among labels that arrived in the 30 complete UTC days before ``today``.
+def merchant_fraud_rate(
+    merchant_labels: Mapping[str, Any], today: int, window_days: int = BASELINE_DAYS
+) -> float:
+    """Frauds / labels among labels that arrived in the complete UTC days before ``today``.
 
     0.0 when the merchant has no such label; NaN (unknown) when the state is too new to hold
     the whole window (see "Labels as of event time" in :mod:`feature_engine.state.fold`).
@@ -252,11 +269,16 @@ def merchant_fraud_rate(merchant_labels: Mapping[str, Any], today: int) -> float
     Args:
         merchant_labels: The merchant's ``ml_*`` label-day buckets (empty when none).
         today: UTC day number of the request.
+        window_days: How many complete days before ``today`` (30 by default). The label state
+            keeps more days than the 30-day window (``LABEL_STATE_DAYS``), so any window up
+            to 30 days is exact.
     """
+    if not 0 < window_days <= BASELINE_DAYS:
+        raise ValueError(f"window_days must be in 1..{BASELINE_DAYS}, got {window_days}")
     days = merchant_labels.get("ml_day_numbers") or []
     if not days:
         return 0.0
-    first_needed = today - BASELINE_DAYS
+    first_needed = today - window_days
     if first_needed < int(merchant_labels["ml_complete_from_day"]):
         return math.nan
     # Days are ascending: the window is one contiguous slice.

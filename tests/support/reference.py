@@ -25,6 +25,11 @@ cannot go untested:
 - is_new_merchant: m has no transaction in any of its rows' windows.
 - merchant_fraud_rate_30d: frauds / labels among m's labels whose label_timestamp falls in the
   UTC days [day(t) - 30, day(t)) (so known strictly before t); 0 when none.
+  merchant_fraud_rate_7d: the same over the UTC days [day(t) - 7, day(t)).
+- merchant_txn_24h_to_30d: m's transactions in [floor(t - 24h, 1h), t) / (its transactions in
+  [floor(t - 30d, 1d), t) / 30); NaN when the latter is 0.
+- merchant_amount_to_mean_30d: amount / m's mean amount over [floor(t - 30d, 1d), t); NaN when
+  it has none.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ DERIVED = frozenset(
         "log_amount", "hour_of_day", "is_night", "seconds_since_last_txn", "amount_to_avg_30d",
         "amount_no_baseline", "distance_from_home_km", "km_per_hour_from_last_txn",
         "merchant_fraud_rate_30d", "is_new_customer", "is_new_merchant",
+        "merchant_fraud_rate_7d", "merchant_txn_24h_to_30d", "merchant_amount_to_mean_30d",
         "amount_over_max_24h",  # the test fixture's (tests/support/edge_cases.py)
     }
 )  # fmt: skip
@@ -168,6 +174,17 @@ class Reference:
             for lab in self.labels
             if lab.merchant_id == q.merchant_id and today - 30 <= lab.l_us // DAY < today
         ]
+        known_7d = [
+            lab.is_fraud
+            for lab in self.labels
+            if lab.merchant_id == q.merchant_id and today - 7 <= lab.l_us // DAY < today
+        ]
+        # The merchant against its own month, written out from the raw rows (not the table's).
+        month_start = (t - 30 * DAY) // DAY * DAY
+        day_start = (t - DAY) // HOUR * HOUR
+        month_amounts = [x.amount for ts, _, x in theirs if month_start <= ts < t]
+        day_count = sum(1 for ts, _, _ in theirs if day_start <= ts < t)
+        month_mean = sum(month_amounts, 0.0) / len(month_amounts) if month_amounts else math.nan
         hour = (t // HOUR) % 24
         derived = {
             "log_amount": math.log1p(q.amount),
@@ -181,6 +198,13 @@ class Reference:
             "merchant_fraud_rate_30d": sum(known) / len(known) if known else 0.0,
             "is_new_customer": int(not mine),
             "is_new_merchant": int(not merchant_members),
+            "merchant_fraud_rate_7d": sum(known_7d) / len(known_7d) if known_7d else 0.0,
+            "merchant_txn_24h_to_30d": (
+                day_count / (len(month_amounts) / 30) if month_amounts else math.nan
+            ),
+            "merchant_amount_to_mean_30d": (
+                q.amount / month_mean if month_amounts and month_mean > 0 else math.nan
+            ),
         }
         if "amount_over_max_24h" in self.derived:
             day_start = (t - DAY) // HOUR * HOUR  # [floor(t - 24h, 1h), t)

@@ -223,6 +223,54 @@ def test_compromised_merchant_fraud_spreads_over_time_and_customers(
     assert (before["fraud_pattern"] != "compromised_merchant").all()
 
 
+def test_breach_dates_are_reported_and_bound_the_pattern(
+    generate_params: GenerateParams, small_tables: dict[str, pd.DataFrame]
+) -> None:
+    breaches: dict[str, pd.Timestamp] = {}
+    tables = generate(
+        generate_params, SMALL_SEED, n_customers=SMALL_CUSTOMERS, days=SMALL_DAYS, breaches=breaches
+    )
+    # Asking for the breach dates changes no table.
+    for name in RAW_TABLES:
+        pd.testing.assert_frame_equal(tables[name], small_tables[name])
+    rows = _with_labels(tables)
+    compromised = rows[rows["fraud_pattern"] == "compromised_merchant"]
+    assert set(compromised["merchant_id"]) <= set(breaches)
+    assert (compromised["timestamp"] >= compromised["merchant_id"].map(breaches)).all()
+    # The first compromised fraud of a merchant comes at or after its breach, never before.
+    first = compromised.groupby("merchant_id")["timestamp"].min()
+    assert all(first[m] >= breaches[m] for m in first.index)
+
+
+def test_cash_out_runs_new_cards_through_the_breached_merchant_in_bursts(
+    generate_params: GenerateParams,
+) -> None:
+    params = generate_params.model_copy(
+        update={"compromised_merchant_style": "cash_out", "compromised_merchant_rate": 0.03}
+    )
+    breaches: dict[str, pd.Timestamp] = {}
+    tables = generate(
+        params, SMALL_SEED, n_customers=SMALL_CUSTOMERS, days=SMALL_DAYS, breaches=breaches
+    )
+    rows = _with_labels(tables)
+    fraud = rows[rows["fraud_pattern"] == "compromised_merchant"]
+    assert len(fraud) > 20
+    assert (fraud["timestamp"] >= fraud["merchant_id"].map(breaches)).all()
+    # Cards new to the merchant: none of them paid it in an ordinary transaction, ever.
+    ordinary = rows[rows["is_fraud"] == 0]
+    paid = set(zip(ordinary["customer_id"], ordinary["merchant_id"], strict=True))
+    pairs = zip(fraud["customer_id"], fraud["merchant_id"], strict=True)
+    assert not any(pair in paid for pair in pairs)
+    # Off the merchant's baseline: at least twice its median ordinary amount.
+    median = ordinary.groupby("merchant_id")["amount"].median()
+    assert (fraud["amount"] >= 2 * fraud["merchant_id"].map(median) - 0.01).all()
+    # In bursts: most of them have another of the merchant's frauds within half an hour.
+    gaps = fraud.sort_values("timestamp").groupby("merchant_id")["timestamp"].diff()
+    assert (gaps <= pd.Timedelta(minutes=30)).mean() > 0.5
+    # The merchant's ordinary rows stay legitimate (no relabelled row).
+    assert set(rows.loc[rows["is_fraud"] == 0, "fraud_pattern"]) == {"none"}
+
+
 def test_no_fraud_when_rates_are_zero(generate_params: GenerateParams) -> None:
     params = generate_params.model_copy(
         update={

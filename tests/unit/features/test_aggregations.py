@@ -24,7 +24,7 @@ from feature_engine.declarations import (
 )
 from feature_engine.state.fields import state_fields
 from feature_repo.definitions import fraud_definitions
-from feature_repo.derived import DERIVED_V1
+from feature_repo.derived import DERIVED_V1, DERIVED_V2
 from feature_repo.services import SERVICE_TABLES, STATE_VELOCITY, register_table, service_table
 from feature_repo.velocity import VELOCITY
 from fraud_cli.main import app
@@ -211,8 +211,9 @@ def test_a_service_orders_its_features_by_placement_and_refuses_a_name_twice() -
 
 
 def test_every_service_serves_every_derived_feature_of_v1() -> None:
-    """v2 adds velocity rows only: both versions share the derived list, so their shared
-    features mean the same thing."""
+    """v2 starts from v1's derived list (the same declarations, so their shared features mean
+    the same thing) and adds the merchant's own-baseline features."""
     v1, v2 = SERVICE_TABLES["fraud_scoring_v1"], SERVICE_TABLES["fraud_scoring_v2"]
     assert set(v1.feature_names) <= set(v2.feature_names)
-    assert v1.derived == v2.derived == DERIVED_V1
+    assert v1.derived == DERIVED_V1 == v2.derived[: len(DERIVED_V1)]
+    assert v2.derived == DERIVED_V2

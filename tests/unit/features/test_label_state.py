@@ -77,3 +77,18 @@ def test_a_short_horizon_state_stays_short_after_an_online_fold() -> None:
 
 def test_unknown_merchant_has_rate_zero() -> None:
     assert merchant_fraud_rate({}, DAY0) == 0.0
+
+
+def test_a_shorter_window_counts_only_its_days_and_needs_less_history() -> None:
+    # One fraud 20 days before today, two legitimate labels in the last week.
+    state = _fold([(_at(DAY0), True), (_at(DAY0 + 15), False), (_at(DAY0 + 18), False)])
+    today = DAY0 + 20
+    assert merchant_fraud_rate(state, today) == pytest.approx(1 / 3)
+    assert merchant_fraud_rate(state, today, window_days=7) == 0.0  # the fraud is older
+    assert merchant_fraud_rate(state, DAY0 + 1, window_days=1) == 1.0
+    # A state that holds only the last 10 days answers a 7-day window, not a 30-day one.
+    recent = dict(state, ml_complete_from_day=today - 10)
+    assert math.isnan(merchant_fraud_rate(recent, today))
+    assert merchant_fraud_rate(recent, today, window_days=7) == 0.0
+    with pytest.raises(ValueError, match="window_days"):
+        merchant_fraud_rate(state, today, window_days=BASELINE_DAYS + 1)
