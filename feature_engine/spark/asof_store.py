@@ -43,10 +43,20 @@ Point-in-time semantics, exactly Feast's (the DuckDB as-of store's)
 What the as-of path does not cover goes to Feast's own implementation unchanged: retrieval by
 date range without an entity_df, ``filter_by_created_timestamp=True`` (a second inequality an
 as-of join does not express) and sources other than ``SparkSource``.
+
+Materialization
+---------------
+``pull_latest_from_table_or_query`` (``feast materialize`` with
+``materialization.pull_latest_features``) reads the table's latest-rows sidecar when the Spark
+build wrote one (a local or mounted table) and it still answers the range exactly
+(:func:`~feature_engine.offline.latest_rows.usable_latest_rows`, the DuckDB store's rule and
+code): one small Parquet file per view, read with DuckDB on the driver, and no Spark session
+at all. Otherwise Feast's Spark query scans the table.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -75,7 +85,14 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from pydantic import StrictStr
 
+import fraud_platform
+from feature_engine.offline.duckdb_store import DuckDBQueryJob
+from feature_engine.offline.latest_rows import sidecar_rows_sql, usable_latest_rows
 from feature_engine.spark.session import start_session
+
+# Feast's Spark modules, imported above, put ``simplefilter("once", ...)`` before the platform's
+# filters of its "experimental" notices: installed again (see fraud_platform).
+fraud_platform.quiet_third_party_warnings()
 
 STORE_CLASS_PATH = "feature_engine.spark.asof_store.AsOfSparkOfflineStore"
 _ROW = "__asof_row"  # entity row number: joins the views back and restores entity_df order
@@ -344,3 +361,71 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
             ),
             config=config,
         )
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: Any,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime,
+        end_date: datetime,
+    ) -> RetrievalJob:
+        """The latest row per entity with event time in ``[start_date, end_date]``.
+
+        What ``feast materialize`` loads. Read from the table's latest-rows sidecar when it
+        answers the range exactly (module docstring), else Feast's Spark query.
+
+        Args:
+            config: The repo config.
+            data_source: The view's batch source.
+            join_key_columns: Entity key columns.
+            feature_name_columns: Feature columns.
+            timestamp_field: Event timestamp column.
+            created_timestamp_column: Created timestamp column, if any.
+            start_date: Earliest event time to consider.
+            end_date: Latest event time to consider.
+
+        Returns:
+            A job whose rows are one per entity.
+        """
+        sidecar = None
+        columns = [*join_key_columns, *feature_name_columns, timestamp_field]
+        if created_timestamp_column:
+            columns.append(created_timestamp_column)
+        table = _local_table(data_source)
+        if table is not None:
+            sidecar = usable_latest_rows(
+                table,
+                join_key_columns,
+                timestamp_field,
+                created_timestamp_column,
+                columns,
+                end_date,
+            )
+        if sidecar is None:
+            return SparkOfflineStore.pull_latest_from_table_or_query(
+                config,
+                data_source,
+                join_key_columns,
+                feature_name_columns,
+                timestamp_field,
+                created_timestamp_column,
+                start_date,
+                end_date,
+            )
+        return DuckDBQueryJob(
+            config, sidecar_rows_sql(sidecar, columns, timestamp_field, start_date, end_date)
+        )
+
+
+def _local_table(source: Any) -> str | None:
+    """The local path of a ``SparkSource`` over a Parquet path (file or folder), else None."""
+    if not isinstance(source, SparkSource) or not source.path:
+        return None
+    if (source.file_format or "parquet") != "parquet":
+        return None
+    path = str(source.path).removeprefix("file://")
+    return path if "://" not in path and os.path.exists(path) else None
