@@ -193,6 +193,6 @@ def test_spark_profile_serves_what_the_duckdb_profile_serves(
     assert answers["spark"][1]["features"]["is_new_customer"] == 1
 
     print("\nstep timings (s):")
-    for step in timings["duckdb"]:
-        duck, spark = timings["duckdb"][step], timings["spark"][step]
-        print(f"  {step:<22} duckdb {duck:6.1f}  spark {spark:6.1f}  ({spark / duck:.1f}x)")
+    for name in timings["duckdb"]:
+        duck_s, spark_s = timings["duckdb"][name], timings["spark"][name]
+        print(f"  {name:<22} duckdb {duck_s:6.1f}  spark {spark_s:6.1f}  ({spark_s / duck_s:.1f}x)")
