@@ -13,8 +13,9 @@ What this store does instead
 :class:`AsOfSparkOfflineStore` subclasses Feast's ``SparkOfflineStore`` and is registered by
 class path in ``feature_store.spark.yaml`` (``offline_store.type``; Feast finds the config
 class by appending ``Config``). It overrides ``get_historical_features`` only, and there only
-the join: the entity upload, the query contexts, the ``SparkRetrievalJob`` (and so the
-on-demand views Feast applies on its result) are Feast's. Per feature view:
+the join: the entity upload and the query contexts are Feast's; the result is Feast's
+``SparkRetrievalJob`` with an Arrow path (:class:`AsOfSparkRetrievalJob`: rows to the driver as
+Arrow, not pandas, and the on-demand views applied batch by batch). Per feature view:
 
 1. the entity rows (keys, entity timestamp, row number) and the state rows (keys, event
    timestamp, created timestamp, the requested features packed in one struct) are put in one
@@ -66,6 +67,8 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyspark.sql
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores import offline_utils
@@ -86,7 +89,7 @@ from feast.repo_config import RepoConfig
 from pydantic import StrictStr
 
 import fraud_platform
-from feature_engine.offline.duckdb_store import DuckDBQueryJob
+from feature_engine.offline.duckdb_store import DuckDBQueryJob, apply_on_demand_views
 from feature_engine.offline.latest_rows import sidecar_rows_sql, usable_latest_rows
 from feature_engine.spark.session import start_session
 
@@ -211,6 +214,7 @@ def as_of_query(
     entity_timestamp: str,
     entity_columns: Sequence[str],
     full_feature_names: bool,
+    ordered: bool = True,
 ) -> str:
     """Statements (``---EOS---``-separated, as ``SparkRetrievalJob`` runs them) of the join.
 
@@ -220,10 +224,13 @@ def as_of_query(
         entity_timestamp: The entity_df's event timestamp column.
         entity_columns: The entity_df's columns (all pass through).
         full_feature_names: Whether outputs are prefixed by ``<view>__``.
+        ordered: Sort the result in entity_df order (``ORDER BY`` the row number, a global
+            sort: Spark samples its input first). ``False``: unsorted, with ``__asof_row``
+            kept as the first column, for a caller that orders on the driver.
 
     Returns:
-        The query; its last statement selects the entity columns and every view's features in
-        entity_df order.
+        The query; its last statement selects the entity columns and every view's features
+        (in entity_df order, or with their row number).
     """
     statements, joins = [], []
     outputs = [f"e.{_quote(column)}" for column in entity_columns]
@@ -238,9 +245,10 @@ def as_of_query(
             f"v{i}.{_quote(_output_name(context, feature, full_feature_names))}"
             for feature in context.features
         ]
-    statements.append(
-        f"SELECT {', '.join(outputs)} FROM {entity_table} e {' '.join(joins)} ORDER BY e.{_ROW}"
-    )
+    if not ordered:
+        outputs.insert(0, f"e.{_ROW} AS {_ROW}")
+    order = f" ORDER BY e.{_ROW}" if ordered else ""
+    statements.append(f"SELECT {', '.join(outputs)} FROM {entity_table} e {' '.join(joins)}{order}")
     return "\n---EOS---\n".join(statements)
 
 
@@ -258,6 +266,75 @@ def _upload_numbered(
 
     frame = spark.sql(entity_df) if isinstance(entity_df, str) else entity_df
     frame.withColumn(_ROW, functions.monotonically_increasing_id()).createOrReplaceTempView(table)
+
+
+class AsOfSparkRetrievalJob(SparkRetrievalJob):
+    """Feast's Spark retrieval job whose Arrow result never goes through pandas on the driver.
+
+    Feast's ``SparkRetrievalJob.to_arrow`` is ``Table.from_pandas(df.toPandas())``: every
+    state array of every row becomes Python objects in pandas on the driver, then Arrow again,
+    and the on-demand views run once on the whole frame (a 1.2M-row long-history retrieval
+    peaked at ~18 GiB). Here the join's rows come to the driver as Arrow (PySpark 4's
+    ``DataFrame.toArrow``, Arrow batches straight from the executors), unsorted with their
+    entity row number, are put in entity_df order by one Arrow ``take``, and the on-demand
+    views run on one record batch at a time
+    (:func:`feature_engine.offline.duckdb_store.apply_on_demand_views`, the DuckDB store's
+    own), so their Python lists never hold the whole result. The result equals Feast's
+    ``to_arrow``; ``to_spark_df`` (and what Feast builds on it) stays Feast's, sorted.
+
+    Args:
+        unordered_query: The same join without the global sort, the row number kept
+            (:func:`as_of_query` with ``ordered=False``).
+        batch_rows: Rows per on-demand batch.
+        **kwargs: ``SparkRetrievalJob``'s arguments (its ``query`` is the sorted join).
+    """
+
+    def __init__(self, unordered_query: str, batch_rows: int = 65_536, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._unordered_query = unordered_query
+        self._batch_rows = batch_rows
+
+    def _joined(self) -> pa.Table:
+        """The join's rows as Arrow, in entity_df order, without the on-demand views."""
+        *_, last = map(self.spark_session.sql, self._unordered_query.split("---EOS---"))
+        table = last.toArrow()
+        order = pc.sort_indices(table[_ROW])
+        return table.drop_columns([_ROW]).take(order)
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        """The joined rows without on-demand views (Feast's ``to_arrow`` applies those)."""
+        return self._joined()
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        return self._joined().to_pandas()
+
+    def to_arrow(self, validation_reference: Any = None, timeout: int | None = None) -> pa.Table:
+        """Joined rows with the on-demand views applied batch by batch (Feast's result).
+
+        Args:
+            validation_reference: A dataset validation; handled by Feast's implementation.
+            timeout: Unused.
+
+        Returns:
+            The retrieval's rows in entity_df order.
+        """
+        if validation_reference is not None or not self.on_demand_feature_views:
+            return super().to_arrow(validation_reference=validation_reference, timeout=timeout)
+        joined = self._joined()
+        parts = [
+            apply_on_demand_views(
+                pa.Table.from_batches([batch], schema=joined.schema),
+                self.on_demand_feature_views,
+                self.full_feature_names,
+                self._metadata,
+            )
+            for batch in joined.to_batches(max_chunksize=self._batch_rows)
+        ]
+        if not parts:  # no rows: the views still name their columns
+            return apply_on_demand_views(
+                joined, self.on_demand_feature_views, self.full_feature_names, self._metadata
+            )
+        return pa.concat_tables(parts)
 
 
 class AsOfSparkOfflineStore(SparkOfflineStore):
@@ -290,7 +367,8 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
             **kwargs: Feast's other arguments (``start_date``...), passed on when falling back.
 
         Returns:
-            Feast's ``SparkRetrievalJob`` over the as-of query.
+            An :class:`AsOfSparkRetrievalJob` (Feast's ``SparkRetrievalJob`` with an Arrow
+            result) over the as-of query.
         """
         if (
             entity_df is None
@@ -346,7 +424,16 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
             full_feature_names,
         )
         min_ts, max_ts = cast(tuple[datetime, datetime], timestamp_range)
-        return SparkRetrievalJob(
+        unordered = as_of_query(
+            cast(list[offline_utils.FeatureViewQueryContext], spark_contexts),
+            table,
+            timestamp,
+            list(entity_schema),
+            full_feature_names,
+            ordered=False,
+        )
+        return AsOfSparkRetrievalJob(
+            unordered_query=unordered,
             spark_session=spark,
             query=query,
             full_feature_names=full_feature_names,
