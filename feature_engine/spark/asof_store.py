@@ -146,65 +146,89 @@ def view_as_of_sql(
     keys = [_quote(key) for key in context.entities]
     ts = context.timestamp_field
     created = context.created_timestamp_column
-    fields = ", ".join(
-        [f"'ts', CAST({ts} AS TIMESTAMP)"]
-        + [f"'f{i}', {_quote(feature)}" for i, feature in enumerate(context.features)]
-    )
     # Feast's own pruning: no state row after the last entity row, nor (with a ttl) before
     # the first entity row minus the ttl; both change no answer.
     where = [f"{ts} <= '{context.max_event_timestamp}'"]
     if context.ttl and context.min_event_timestamp:
         where.append(f"{ts} >= '{context.min_event_timestamp}'")
+    if keys:  # a null key equals nothing in Feast's join (the selections name keys as entities)
+        where += [
+            f"{selection.rsplit(' AS ', 1)[0]} IS NOT NULL"
+            for selection in context.entity_selections
+        ]
     state_keys = [*context.entity_selections] if keys else []
-    entity_keys = [f"e.{key} AS {key}" for key in keys]
+    features = [f"{_quote(feature)} AS __asof_f{i}" for i, feature in enumerate(context.features)]
+    # The view's state rows: keys (under their entity names), timestamps, requested features.
     state = f"""
         SELECT {", ".join([*state_keys, ""])}
                CAST({ts} AS TIMESTAMP) AS {_TS},
-               0 AS {_SIDE},
                {f"CAST({created} AS TIMESTAMP)" if created else "CAST(NULL AS TIMESTAMP)"}
-                   AS {_CREATED},
-               CAST(NULL AS BIGINT) AS {_ROW},
-               named_struct({fields}) AS {_STATE}
+                   AS {_CREATED}
+               {"".join(", " + feature for feature in features)}
         FROM {context.table_subquery}
         WHERE {" AND ".join(where)}
     """
-    if keys:  # a null key equals nothing in Feast's join; the keys have their entity names here
-        state = f"SELECT * FROM ({state}) s WHERE {' AND '.join(f'{k} IS NOT NULL' for k in keys)}"
-    entities = f"""
-        SELECT {", ".join([*entity_keys, ""])}
-               CAST(e.{_quote(entity_timestamp)} AS TIMESTAMP) AS {_TS},
-               1 AS {_SIDE},
-               CAST(NULL AS TIMESTAMP) AS {_CREATED},
-               e.{_ROW} AS {_ROW},
-               NULL AS {_STATE}
+    key_list = "".join(f"{key}, " for key in keys)
+    # 1. The match, on narrow rows only: state rows (keys, times) and entity rows in one
+    #    relation, sorted within each entity; the latest state's (time, created) carried forward.
+    narrow = f"""
+        SELECT {key_list}{_TS}, 0 AS {_SIDE}, {_CREATED}, CAST(NULL AS BIGINT) AS {_ROW},
+               named_struct('ts', {_TS}, 'c', {_CREATED}) AS {_STATE}
+        FROM ({state}) s
+        UNION ALL
+        SELECT {"".join(f"e.{key} AS {key}, " for key in keys)}
+               CAST(e.{_quote(entity_timestamp)} AS TIMESTAMP) AS {_TS}, 1 AS {_SIDE},
+               CAST(NULL AS TIMESTAMP) AS {_CREATED}, e.{_ROW} AS {_ROW}, NULL AS {_STATE}
         FROM {entity_table} e
     """
     partition = f"PARTITION BY {', '.join(keys)}" if keys else ""
     expired = "FALSE"
     if context.ttl:
         expired = f"m.{_STATE}.ts < m.{_TS} - INTERVAL {int(context.ttl)} SECONDS"
+    matched = f"""
+        SELECT {"".join(f"m.{key}, " for key in keys)}m.{_ROW},
+               m.{_STATE}.ts AS __asof_mts, m.{_STATE}.c AS __asof_mc
+        FROM (
+            SELECT u.{_ROW}, u.{_SIDE}, u.{_TS}, {"".join(f"u.{key}, " for key in keys)}
+                   last(u.{_STATE}, true) OVER (
+                       {partition}
+                       ORDER BY u.{_TS}, u.{_SIDE}, u.{_CREATED} NULLS FIRST
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                   ) AS {_STATE}
+            FROM ({narrow}) u
+        ) m
+        WHERE m.{_SIDE} = 1 AND m.{_STATE} IS NOT NULL AND NOT ({expired})
+    """
+    # 2. The wide rows, fetched for the matched states only: a semi join with the matched
+    #    (keys, time, created), broadcast (one row per entity row at most), so the state arrays
+    #    are read once and never sorted; full ties (same keys and timestamps) keep one row.
+    same = [f"s.{key} = k.{key}" for key in keys]
+    same += [f"s.{_TS} = k.__asof_mts", f"s.{_CREATED} <=> k.__asof_mc"]
+    fetched = f"""
+        SELECT * FROM (
+            SELECT /*+ BROADCAST(k) */ s.*, row_number() OVER (
+                PARTITION BY {key_list}{_TS}, {_CREATED} ORDER BY {_TS}) AS __asof_tie
+            FROM ({state}) s
+            LEFT SEMI JOIN (
+                SELECT DISTINCT {key_list}__asof_mts, __asof_mc FROM ({matched}) q
+            ) k ON {" AND ".join(same)}
+        ) t WHERE __asof_tie = 1
+    """
+    back = [f"d.{key} = m.{key}" for key in keys]
+    back += [f"d.{_TS} = m.__asof_mts", f"d.{_CREATED} <=> m.__asof_mc"]
     outputs = ", ".join(
-        [f"{_ROW}"]
+        [f"m.{_ROW}"]
         + [
-            f"{_STATE}.f{i} AS {_quote(_output_name(context, feature, full_feature_names))}"
+            f"d.__asof_f{i} AS {_quote(_output_name(context, feature, full_feature_names))}"
             for i, feature in enumerate(context.features)
         ]
     )
+    # 3. Each matched entity row with its state's features (unmatched rows: none here; the
+    #    final query's LEFT JOIN gives them nulls).
     return f"""
         SELECT {outputs}
-        FROM (
-            SELECT m.{_ROW}, CASE WHEN {expired} THEN NULL ELSE m.{_STATE} END AS {_STATE}
-            FROM (
-                SELECT u.{_ROW}, u.{_SIDE}, u.{_TS},
-                       last(u.{_STATE}, true) OVER (
-                           {partition}
-                           ORDER BY u.{_TS}, u.{_SIDE}, u.{_CREATED} NULLS FIRST
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-                       ) AS {_STATE}
-                FROM ({state} UNION ALL {entities}) u
-            ) m
-            WHERE m.{_SIDE} = 1
-        )
+        FROM ({matched}) m
+        JOIN ({fetched}) d ON {" AND ".join(back)}
     """
 
 
