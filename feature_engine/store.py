@@ -229,17 +229,21 @@ def historical_features(
 
 
 def _restore_utc(retrieved: pd.DataFrame, entity_df: pd.DataFrame) -> None:
-    """Give the entity_df's UTC timestamp columns back their zone, in place.
+    """Give the entity_df's UTC timestamp columns back their zone and unit, in place.
 
-    Feast passes entity_df columns through unchanged, but its Spark offline store returns them
-    through Spark's ``toPandas``, which drops the zone (naive times in the session's zone, UTC
-    in the Spark profile). Restored here, a profile's training frame has the same types.
+    Feast passes entity_df columns through unchanged, but through Spark a timestamp comes
+    back in Spark's microseconds (Arrow from ``toArrow``), or naive in the session's zone
+    (UTC in the Spark profile) through ``toPandas``. Restored here, a profile's training frame
+    has the same types.
     """
     for name, dtype in entity_df.dtypes.items():
         if isinstance(dtype, pd.DatetimeTZDtype) and name in retrieved.columns:
             column = retrieved[name]
             if pd.api.types.is_datetime64_dtype(column) and column.dt.tz is None:
-                retrieved[name] = column.dt.tz_localize("UTC")
+                column = column.dt.tz_localize("UTC")
+            if column.dtype != dtype:
+                column = column.astype(dtype)
+            retrieved[name] = column
 
 
 def request_row(

@@ -8,6 +8,8 @@ heavy imports (Feast, MLflow, scikit-learn, Evidently) inside their commands so 
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from data.cli import app as data_app
@@ -41,6 +43,37 @@ app.add_typer(ops_app, name="ops", help="Run the scheduled jobs: labels, drift, 
 app.add_typer(ui_app, name="ui", help="Run a web console: Prometheus, Evidently UI, Feast UI.")
 
 
+# The commands that read or write features through the profile's offline store (or its
+# tables): they say which profile they run, in one line, before anything else.
+PROFILE_COMMANDS = {
+    ("features", "build"),
+    ("features", "apply"),
+    ("features", "materialize"),
+    ("features", "rebuild-online"),
+    ("features", "ingest-labels"),
+    ("train", "run"),
+    ("train", "evaluate"),
+    ("serve", "api"),
+    ("monitor", "consistency"),
+}
+
+
+def announce_profile(argv: list[str]) -> None:
+    """Print ``profile: ...`` when ``argv`` runs one of :data:`PROFILE_COMMANDS`.
+
+    Settings that do not load print nothing here: the command itself then answers them.
+    """
+    if tuple(argv[:2]) not in PROFILE_COMMANDS or {"--help", "-h"} & set(argv):
+        return
+    from fraud_platform.settings import get_settings
+
+    try:
+        line = get_settings().profile_line
+    except Exception:  # bad settings: the command's own error names them
+        return
+    typer.echo(line)
+
+
 def main() -> None:
     """Run ``fraud``; an unreachable Redis is bad configuration, not a crash.
 
@@ -51,6 +84,7 @@ def main() -> None:
     the setting, exit code 2.
     """
     try:
+        announce_profile(sys.argv[1:])
         app()
     except Exception as exc:  # only Redis's connection errors are answered; the rest re-raise
         from redis.exceptions import ConnectionError as RedisConnectionError

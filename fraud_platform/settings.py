@@ -243,6 +243,18 @@ class Settings(BaseSettings):
         return str(self.paths.features_dir)
 
     @property
+    def profile_line(self) -> str:
+        """The one line a ``fraud`` command prints to say which profile it runs.
+
+        ``profile: duckdb``, or ``profile: spark (local[2])`` with the Spark master (and the
+        tables' URI when they live elsewhere than the root).
+        """
+        if self.feature_profile != "spark":
+            return f"profile: {self.feature_profile}"
+        where = f", tables {self.spark_tables_uri}" if self.spark_tables_uri else ""
+        return f"profile: spark ({self.spark_master}{where})"
+
+    @property
     def feature_store_yaml(self) -> Path:
         """The Feast configuration file of the profile (:data:`FEATURE_STORE_YAML`)."""
         return self.paths.feature_repo / FEATURE_STORE_YAML[self.feature_profile]

@@ -199,16 +199,18 @@ def recompute_offline(
     Raises:
         RuntimeError: If ``feast apply`` fails on the shadow root.
     """
-    from feature_engine.offline.pipeline import build_features
+    from feature_engine.offline.pipeline import build_profile_features
     from feature_engine.store import historical_features, open_store, run_feast_cli
     from fraud_platform.settings import load_params
 
     say = progress or (lambda _message: None)
     params = load_params(settings.paths.params_file)
     with tempfile.TemporaryDirectory(prefix="consistency-") as tmp:
-        shadow = settings.model_copy(update={"project_root": Path(tmp)})
-        built = build_features(
-            settings.paths, params.features, STATE_VELOCITY, out_dir=shadow.paths.features_dir
+        # The shadow root's own tables, built by the profile's engine (the Spark build on the
+        # Spark profile), never the project's: no tables URI carried over.
+        shadow = settings.model_copy(update={"project_root": Path(tmp), "spark_tables_uri": ""})
+        built = build_profile_features(
+            settings, params.features, STATE_VELOCITY, out_dir=shadow.paths.features_dir
         )
         say(
             f"shadow build: {built.transactions:,} transactions and {built.labels:,} "

@@ -91,7 +91,11 @@ from feast.saved_dataset import SavedDatasetStorage
 from feast.transformation.python_transformation import PythonTransformation
 from pydantic import StrictInt, StrictStr
 
-from feature_engine.offline.latest_rows import latest_rows_sql, usable_latest_rows
+from feature_engine.offline.latest_rows import (
+    latest_rows_sql,
+    sidecar_rows_sql,
+    usable_latest_rows,
+)
 from feature_engine.offline.latest_rows import sql_identifier as _quote
 from feature_engine.offline.latest_rows import sql_literal as _literal
 from fraud_platform.gc_pause import no_cyclic_gc
@@ -554,8 +558,11 @@ class AsOfRetrievalJob(RetrievalJob):
         )
 
 
-class _ArrowRetrievalJob(RetrievalJob):
-    """A plain query result (no on-demand views): what materialization reads."""
+class DuckDBQueryJob(RetrievalJob):
+    """A plain DuckDB query's result (no on-demand views): what materialization reads.
+
+    The Spark profile's store uses it too, to read a latest-rows sidecar without Spark.
+    """
 
     def __init__(self, config: RepoConfig, sql: str) -> None:
         super().__init__()
@@ -564,10 +571,12 @@ class _ArrowRetrievalJob(RetrievalJob):
 
     @property
     def full_feature_names(self) -> bool:
+        """Never prefixed: a plain query's columns are the source's."""
         return False
 
     @property
     def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        """None: a plain query."""
         return []
 
     def to_sql(self) -> str:
@@ -717,14 +726,8 @@ class AsOfDuckDBOfflineStore(DuckDBOfflineStore):
         if sidecar is not None:
             # The range reaches the table's last event: the latest row per entity in
             # [start, end] is the entity's latest row overall if that is >= start, else none.
-            ts = f"{_quote(timestamp_field)}::TIMESTAMPTZ"
-            sql = f"""
-                SELECT {", ".join(_quote(c) for c in columns)}
-                FROM read_parquet({_literal(sidecar)})
-                WHERE {ts} >= {_literal(start_date.isoformat())}::TIMESTAMPTZ
-                  AND {ts} <= {_literal(end_date.isoformat())}::TIMESTAMPTZ
-            """
-            return _ArrowRetrievalJob(config, sql)
+            sql = sidecar_rows_sql(sidecar, columns, timestamp_field, start_date, end_date)
+            return DuckDBQueryJob(config, sql)
         sql = latest_rows_sql(
             parquet,
             join_key_columns,
@@ -733,7 +736,7 @@ class AsOfDuckDBOfflineStore(DuckDBOfflineStore):
             created_timestamp_column,
             (start_date, end_date),
         )
-        return _ArrowRetrievalJob(config, sql)
+        return DuckDBQueryJob(config, sql)
 
 
 __all__ = [
@@ -741,6 +744,7 @@ __all__ = [
     "AsOfDuckDBOfflineStore",
     "AsOfDuckDBOfflineStoreConfig",
     "AsOfRetrievalJob",
+    "DuckDBQueryJob",
     "apply_on_demand_views",
     "column_to_pylist",
     "to_pydict",

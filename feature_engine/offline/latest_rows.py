@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 _FILE_ROW = "file_row_number"  # DuckDB's virtual column of read_parquet
+_FILE_NAME = "filename"  # ... and the file each row came from (a folder table's part files)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -57,6 +58,23 @@ def sql_literal(text: str) -> str:
 
 
 _quote, _literal = sql_identifier, sql_literal
+
+
+def parquet_files(table: str | Path) -> list[Path]:
+    """The Parquet files of a table: the file itself, or a folder's part files, sorted.
+
+    The DuckDB build writes each table as one file; the Spark build as a folder of part files
+    (``part-*.parquet``, beside Spark's ``_SUCCESS`` marker and checksum files).
+    """
+    path = Path(table)
+    return sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+
+
+def parquet_source(table: str | Path) -> str:
+    """What DuckDB's ``read_parquet`` reads for a table: the file, or a folder's part files."""
+    path = Path(table)
+    return str(path / "*.parquet") if path.is_dir() else str(path)
+
 
 LATEST_ROWS_SUFFIX = ".latest.parquet"  # sidecar of <table>.parquet: its latest row per entity
 _LATEST_ROWS_META = b"fraud_latest_rows"  # Parquet key-value metadata of the sidecar
@@ -77,7 +95,7 @@ def latest_rows_sql(
     the one written last in the file. Rows without an event time never qualify.
 
     Args:
-        parquet: The table.
+        parquet: The table: a Parquet file, or a folder of part files (the Spark build's).
         join_key_columns: Entity key columns (none: one row for the whole table).
         columns: Columns to return; every column of the table when ``None``.
         timestamp_field: Event timestamp column.
@@ -90,7 +108,11 @@ def latest_rows_sql(
     order = [f"{_quote(timestamp_field)} DESC"]
     if created_timestamp_column:
         order.append(f"{_quote(created_timestamp_column)} DESC NULLS LAST")
-    order.append(f"{_FILE_ROW} DESC")
+    # The row written last: a folder table's part files in name order (Spark numbers them in
+    # partition order), then the row's position in its file.
+    folder = Path(parquet).is_dir()
+    row_id = [_FILE_NAME, _FILE_ROW] if folder else [_FILE_ROW]
+    order += [f"{column} DESC" for column in row_id]
     partition = ", ".join(_quote(c) for c in join_key_columns) or "NULL"
     ts = f"{_quote(timestamp_field)}::TIMESTAMPTZ"
     where = f"{_quote(timestamp_field)} IS NOT NULL"
@@ -100,8 +122,9 @@ def latest_rows_sql(
             f"{ts} >= {_literal(start.isoformat())}::TIMESTAMPTZ "
             f"AND {ts} <= {_literal(end.isoformat())}::TIMESTAMPTZ"
         )
-    source = f"read_parquet({_literal(parquet)}, file_row_number = true)"
-    selected = "f.* EXCLUDE (file_row_number)"
+    options = "file_row_number = true" + (", filename = true" if folder else "")
+    source = f"read_parquet({_literal(parquet_source(parquet))}, {options})"
+    selected = f"f.* EXCLUDE ({', '.join(row_id)})"
     if columns is not None:
         selected = ", ".join(f"f.{_quote(c)}" for c in columns)
     # The latest row per entity is chosen on narrow columns (keys, times, file row); only
@@ -112,18 +135,21 @@ def latest_rows_sql(
         SELECT {selected}
         FROM {source} f
         SEMI JOIN (
-            SELECT {_FILE_ROW} FROM (
-                SELECT {narrow_sql}, {_FILE_ROW}
+            SELECT {", ".join(row_id)} FROM (
+                SELECT {narrow_sql}, {", ".join(row_id)}
                 FROM {source}
                 WHERE {where}
             ) q
             QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {", ".join(order)}) = 1
-        ) latest ON f.{_FILE_ROW} = latest.{_FILE_ROW}
+        ) latest ON {" AND ".join(f"f.{c} = latest.{c}" for c in row_id)}
     """
 
 
 def latest_rows_path(parquet: str | Path) -> Path:
-    """Where the latest-rows sidecar of a Parquet table lives: ``<table>.latest.parquet``."""
+    """Where the latest-rows sidecar of a Parquet table lives: ``<table>.latest.parquet``.
+
+    Beside the table, whether the table is one file or a folder of part files.
+    """
     path = Path(parquet)
     return path.with_name(path.name.removesuffix(".parquet") + LATEST_ROWS_SUFFIX)
 
@@ -132,8 +158,18 @@ def _fingerprint(parquet: str | Path) -> str:
     """Size and SHA-256 of the Parquet footer: which bytes a sidecar was built from.
 
     The footer holds every row group's offsets, sizes and column statistics, so a rewritten
-    table has another one; reading it costs one seek, whatever the table's size.
+    table has another one; reading it costs one seek, whatever the table's size. A folder
+    table's fingerprint is the hash of its part files' names and fingerprints: the folder
+    renamed (the Spark build's switch) keeps it, a part file rewritten, added or gone changes it.
     """
+    if Path(parquet).is_dir():
+        parts = [f"{part.name}={_file_fingerprint(part)}" for part in parquet_files(parquet)]
+        return "parts:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return _file_fingerprint(parquet)
+
+
+def _file_fingerprint(parquet: str | Path) -> str:
+    """Size and SHA-256 of one Parquet file's footer (see :func:`_fingerprint`)."""
     with open(parquet, "rb") as f:
         size = f.seek(0, os.SEEK_END)
         if size < 12:
@@ -161,7 +197,8 @@ def write_latest_rows(
     when all of these still hold (see :func:`usable_latest_rows`).
 
     Args:
-        parquet: The table (already in its final bytes; a later ``os.replace`` keeps them).
+        parquet: The table (already in its final bytes; a later ``os.replace`` keeps them): a
+            Parquet file, or a folder of part files (a later rename of the folder keeps them).
         join_key_columns: Entity key columns of the feature view reading the table.
         timestamp_field: Its event timestamp column.
         created_timestamp_column: Its created timestamp column, if any.
@@ -180,7 +217,8 @@ def write_latest_rows(
         con.execute("SET TimeZone = 'UTC'")  # naive event times are UTC, as the store reads them
         ts = _quote(timestamp_field)
         row = con.execute(
-            f"SELECT epoch_us(max({ts}::TIMESTAMPTZ)) FROM read_parquet({_literal(str(parquet))})"
+            f"SELECT epoch_us(max({ts}::TIMESTAMPTZ)) "
+            f"FROM read_parquet({_literal(parquet_source(parquet))})"
         ).fetchall()
         stamp = {
             "table": _fingerprint(parquet),
@@ -201,6 +239,38 @@ def write_latest_rows(
         if own:
             con.close()
     return target
+
+
+def sidecar_rows_sql(
+    sidecar: str,
+    columns: Sequence[str],
+    timestamp_field: str,
+    start_date: datetime,
+    end_date: datetime,
+) -> str:
+    """SQL: the rows of a usable sidecar with event time in ``[start_date, end_date]``.
+
+    With the sidecar usable (:func:`usable_latest_rows`: ``end_date`` reaches the table's last
+    event), the latest row per entity in ``[start, end]`` is the entity's latest row overall if
+    that is ``>= start``, and none otherwise: the sidecar filtered by the range.
+
+    Args:
+        sidecar: The sidecar :func:`usable_latest_rows` returned.
+        columns: Columns to return.
+        timestamp_field: Event timestamp column.
+        start_date: Inclusive start (naive means UTC).
+        end_date: Inclusive end.
+
+    Returns:
+        A DuckDB query.
+    """
+    ts = f"{_quote(timestamp_field)}::TIMESTAMPTZ"
+    return f"""
+        SELECT {", ".join(_quote(c) for c in columns)}
+        FROM read_parquet({_literal(sidecar)})
+        WHERE {ts} >= {_literal(start_date.isoformat())}::TIMESTAMPTZ
+          AND {ts} <= {_literal(end_date.isoformat())}::TIMESTAMPTZ
+    """
 
 
 def usable_latest_rows(
@@ -259,6 +329,9 @@ __all__ = [
     "LATEST_ROWS_SUFFIX",
     "latest_rows_path",
     "latest_rows_sql",
+    "parquet_files",
+    "parquet_source",
+    "sidecar_rows_sql",
     "sql_identifier",
     "sql_literal",
     "usable_latest_rows",

@@ -13,8 +13,9 @@ What this store does instead
 :class:`AsOfSparkOfflineStore` subclasses Feast's ``SparkOfflineStore`` and is registered by
 class path in ``feature_store.spark.yaml`` (``offline_store.type``; Feast finds the config
 class by appending ``Config``). It overrides ``get_historical_features`` only, and there only
-the join: the entity upload, the query contexts, the ``SparkRetrievalJob`` (and so the
-on-demand views Feast applies on its result) are Feast's. Per feature view:
+the join: the entity upload and the query contexts are Feast's; the result is Feast's
+``SparkRetrievalJob`` with an Arrow path (:class:`AsOfSparkRetrievalJob`: rows to the driver as
+Arrow, not pandas, and the on-demand views applied batch by batch). Per feature view:
 
 1. the entity rows (keys, entity timestamp, row number) and the state rows (keys, event
    timestamp, created timestamp, the requested features packed in one struct) are put in one
@@ -43,10 +44,20 @@ Point-in-time semantics, exactly Feast's (the DuckDB as-of store's)
 What the as-of path does not cover goes to Feast's own implementation unchanged: retrieval by
 date range without an entity_df, ``filter_by_created_timestamp=True`` (a second inequality an
 as-of join does not express) and sources other than ``SparkSource``.
+
+Materialization
+---------------
+``pull_latest_from_table_or_query`` (``feast materialize`` with
+``materialization.pull_latest_features``) reads the table's latest-rows sidecar when the Spark
+build wrote one (a local or mounted table) and it still answers the range exactly
+(:func:`~feature_engine.offline.latest_rows.usable_latest_rows`, the DuckDB store's rule and
+code): one small Parquet file per view, read with DuckDB on the driver, and no Spark session
+at all. Otherwise Feast's Spark query scans the table.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -56,6 +67,8 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyspark.sql
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores import offline_utils
@@ -75,7 +88,14 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from pydantic import StrictStr
 
+import fraud_platform
+from feature_engine.offline.duckdb_store import DuckDBQueryJob, apply_on_demand_views
+from feature_engine.offline.latest_rows import sidecar_rows_sql, usable_latest_rows
 from feature_engine.spark.session import start_session
+
+# Feast's Spark modules, imported above, put ``simplefilter("once", ...)`` before the platform's
+# filters of its "experimental" notices: installed again (see fraud_platform).
+fraud_platform.quiet_third_party_warnings()
 
 STORE_CLASS_PATH = "feature_engine.spark.asof_store.AsOfSparkOfflineStore"
 _ROW = "__asof_row"  # entity row number: joins the views back and restores entity_df order
@@ -126,65 +146,89 @@ def view_as_of_sql(
     keys = [_quote(key) for key in context.entities]
     ts = context.timestamp_field
     created = context.created_timestamp_column
-    fields = ", ".join(
-        [f"'ts', CAST({ts} AS TIMESTAMP)"]
-        + [f"'f{i}', {_quote(feature)}" for i, feature in enumerate(context.features)]
-    )
     # Feast's own pruning: no state row after the last entity row, nor (with a ttl) before
     # the first entity row minus the ttl; both change no answer.
     where = [f"{ts} <= '{context.max_event_timestamp}'"]
     if context.ttl and context.min_event_timestamp:
         where.append(f"{ts} >= '{context.min_event_timestamp}'")
+    if keys:  # a null key equals nothing in Feast's join (the selections name keys as entities)
+        where += [
+            f"{selection.rsplit(' AS ', 1)[0]} IS NOT NULL"
+            for selection in context.entity_selections
+        ]
     state_keys = [*context.entity_selections] if keys else []
-    entity_keys = [f"e.{key} AS {key}" for key in keys]
+    features = [f"{_quote(feature)} AS __asof_f{i}" for i, feature in enumerate(context.features)]
+    # The view's state rows: keys (under their entity names), timestamps, requested features.
     state = f"""
         SELECT {", ".join([*state_keys, ""])}
                CAST({ts} AS TIMESTAMP) AS {_TS},
-               0 AS {_SIDE},
                {f"CAST({created} AS TIMESTAMP)" if created else "CAST(NULL AS TIMESTAMP)"}
-                   AS {_CREATED},
-               CAST(NULL AS BIGINT) AS {_ROW},
-               named_struct({fields}) AS {_STATE}
+                   AS {_CREATED}
+               {"".join(", " + feature for feature in features)}
         FROM {context.table_subquery}
         WHERE {" AND ".join(where)}
     """
-    if keys:  # a null key equals nothing in Feast's join; the keys have their entity names here
-        state = f"SELECT * FROM ({state}) s WHERE {' AND '.join(f'{k} IS NOT NULL' for k in keys)}"
-    entities = f"""
-        SELECT {", ".join([*entity_keys, ""])}
-               CAST(e.{_quote(entity_timestamp)} AS TIMESTAMP) AS {_TS},
-               1 AS {_SIDE},
-               CAST(NULL AS TIMESTAMP) AS {_CREATED},
-               e.{_ROW} AS {_ROW},
-               NULL AS {_STATE}
+    key_list = "".join(f"{key}, " for key in keys)
+    # 1. The match, on narrow rows only: state rows (keys, times) and entity rows in one
+    #    relation, sorted within each entity; the latest state's (time, created) carried forward.
+    narrow = f"""
+        SELECT {key_list}{_TS}, 0 AS {_SIDE}, {_CREATED}, CAST(NULL AS BIGINT) AS {_ROW},
+               named_struct('ts', {_TS}, 'c', {_CREATED}) AS {_STATE}
+        FROM ({state}) s
+        UNION ALL
+        SELECT {"".join(f"e.{key} AS {key}, " for key in keys)}
+               CAST(e.{_quote(entity_timestamp)} AS TIMESTAMP) AS {_TS}, 1 AS {_SIDE},
+               CAST(NULL AS TIMESTAMP) AS {_CREATED}, e.{_ROW} AS {_ROW}, NULL AS {_STATE}
         FROM {entity_table} e
     """
     partition = f"PARTITION BY {', '.join(keys)}" if keys else ""
     expired = "FALSE"
     if context.ttl:
         expired = f"m.{_STATE}.ts < m.{_TS} - INTERVAL {int(context.ttl)} SECONDS"
+    matched = f"""
+        SELECT {"".join(f"m.{key}, " for key in keys)}m.{_ROW},
+               m.{_STATE}.ts AS __asof_mts, m.{_STATE}.c AS __asof_mc
+        FROM (
+            SELECT u.{_ROW}, u.{_SIDE}, u.{_TS}, {"".join(f"u.{key}, " for key in keys)}
+                   last(u.{_STATE}, true) OVER (
+                       {partition}
+                       ORDER BY u.{_TS}, u.{_SIDE}, u.{_CREATED} NULLS FIRST
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                   ) AS {_STATE}
+            FROM ({narrow}) u
+        ) m
+        WHERE m.{_SIDE} = 1 AND m.{_STATE} IS NOT NULL AND NOT ({expired})
+    """
+    # 2. The wide rows, fetched for the matched states only: a semi join with the matched
+    #    (keys, time, created), broadcast (one row per entity row at most), so the state arrays
+    #    are read once and never sorted; full ties (same keys and timestamps) keep one row.
+    same = [f"s.{key} = k.{key}" for key in keys]
+    same += [f"s.{_TS} = k.__asof_mts", f"s.{_CREATED} <=> k.__asof_mc"]
+    fetched = f"""
+        SELECT * FROM (
+            SELECT /*+ BROADCAST(k) */ s.*, row_number() OVER (
+                PARTITION BY {key_list}{_TS}, {_CREATED} ORDER BY {_TS}) AS __asof_tie
+            FROM ({state}) s
+            LEFT SEMI JOIN (
+                SELECT DISTINCT {key_list}__asof_mts, __asof_mc FROM ({matched}) q
+            ) k ON {" AND ".join(same)}
+        ) t WHERE __asof_tie = 1
+    """
+    back = [f"d.{key} = m.{key}" for key in keys]
+    back += [f"d.{_TS} = m.__asof_mts", f"d.{_CREATED} <=> m.__asof_mc"]
     outputs = ", ".join(
-        [f"{_ROW}"]
+        [f"m.{_ROW}"]
         + [
-            f"{_STATE}.f{i} AS {_quote(_output_name(context, feature, full_feature_names))}"
+            f"d.__asof_f{i} AS {_quote(_output_name(context, feature, full_feature_names))}"
             for i, feature in enumerate(context.features)
         ]
     )
+    # 3. Each matched entity row with its state's features (unmatched rows: none here; the
+    #    final query's LEFT JOIN gives them nulls).
     return f"""
         SELECT {outputs}
-        FROM (
-            SELECT m.{_ROW}, CASE WHEN {expired} THEN NULL ELSE m.{_STATE} END AS {_STATE}
-            FROM (
-                SELECT u.{_ROW}, u.{_SIDE}, u.{_TS},
-                       last(u.{_STATE}, true) OVER (
-                           {partition}
-                           ORDER BY u.{_TS}, u.{_SIDE}, u.{_CREATED} NULLS FIRST
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-                       ) AS {_STATE}
-                FROM ({state} UNION ALL {entities}) u
-            ) m
-            WHERE m.{_SIDE} = 1
-        )
+        FROM ({matched}) m
+        JOIN ({fetched}) d ON {" AND ".join(back)}
     """
 
 
@@ -194,6 +238,7 @@ def as_of_query(
     entity_timestamp: str,
     entity_columns: Sequence[str],
     full_feature_names: bool,
+    ordered: bool = True,
 ) -> str:
     """Statements (``---EOS---``-separated, as ``SparkRetrievalJob`` runs them) of the join.
 
@@ -203,10 +248,13 @@ def as_of_query(
         entity_timestamp: The entity_df's event timestamp column.
         entity_columns: The entity_df's columns (all pass through).
         full_feature_names: Whether outputs are prefixed by ``<view>__``.
+        ordered: Sort the result in entity_df order (``ORDER BY`` the row number, a global
+            sort: Spark samples its input first). ``False``: unsorted, with ``__asof_row``
+            kept as the first column, for a caller that orders on the driver.
 
     Returns:
-        The query; its last statement selects the entity columns and every view's features in
-        entity_df order.
+        The query; its last statement selects the entity columns and every view's features
+        (in entity_df order, or with their row number).
     """
     statements, joins = [], []
     outputs = [f"e.{_quote(column)}" for column in entity_columns]
@@ -221,9 +269,10 @@ def as_of_query(
             f"v{i}.{_quote(_output_name(context, feature, full_feature_names))}"
             for feature in context.features
         ]
-    statements.append(
-        f"SELECT {', '.join(outputs)} FROM {entity_table} e {' '.join(joins)} ORDER BY e.{_ROW}"
-    )
+    if not ordered:
+        outputs.insert(0, f"e.{_ROW} AS {_ROW}")
+    order = f" ORDER BY e.{_ROW}" if ordered else ""
+    statements.append(f"SELECT {', '.join(outputs)} FROM {entity_table} e {' '.join(joins)}{order}")
     return "\n---EOS---\n".join(statements)
 
 
@@ -241,6 +290,75 @@ def _upload_numbered(
 
     frame = spark.sql(entity_df) if isinstance(entity_df, str) else entity_df
     frame.withColumn(_ROW, functions.monotonically_increasing_id()).createOrReplaceTempView(table)
+
+
+class AsOfSparkRetrievalJob(SparkRetrievalJob):
+    """Feast's Spark retrieval job whose Arrow result never goes through pandas on the driver.
+
+    Feast's ``SparkRetrievalJob.to_arrow`` is ``Table.from_pandas(df.toPandas())``: every
+    state array of every row becomes Python objects in pandas on the driver, then Arrow again,
+    and the on-demand views run once on the whole frame (a 1.2M-row long-history retrieval
+    peaked at ~18 GiB). Here the join's rows come to the driver as Arrow (PySpark 4's
+    ``DataFrame.toArrow``, Arrow batches straight from the executors), unsorted with their
+    entity row number, are put in entity_df order by one Arrow ``take``, and the on-demand
+    views run on one record batch at a time
+    (:func:`feature_engine.offline.duckdb_store.apply_on_demand_views`, the DuckDB store's
+    own), so their Python lists never hold the whole result. The result equals Feast's
+    ``to_arrow``; ``to_spark_df`` (and what Feast builds on it) stays Feast's, sorted.
+
+    Args:
+        unordered_query: The same join without the global sort, the row number kept
+            (:func:`as_of_query` with ``ordered=False``).
+        batch_rows: Rows per on-demand batch.
+        **kwargs: ``SparkRetrievalJob``'s arguments (its ``query`` is the sorted join).
+    """
+
+    def __init__(self, unordered_query: str, batch_rows: int = 65_536, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._unordered_query = unordered_query
+        self._batch_rows = batch_rows
+
+    def _joined(self) -> pa.Table:
+        """The join's rows as Arrow, in entity_df order, without the on-demand views."""
+        *_, last = map(self.spark_session.sql, self._unordered_query.split("---EOS---"))
+        table = last.toArrow()
+        order = pc.sort_indices(table[_ROW])
+        return table.drop_columns([_ROW]).take(order)
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        """The joined rows without on-demand views (Feast's ``to_arrow`` applies those)."""
+        return self._joined()
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        return self._joined().to_pandas()
+
+    def to_arrow(self, validation_reference: Any = None, timeout: int | None = None) -> pa.Table:
+        """Joined rows with the on-demand views applied batch by batch (Feast's result).
+
+        Args:
+            validation_reference: A dataset validation; handled by Feast's implementation.
+            timeout: Unused.
+
+        Returns:
+            The retrieval's rows in entity_df order.
+        """
+        if validation_reference is not None or not self.on_demand_feature_views:
+            return super().to_arrow(validation_reference=validation_reference, timeout=timeout)
+        joined = self._joined()
+        parts = [
+            apply_on_demand_views(
+                pa.Table.from_batches([batch], schema=joined.schema),
+                self.on_demand_feature_views,
+                self.full_feature_names,
+                self._metadata,
+            )
+            for batch in joined.to_batches(max_chunksize=self._batch_rows)
+        ]
+        if not parts:  # no rows: the views still name their columns
+            return apply_on_demand_views(
+                joined, self.on_demand_feature_views, self.full_feature_names, self._metadata
+            )
+        return pa.concat_tables(parts)
 
 
 class AsOfSparkOfflineStore(SparkOfflineStore):
@@ -273,7 +391,8 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
             **kwargs: Feast's other arguments (``start_date``...), passed on when falling back.
 
         Returns:
-            Feast's ``SparkRetrievalJob`` over the as-of query.
+            An :class:`AsOfSparkRetrievalJob` (Feast's ``SparkRetrievalJob`` with an Arrow
+            result) over the as-of query.
         """
         if (
             entity_df is None
@@ -329,7 +448,16 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
             full_feature_names,
         )
         min_ts, max_ts = cast(tuple[datetime, datetime], timestamp_range)
-        return SparkRetrievalJob(
+        unordered = as_of_query(
+            cast(list[offline_utils.FeatureViewQueryContext], spark_contexts),
+            table,
+            timestamp,
+            list(entity_schema),
+            full_feature_names,
+            ordered=False,
+        )
+        return AsOfSparkRetrievalJob(
+            unordered_query=unordered,
             spark_session=spark,
             query=query,
             full_feature_names=full_feature_names,
@@ -344,3 +472,71 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
             ),
             config=config,
         )
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: Any,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime,
+        end_date: datetime,
+    ) -> RetrievalJob:
+        """The latest row per entity with event time in ``[start_date, end_date]``.
+
+        What ``feast materialize`` loads. Read from the table's latest-rows sidecar when it
+        answers the range exactly (module docstring), else Feast's Spark query.
+
+        Args:
+            config: The repo config.
+            data_source: The view's batch source.
+            join_key_columns: Entity key columns.
+            feature_name_columns: Feature columns.
+            timestamp_field: Event timestamp column.
+            created_timestamp_column: Created timestamp column, if any.
+            start_date: Earliest event time to consider.
+            end_date: Latest event time to consider.
+
+        Returns:
+            A job whose rows are one per entity.
+        """
+        sidecar = None
+        columns = [*join_key_columns, *feature_name_columns, timestamp_field]
+        if created_timestamp_column:
+            columns.append(created_timestamp_column)
+        table = _local_table(data_source)
+        if table is not None:
+            sidecar = usable_latest_rows(
+                table,
+                join_key_columns,
+                timestamp_field,
+                created_timestamp_column,
+                columns,
+                end_date,
+            )
+        if sidecar is None:
+            return SparkOfflineStore.pull_latest_from_table_or_query(
+                config,
+                data_source,
+                join_key_columns,
+                feature_name_columns,
+                timestamp_field,
+                created_timestamp_column,
+                start_date,
+                end_date,
+            )
+        return DuckDBQueryJob(
+            config, sidecar_rows_sql(sidecar, columns, timestamp_field, start_date, end_date)
+        )
+
+
+def _local_table(source: Any) -> str | None:
+    """The local path of a ``SparkSource`` over a Parquet path (file or folder), else None."""
+    if not isinstance(source, SparkSource) or not source.path:
+        return None
+    if (source.file_format or "parquet") != "parquet":
+        return None
+    path = str(source.path).removeprefix("file://")
+    return path if "://" not in path and os.path.exists(path) else None

@@ -19,12 +19,20 @@ object storage.
 Each table is written as a Parquet *folder* (Spark's part files) at ``<location>/<name>.parquet``,
 the path the profile's ``SparkSource`` reads. Every table is first written to a staging path
 beside it; only when all are written are they switched in, each by two folder renames (see
-:func:`_switch`), so a build that fails leaves the previous tables readable. No latest-rows
-sidecar is written: that sidecar serves the DuckDB store's materialization only.
+:func:`_switch`), so a build that fails leaves the previous tables readable.
+
+Beside each table on a local (or mounted shared) path goes its latest-rows sidecar
+``<name>.latest.parquet``, written by the DuckDB build's own
+:func:`~feature_engine.offline.latest_rows.write_latest_rows` from the staged part files, so
+``feast materialize`` reads one small file per view instead of a Spark scan of the whole state
+history (``AsOfSparkOfflineStore.pull_latest_from_table_or_query``,
+:mod:`feature_engine.spark.asof_store`). A table on an object store or HDFS gets none;
+materialize then scans it with Spark.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -33,8 +41,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from feature_engine.declarations import VelocityTable
+from feature_engine.offline.latest_rows import latest_rows_path, write_latest_rows
 from feature_engine.offline.pipeline import (
     OFFLINE_TABLES,
+    TABLE_JOIN_KEYS,
     TRANSACTION_COLUMNS,
     PipelineResult,
     fold_activity,
@@ -226,6 +236,16 @@ def build_offline_tables_spark(
                 frame = frame.sortWithinPartitions(key, EVENT_TIMESTAMP)
             frame.write.mode("overwrite").parquet(staging)
             staged[name] = (path, staging, spark.read.parquet(staging).count())
+            local = local_folder(staging)
+            if local is not None:
+                # What `feast materialize` loads, from the staged part files (a folder rename
+                # keeps their fingerprint); switched in after the table.
+                write_latest_rows(
+                    local,
+                    [TABLE_JOIN_KEYS[name]],
+                    EVENT_TIMESTAMP,
+                    out=f"{local}.latest-{build_id}",
+                )
             if progress:
                 progress(f"  {name}: {time.perf_counter() - step_started:.1f} s")
     except BaseException:
@@ -236,6 +256,11 @@ def build_offline_tables_spark(
     written: dict[str, tuple[str, int]] = {}
     for name, (path, staging, rows) in staged.items():
         _switch(spark, staging, path, f"{path}.previous-{build_id}")
+        local = local_folder(staging)
+        if local is not None:
+            # Between the two replaces the old sidecar's fingerprint no longer matches the
+            # table: a materialize then scans the table, it never reads a stale sidecar.
+            os.replace(f"{local}.latest-{build_id}", latest_rows_path(local_folder(path) or path))
         written[name] = (path, rows)
     return PipelineResult(
         tables=written,  # type: ignore[arg-type]  # paths as strings: they may be URIs
@@ -243,6 +268,52 @@ def build_offline_tables_spark(
         transactions=transactions.count(),
         labels=labels.count(),
     )
+
+
+def local_folder(location: str) -> str | None:
+    """The local path of a table location (a path or ``file://`` URI), else ``None``.
+
+    Only local (or mounted shared) tables get a latest-rows sidecar: it is written and read
+    by DuckDB on the driver, which does not reach HDFS or object stores here.
+    """
+    path = location.removeprefix("file://")
+    return None if "://" in path or path.startswith(("hdfs:", "s3a:", "s3:", "gs:")) else path
+
+
+def check_local_tables(location: str) -> bool:
+    """Check that every offline table under a local ``location`` is a readable Parquet table.
+
+    What Feast's ``SparkSource.validate`` checks at ``feast apply`` (the table exists and has a
+    schema), without starting Spark: DuckDB's reader lists each table's part files and reads
+    their schema.
+
+    Args:
+        location: ``Settings.offline_tables_location`` of the Spark profile.
+
+    Returns:
+        ``True`` when checked here; ``False`` for a location only Spark reaches (HDFS, object
+        stores), which Feast then checks through Spark.
+
+    Raises:
+        FileNotFoundError: A table is missing or not Parquet; the message names it.
+    """
+    import duckdb
+
+    from feature_engine.offline.latest_rows import parquet_source, sql_literal
+
+    local = local_folder(location)
+    if local is None:
+        return False
+    for name in OFFLINE_TABLES:
+        table = f"{local.rstrip('/')}/{name}.parquet"
+        try:
+            duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet({sql_literal(parquet_source(table))})")
+        except duckdb.Error as exc:
+            raise FileNotFoundError(
+                f"offline table {table} is missing or unreadable (run `fraud features build`): "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
+    return True
 
 
 def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:

@@ -27,6 +27,7 @@ import pytest
 from feast import FeatureStore
 
 from feature_engine.offline.duckdb_store import STORE_CLASS_PATH
+from feature_engine.offline.latest_rows import latest_rows_path, usable_latest_rows
 from feature_engine.offline.pipeline import OFFLINE_TABLES, TABLE_JOIN_KEYS, build_features
 from feature_engine.spark.asof_store import STORE_CLASS_PATH as SPARK_STORE_CLASS_PATH
 from feature_engine.spark.asof_store import AsOfSparkOfflineStore
@@ -403,8 +404,49 @@ def test_a_spark_build_that_fails_half_way_leaves_the_previous_tables_readable(
     for name in OFFLINE_TABLES:
         pd.testing.assert_frame_equal(after[name], before[name], check_exact=True)
     assert sorted(p.name for p in location.iterdir()) == sorted(
-        f"{name}.parquet" for name in OFFLINE_TABLES
-    )  # the staged tables are gone
+        [f"{name}.parquet" for name in OFFLINE_TABLES]
+        + [f"{name}.latest.parquet" for name in OFFLINE_TABLES]
+    )  # the staged tables and their staged sidecars are gone
+    for name in OFFLINE_TABLES:  # the previous sidecars still answer for the previous tables
+        assert _usable_sidecar(location / f"{name}.parquet", name) is not None
+
+
+def _usable_sidecar(table: Path, name: str) -> str | None:
+    from datetime import UTC, datetime
+
+    columns = [TABLE_JOIN_KEYS[name], EVENT_TIMESTAMP]
+    end = datetime(2100, 1, 1, tzinfo=UTC)
+    return usable_latest_rows(
+        str(table), [TABLE_JOIN_KEYS[name]], EVENT_TIMESTAMP, None, columns, end
+    )
+
+
+@pytest.mark.parametrize("name", OFFLINE_TABLES)
+def test_spark_build_writes_the_latest_rows_sidecar_duckdb_writes(
+    duckdb_project: Settings, spark_project: Settings, name: str
+) -> None:
+    # What `feast materialize` reads on the Spark profile: beside the folder of part files,
+    # the same latest row per entity as the DuckDB build's sidecar, stamped usable for it.
+    duck_table = duckdb_project.paths.feature_table(name)
+    spark_table = spark_project.paths.feature_table(name)
+    sidecar = _usable_sidecar(spark_table, name)
+    assert sidecar == str(latest_rows_path(spark_table))
+    assert _usable_sidecar(duck_table, name) is not None
+    duck, spark_rows = (
+        _sorted_rows(latest_rows_path(table), name) for table in (duck_table, spark_table)
+    )
+    assert len(spark_rows) == spark_rows[TABLE_JOIN_KEYS[name]].nunique() > 0
+    pd.testing.assert_frame_equal(spark_rows, duck, check_exact=True)
+    # A part file rewritten: the sidecar no longer matches the folder, materialize scans.
+    part = sorted(spark_table.glob("part-*.parquet"))[0]
+    copy = spark_table.parent / f"changed-{name}.parquet"
+    shutil.copytree(spark_table, copy)
+    shutil.copy(latest_rows_path(spark_table), latest_rows_path(copy))
+    assert _usable_sidecar(copy, name) is not None  # a copy of the bytes: still usable
+    pq.write_table(pq.read_table(part).slice(1), copy / part.name)
+    assert _usable_sidecar(copy, name) is None
+    shutil.rmtree(copy)
+    latest_rows_path(copy).unlink()
 
 
 def test_switching_a_table_in_replaces_the_previous_one(spark: Any, tmp_path: Path) -> None:
