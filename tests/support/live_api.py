@@ -37,6 +37,9 @@ class Stack:
             "API_KEYS": f"{API_KEY},second-key",
             "SERVING_MODEL_POLL_SECONDS": "1",
             "REDIS_MODE": self.redis_mode,
+            # The in-process mode: these APIs run without an ingestion worker; the stream
+            # mode (the default) has its own tests, with its worker (test_stream.py).
+            "SERVING_INGEST_MODE": "async",
         }
         return stack.stack_env(root, self.redis_url, **(settings | extra))
 
