@@ -11,16 +11,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
 
+from feature_engine.feast_cli import feast_command
 from fraud_platform.contracts import EVENT_TIMESTAMP, TIMESTAMP
 from fraud_platform.settings import Settings, feast_environment, get_settings
 
@@ -133,9 +132,8 @@ def run_feast_cli(
         The finished process; check ``returncode``.
     """
     env = {**os.environ, **feast_environment(settings)}
-    feast_bin = Path(sys.executable).with_name("feast")
     return subprocess.run(
-        [str(feast_bin), *args],
+        feast_command(*args),  # the ``feast`` command: see feature_engine.feast_cli
         cwd=settings.paths.feature_repo,
         env=env,
         capture_output=capture,

@@ -36,10 +36,14 @@ def build() -> None:
     typer.echo(f"building offline tables from {paths.raw_dir} ({settings.feature_profile})")
     if settings.feature_profile == "spark":
         from feature_engine.spark.pipeline import build_features_spark
+        from feature_engine.spark.session import SparkStartError
 
-        result = build_features_spark(
-            settings, params.features, STATE_VELOCITY, progress=typer.echo
-        )
+        try:
+            result = build_features_spark(
+                settings, params.features, STATE_VELOCITY, progress=typer.echo
+            )
+        except SparkStartError as exc:
+            raise fail(str(exc)) from exc
     else:
         result = build_features(paths, params.features, STATE_VELOCITY, progress=typer.echo)
     for name, (path, rows) in result.tables.items():
@@ -100,8 +104,29 @@ def rebuild_online() -> None:
     _materialize(None)
 
 
+def _require_redis() -> None:
+    """Raise Redis's ``ConnectionError`` when the online store does not answer a PING.
+
+    Checked before ``feast materialize`` starts: the Feast CLI runs in its own process, whose
+    traceback the ``fraud`` entry point could not answer. Raised here, the entry point
+    (``fraud_cli.main.main``) answers it as every command's lost Redis: ``error: ...``, exit 2.
+    """
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+
+    from fraud_platform.redis_cluster import client_for
+
+    settings = get_settings()
+    try:
+        client_for(settings.redis_url, settings.redis_mode).ping()
+    except RedisConnectionError:
+        raise
+    except (RedisError, OSError) as exc:  # a cluster client fails before it connects
+        raise RedisConnectionError(str(exc)) from exc
+
+
 def _materialize(end: str | None) -> None:
-    from feature_engine.offline.events import journal_label_ids
+    from feature_engine.offline.events import materialized_label_ids
     from feature_engine.offline.pipeline import latest_state_time
 
     if end is None:
@@ -118,11 +143,16 @@ def _materialize(end: str | None) -> None:
         end_time = end_time.replace(tzinfo=UTC) if end_time.tzinfo is None else end_time
         source = "--end"
     end_utc = end_time.astimezone(UTC).replace(tzinfo=None)
+    _require_redis()
     typer.echo(f"materializing state as of {end_utc.isoformat()} UTC ({source})")
     # Microseconds kept: Feast's end bound is inclusive and the last row sits exactly there.
     _feast("materialize", "1970-01-01T00:00:00", end_utc.isoformat())
-    posted = journal_label_ids(get_settings().paths.ingested_dir)
-    if posted:
+    # Every label the loaded state counts gets its once-mark, raw or posted online: a label
+    # posted again (POST /labels) or folded again (ingest-labels) is then not counted twice.
+    paths = get_settings().paths
+    end_us = int(end_time.timestamp() * 1_000_000)
+    folded = materialized_label_ids(paths.raw_dir, paths.ingested_dir, end_us)
+    if folded:
         from feature_engine.online.redis_layout import RedisLayout
         from feature_engine.online.writer import OnlineStateWriter
         from feature_engine.store import open_store
@@ -130,8 +160,8 @@ def _materialize(end: str | None) -> None:
         writer = OnlineStateWriter(
             RedisLayout(open_store()), load_params().features, STATE_VELOCITY
         )
-        writer.mark_labels_seen(posted)  # (merchant_id, transaction_id) pairs
-        typer.echo(f"marked {len(posted):,} labels posted online as folded (idempotency)")
+        writer.mark_labels_seen(folded)  # (merchant_id, transaction_id) pairs
+        typer.echo(f"marked {len(folded):,} labels the loaded state counts as folded (idempotency)")
 
 
 @app.command()
@@ -193,8 +223,16 @@ def ingest_labels(
     writer = OnlineStateWriter(RedisLayout(open_store()), params.features, STATE_VELOCITY)
     applied = writer.ingest_labels(
         [
-            (str(r.merchant_id), int(r.label_timestamp.value // 1_000), bool(r.is_fraud))
+            (
+                str(r.merchant_id),
+                str(r.transaction_id),
+                int(r.label_timestamp.value // 1_000),
+                bool(r.is_fraud),
+            )
             for r in arrived.itertuples()
         ]
     )
-    typer.echo(f"folded {applied:,} labels into the online merchant label buckets")
+    typer.echo(
+        f"folded {applied:,} labels into the online merchant label buckets "
+        f"({len(arrived) - applied:,} already counted)"
+    )

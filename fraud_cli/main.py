@@ -13,6 +13,7 @@ import typer
 from data.cli import app as data_app
 from fraud_cli.features import app as features_app
 from fraud_cli.local_redis import app as redis_app
+from fraud_platform.console import EXIT_BAD_INPUT, fail
 from monitoring.cli import app as monitor_app
 from serving.cli import app as serve_app
 from simulation.cli import app as simulate_app
@@ -35,5 +36,33 @@ monitor.add_typer(monitor_app)
 monitor.add_typer(simulate_app)
 app.add_typer(monitor, name="monitor", help="Drift reports on live traffic.")
 
+
+def main() -> None:
+    """Run ``fraud``; an unreachable Redis is bad configuration, not a crash.
+
+    Every command that touches the online store (materialize, rebuild-online, ingest-labels,
+    the consistency check, ...) reaches Redis through redis-py or Feast's Redis store, which
+    raise ``redis.exceptions.ConnectionError`` when nothing listens at ``REDIS_URL``. One
+    handler here answers it the way every command answers bad input: ``error: ...`` naming
+    the setting, exit code 2.
+    """
+    try:
+        app()
+    except Exception as exc:  # only Redis's connection errors are answered; the rest re-raise
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        if not isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            raise
+        from fraud_platform.settings import get_settings
+
+        settings = get_settings()
+        fail(  # prints it
+            f"cannot reach Redis at {settings.redis_url} (REDIS_URL, REDIS_MODE "
+            f"{settings.redis_mode}): {exc}"
+        )
+        raise SystemExit(EXIT_BAD_INPUT) from exc
+
+
 if __name__ == "__main__":
-    app()
+    main()

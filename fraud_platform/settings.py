@@ -127,11 +127,15 @@ class Settings(BaseSettings):
         model_alias: The alias training moves to a better model and the API serves
             (``MODEL_ALIAS``).
         api_keys: Comma-separated keys; empty means the scoring endpoints are open.
-        serving_feature_path: ``feast`` (default) reads through
-            ``FeatureStore.get_online_features`` on the feature service; ``direct`` reads the
-            four state views in one Redis pipeline and runs the registered on-demand function
-            (resolved once; several times faster, see benchmarks/bench_serving.py). Both give
-            the same numbers (tested).
+        max_body_bytes: The largest request body the API reads; a larger one is refused with
+            413 before it is parsed.
+        serving_feature_path: ``feast`` (default): the feature service as Feast's registry
+            resolves it, resolved again whenever Feast's registry cache expires or is refreshed
+            (a ``feast apply`` is seen when ``get_online_features`` would see it), read in one
+            Redis pipeline and transformed by Feast's own on-demand transformation (plain
+            ``get_online_features`` for a service it cannot resolve); ``direct``: the same
+            resolution done once at start-up and the registered on-demand function called
+            directly. Both give the same values and Python types (tested).
         serving_ingest_mode: ``stream`` (default) appends each scored transaction to a Redis
             Stream that ``fraud serve ingest-worker`` folds into the online state in a process
             of its own; a later request of the same customer or merchant, in any API process,
@@ -459,6 +463,11 @@ class LightGBMParams(_Strict):
     monotone_increasing: tuple[str, ...] = ()
 
 
+ThresholdRule = Literal["alert_budget", "target_recall", "min_precision", "best_f1"]
+"""How training sets a model's decision threshold (``train.threshold_rule``)."""
+THRESHOLD_RULES: tuple[str, ...] = get_args(ThresholdRule)
+
+
 class TrainParams(_Strict):
     """Models, cross-validation, calibration, the operations threshold rule, drift reference.
 
@@ -470,9 +479,18 @@ class TrainParams(_Strict):
             the best holdout PR-AUC is the run's challenger for the alias.
         calibration: ``platt`` (a logistic curve on the raw log-odds: keeps the ranking) or
             ``isotonic`` (a monotone step function), fitted on the out-of-fold scores.
-        threshold_rule: ``min_precision`` (the lowest threshold whose out-of-fold precision
-            reaches ``min_precision``), ``alert_budget`` (at most ``alert_budget_per_1000``
-            alerts per 1,000 transactions) or ``best_f1``.
+        threshold_rule: The operating point (:data:`THRESHOLD_RULES`), chosen on the
+            calibrated out-of-fold probabilities: ``alert_budget`` (the most alerts within
+            ``alert_budget_per_1000`` per 1,000 transactions: what a review team can work),
+            ``target_recall`` (the highest threshold still catching ``target_recall`` of the
+            fraud), ``min_precision`` (the lowest threshold whose precision reaches
+            ``min_precision``) or ``best_f1``. A rule no threshold meets fails training,
+            naming the best value reachable, unless ``threshold_fallback`` names a rule to use
+            instead (logged on the run).
+        threshold_fallback: The rule used when ``threshold_rule`` cannot be met; ``None``
+            (the default) makes an unmet rule an error.
+        review_cost_per_alert: What reviewing one alert costs, in the amount's currency: the
+            cost-weighted metric is the fraud amount the alerts catch minus this per alert.
         feature_service: The Feast feature service the model is trained on (and, recorded on
             the model version, the one the API serves it with).
     """
@@ -484,9 +502,12 @@ class TrainParams(_Strict):
     logistic_regression: LogisticRegressionParams
     lightgbm: LightGBMParams
     calibration: Literal["platt", "isotonic"] = "platt"
-    threshold_rule: Literal["min_precision", "alert_budget", "best_f1"]
+    threshold_rule: ThresholdRule
     min_precision: float = Field(gt=0, le=1)
     alert_budget_per_1000: float = Field(gt=0, le=1000)
+    target_recall: float = Field(default=0.8, gt=0, le=1)
+    threshold_fallback: ThresholdRule | None = None
+    review_cost_per_alert: float = Field(default=5.0, ge=0)
     reference_sample_size: int = Field(gt=0)
     reference_warmup_days: float = Field(default=0.0, ge=0)
     feature_service: str = Field(default="fraud_scoring_v1", min_length=1)
@@ -497,6 +518,14 @@ class TrainParams(_Strict):
         if len(set(value)) != len(value):
             raise ValueError(f"each model at most once, got {list(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _fallback_differs(self) -> TrainParams:
+        if self.threshold_fallback == self.threshold_rule:
+            raise ValueError(
+                f"train.threshold_fallback: {self.threshold_fallback!r} is the rule itself"
+            )
+        return self
 
 
 class MonitorParams(_Strict):

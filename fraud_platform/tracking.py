@@ -12,6 +12,7 @@ MLflow is imported inside the functions: it takes seconds to import.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def mlflow_client(settings: Settings) -> MlflowClient:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    configure_mlflow_mappers()
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
@@ -72,3 +74,21 @@ def experiment_id(settings: Settings, name: str) -> str:
     if experiment is not None:
         return str(experiment.experiment_id)
     return str(client.create_experiment(name, artifact_location=artifact_location(settings)))
+
+
+def configure_mlflow_mappers() -> None:
+    """Configure MLflow's SQLAlchemy mappers now, without SQLAlchemy's ``noload`` warning.
+
+    MLflow's SQL store configures its mappers on first use with the ``noload`` loader, which
+    SQLAlchemy 2.1 deprecates: a SADeprecationWarning on stderr at every run, MLflow's to fix,
+    asking nothing of the user. The process-wide filter (``fraud_platform/__init__.py``) does
+    not always hold when that first use comes: scikit-learn's parallel helpers reset the global
+    warning filters from worker threads (``warnings.catch_warnings`` is not thread-safe). So the
+    mappers are configured here, once, under a local filter; later configurations are no-ops.
+    """
+    from mlflow.store.tracking.dbmodels import models  # noqa: F401  (declares the mappers)
+    from sqlalchemy.orm import configure_mappers
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*``noload`` loader strategy is deprecated")
+        configure_mappers()

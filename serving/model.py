@@ -30,6 +30,7 @@ import numpy as np
 from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import ModelTags, ModelTagsError
 from fraud_platform.scoring_model import LinearModel, ScoringModel
+from fraud_platform.tracking import configure_mlflow_mappers
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ def load_by_alias(tracking_uri: str, name: str, alias: str) -> ModelBundle:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    configure_mlflow_mappers()  # before MLflow's first store use: no SQLAlchemy warning
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         version = client.get_model_version_by_alias(name, alias)
@@ -213,6 +215,7 @@ def current_version(tracking_uri: str, name: str, alias: str) -> str | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    configure_mlflow_mappers()  # before MLflow's first store use: no SQLAlchemy warning
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         return str(client.get_model_version_by_alias(name, alias).version)

@@ -13,11 +13,16 @@ Evaluation protocol
    out-of-fold (OOF) probabilities for every training row.
    The OOF scores are raw log-odds; the calibration (``platt`` or ``isotonic``) is fitted on
    them, so every probability downstream is calibrated and no row calibrates itself.
-3. The decision threshold is chosen on the calibrated OOF probabilities by the operations
-   rule of ``params.yaml``: the lowest threshold whose precision reaches ``min_precision``,
-   at most ``alert_budget_per_1000`` alerts per 1,000 transactions, or ``best_f1``.
-4. Per-fold metrics (PR-AUC, ROC-AUC, precision and recall at that threshold, recall at 1 %
-   FPR) and their mean and standard deviation are reported.
+3. The decision threshold (the operating point) is chosen on the calibrated OOF
+   probabilities by the operations rule of ``params.yaml`` (:func:`operating_point`): the
+   whole alert budget of ``alert_budget_per_1000`` per 1,000 transactions, the fewest alerts
+   catching ``target_recall`` of the fraud, the most recall at ``min_precision``, or
+   ``best_f1``. A rule no threshold meets raises :class:`ThresholdRuleError` (naming the
+   best value reachable) unless ``threshold_fallback`` names another rule: a model never
+   silently alerts on nothing.
+4. Per-fold metrics (PR-AUC, ROC-AUC, precision, recall, alerts per 1,000 and the net savings
+   of the review queue at that threshold, recall at 1 % FPR) and their mean and standard
+   deviation are reported.
 5. The final model is refit on the whole training part and carries the calibration of step 2;
    holdout metrics use the threshold of step 3, so the holdout stays untouched by any choice.
 6. Slices of the holdout (:func:`slice_metrics`): PR-AUC and recall per fraud pattern (when
@@ -40,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from data.generate import PATTERN_NAMES
-from fraud_platform.contracts import EVENT_TIMESTAMP, FRAUD_PATTERN, LABEL, PROBABILITY
+from fraud_platform.contracts import AMOUNT, EVENT_TIMESTAMP, FRAUD_PATTERN, LABEL, PROBABILITY
 from fraud_platform.scoring_model import LINEAR
 from training.dataset import Progress, TrainingError, TrainingSet, check_labels, quiet
 from training.model import (
@@ -57,7 +62,19 @@ if TYPE_CHECKING:
     from fraud_platform.settings import TrainParams
 
 MAX_FPR_FOR_RECALL = 0.01  # "recall at 1 % FPR": the share of fraud caught at 1 % false alarms
-METRIC_NAMES = ("pr_auc", "roc_auc", "precision", "recall", "recall_at_1pct_fpr")
+METRIC_NAMES = (
+    "pr_auc",
+    "roc_auc",
+    "precision",
+    "recall",
+    "recall_at_1pct_fpr",
+    "alerts_per_1000",
+    "net_savings_per_1000",
+)
+# The rules every model's holdout is also reported at (beside the one that set its threshold),
+# with the precision, recall and alerts per 1,000 of each: the operating points a team weighs.
+REPORTED_RULES = ("alert_budget", "target_recall", "min_precision")
+POINT_METRICS = ("precision", "recall", "alerts_per_1000")
 # The fraud patterns the generator names; imported data says ``unknown`` (no pattern slices).
 FRAUD_PATTERNS = tuple(name for name in PATTERN_NAMES if name != "none")
 COLD_START_FEATURE = "is_new_customer"  # 1 on a customer's first transaction: no history
@@ -108,37 +125,64 @@ def recall_at_fpr(
     return float(tpr[fpr <= max_fpr].max())
 
 
+class ThresholdRuleError(TrainingError):
+    """No threshold meets the operations rule: the rule, and the best value any threshold gives.
+
+    Attributes:
+        rule: The rule that cannot be met (``train.threshold_rule``).
+        best: The closest value any threshold reaches (precision for ``min_precision``, the
+            fewest alerts per 1,000 for ``alert_budget``).
+    """
+
+    def __init__(self, rule: str, message: str, best: float) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.best = best
+
+
 def choose_threshold(
     y_true: np.ndarray,
     scores: np.ndarray,
     rule: str,
     min_precision: float,
     alert_budget_per_1000: float | None = None,
+    target_recall: float | None = None,
 ) -> float:
     """Decision threshold on out-of-fold probabilities, by the operations rule.
+
+    A row is flagged when its probability is >= the threshold. Every rule's answer flags at
+    least one row: a rule no threshold meets raises, it never returns a threshold that flags
+    nothing.
 
     Args:
         y_true: 0/1 targets of the out-of-fold rows.
         scores: Their out-of-fold (calibrated) probabilities.
-        rule: ``min_precision`` (lowest threshold whose precision reaches ``min_precision``,
-            i.e. the most recall at that precision), ``alert_budget`` (lowest threshold that
-            flags at most ``alert_budget_per_1000`` rows per 1,000) or ``best_f1``.
+        rule: ``alert_budget`` (the lowest threshold flagging at most
+            ``alert_budget_per_1000`` rows per 1,000, i.e. the whole budget used),
+            ``target_recall`` (the highest threshold whose recall reaches ``target_recall``,
+            i.e. the fewest alerts catching that share), ``min_precision`` (the lowest
+            threshold whose precision reaches ``min_precision``, i.e. the most recall at that
+            precision) or ``best_f1``.
         min_precision: Used by ``min_precision``.
         alert_budget_per_1000: Used by ``alert_budget``.
+        target_recall: Used by ``target_recall``.
 
     Returns:
-        The threshold: a row is flagged when its probability is >= it.
+        The threshold.
 
     Raises:
-        ValueError: For an unknown rule (``load_params`` rejects those first), or
-            ``alert_budget`` without a budget.
+        ThresholdRuleError: If no threshold meets the rule (the message names the best
+            value reachable).
+        ValueError: For an unknown rule (``load_params`` rejects those first), or a rule
+            without its parameter.
     """
     from sklearn.metrics import precision_recall_curve
 
+    scores = np.asarray(scores, float)
     if rule == "alert_budget":
         if alert_budget_per_1000 is None:
             raise ValueError("train.threshold_rule alert_budget needs alert_budget_per_1000")
-        return _budget_threshold(np.asarray(scores, float), alert_budget_per_1000 / 1000)
+        return _budget_threshold(scores, alert_budget_per_1000)
     precision, recall, thresholds = precision_recall_curve(y_true, scores)
     # precision/recall have one more entry than thresholds (the (1, 0) end point): drop it.
     precision, recall = precision[:-1], recall[:-1]
@@ -151,38 +195,152 @@ def choose_threshold(
             where=denominator > 0,
         )
         return float(thresholds[int(np.argmax(f1))])
+    if rule == "target_recall":
+        if target_recall is None:
+            raise ValueError("train.threshold_rule target_recall needs target_recall")
+        # Recall falls as the threshold rises; the lowest threshold has recall 1, so some
+        # threshold always reaches the target: the last (highest) one that does.
+        reaching = np.flatnonzero(recall >= target_recall)
+        return float(thresholds[reaching[-1]])
     if rule == "min_precision":
         reaching = np.flatnonzero(precision >= min_precision)
         if len(reaching) == 0:
-            # Nothing reaches the target: the most precise threshold is the honest fallback.
-            return float(thresholds[int(np.argmax(precision))])
+            best = int(np.argmax(precision))
+            raise ThresholdRuleError(
+                rule,
+                f"train.threshold_rule min_precision: no threshold reaches precision "
+                f"{min_precision:g} out of fold; the best achievable is {precision[best]:.4f} "
+                f"(threshold {thresholds[best]:.4g}, recall {recall[best]:.4f})",
+                float(precision[best]),
+            )
         return float(thresholds[reaching[0]])  # thresholds ascend: the first is the lowest
     raise ValueError(f"train.threshold_rule: unknown rule {rule!r}")
 
 
-def _budget_threshold(scores: np.ndarray, share: float) -> float:
-    """Lowest threshold flagging at most ``share`` of ``scores`` (ties flag together)."""
-    allowed = int(np.floor(share * len(scores)))
+def _budget_threshold(scores: np.ndarray, per_1000: float) -> float:
+    """Lowest threshold flagging at most ``per_1000`` of every 1,000 scores (ties together)."""
+    allowed = int(np.floor(per_1000 / 1000 * len(scores)))
     values = np.unique(scores)  # ascending
     # flagged[i]: rows with score >= values[i]
     flagged = len(scores) - np.searchsorted(np.sort(scores), values, side="left")
     within = np.flatnonzero(flagged <= allowed)
-    if len(within) == 0:  # even the top score's ties exceed the budget: flag nothing
-        return float(np.nextafter(values[-1], np.inf))
+    if len(within) == 0:  # even the top score's ties exceed the budget: it would flag nothing
+        fewest = 1000 * flagged[-1] / len(scores)
+        raise ThresholdRuleError(
+            "alert_budget",
+            f"train.threshold_rule alert_budget: no threshold flags at most {per_1000:g} per "
+            f"1,000 out of fold ({len(scores):,} rows, {allowed} alerts allowed); the fewest "
+            f"alerts any threshold gives is {fewest:.4g} per 1,000 (the top score's ties)",
+            float(fewest),
+        )
     return float(values[within[0]])
 
 
-def score_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The threshold a model alerts at and the rule that set it.
+
+    Attributes:
+        threshold: Rows with a probability >= it are alerts.
+        rule: The rule that set it: ``train.threshold_rule``, or the fallback when that
+            could not be met.
+        requested: ``train.threshold_rule``.
+        fallback_reason: Why the requested rule was not used (its error), ``None`` when it was.
+    """
+
+    threshold: float
+    rule: str
+    requested: str
+    fallback_reason: str | None = None
+
+    @property
+    def fell_back(self) -> bool:
+        """Whether the requested rule could not be met and another set the threshold."""
+        return self.fallback_reason is not None
+
+
+def _threshold_by(y_true: np.ndarray, scores: np.ndarray, rule: str, params: TrainParams) -> float:
+    return choose_threshold(
+        y_true,
+        scores,
+        rule,
+        params.min_precision,
+        params.alert_budget_per_1000,
+        params.target_recall,
+    )
+
+
+def operating_point(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    params: TrainParams,
+    label: str,
+    fallback: str | None = None,
+) -> OperatingPoint:
+    """The operating point of ``train.threshold_rule``, or of its fallback when it is unmet.
+
+    Args:
+        y_true: 0/1 targets of the out-of-fold rows.
+        scores: Their calibrated out-of-fold probabilities.
+        params: The rule and its parameters; ``threshold_fallback`` is the rule used when the
+            requested one cannot be met.
+        label: The model, named in the error.
+        fallback: A fallback used when ``params`` names none (the request-only baseline's,
+            whose threshold is only reported).
+
+    Returns:
+        The threshold and the rule that set it.
+
+    Raises:
+        ThresholdRuleError: If the rule cannot be met and there is no fallback (or the
+            fallback cannot be met either).
+    """
+    requested = params.threshold_rule
+    try:
+        threshold = _threshold_by(y_true, scores, requested, params)
+        return OperatingPoint(threshold, requested, requested)
+    except ThresholdRuleError as exc:
+        rule = params.threshold_fallback or fallback
+        if rule is None:
+            raise ThresholdRuleError(
+                exc.rule,
+                f"{label}: {exc} (set train.threshold_fallback to fall back to another rule)",
+                exc.best,
+            ) from exc
+        try:
+            threshold = _threshold_by(y_true, scores, rule, params)
+        except ThresholdRuleError as second:
+            raise ThresholdRuleError(
+                second.rule, f"{label}: {exc}; the fallback fails too: {second}", second.best
+            ) from second
+        return OperatingPoint(threshold, rule, requested, str(exc))
+
+
+def score_metrics(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    amounts: np.ndarray | None = None,
+    review_cost_per_alert: float = 0.0,
+) -> dict[str, float]:
     """Ranking metrics and the metrics of the operating point ``scores >= threshold``.
+
+    The cost-weighted figure is what a review queue at this threshold is worth: the fraud
+    amount its alerts catch (``amount`` of every flagged fraud, taken as saved) minus
+    ``review_cost_per_alert`` for every alert, per 1,000 transactions so that folds and
+    holdouts of different sizes compare.
 
     Args:
         y_true: 0/1 targets (both classes present).
         scores: Predicted fraud probabilities.
         threshold: Decision threshold.
+        amounts: Each row's transaction amount; without it the amounts count as 0.
+        review_cost_per_alert: What reviewing one alert costs (``train.review_cost_per_alert``).
 
     Returns:
         ``pr_auc`` (average precision), ``roc_auc``, ``precision``, ``recall``,
-        ``recall_at_1pct_fpr``.
+        ``recall_at_1pct_fpr``, ``alerts_per_1000`` and ``net_savings_per_1000`` (fraud amount
+        caught minus review cost, per 1,000 transactions).
     """
     from sklearn.metrics import (
         average_precision_score,
@@ -191,13 +349,47 @@ def score_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> d
         roc_auc_score,
     )
 
-    flagged = (scores >= threshold).astype(int)
+    y_true = np.asarray(y_true, int)
+    flagged = np.asarray(scores) >= threshold
+    values = np.zeros(len(y_true)) if amounts is None else np.asarray(amounts, float)
+    caught = float(values[flagged & (y_true == 1)].sum())
+    net = caught - review_cost_per_alert * int(flagged.sum())
     return {
         "pr_auc": float(average_precision_score(y_true, scores)),
         "roc_auc": float(roc_auc_score(y_true, scores)),
-        "precision": float(precision_score(y_true, flagged, zero_division=0)),
-        "recall": float(recall_score(y_true, flagged, zero_division=0)),
+        "precision": float(precision_score(y_true, flagged.astype(int), zero_division=0)),
+        "recall": float(recall_score(y_true, flagged.astype(int), zero_division=0)),
         "recall_at_1pct_fpr": recall_at_fpr(y_true, scores),
+        "alerts_per_1000": 1000 * float(flagged.mean()),
+        "net_savings_per_1000": 1000 * net / len(y_true),
+    }
+
+
+def decision_metrics(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    amounts: np.ndarray,
+    review_cost_per_alert: float,
+) -> dict[str, float]:
+    """The review queue at a threshold in absolute figures: alerts, fraud caught, money.
+
+    Returns:
+        ``alerts``, ``frauds_caught``, ``fraud_amount`` (all fraud), ``fraud_amount_caught``,
+        ``review_cost`` and ``net_savings`` (caught minus review cost).
+    """
+    y_true = np.asarray(y_true, int)
+    flagged = np.asarray(scores) >= threshold
+    values = np.asarray(amounts, float)
+    caught = float(values[flagged & (y_true == 1)].sum())
+    cost = review_cost_per_alert * int(flagged.sum())
+    return {
+        "alerts": float(flagged.sum()),
+        "frauds_caught": float((flagged & (y_true == 1)).sum()),
+        "fraud_amount": float(values[y_true == 1].sum()),
+        "fraud_amount_caught": caught,
+        "review_cost": cost,
+        "net_savings": caught - cost,
     }
 
 
@@ -258,6 +450,7 @@ class ModelResult:
         model: Final model, refit on the whole training part, with its calibration.
         features: Its input columns, in order.
         threshold: Decision threshold chosen on the calibrated out-of-fold probabilities.
+        point: The rule that set it (``train.threshold_rule``, or its fallback).
         fold_metrics: Metrics of each CV fold (at ``threshold``).
         cv_mean: Mean of each metric over the folds.
         cv_std: Standard deviation (population) of each metric over the folds.
@@ -265,6 +458,10 @@ class ModelResult:
         holdout: Metrics of the final model on the holdout (at ``threshold``).
         holdout_scores: Final model's (calibrated) probability of every holdout row.
         slices: Holdout metrics per slice (:func:`slice_metrics`).
+        decision: The holdout's review queue at ``threshold`` (:func:`decision_metrics`).
+        rule_points: Rule of :data:`REPORTED_RULES` -> its out-of-fold threshold and the
+            holdout's precision, recall and alerts per 1,000 there (a rule no threshold
+            meets is left out).
         seconds: Wall time of CV, calibration and refit.
     """
 
@@ -272,6 +469,7 @@ class ModelResult:
     model: ScoringModel
     features: list[str]
     threshold: float
+    point: OperatingPoint
     fold_metrics: list[dict[str, float]]
     cv_mean: dict[str, float]
     cv_std: dict[str, float]
@@ -279,12 +477,64 @@ class ModelResult:
     holdout: dict[str, float]
     holdout_scores: np.ndarray
     slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    decision: dict[str, float] = field(default_factory=dict)
+    rule_points: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = field(default=0.0)
 
     @property
     def calibration(self) -> Calibration:
         """The raw score -> probability map fitted out of fold."""
         return self.model.calibration
+
+
+def alerting_point(
+    point: OperatingPoint,
+    y_train: np.ndarray,
+    oof: np.ndarray,
+    holdout_scores: np.ndarray,
+    params: TrainParams,
+    label: str,
+    fallback: str | None = None,
+) -> OperatingPoint:
+    """The operating point, checked to alert on the holdout at all.
+
+    A rule met out of fold by a handful of top scores can set a threshold (near 1) that no
+    holdout row reaches: a model that would never alert. That is an unmet rule too: the
+    fallback (``train.threshold_fallback``, else ``fallback``) sets the threshold instead, or
+    training fails.
+
+    Args:
+        point: The operating point chosen out of fold (:func:`operating_point`).
+        y_train: 0/1 targets of the out-of-fold rows.
+        oof: Their calibrated out-of-fold probabilities.
+        holdout_scores: The final model's probabilities of the holdout rows.
+        params: The rules' parameters and the fallback.
+        label: The model, named in the error.
+        fallback: The fallback when ``params`` names none (the baseline's).
+
+    Returns:
+        ``point`` when it flags at least one holdout row, else the fallback's point.
+
+    Raises:
+        ThresholdRuleError: If it flags no holdout row and there is no other rule to use (or
+            that one flags none either).
+    """
+    if (holdout_scores >= point.threshold).any():
+        return point
+    reason = (
+        f"{label}: train.threshold_rule {point.rule}: its out-of-fold threshold "
+        f"{point.threshold:.6g} flags none of the {len(holdout_scores):,} holdout rows (the "
+        f"highest holdout probability is {float(np.max(holdout_scores)):.6g})"
+    )
+    rule = params.threshold_fallback or fallback
+    if rule is None or rule == point.rule:
+        raise ThresholdRuleError(
+            point.rule, f"{reason} (set train.threshold_fallback to fall back to another rule)", 0.0
+        )
+    threshold = _threshold_by(y_train, oof, rule, params)
+    if not (holdout_scores >= threshold).any():
+        raise ThresholdRuleError(rule, f"{reason}; the fallback {rule} flags none either", 0.0)
+    return OperatingPoint(threshold, rule, point.requested, reason)
 
 
 def cross_validate_and_fit(
@@ -296,6 +546,7 @@ def cross_validate_and_fit(
     progress: Progress = quiet,
     label: str = "model",
     kind: str = LINEAR,
+    fallback: str | None = None,
 ) -> ModelResult:
     """Stratified K-fold CV on ``train``, calibration and threshold on OOF, refit, holdout.
 
@@ -308,6 +559,8 @@ def cross_validate_and_fit(
         progress: Where to report "fold k of n".
         label: Name in progress messages (the family, or ``baseline``).
         kind: The family (``train.models``).
+        fallback: The rule used when ``train.threshold_rule`` cannot be met and
+            ``train.threshold_fallback`` names none (the baseline's; ``None``: an error).
 
     Returns:
         The fitted, calibrated model with CV and holdout metrics.
@@ -315,6 +568,8 @@ def cross_validate_and_fit(
     Raises:
         TrainingError: If a part lacks a class, a class has fewer rows than folds, or a
             monotone constraint names no model feature.
+        ThresholdRuleError: If the threshold rule cannot be met on the out-of-fold scores
+            and there is no fallback.
     """
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
@@ -347,30 +602,49 @@ def cross_validate_and_fit(
     # Calibration and threshold come from OOF scores only: no row scores itself.
     calibration = fit_calibration(y_train, oof_raw, params.calibration)
     oof = calibration.apply(oof_raw)
-    threshold = choose_threshold(
-        y_train, oof, params.threshold_rule, params.min_precision, params.alert_budget_per_1000
-    )
-    fold_metrics = [
-        score_metrics(y_train[val_idx], oof[val_idx], threshold) for _, val_idx in splits
-    ]
-    cv_mean = {m: float(np.mean([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
-    cv_std = {m: float(np.std([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
-
     fitted = fit_estimator(kind, clone(template), x_train, y_train, fill)
     model = freeze(kind, fitted, features, fill, calibration)
     holdout_scores = model.predict_proba(holdout)[:, 1]
-    holdout_metrics = score_metrics(y_holdout, holdout_scores, threshold)
+
+    point = operating_point(y_train, oof, params, label, fallback)
+    point = alerting_point(point, y_train, oof, holdout_scores, params, label, fallback)
+    if point.fell_back:
+        progress(
+            f"WARNING {label}: train.threshold_rule {point.requested} cannot be met, "
+            f"falling back to {point.rule}: {point.fallback_reason}"
+        )
+    threshold = point.threshold
+    cost = params.review_cost_per_alert
+    train_amounts = _amounts(train)
+    fold_metrics = [
+        score_metrics(y_train[val_idx], oof[val_idx], threshold, train_amounts[val_idx], cost)
+        for _, val_idx in splits
+    ]
+    cv_mean = {m: float(np.mean([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
+    cv_std = {m: float(np.std([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
+    holdout_amounts = _amounts(holdout)
+    holdout_metrics = score_metrics(y_holdout, holdout_scores, threshold, holdout_amounts, cost)
+    rule_points: dict[str, dict[str, float]] = {}
+    for rule in REPORTED_RULES:
+        try:
+            at = _threshold_by(y_train, oof, rule, params)
+        except ThresholdRuleError:
+            continue
+        reached = score_metrics(y_holdout, holdout_scores, at)
+        rule_points[rule] = {"threshold": at} | {m: reached[m] for m in POINT_METRICS}
     seconds = time.perf_counter() - started
     progress(
         f"{label}: CV PR-AUC {cv_mean['pr_auc']:.4f} ± {cv_std['pr_auc']:.4f}, holdout PR-AUC "
         f"{holdout_metrics['pr_auc']:.4f}, precision {holdout_metrics['precision']:.3f} and "
-        f"recall {holdout_metrics['recall']:.3f} at threshold {threshold:.4f} ({seconds:.1f} s)"
+        f"recall {holdout_metrics['recall']:.3f}, {holdout_metrics['alerts_per_1000']:.2f} "
+        f"alerts per 1,000 at threshold {threshold:.4f} ({point.rule}) ({seconds:.1f} s)"
     )
     return ModelResult(
         kind=kind,
         model=model,
         features=list(features),
         threshold=threshold,
+        point=point,
         fold_metrics=fold_metrics,
         cv_mean=cv_mean,
         cv_std=cv_std,
@@ -378,8 +652,17 @@ def cross_validate_and_fit(
         holdout=holdout_metrics,
         holdout_scores=holdout_scores,
         slices=slice_metrics(holdout, holdout_scores, threshold),
+        decision=decision_metrics(y_holdout, holdout_scores, threshold, holdout_amounts, cost),
+        rule_points=rule_points,
         seconds=seconds,
     )
+
+
+def _amounts(frame: pd.DataFrame) -> np.ndarray:
+    """The rows' transaction amounts (0 where a frame carries none, e.g. hand-made tests)."""
+    if AMOUNT not in frame.columns:
+        return np.zeros(len(frame))
+    return frame[AMOUNT].to_numpy(dtype=float)
 
 
 @dataclass
@@ -437,8 +720,10 @@ def evaluate(
         )
         for kind in params.models
     ]
+    # The baseline's threshold is only reported (it is never registered): when the rule is out
+    # of its reach it reports at the best F1 rather than failing the run.
     baseline = cross_validate_and_fit(
-        train, holdout, BASELINE_FEATURES, params, seed, progress, label="baseline"
+        train, holdout, BASELINE_FEATURES, params, seed, progress, "baseline", fallback="best_f1"
     )
     return Evaluation(candidates=candidates, baseline=baseline, train=train, holdout=holdout)
 
@@ -495,6 +780,12 @@ def run_metrics(evaluation: Evaluation) -> dict[str, float]:
             metrics[f"{prefix}cv_{name}_std"] = result.cv_std[name]
             metrics[f"{prefix}holdout_{name}"] = result.holdout[name]
         metrics[f"{prefix}threshold"] = result.threshold
+        metrics[f"{prefix}threshold_fallback"] = float(result.point.fell_back)
+        for name, value in result.decision.items():
+            metrics[f"{prefix}holdout_{name}"] = value
+        for rule, values in result.rule_points.items():
+            for name, value in values.items():
+                metrics[f"{prefix}holdout_at_{rule}_{name}"] = value
     for result in evaluation.candidates:
         for slice_name, values in result.slices.items():
             for name, value in values.items():

@@ -6,9 +6,19 @@ The model is registered under ``Settings.model_name`` and promoted by moving
 
 Champion/challenger: every model a run trains (``train.models``) is registered; the one with
 the best holdout PR-AUC is the run's challenger, the others are tagged ``not_selected`` and stay
-registered beside it. The alias moves to the challenger only when its holdout PR-AUC is
-strictly higher than that of the current version under the alias (champion) scored on the
-*same* holdout rows now, or when no champion exists, or when promotion is forced. The decision
+registered beside it. The promotion gate moves the alias to the challenger only when
+
+1. its holdout PR-AUC is strictly higher than that of the current version under the alias
+   (champion) scored on the *same* holdout rows now,
+2. its holdout precision at its operating point is at least the champion's at the champion's
+   own threshold, and
+3. the registered artifact, loaded back from the registry, passes the behavioural cases
+   (:mod:`training.behaviour`: the reference example scores above the median legitimate
+   transaction, a card-testing burst and ten times the amount at night score above the card's
+   usual purchase);
+
+with no champion only 3 applies; ``--force-promote`` moves the alias whatever the gate says.
+Each check's verdict and figures are logged on the run. The decision
 is tagged on each new version with its threshold, features and family
 (:class:`fraud_platform.contracts.ModelTags`, what the API needs to serve it) and logged on
 the run (:func:`training.run_log.log_decision`).
@@ -25,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from feature_repo.services import FEATURE_SERVICE_NAME
-from fraud_platform.contracts import EVENT_TIMESTAMP, LABEL, ModelTags, ModelTagsError
+from fraud_platform.contracts import AMOUNT, EVENT_TIMESTAMP, LABEL, ModelTags, ModelTagsError
 from fraud_platform.tracking import mlflow_client
 from training.dataset import Progress, TrainingError, TrainingSet, load_training_set, to_stdout
 from training.evaluation import Evaluation, ModelResult, holdout_mask, score_metrics
@@ -39,17 +49,55 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class GateCheck:
+    """One check of the promotion gate.
+
+    Attributes:
+        name: ``holdout_pr_auc``, ``holdout_precision`` (at each model's operating point) or
+            ``behaviour_<case>`` (:mod:`training.behaviour`).
+        passed: Whether the challenger passed it.
+        challenger: The challenger's figure.
+        bar: What it had to beat (the champion's figure, the threshold or the usual
+            purchase's probability); ``None`` when there was nothing to compare with.
+        detail: The check in words.
+    """
+
+    name: str
+    passed: bool
+    challenger: float
+    bar: float | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version under the alias, scored on this run's holdout.
+
+    Attributes:
+        version: Its version, ``None`` when the alias points nowhere.
+        pr_auc: Its holdout PR-AUC, ``None`` when it cannot be scored.
+        precision: Its holdout precision at its own registered threshold.
+    """
+
+    version: str | None
+    pr_auc: float | None = None
+    precision: float | None = None
+
+
+@dataclass(frozen=True)
 class Decision:
     """What the registry decided for a run's challenger.
 
     Attributes:
         version: The version registered by this run (the challenger).
         promoted: Whether the alias now points at it.
-        decision: ``no_champion``, ``forced``, ``challenger_better``, ``champion_kept`` or
-            ``champion_unscorable``.
+        decision: ``no_champion``, ``forced``, ``challenger_better``, ``champion_kept``,
+            ``behaviour_failed`` or ``champion_unscorable``.
         champion_version: The version under the alias before this run, if any.
         champion_pr_auc: Its PR-AUC on this run's holdout, if it could be scored.
         others: Family -> version of the run's other models (registered, ``not_selected``).
+        checks: The promotion gate's checks (:class:`GateCheck`), in order.
+        champion_precision: The champion's holdout precision at its threshold, if scored.
     """
 
     version: str
@@ -58,58 +106,178 @@ class Decision:
     champion_version: str | None
     champion_pr_auc: float | None
     others: dict[str, str] = field(default_factory=dict)
+    checks: tuple[GateCheck, ...] = ()
+    champion_precision: float | None = None
+
+    @property
+    def gate_passed(self) -> bool:
+        """Whether every check of the gate passed (a forced promotion may skip a failure)."""
+        return all(check.passed for check in self.checks)
 
 
-def champion_pr_auc(
+def score_champion(
     client: MlflowClient, settings: Settings, holdout: pd.DataFrame, progress: Progress
-) -> tuple[str | None, float | None]:
-    """(version, holdout PR-AUC) of the current model under the alias, on this holdout.
+) -> Champion:
+    """The current model under the alias, scored on this holdout: PR-AUC and its precision.
+
+    The precision is at the champion's own registered threshold (its operating point), so
+    the comparison is of the two models as each would serve.
 
     Returns:
-        ``(None, None)`` when the alias points nowhere, ``(version, None)`` when the champion
-        cannot be scored (bad tags, its features not in the frame, or it does not load).
+        ``Champion(None)`` when the alias points nowhere; no scores when the champion cannot
+        be scored (bad tags, its features not in the frame, or it does not load).
     """
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
-    from sklearn.metrics import average_precision_score
+    from sklearn.metrics import average_precision_score, precision_score
 
     try:
         champion = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
     except MlflowException:
-        return None, None
+        return Champion(None)
+    version = str(champion.version)
     try:
-        features = list(ModelTags.from_tags(champion.tags).features)
+        tags = ModelTags.from_tags(champion.tags)
     except ModelTagsError as exc:
-        progress(f"champion v{champion.version} cannot be scored: {exc}")
-        return str(champion.version), None
+        progress(f"champion v{version} cannot be scored: {exc}")
+        return Champion(version)
+    features = list(tags.features)
     missing = [name for name in features if name not in holdout.columns]
     if missing:
-        progress(f"champion v{champion.version} cannot be scored: missing features {missing}")
-        return str(champion.version), None
+        progress(f"champion v{version} cannot be scored: missing features {missing}")
+        return Champion(version)
     try:
         model = mlflow.sklearn.load_model(settings.model_uri)
     except (MlflowException, OSError) as exc:
-        progress(f"champion v{champion.version} does not load: {exc}")
-        return str(champion.version), None
+        progress(f"champion v{version} does not load: {exc}")
+        return Champion(version)
     scores = model.predict_proba(model_matrix(holdout, features))[:, 1]
     y_true = holdout[LABEL].to_numpy(dtype=int)
-    # PR-AUC ranks, so the champion's own threshold does not enter the comparison.
-    return str(champion.version), float(average_precision_score(y_true, scores))
+    flagged = (scores >= tags.threshold).astype(int)
+    return Champion(
+        version,
+        float(average_precision_score(y_true, scores)),
+        float(precision_score(y_true, flagged, zero_division=0)),
+    )
 
 
-def decide(
-    force: bool, champion_version: str | None, champion_pr_auc: float | None, challenger: float
-) -> tuple[bool, str]:
-    """Whether to move the alias, and why."""
+def comparison_checks(challenger: ModelResult, champion: Champion) -> list[GateCheck]:
+    """The challenger against the champion on this holdout: PR-AUC, then precision.
+
+    PR-AUC must be strictly higher (equal is not better: the alias stays). Precision at the
+    operating point (each model at its own threshold) must be at least the champion's: a
+    better ranking that makes the review queue noisier is not promoted.
+
+    Returns:
+        The two checks; none without a champion, and failing ones (bar ``None``) when the
+        champion cannot be scored.
+    """
+    if champion.version is None:
+        return []
+    pr_auc, precision = challenger.holdout["pr_auc"], challenger.holdout["precision"]
+    if champion.pr_auc is None or champion.precision is None:
+        return [
+            GateCheck(
+                "holdout_pr_auc",
+                False,
+                pr_auc,
+                None,
+                f"champion v{champion.version} cannot be scored on this holdout",
+            )
+        ]
+    return [
+        GateCheck(
+            "holdout_pr_auc",
+            pr_auc > champion.pr_auc,
+            pr_auc,
+            champion.pr_auc,
+            f"holdout PR-AUC {pr_auc:.4f} > champion v{champion.version}'s {champion.pr_auc:.4f}",
+        ),
+        GateCheck(
+            "holdout_precision",
+            precision >= champion.precision,
+            precision,
+            champion.precision,
+            f"holdout precision at the operating point {precision:.4f} >= champion "
+            f"v{champion.version}'s {champion.precision:.4f} at its threshold",
+        ),
+    ]
+
+
+def behaviour_checks(
+    settings: Settings,
+    params: Params,
+    version: str,
+    feature_service: str,
+    holdout: pd.DataFrame,
+) -> list[GateCheck]:
+    """The behavioural cases (:mod:`training.behaviour`) on the registered version.
+
+    The model is loaded back from the registry (``models:/<name>/<version>``, the artifact the
+    API would load); ``holdout``'s legitimate rows are the traffic the reference example must
+    stand out from.
+
+    Returns:
+        One check per case; a single failing ``behaviour_cases`` check when the data cannot
+        give the cases (no ordinary card, no far merchant).
+    """
+    import mlflow.sklearn
+
+    from data.validate import read_raw_tables
+    from feature_repo.services import service_table
+    from training.behaviour import run_cases
+
+    model = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version}")
+    tables = read_raw_tables(settings.paths.raw_dir, validate=False)
+    legitimate = holdout[holdout[LABEL] == 0]
+    try:
+        cases = run_cases(
+            model, legitimate, service_table(feature_service), tables, params.features
+        )
+    except TrainingError as exc:
+        return [GateCheck("behaviour_cases", False, float("nan"), None, str(exc))]
+    return [
+        GateCheck(f"behaviour_{case.name}", case.passed, case.score, case.bar, case.detail)
+        for case in cases
+    ]
+
+
+def decide(force: bool, champion: Champion, checks: list[GateCheck]) -> tuple[bool, str]:
+    """Whether to move the alias, and why: every check must pass, unless forced."""
     if force:
         return True, "forced"
-    if champion_version is None:
-        return True, "no_champion"
-    if champion_pr_auc is None:
+    compared = [check for check in checks if not check.name.startswith("behaviour")]
+    if champion.version is not None and champion.pr_auc is None:
         return False, "champion_unscorable"
-    if challenger > champion_pr_auc:
-        return True, "challenger_better"
-    return False, "champion_kept"
+    if not all(check.passed for check in compared):
+        return False, "champion_kept"
+    if not all(check.passed for check in checks):
+        return False, "behaviour_failed"
+    return True, "no_champion" if champion.version is None else "challenger_better"
+
+
+def model_requirements(kind: str) -> list[str]:
+    """The pinned pip requirements logged with a model of family ``kind``.
+
+    Given explicitly, so MLflow does not infer them (inference loads the model in a child
+    process: seconds per logged model) and the artifact names exactly the versions it was
+    trained with.
+    """
+    import pandas as pd
+    import sklearn
+
+    from fraud_platform.scoring_model import TREES
+
+    requirements = [
+        f"scikit-learn=={sklearn.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+    if kind == TREES:
+        import lightgbm
+
+        requirements.append(f"lightgbm=={lightgbm.__version__}")
+    return requirements
 
 
 def register_model(result: ModelResult, evaluation: Evaluation, settings: Settings) -> str:
@@ -122,22 +290,10 @@ def register_model(result: ModelResult, evaluation: Evaluation, settings: Settin
         The new version number.
     """
     import mlflow.sklearn
-    import pandas as pd
-    import sklearn
     from mlflow.models import infer_signature
 
-    from fraud_platform.scoring_model import TREES
-
     x_example = model_matrix(evaluation.train.head(5), result.features)
-    requirements = [
-        f"scikit-learn=={sklearn.__version__}",
-        f"pandas=={pd.__version__}",
-        f"numpy=={np.__version__}",
-    ]
-    if result.kind == TREES:
-        import lightgbm
-
-        requirements.append(f"lightgbm=={lightgbm.__version__}")
+    requirements = model_requirements(result.kind)
     info = mlflow.sklearn.log_model(
         result.model,
         name=result.kind,
@@ -179,6 +335,7 @@ def _tag(
 def register_challenger(
     client: MlflowClient,
     settings: Settings,
+    params: Params,
     evaluation: Evaluation,
     *,
     force: bool,
@@ -186,30 +343,42 @@ def register_challenger(
     feature_service: str,
     progress: Progress,
 ) -> Decision:
-    """Score the champion, register the run's models, tag them, move the alias if one wins.
+    """Score the champion, register the run's models, run the gate, move the alias if it passes.
 
     The selected model (best holdout PR-AUC of the run) is registered first and is the
-    challenger; the others follow, tagged ``not_selected``.
+    challenger; the others follow, tagged ``not_selected``. The gate: the challenger's holdout
+    PR-AUC beats the champion's, its precision at the operating point is at least the
+    champion's, and the registered artifact passes the behavioural cases
+    (:func:`behaviour_checks`); ``force`` moves the alias whatever the gate says (the verdict
+    is still computed and logged).
 
     Args:
         client: A client of the settings' registry.
-        settings: The model's name and alias.
+        settings: The model's name and alias, the raw data (behavioural cases).
+        params: ``features`` (the state the cases are folded with).
         evaluation: The evaluated models (and the holdout to compare on).
-        force: Move the alias whatever the comparison says.
+        force: Move the alias whatever the gate says.
         raw_data_md5: The raw data's version, tagged on the new versions.
         feature_service: The feature service the models were trained on, tagged on them.
-        progress: Where to report a champion that cannot be scored.
+        progress: Where to report a champion that cannot be scored, and the verdict.
 
     Returns:
-        The decision.
+        The decision, with every check of the gate.
     """
     model = evaluation.model
-    champion_version, champion_score = champion_pr_auc(
-        client, settings, evaluation.holdout, progress
-    )
+    champion = score_champion(client, settings, evaluation.holdout, progress)
     version = register_model(model, evaluation, settings)
-    promoted, decision = decide(force, champion_version, champion_score, model.holdout["pr_auc"])
-    _tag(client, settings, version, model, raw_data_md5, decision, feature_service)
+    _tag(client, settings, version, model, raw_data_md5, "pending", feature_service)
+    checks = comparison_checks(model, champion)
+    checks += behaviour_checks(settings, params, version, feature_service, evaluation.holdout)
+    promoted, decision = decide(force, champion, checks)
+    client.set_model_version_tag(settings.model_name, version, "promotion_decision", decision)
+    for check in checks:
+        bar = "" if check.bar is None else f" (bar {check.bar:.4g})"
+        progress(
+            f"gate: {'pass' if check.passed else 'FAIL'} {check.name} "
+            f"{check.challenger:.4g}{bar}: {check.detail}"
+        )
     if promoted:
         client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
     others: dict[str, str] = {}
@@ -220,7 +389,16 @@ def register_challenger(
                 client, settings, others[result.kind], result, raw_data_md5, "not_selected",
                 feature_service,
             )  # fmt: skip
-    return Decision(version, promoted, decision, champion_version, champion_score, others)
+    return Decision(
+        version,
+        promoted,
+        decision,
+        champion.version,
+        champion.pr_auc,
+        others,
+        tuple(checks),
+        champion.precision,
+    )
 
 
 def evaluate_registered(
@@ -280,5 +458,8 @@ def evaluate_registered(
         "threshold": threshold,
         "holdout_rows": len(holdout),
     }
-    result.update({f"holdout_{k}": v for k, v in score_metrics(y_true, scores, threshold).items()})
+    metrics = score_metrics(
+        y_true, scores, threshold, holdout[AMOUNT], params.train.review_cost_per_alert
+    )
+    result.update({f"holdout_{k}": v for k, v in metrics.items()})
     return result

@@ -8,8 +8,8 @@ back into another:
    of the operations rule, the time-ordered holdout and its slices, for every model of
    ``train.models`` (:mod:`training.model`) and the request-only baseline;
 3. :mod:`training.registry`: every model is registered; the best holdout PR-AUC of the run is
-   the challenger, scored against the champion on the same holdout, tagged, and promoted when
-   it wins;
+   the challenger, compared with the champion on the same holdout, run through the behavioural
+   cases as registered, tagged, and promoted when it passes the gate;
 4. :mod:`training.run_log`: parameters, lineage, metrics, plots and the decision, in one
    MLflow run of ``train.experiment``.
 
@@ -31,7 +31,7 @@ from fraud_platform.tracking import experiment_id, mlflow_client
 from training import run_log
 from training.dataset import Progress, TrainingSet, load_training_set, to_stdout
 from training.evaluation import evaluate, reference_sample, run_metrics
-from training.registry import Decision, register_challenger
+from training.registry import Decision, GateCheck, register_challenger
 
 if TYPE_CHECKING:
     from fraud_platform.settings import Params, Settings
@@ -51,12 +51,13 @@ class RunSummary:
         model_kind: Its family.
         other_versions: Family -> version of the run's other registered models.
         promoted: Whether the alias (``Settings.model_alias``) now points at it.
-        decision: ``no_champion``, ``forced``, ``challenger_better``, ``champion_kept`` or
-            ``champion_unscorable``.
+        decision: ``no_champion``, ``forced``, ``challenger_better``, ``champion_kept``,
+            ``behaviour_failed`` or ``champion_unscorable``.
         champion_version: The version under the alias before this run, if any.
         champion_pr_auc: Its holdout PR-AUC on this run's holdout, if it could be scored.
         threshold: Decision threshold of the new model.
         metrics: Evaluation metrics (deterministic for the same data, params and seed).
+        checks: The promotion gate's checks, each with its verdict and figures.
     """
 
     run_id: str
@@ -69,6 +70,7 @@ class RunSummary:
     champion_pr_auc: float | None
     threshold: float
     metrics: dict[str, float]
+    checks: tuple[GateCheck, ...] = ()
 
 
 @contextmanager
@@ -131,13 +133,14 @@ def train_and_register(
         decision = register_challenger(
             client,
             settings,
+            params,
             evaluation,
             force=force_promote,
             raw_data_md5=raw_data_md5,
             feature_service=feature_service,
             progress=progress,
         )
-        run_log.log_decision(decision, evaluation.model.holdout["pr_auc"])
+        run_log.log_decision(decision, evaluation.model.holdout["pr_auc"], force_promote)
         timings["logging"] = time.perf_counter() - started
         run_log.log_timings(timings)
     # DVC-tracked and deterministic: evaluation metrics only, no version numbers or timings.
@@ -156,6 +159,7 @@ def train_and_register(
         champion_pr_auc=decision.champion_pr_auc,
         threshold=evaluation.model.threshold,
         metrics=metrics,
+        checks=decision.checks,
     )
 
 
@@ -174,8 +178,10 @@ def _report(
         holdout = result.holdout
         progress(
             f"{result.kind} v{version}: holdout PR-AUC {holdout['pr_auc']:.4f}, ROC-AUC "
-            f"{holdout['roc_auc']:.4f}; at threshold {result.threshold:.4f} precision "
-            f"{holdout['precision']:.3f}, recall {holdout['recall']:.3f} ({result.seconds:.1f} s)"
+            f"{holdout['roc_auc']:.4f}; at threshold {result.threshold:.4f} ({result.point.rule}) "
+            f"precision {holdout['precision']:.3f}, recall {holdout['recall']:.3f}, "
+            f"{holdout['alerts_per_1000']:.2f} alerts per 1,000, net savings "
+            f"{result.decision['net_savings']:,.0f} ({result.seconds:.1f} s)"
         )
     champion = (
         "none"

@@ -8,11 +8,13 @@ inside the active run:
   families trained and the one selected);
 * :func:`log_training_rows`: how many rows trained and how many the truncated-history rule
   left out;
-* :func:`log_evaluation`: the flat metrics (each family's, slices included) and the per-fold
+* :func:`log_evaluation`: the flat metrics (each family's, slices and operating points
+  included), the rule that set each threshold (and a fallback's reason), and the per-fold
   metrics as metric history;
 * :func:`log_artifacts`: the plots (PR, ROC, confusion, reliability), the regression's
   coefficient table, each model's mean absolute contributions and the drift reference sample;
-* :func:`log_decision`: the champion/challenger scores, the decision and the new versions.
+* :func:`log_decision`: the champion/challenger scores, the promotion gate's verdict check by
+  check, the decision and the new versions.
 
 The tracking store and its artifact location are :mod:`fraud_platform.tracking`'s.
 """
@@ -97,6 +99,16 @@ def log_evaluation(evaluation: Evaluation, metrics: dict[str, float]) -> None:
     import mlflow
 
     mlflow.log_metrics(metrics)
+    # The rule that set each threshold, and why the requested one was not used when it was not
+    # (a fallback is never silent: it is on the run, and the metric <family>_threshold_fallback).
+    tags = {"threshold_rule": evaluation.model.point.rule}
+    for prefix, result in [("", evaluation.model), ("baseline_", evaluation.baseline)] + [
+        (f"{result.kind}_", result) for result in evaluation.candidates
+    ]:
+        tags[f"{prefix}threshold_rule"] = result.point.rule
+        if result.point.fallback_reason is not None:
+            tags[f"{prefix}threshold_fallback_reason"] = result.point.fallback_reason
+    mlflow.set_tags(tags)
     _log_folds(evaluation.model, "")
     _log_folds(evaluation.baseline, "baseline_")
     for result in evaluation.candidates:
@@ -128,18 +140,47 @@ def log_artifacts(evaluation: Evaluation, reference_sample: Path) -> None:
         mlflow.log_artifact(str(reference_sample))
 
 
-def log_decision(decision: Decision, challenger_pr_auc: float) -> None:
-    """Log both holdout scores, whether the alias moved, why, and the new version."""
+def log_decision(decision: Decision, challenger_pr_auc: float, force_promote: bool) -> None:
+    """Log both holdout scores, the gate's verdict check by check, whether the alias moved, why.
+
+    Each check of the gate is three metrics, ``gate_<check>_passed`` (1/0),
+    ``gate_<check>_challenger`` and ``gate_<check>_bar`` (what it had to beat), and the whole
+    verdict is the ``promotion_gate.json`` artifact; ``force_promote`` is a tag.
+    """
+    import dataclasses
+    import math
+
     import mlflow
 
     metrics = {"challenger_holdout_pr_auc": challenger_pr_auc}
     if decision.champion_pr_auc is not None:
         metrics["champion_holdout_pr_auc"] = decision.champion_pr_auc
+    if decision.champion_precision is not None:
+        metrics["champion_holdout_precision"] = decision.champion_precision
     metrics["promoted"] = float(decision.promoted)
+    metrics["gate_passed"] = float(decision.gate_passed)
+    for check in decision.checks:
+        metrics[f"gate_{check.name}_passed"] = float(check.passed)
+        if not math.isnan(check.challenger):
+            metrics[f"gate_{check.name}_challenger"] = check.challenger
+        if check.bar is not None:
+            metrics[f"gate_{check.name}_bar"] = check.bar
     mlflow.log_metrics(metrics)
+    mlflow.log_dict(
+        {
+            "decision": decision.decision,
+            "promoted": decision.promoted,
+            "force_promote": force_promote,
+            "gate_passed": decision.gate_passed,
+            "checks": [dataclasses.asdict(check) for check in decision.checks],
+        },
+        "promotion_gate.json",
+    )
     mlflow.set_tags(
         {
             "promotion_decision": decision.decision,
+            "promotion_gate": "pass" if decision.gate_passed else "fail",
+            "force_promote": str(force_promote).lower(),
             "champion_version": decision.champion_version or "none",
             "model_version": decision.version,
             "other_model_versions": ",".join(f"{k}:v{v}" for k, v in decision.others.items()),

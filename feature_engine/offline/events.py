@@ -206,15 +206,41 @@ def journals_newer_than(ingested_dir: Path, built: Path) -> bool:
     )
 
 
-def journal_label_ids(ingested_dir: Path) -> list[tuple[str, str]]:
-    """``(merchant_id, transaction_id)`` of every label posted online.
+def materialized_label_ids(
+    raw_dir: Path, ingested_dir: Path | None, end_us: int
+) -> list[tuple[str, str]]:
+    """``(merchant_id, transaction_id)`` of every label a materialize up to ``end_us`` loaded.
 
-    Their idempotency marks after a rebuild (a mark lives beside its merchant's state).
+    These are the labels the offline tables count (raw and posted online, one per transaction
+    id, first wins: :func:`read_event_tables`) that had arrived by the end time, each in its
+    merchant's last label state: its arrival day no more than ``LABEL_STATE_DAYS`` before the
+    merchant's latest label by then (an older one has left every bucket, so folding it again
+    changes nothing and needs no mark). After a rebuild each gets its idempotency mark, so a
+    label posted again (``POST /labels``) or folded again (``fraud features ingest-labels``)
+    is not counted a second time.
+
+    Args:
+        raw_dir: Folder of the raw Parquet tables.
+        ingested_dir: Folder of the ingestion journals.
+        end_us: The materialize's end time (µs since the epoch, UTC).
+
+    Returns:
+        The pairs, in no particular order.
     """
-    table = _journal(ingested_dir, LABELS_JOURNAL, LABELS_WITH_MERCHANT)
-    return [
-        (str(m), str(t))
-        for m, t in zip(
-            table["merchant_id"].to_pylist(), table["transaction_id"].to_pylist(), strict=True
-        )
-    ]
+    import duckdb  # not at the top: the API imports this module (journals)
+
+    from feature_engine.state.fields import DAY_US, LABEL_STATE_DAYS
+
+    labels = read_event_tables(raw_dir, ingested_dir).labels
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("lab", labels)
+    rows = con.execute(
+        """WITH arrived AS (
+               SELECT merchant_id, transaction_id, epoch_us(label_timestamp) AS ts FROM lab
+               WHERE epoch_us(label_timestamp) <= $end)
+           SELECT merchant_id, transaction_id FROM arrived
+           QUALIFY ts // $day >= max(ts) OVER (PARTITION BY merchant_id) // $day - $keep""",
+        {"end": end_us, "day": DAY_US, "keep": LABEL_STATE_DAYS},
+    ).fetchall()
+    return [(str(m), str(t)) for m, t in rows]

@@ -92,6 +92,7 @@ return 1
 # How long a folded label's transaction id is remembered: past this, its bucket has left every
 # label state anyway (LABEL_STATE_DAYS), so folding it again could change nothing it counts.
 LABEL_SEEN_SECONDS = (LABEL_STATE_DAYS + 1) * 86_400
+MARK_BATCH = 10_000  # once-marks per pipelined round trip after a rebuild
 
 
 def state_digest(raw: Sequence[bytes | None]) -> bytes:
@@ -421,21 +422,26 @@ class OnlineStateWriter:
         Args:
             labels: ``(merchant_id, transaction_id)`` pairs.
         """
-        with self._client.pipeline(transaction=False) as pipe:
-            for merchant_id, transaction_id in labels:
-                key = self.label_seen_key(merchant_id, transaction_id)
-                pipe.set(key, b"1", ex=LABEL_SEEN_SECONDS)
-            pipe.execute()
+        for start in range(0, len(labels), MARK_BATCH):
+            with self._client.pipeline(transaction=False) as pipe:
+                for merchant_id, transaction_id in labels[start : start + MARK_BATCH]:
+                    key = self.label_seen_key(merchant_id, transaction_id)
+                    pipe.set(key, b"1", ex=LABEL_SEEN_SECONDS)
+                pipe.execute()
 
-    def ingest_labels(self, labels: Sequence[tuple[str, int, bool]]) -> int:
-        """Fold arrived labels into their merchants' label buckets.
+    def ingest_labels(self, labels: Sequence[tuple[str, str, int, bool]]) -> int:
+        """Fold arrived labels into their merchants' label buckets, each at most once.
+
+        The same once-mark per transaction id as :meth:`ingest_label` (``POST /labels``): a
+        label already folded, posted online or loaded by a materialize, is not counted again.
 
         Args:
-            labels: ``(merchant_id, label_timestamp_us, is_fraud)`` triples.
+            labels: ``(merchant_id, transaction_id, label_timestamp_us, is_fraud)``.
 
         Returns:
-            How many labels were applied.
+            How many labels were applied (the others were counted before).
         """
-        for merchant_id, label_ts_us, is_fraud in labels:
-            self._apply([self._label_update(merchant_id, label_ts_us, is_fraud)])
-        return len(labels)
+        return sum(
+            self.ingest_label(merchant_id, transaction_id, label_ts_us, is_fraud)
+            for merchant_id, transaction_id, label_ts_us, is_fraud in labels
+        )

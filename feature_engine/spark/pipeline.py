@@ -17,16 +17,18 @@ object storage.
   ``LABEL_STATE_DAYS``) imported from :mod:`feature_engine.state.request`.
 
 Each table is written as a Parquet *folder* (Spark's part files) at ``<location>/<name>.parquet``,
-the path the profile's ``SparkSource`` reads. Unlike the DuckDB build, the tables are replaced
-one by one (object stores have no atomic rename), and no latest-rows sidecar is written: that
-sidecar serves the DuckDB store's materialization only.
+the path the profile's ``SparkSource`` reads. Every table is first written to a staging path
+beside it; only when all are written are they switched in, each by two folder renames (see
+:func:`_switch`), so a build that fails leaves the previous tables readable. No latest-rows
+sidecar is written: that sidecar serves the DuckDB store's materialization only.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -202,30 +204,90 @@ def build_offline_tables_spark(
         "merchant_label_stats": spark.sql(merchant_labels_sql()),
         "customer_profile": spark.sql(customer_profile_sql()),
     }
+    # Every table is written to a staging path beside its own first; only when all four are
+    # written and counted are they switched in (the previous table renamed aside, the new one
+    # renamed to its path, the previous one deleted). A build that fails half-way leaves the
+    # previous tables as they were, readable, and removes its staged ones.
+    build_id = uuid.uuid4().hex[:12]
+    staged: dict[str, tuple[str, str, int]] = {}
+    try:
+        for name in OFFLINE_TABLES:
+            step_started = time.perf_counter()
+            path = f"{location.rstrip('/')}/{name}.parquet"
+            staging = f"{path}.building-{build_id}"
+            key = "customer_id" if name.startswith("customer") else "merchant_id"
+            # Each part file ordered by (entity, time), like the DuckDB tables. The activity
+            # frames already are: Spark sorts each partition by the grouping key before a
+            # grouped map, and the fold emits an entity's rows in time order (sorting their wide
+            # rows again needs gigabytes of heap on a long history). No global orderBy: its
+            # range partitioning samples the input first, which would run the fold twice.
+            frame = frames[name]
+            if name not in ("customer_activity", "merchant_activity"):
+                frame = frame.sortWithinPartitions(key, EVENT_TIMESTAMP)
+            frame.write.mode("overwrite").parquet(staging)
+            staged[name] = (path, staging, spark.read.parquet(staging).count())
+            if progress:
+                progress(f"  {name}: {time.perf_counter() - step_started:.1f} s")
+    except BaseException:
+        for _, staging, _ in staged.values():
+            _delete(spark, staging)
+        _delete_matching(spark, location, f".building-{build_id}")
+        raise
     written: dict[str, tuple[str, int]] = {}
-    for name in OFFLINE_TABLES:
-        step_started = time.perf_counter()
-        path = f"{location.rstrip('/')}/{name}.parquet"
-        key = "customer_id" if name.startswith("customer") else "merchant_id"
-        # Each part file ordered by (entity, time), like the DuckDB tables. The activity
-        # frames already are: Spark sorts each partition by the grouping key before a grouped
-        # map, and the fold emits an entity's rows in time order (sorting their wide rows again
-        # needs gigabytes of heap on a long history). No global orderBy: its range
-        # partitioning samples the input first, which would run the fold twice.
-        frame = frames[name]
-        if name not in ("customer_activity", "merchant_activity"):
-            frame = frame.sortWithinPartitions(key, EVENT_TIMESTAMP)
-        frame.write.mode("overwrite").parquet(path)
-        rows = spark.read.parquet(path).count()
+    for name, (path, staging, rows) in staged.items():
+        _switch(spark, staging, path, f"{path}.previous-{build_id}")
         written[name] = (path, rows)
-        if progress:
-            progress(f"  {name}: {time.perf_counter() - step_started:.1f} s")
     return PipelineResult(
         tables=written,  # type: ignore[arg-type]  # paths as strings: they may be URIs
         seconds=time.perf_counter() - started,
         transactions=transactions.count(),
         labels=labels.count(),
     )
+
+
+def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    """The Hadoop FileSystem and Path of a table path (local folder, HDFS, s3a...)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
+
+
+def _delete(spark: SparkSession, path: str) -> None:
+    """Delete a folder (recursively) if it exists."""
+    fs, hadoop_path = _hadoop_path(spark, path)
+    if fs.exists(hadoop_path):
+        fs.delete(hadoop_path, True)
+
+
+def _delete_matching(spark: SparkSession, location: str, marker: str) -> None:
+    """Delete every entry of ``location`` whose name contains ``marker`` (a failed build's)."""
+    fs, folder = _hadoop_path(spark, location.rstrip("/"))
+    if fs.exists(folder):
+        for status in fs.listStatus(folder):
+            if marker in status.getPath().getName():
+                fs.delete(status.getPath(), True)
+
+
+def _switch(spark: SparkSession, staging: str, path: str, previous: str) -> None:
+    """Put the staged table at ``path``: the old one renamed aside, the new one in, old deleted.
+
+    Two renames of folders: on a local disk or HDFS each is atomic, and a reader between them
+    finds no table for that instant (a Parquet folder cannot be swapped in one rename over a
+    non-empty one). Object stores copy on rename: there the switch is not atomic.
+    """
+    fs, target = _hadoop_path(spark, path)
+    _, new = _hadoop_path(spark, staging)
+    _, aside = _hadoop_path(spark, previous)
+    had_previous = fs.exists(target)
+    if had_previous and not fs.rename(target, aside):
+        raise OSError(f"could not move {path} aside to {previous}")
+    if not fs.rename(new, target):
+        if had_previous:
+            fs.rename(aside, target)  # put the previous table back
+        raise OSError(f"could not move the new table {staging} to {path}")
+    if had_previous:
+        fs.delete(aside, True)
 
 
 def build_features_spark(

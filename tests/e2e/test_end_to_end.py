@@ -61,6 +61,19 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
     redis_server.stop(root=root)
 
 
+def third_party_warnings(stderr: str) -> list[str]:
+    """The lines of ``stderr`` where a library (site-packages) printed a Python warning.
+
+    Our own warnings are ``warning: ...`` lines that ask for an action; a third-party one is
+    Python's ``<file in site-packages>:<line>: SomethingWarning: ...`` format.
+    """
+    return [
+        line
+        for line in stderr.splitlines()
+        if "site-packages" in line and "Warning" in line.split("site-packages", 1)[1]
+    ]
+
+
 def metrics_rows(root: Path) -> int:
     """Rows of the training reference sample the drift check compares with."""
     return len(pd.read_parquet(root / "models" / "reference_sample.parquet"))
@@ -94,10 +107,14 @@ def test_main_job_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
     for step in (("features", "apply"), ("features", "materialize")):
         done = fraud(env, *step)
         assert done.returncode == 0, done.stdout + done.stderr
+        # Quiet runs: `features apply` used to print Feast's "experimental" on-demand warning.
+        assert third_party_warnings(done.stderr) == [], done.stderr
     assert (root / "data" / "registry.db").exists()
 
     done = fraud(env, "train", "run")
     assert done.returncode == 0, done.stdout + done.stderr
+    # Quiet runs: `train run` used to print SQLAlchemy's deprecation warning from MLflow.
+    assert third_party_warnings(done.stderr) == [], done.stderr
     assert "truncated history:" in done.stdout  # the rows left out are reported
     metrics = json.loads((root / "models" / "metrics.json").read_text())
     assert 0.0 < metrics["holdout_pr_auc"] <= 1.0

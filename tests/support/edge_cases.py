@@ -163,12 +163,22 @@ def flush_online(settings: Settings) -> None:
     client_for(settings.redis_url, settings.redis_mode).flushdb()
 
 
-def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `feast` CLI in feature_repo/ against this settings' root and Redis."""
+def feast_cli(
+    settings: Settings, *args: str, script: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the real Feast CLI in feature_repo/ against this settings' root and Redis.
+
+    As the platform runs it (``python -m feature_engine.feast_cli``: Feast's click command,
+    started faster); ``script=True`` runs the installed ``feast`` script itself.
+    """
+    from feature_engine.feast_cli import feast_command
+
     env = {**os.environ, **feast_environment(settings)}
-    feast = str(Path(sys.executable).with_name("feast"))
+    command = (
+        [str(Path(sys.executable).with_name("feast")), *args] if script else feast_command(*args)
+    )
     return subprocess.run(
-        [feast, *args],
+        command,
         cwd=settings.paths.feature_repo,
         env=env,
         capture_output=True,

@@ -160,6 +160,7 @@ def _register_model(
     from fraud_platform.contracts import ModelTags
     from fraud_platform.settings import get_settings
     from fraud_platform.tracking import experiment_id
+    from training.registry import model_requirements
 
     settings = get_settings()
     mlflow.set_experiment(experiment_id=experiment_id(settings, "serving-tests"))
@@ -172,6 +173,7 @@ def _register_model(
             name="model",
             registered_model_name=settings.model_name,
             skops_trusted_types=trusted,
+            pip_requirements=model_requirements(os.environ.get("STACK_MODEL_KIND", "")),
         )
     client = MlflowClient()
     version = str(info.registered_model_version)

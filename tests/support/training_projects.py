@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from feature_engine.feast_cli import feast_command
 from fraud_platform.settings import (
     PROJECT_ROOT,
     Params,
@@ -57,7 +57,7 @@ def write_params(root: Path, params: dict) -> None:
 def feast_apply(settings: Settings) -> subprocess.Popen[str]:
     env = {**os.environ, **feast_environment(settings)}
     return subprocess.Popen(
-        [str(Path(sys.executable).with_name("feast")), "apply"],
+        feast_command("apply"),
         cwd=settings.paths.feature_repo,
         env=env,
         stdout=subprocess.PIPE,

@@ -72,7 +72,8 @@ def test_monitor_finds_no_skew_then_flags_exactly_the_injected_one(
     victim = requests["merchant_id"].iloc[0]
     writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
     wrong_day = after - pd.Timedelta(days=2)
-    writer.ingest_labels([(victim, int(wrong_day.value // 1000), True)] * 5)
+    wrong = [(victim, f"wrong-{i}", int(wrong_day.value // 1000), True) for i in range(5)]
+    writer.ingest_labels(wrong)
     skewed = compare_features(_served(store, requests), offline, names, max_mismatch_rate=0.0)
     assert skewed.failing == ["merchant_fraud_rate_30d"]
     flagged = next(f for f in skewed.features if f.feature == "merchant_fraud_rate_30d")

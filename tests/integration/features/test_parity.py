@@ -288,7 +288,12 @@ def test_replay_through_online_ingestion_matches_reference(
         ):
             lab = label_rows[next_label]
             arrived.append(
-                (lab.merchant_id, int(lab.label_timestamp.value // 1000), bool(lab.is_fraud))
+                (
+                    lab.merchant_id,
+                    lab.transaction_id,
+                    int(lab.label_timestamp.value // 1000),
+                    bool(lab.is_fraud),
+                )
             )
             next_label += 1
         writer.ingest_labels(arrived)
@@ -496,8 +501,12 @@ def test_feast_cli_materialize_then_incremental(
         online_features(store, [probe], FEATURE_SERVICE_NAME)[0]["is_new_customer"] == 1
     )  # Redis is empty
 
-    result = feast_cli(
-        feature_project.settings, "materialize", "1970-01-01T00:00:00", "2030-01-01T00:00:00"
+    result = feast_cli(  # the installed `feast` script, as a user runs it
+        feature_project.settings,
+        "materialize",
+        "1970-01-01T00:00:00",
+        "2030-01-01T00:00:00",
+        script=True,
     )
     assert "customer_activity" in result.stdout
     row = online_features(store, [probe], FEATURE_SERVICE_NAME)[0]
@@ -542,3 +551,88 @@ def test_ingest_labels_command_moves_online_merchant_rates(
         expected = reference.features(q)["merchant_fraud_rate_30d"]
         assert row["merchant_fraud_rate_30d"] == pytest.approx(expected, rel=1e-12, abs=1e-12)
     assert any(row["merchant_fraud_rate_30d"] > 0 for row in after)
+
+
+def test_labels_are_counted_once_whatever_the_source(
+    feature_project: FeatureProject, reference: Reference, redis_url: str
+) -> None:
+    """A label already counted online, loaded by `fraud features materialize` or folded by
+    `ingest-labels`, is not counted again by either, nor by ``POST /labels``' fold."""
+    settings = feature_project.settings
+    env = {
+        **os.environ,
+        "PROJECT_ROOT": str(feature_project.root),
+        "REDIS_URL": redis_url,
+        "REDIS_MODE": settings.redis_mode,
+    }
+    fraud = str(Path(sys.executable).with_name("fraud"))
+
+    def run(*args: str) -> str:
+        result = subprocess.run(
+            [fraud, "features", *args], env=env, capture_output=True, text=True, timeout=300,
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    tables = feature_project.tables
+    labels = tables["labels"].merge(
+        tables["transactions"][["transaction_id", "merchant_id"]], on="transaction_id"
+    )
+    at = labels["label_timestamp"].max() + pd.Timedelta(days=1)
+    store = open_store(settings)
+    merchants = sorted(tables["transactions"]["merchant_id"].unique())
+    rows = [
+        _online_row(Request("c_any", m, int(at.value // 1000), 1.0, 40.0, -74.0)) for m in merchants
+    ]
+    expected = [
+        reference.features(Request("c_any", m, int(at.value // 1000), 1.0, 40.0, -74.0))[
+            "merchant_fraud_rate_30d"
+        ]
+        for m in merchants
+    ]
+
+    def rates() -> list[float]:
+        served = online_features(store, rows, FEATURE_SERVICE_NAME)
+        return [row["merchant_fraud_rate_30d"] for row in served]
+
+    assert any(rate > 0 for rate in expected)  # the label feature is really exercised
+
+    # Folded twice on an empty store (what ingest-labels runs): the second time counts nothing.
+    writer = OnlineStateWriter(RedisLayout(store), FEATURES, STATE_VELOCITY)
+    arrived = [
+        (
+            str(r.merchant_id),
+            str(r.transaction_id),
+            int(r.label_timestamp.value // 1000),
+            bool(r.is_fraud),
+        )
+        for r in labels.sort_values("label_timestamp").itertuples()
+    ]
+    flush_online(settings)
+    assert writer.ingest_labels(arrived) == len(labels)
+    assert writer.ingest_labels(arrived) == 0
+    assert rates() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+    # After a rebuild's materialize, every label it loaded is marked: ingest-labels and the
+    # fold of POST /labels (ingest_label) for a raw-labelled transaction count nothing again.
+    flush_online(settings)
+    output = run("materialize")
+    assert f"marked {len(labels):,} labels the loaded state counts as folded" in output
+    assert rates() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    output = run("ingest-labels", "--since", "1970-01-01T00:00:00", "--until", at.isoformat())
+    assert f"folded 0 labels into the online merchant label buckets ({len(labels):,} already" in (
+        output
+    )
+    fraud_label = labels[labels["is_fraud"] == 1].iloc[0]
+    label_us = int(fraud_label["label_timestamp"].value // 1000)
+    assert not writer.ingest_label(
+        str(fraud_label["merchant_id"]), str(fraud_label["transaction_id"]), label_us, True
+    )
+    assert rates() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    # A label of a transaction not yet labelled still counts, once (two days before the
+    # probes: inside their 30-day window).
+    merchant, new_us = str(fraud_label["merchant_id"]), int(at.value // 1000) - 2 * DAY_US
+    assert writer.ingest_label(merchant, "never-labelled", new_us, True)
+    assert not writer.ingest_label(merchant, "never-labelled", new_us, True)
+    assert rates() != pytest.approx(expected, rel=1e-12, abs=1e-12)

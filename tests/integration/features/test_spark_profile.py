@@ -15,16 +15,22 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from feast import FeatureStore
 
 from feature_engine.offline.duckdb_store import STORE_CLASS_PATH
 from feature_engine.offline.pipeline import OFFLINE_TABLES, TABLE_JOIN_KEYS, build_features
-from feature_engine.store import feature_names, historical_features, open_store
+from feature_engine.spark.asof_store import STORE_CLASS_PATH as SPARK_STORE_CLASS_PATH
+from feature_engine.spark.asof_store import AsOfSparkOfflineStore
+from feature_engine.store import feature_names, historical_features, open_store, repo_config
 from feature_repo.services import SERVICE_TABLES, STATE_VELOCITY
 from fraud_platform.contracts import EVENT_TIMESTAMP
 from fraud_platform.settings import FeatureProfile, Settings
@@ -89,6 +95,12 @@ def spark_project(
     return settings
 
 
+def _stock_spark_store(settings: Settings) -> FeatureStore:
+    """The Spark profile's store with Feast's own Spark offline store (``type: spark``)."""
+    section = repo_config(settings).offline_store
+    return open_store(settings, {"type": "spark", "spark_conf": section.spark_conf})
+
+
 def _plain(kind: pa.DataType) -> pa.DataType:
     """A type without nullability or child names (Spark marks non-null columns differently)."""
     if pa.types.is_list(kind):
@@ -146,13 +158,13 @@ def test_the_edge_cases_reach_the_spark_state(spark_project: Settings) -> None:
     assert len(busy) <= 4 * 12 and (busy["m_latest_ts_us"] > stamps_us).sum() > 20
 
 
-def test_the_profile_picks_feasts_spark_store_and_spark_sources(
+def test_the_profile_picks_the_spark_as_of_store_and_spark_sources(
     duckdb_project: Settings, spark_project: Settings
 ) -> None:
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
     spark_store, duck_store = open_store(spark_project), open_store(duckdb_project)
-    assert spark_store.config.offline_store.type == "spark"
+    assert spark_store.config.offline_store.type == SPARK_STORE_CLASS_PATH
     assert duck_store.config.offline_store.type == STORE_CLASS_PATH
     for view in ("customer_activity", "merchant_activity", "merchant_label_stats"):
         assert isinstance(spark_store.get_feature_view(view).batch_source, SparkSource)
@@ -170,13 +182,17 @@ def test_spark_historical_features_equal_duckdb_and_the_reference(
     requests = _requests_for(tx) + _probe_requests(tx)
     entity_rows = requests_frame(requests)
     spark_store, duck_store = open_store(spark_project), open_store(duckdb_project)
+    stock_store = _stock_spark_store(spark_project)
     names = feature_names(spark_store, service)
     assert names == feature_names(duck_store, service)
     got = historical_features(spark_store, entity_rows, service, progress=None)
     want = historical_features(duck_store, entity_rows, service, progress=None)
+    stock = historical_features(stock_store, entity_rows, service, progress=None)
     assert len(got) == len(requests)
-    # Row for row and bit for bit: the same state rows reach the same on-demand function.
+    # Row for row and bit for bit: the same state rows reach the same on-demand function,
+    # through the Spark as-of join, Feast's own Spark join and the DuckDB as-of join.
     pd.testing.assert_frame_equal(got, want, check_exact=True)
+    pd.testing.assert_frame_equal(got, stock, check_exact=True)
     reference = Reference(
         tables["transactions"], tables["labels"], tables["customers"], SERVICE_TABLES[service]
     )
@@ -197,3 +213,207 @@ def test_spark_historical_features_equal_duckdb_and_the_reference(
     assert (burst["timestamp"][3] - burst["timestamp"][0]) == pd.Timedelta(hours=1)
     # The transaction and the probes at burst + 1 h: [t - 1h, t) holds the burst at t - 1h.
     assert len(one_hour_later) >= 1 and set(one_hour_later["txn_count_1h"]) == {3}
+
+
+# The as-of join's own edge cases, on the small repository of test_offline_store.py (two join
+# keys, ttl, created-timestamp ties, no match, rows before any state, extra entity columns,
+# full_feature_names): the Spark as-of store, Feast's Spark store and the DuckDB as-of store
+# answer the same entity_df with the same rows.
+def _small_objects(folder: Path, spark: bool) -> list[Any]:
+    """The small repository's Feast objects; one text, with FileSources or SparkSources."""
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+    from feast.on_demand_feature_view import on_demand_feature_view
+    from feast.types import Array, Float64, Int64, String
+
+    def source(name: str, timestamp: str, created: str = "") -> FileSource | SparkSource:
+        path = f"{folder}/{name}.parquet"
+        if spark:
+            return SparkSource(
+                name=name,
+                path=path,
+                file_format="parquet",
+                timestamp_field=timestamp,
+                created_timestamp_column=created,
+            )
+        return FileSource(
+            name=name, path=path, timestamp_field=timestamp, created_timestamp_column=created
+        )
+
+    card = Entity(name="card", join_keys=["card"])
+    shop = Entity(name="shop", join_keys=["shop"])
+    cards = FeatureView(
+        name="cards",
+        entities=[card],
+        ttl=timedelta(0),
+        schema=[Field(name="spend", dtype=Float64), Field(name="recent", dtype=Array(Int64))],
+        source=source("cards", "ts"),
+    )
+    visits = FeatureView(
+        name="visits",
+        entities=[card, shop],
+        ttl=timedelta(hours=12),
+        schema=[Field(name="visits", dtype=Int64), Field(name="note", dtype=String)],
+        source=source("shops", "ts", "created"),
+    )
+
+    @on_demand_feature_view(
+        sources=[cards, visits],
+        schema=[Field(name="spend_x2", dtype=Float64), Field(name="n_recent", dtype=Int64)],
+        mode="python",
+    )
+    def derived(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {
+            "spend_x2": [None if s is None else 2 * s for s in inputs["spend"]],
+            "n_recent": [0 if r is None else len(r) for r in inputs["recent"]],
+        }
+
+    both = FeatureService(name="both", features=[cards, visits, derived])
+    return [card, shop, cards, visits, derived, both]
+
+
+def _small_store(folder: Path, name: str, offline_store: dict[str, object]) -> FeatureStore:
+    """A FeatureStore on the small repository, its objects applied in process (no CLI)."""
+    from feast.repo_config import RepoConfig
+
+    repo = folder / name
+    repo.mkdir()
+    config = RepoConfig(
+        project="asof_spark_check",
+        provider="local",
+        registry=str(repo / "registry.db"),
+        online_store={"type": "sqlite", "path": str(repo / "online.db")},
+        offline_store=offline_store,
+        entity_key_serialization_version=3,
+    )
+    store = FeatureStore(config=config, repo_path=str(repo))
+    store.apply(_small_objects(folder, spark=offline_store["type"] != STORE_CLASS_PATH))
+    return store
+
+
+def _small_rows(store: FeatureStore, entity_df: pd.DataFrame, full_names: bool) -> pd.DataFrame:
+    """Retrieved rows, as returned (their ``order`` column numbers the entity rows)."""
+    frame = store.get_historical_features(
+        entity_df=entity_df.copy(),
+        features=store.get_feature_service("both"),
+        full_feature_names=full_names,
+    ).to_df()
+    stamps = frame["event_timestamp"]
+    if stamps.dt.tz is None:  # Spark's toPandas gives naive times in the session zone (UTC)
+        frame["event_timestamp"] = stamps.dt.tz_localize("UTC")
+    return frame.map(lambda v: tuple(v) if isinstance(v, list | np.ndarray) else v).astype(object)
+
+
+def _by_order(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values("order").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def small_stores(
+    tmp_path_factory: pytest.TempPathFactory, spark: object
+) -> dict[str, FeatureStore]:
+    from tests.integration.features.test_offline_store import _write_sources
+
+    folder = tmp_path_factory.mktemp("small_asof")
+    _write_sources(folder)
+    # Full duplicates of (card, ts): Feast's Spark join returns one entity row per duplicate
+    # (its final join multiplies them), the as-of stores one row; keep one of each.
+    cards = pd.read_parquet(folder / "cards.parquet").drop_duplicates(["card", "ts"], keep="last")
+    cards.to_parquet(
+        folder / "cards.parquet",
+        index=False,
+        coerce_timestamps="us",
+        allow_truncated_timestamps=True,
+    )
+    # Spark reads microsecond timestamps only (pandas writes nanoseconds); all stores read these.
+    shops = pq.read_table(folder / "shops.parquet")
+    pq.write_table(
+        shops, folder / "shops.parquet", coerce_timestamps="us", allow_truncated_timestamps=True
+    )
+    spark_conf = repo_config(Settings(feature_profile="spark", redis_url=NO_REDIS)).offline_store
+    conf = dict(spark_conf.spark_conf or {})
+    return {
+        "asof": _small_store(folder, "asof", {"type": SPARK_STORE_CLASS_PATH, "spark_conf": conf}),
+        "stock": _small_store(folder, "stock", {"type": "spark", "spark_conf": conf}),
+        "duckdb": _small_store(folder, "duckdb", {"type": STORE_CLASS_PATH}),
+    }
+
+
+@pytest.mark.parametrize("full_names", [False, True])
+def test_spark_as_of_store_matches_feasts_spark_store_and_duckdb_on_edge_cases(
+    small_stores: dict[str, FeatureStore], full_names: bool
+) -> None:
+    from tests.integration.features.test_offline_store import T0, _entity_df, _hours
+
+    # Shuffled: the entity rows' order is not the keys' order; the as-of store keeps it.
+    entity_df = _entity_df().sample(frac=1.0, random_state=5).reset_index(drop=True)
+    entity_df["order"] = range(len(entity_df))
+    offline_store = small_stores["asof"]._get_provider().offline_store
+    assert isinstance(offline_store, AsOfSparkOfflineStore)
+    got = _small_rows(small_stores["asof"], entity_df, full_names)
+    assert got["order"].tolist() == list(range(len(entity_df)))
+    stock = _by_order(_small_rows(small_stores["stock"], entity_df, full_names))
+    duck = _by_order(_small_rows(small_stores["duckdb"], entity_df, full_names))
+    assert len(got) == len(entity_df)
+    assert list(got.columns) == list(stock.columns) == list(duck.columns)
+    pd.testing.assert_frame_equal(got, stock, check_dtype=False)
+    pd.testing.assert_frame_equal(got, duck, check_dtype=False)
+    # Every case is in the data: no entity, before the first row, ttl expiry, the tie.
+    note = "visits__note" if full_names else "note"
+    spend = "cards__spend" if full_names else "spend"
+    assert got.loc[got["card"] == "nobody", spend].isna().all()
+    before = got["event_timestamp"] < T0
+    assert before.any() and got.loc[before, spend].isna().all()
+    assert (got[spend].notna() & (got["card"] != "nobody") & got[note].isna()).any()
+    tie = got[
+        (got["card"] == "b") & (got["shop"] == "s1") & (got["event_timestamp"] == _hours(121))
+    ]
+    assert set(tie[note]) == {"tie1"}  # the latest created timestamp wins
+
+
+def _table_rows(location: Path) -> dict[str, pd.DataFrame]:
+    return {name: _sorted_rows(location / f"{name}.parquet", name) for name in OFFLINE_TABLES}
+
+
+def test_a_spark_build_that_fails_half_way_leaves_the_previous_tables_readable(
+    spark_project: Settings, tmp_path: Path
+) -> None:
+    from feature_engine.spark.pipeline import build_features_spark
+
+    location = tmp_path / "features"
+    shutil.copytree(spark_project.offline_tables_location, location)
+    before = _table_rows(location)
+    done: list[str] = []
+
+    def fail_on_the_last_table(message: str) -> None:
+        done.append(message)
+        if len(done) == len(OFFLINE_TABLES):  # every table staged, none switched in yet
+            raise RuntimeError("the build stops here")
+
+    with pytest.raises(RuntimeError, match="the build stops here"):
+        build_features_spark(
+            spark_project,
+            FEATURES,
+            STATE_VELOCITY,
+            progress=fail_on_the_last_table,
+            location=str(location),
+        )
+    assert len(done) == len(OFFLINE_TABLES)
+    after = _table_rows(location)
+    for name in OFFLINE_TABLES:
+        pd.testing.assert_frame_equal(after[name], before[name], check_exact=True)
+    assert sorted(p.name for p in location.iterdir()) == sorted(
+        f"{name}.parquet" for name in OFFLINE_TABLES
+    )  # the staged tables are gone
+
+
+def test_switching_a_table_in_replaces_the_previous_one(spark: Any, tmp_path: Path) -> None:
+    from feature_engine.spark.pipeline import _switch
+
+    old, new = tmp_path / "t.parquet", tmp_path / "t.parquet.building-x"
+    for folder, values in ((old, [1, 2]), (new, [3])):
+        folder.mkdir()
+        pq.write_table(pa.table({"v": values}), folder / "part-0.parquet")
+    _switch(spark, str(new), str(old), str(tmp_path / "t.parquet.previous-x"))
+    assert pq.read_table(old).column("v").to_pylist() == [3]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]

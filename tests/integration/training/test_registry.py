@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+import yaml
+from typer.testing import CliRunner, Result
 
 from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import LABEL, PROBABILITY
@@ -50,6 +51,7 @@ class Registry:
     first_reference: pd.DataFrame
     again_output: str
     again_metrics_json: str
+    unmet: Result
     worse: RunSummary
     forced: RunSummary
     forced_reference: pd.DataFrame
@@ -103,12 +105,28 @@ def registry(
         alias_after["again"] = _alias_version(settings, name)
         again_metrics_json = (models_dir / "metrics.json").read_text()
 
+        # An unmeetable rule through the command line: no alert budget this small is reachable.
+        params_file = settings.paths.params_file
+        shipped = params_file.read_text()
+        unmeetable = yaml.safe_load(shipped)
+        unmeetable["train"] |= {"threshold_rule": "alert_budget", "alert_budget_per_1000": 1e-6}
+        params_file.write_text(yaml.safe_dump(unmeetable, sort_keys=False))
+        try:
+            unmet = CliRunner().invoke(app, ["run"])
+        finally:
+            params_file.write_text(shipped)
+        alias_after["unmet"] = _alias_version(settings, name)
+
+        # Shuffled training labels reach no precision target: the named fallback sets it.
         worse_set = _shuffle_training_labels(training_set, params.train.holdout_fraction)
-        worse = train_and_register(settings, params, training_set=worse_set, progress=quiet)
+        fallback = params.model_copy(
+            update={"train": params.train.model_copy(update={"threshold_fallback": "best_f1"})}
+        )
+        worse = train_and_register(settings, fallback, training_set=worse_set, progress=quiet)
         alias_after["worse"] = _alias_version(settings, name)
 
         forced = train_and_register(
-            settings, params, training_set=worse_set, force_promote=True, progress=quiet
+            settings, fallback, training_set=worse_set, force_promote=True, progress=quiet
         )
         alias_after["forced"] = _alias_version(settings, name)
         forced_reference = pd.read_parquet(models_dir / "reference_sample.parquet")
@@ -122,6 +140,7 @@ def registry(
             first_reference=first_reference,
             again_output=result.output,
             again_metrics_json=again_metrics_json,
+            unmet=unmet,
             worse=worse,
             forced=forced,
             forced_reference=forced_reference,
@@ -298,10 +317,13 @@ def test_evaluate_scores_production_at_its_threshold(registry: Registry) -> None
     assert result["holdout_recall"] == pytest.approx(registry.forced.metrics["holdout_recall"])
 
 
+# The features travel as a pickle, not Parquet: Arrow's reader leaves a thread pool that
+# can abort the child at interpreter exit under load (apache/arrow#34314), which is not
+# what this test is about.
 LOAD_AND_PREDICT = """
 import sys, numpy as np, pandas as pd, mlflow
 model = mlflow.pyfunc.load_model("models:/{name}@production")
-features = pd.read_parquet(sys.argv[1])
+features = pd.read_pickle(sys.argv[1])
 np.save(sys.argv[2], np.asarray(model.predict(features)))
 """
 
@@ -311,7 +333,7 @@ def test_production_model_predicts_identically_in_a_fresh_process(
 ) -> None:
     reference = registry.forced_reference  # scored in-process by the model now in production
     features = reference[registry.training_set.features].astype("float64")
-    features.to_parquet(tmp_path / "features.parquet")
+    features.to_pickle(tmp_path / "features.pkl")
     name = registry.settings.model_name
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.settings.tracking_uri}
     completed = subprocess.run(
@@ -319,7 +341,7 @@ def test_production_model_predicts_identically_in_a_fresh_process(
             sys.executable,
             "-c",
             LOAD_AND_PREDICT.format(name=name),
-            str(tmp_path / "features.parquet"),
+            str(tmp_path / "features.pkl"),
             str(tmp_path / "out.npy"),
         ],
         env=env,
@@ -333,3 +355,95 @@ def test_production_model_predicts_identically_in_a_fresh_process(
     predicted = np.load(tmp_path / "out.npy")
     assert predicted.shape == (len(reference), 2)  # pyfunc serves predict_proba
     np.testing.assert_array_equal(predicted[:, 1], reference[PROBABILITY].to_numpy())
+
+
+def test_unmeetable_rule_exits_non_zero_naming_the_rule_and_the_best_value(
+    registry: Registry,
+) -> None:
+    unmet = registry.unmet
+    assert unmet.exit_code == 2, unmet.output
+    assert "error: logistic_regression: train.threshold_rule alert_budget" in unmet.output
+    assert "the fewest alerts any threshold gives is" in unmet.output
+    assert "Traceback" not in unmet.output
+    assert registry.alias_after["unmet"] == "1"  # nothing registered, nothing moved
+
+
+def _gate(registry: Registry, run_id: str) -> dict[str, Any]:
+    import mlflow
+
+    uri = registry.settings.tracking_uri
+    mlflow.set_tracking_uri(uri)
+    return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/promotion_gate.json"))
+
+
+def test_first_model_passes_the_behavioural_cases_as_registered(registry: Registry) -> None:
+    checks = {check.name: check for check in registry.first.checks}
+    # No champion: only the behavioural cases, run on the registered artifact.
+    assert set(checks) == {
+        "behaviour_example_request",
+        "behaviour_card_testing_burst",
+        "behaviour_night_10x_amount",
+    }
+    assert all(check.passed for check in checks.values()), checks
+    example = checks["behaviour_example_request"]
+    assert example.bar is not None
+    assert 0 < example.bar < example.challenger  # above the median legitimate holdout row
+    metrics = _client(registry).get_run(registry.first.run_id).data.metrics
+    assert metrics["gate_behaviour_card_testing_burst_passed"] == 1.0
+    assert (
+        metrics["gate_behaviour_card_testing_burst_challenger"]
+        > (metrics["gate_behaviour_card_testing_burst_bar"])
+    )
+    assert _gate(registry, registry.first.run_id)["gate_passed"] is True
+
+
+def test_gate_refuses_the_worse_challenger_and_logs_each_check(registry: Registry) -> None:
+    worse, client = registry.worse, _client(registry)
+    checks = {check.name: check for check in worse.checks}
+    assert not checks["holdout_pr_auc"].passed
+    assert checks["holdout_pr_auc"].bar == pytest.approx(registry.first.metrics["holdout_pr_auc"])
+    assert checks["holdout_pr_auc"].challenger == worse.metrics["holdout_pr_auc"]
+    assert "holdout_precision" in checks and "behaviour_example_request" in checks
+    run = client.get_run(worse.run_id)
+    assert run.data.metrics["gate_holdout_pr_auc_passed"] == 0.0
+    assert run.data.metrics["gate_passed"] == 0.0 and run.data.metrics["promoted"] == 0.0
+    assert run.data.tags["promotion_gate"] == "fail"
+    assert run.data.tags["force_promote"] == "false"
+    verdict = _gate(registry, worse.run_id)
+    assert verdict["decision"] == "champion_kept" and not verdict["promoted"]
+    assert [c["name"] for c in verdict["checks"]] == [c.name for c in worse.checks]
+    # The fallback is never silent: the metric and the reason are on the run together.
+    fell_back = run.data.metrics["threshold_fallback"] == 1.0
+    assert fell_back == ("threshold_fallback_reason" in run.data.tags)
+    if fell_back:
+        assert run.data.tags["threshold_rule"] == "best_f1"
+        assert "min_precision" in run.data.tags["threshold_fallback_reason"]
+
+
+def test_forced_promotion_still_logs_the_failed_gate(registry: Registry) -> None:
+    run = _client(registry).get_run(registry.forced.run_id)
+    assert run.data.tags["force_promote"] == "true"
+    assert run.data.tags["promotion_gate"] == "fail"
+    assert run.data.tags["promotion_decision"] == "forced"
+    assert _gate(registry, registry.forced.run_id)["force_promote"] is True
+
+
+def test_operating_point_and_net_savings_are_logged(registry: Registry) -> None:
+    metrics = _client(registry).get_run(registry.first.run_id).data.metrics
+    kind = registry.first.model_kind
+    for prefix in ("", f"{kind}_"):
+        assert metrics[f"{prefix}holdout_alerts_per_1000"] > 0  # never a never-alerting model
+        assert f"{prefix}cv_alerts_per_1000_mean" in metrics
+        assert metrics[f"{prefix}holdout_net_savings"] == pytest.approx(
+            metrics[f"{prefix}holdout_fraud_amount_caught"]
+            - metrics[f"{prefix}holdout_review_cost"]
+        )
+    cost = registry.project.params.train.review_cost_per_alert
+    assert metrics["holdout_review_cost"] == pytest.approx(cost * metrics["holdout_alerts"])
+    holdout_rows = metrics["holdout_rows"]
+    assert metrics["holdout_alerts_per_1000"] == pytest.approx(
+        1000 * metrics["holdout_alerts"] / holdout_rows
+    )
+    # Every reported rule's point: the alert budget's stays within its budget out of fold.
+    assert metrics["holdout_at_alert_budget_alerts_per_1000"] >= 0
+    assert 0 <= metrics["holdout_at_target_recall_recall"] <= 1

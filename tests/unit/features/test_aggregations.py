@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
+import sys
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from typer.testing import CliRunner
@@ -27,21 +30,50 @@ from feature_repo.velocity import VELOCITY
 from fraud_cli.main import app
 from tests.support.edge_cases import EXTENDED_SERVICE, EXTENDED_VELOCITY
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+ROOT = Path(__file__).resolve().parents[3]
+README = ROOT / "README.md"
+FEATURES_PAGE = ROOT / "docs" / "features.md"
+HOOKS = ROOT / "docs" / "hooks"
 HOUR = timedelta(hours=1)
 
 
-def test_the_readme_table_is_the_generated_one() -> None:
-    text = README.read_text(encoding="utf-8")
-    match = re.search(
-        r"<!-- velocity-table:start -->\n(.*?)<!-- velocity-table:end -->", text, re.S
-    )
-    assert match, "README.md lost its velocity-table markers"
+def _docs_hook() -> ModuleType:
+    """The documentation's build hook, loaded as MkDocs loads it (its folder on the path)."""
+    sys.path.insert(0, str(HOOKS))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "generated_pages", HOOKS / "generated_pages.py"
+        )
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(HOOKS))
+    return module
+
+
+def test_the_docs_table_is_generated_from_the_declarations() -> None:
+    """The features page asks for the table; the build fills in exactly the declared rows."""
+    page = FEATURES_PAGE.read_text(encoding="utf-8")
+    assert "<!-- generated: velocity-table -->" in page, "docs/features.md lost its marker"
+    assert "| `txn_count_1h` |" not in page, "a pasted copy of the table drifts: keep the marker"
     table = markdown_table(SERVICE_TABLES)
-    assert match.group(1) == table, "run `fraud features declarations` and paste it"
+    rendered = _docs_hook().render(page, "features.md")
+    assert table.rstrip("\n") in rendered and "<!-- generated:" not in rendered
     assert table.count("\n") == len(STATE_VELOCITY.rows) + 2
-    assert "| `txn_count_7d` | customer | count |  | `[floor(t - 7d, 1h), t)` | v2 |" in text
-    assert "| `txn_count_1h` | customer | count |  | `[floor(t - 1h, 5min), t)` | v1, v2 |" in text
+    assert "| `txn_count_7d` | customer | count |  | `[floor(t - 7d, 1h), t)` | v2 |" in table
+    assert "| `txn_count_1h` | customer | count |  | `[floor(t - 1h, 5min), t)` | v1, v2 |" in table
+
+
+def test_the_readme_contract_names_every_served_feature() -> None:
+    """The README's short contract table is written by hand: it must not forget a feature."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"^## The feature contract\n(.*?)^## ", text, re.S | re.M)
+    assert match, "README.md lost its '## The feature contract' section"
+    named = set(re.findall(r"`([a-z0-9_]+)`", match.group(1)))
+    served = {name for table in SERVICE_TABLES.values() for name in table.feature_names}
+    assert served - named == set(), "add these features to the README's contract table"
+    assert {row.name for row in STATE_VELOCITY.rows} <= served
 
 
 def test_the_cli_prints_the_table() -> None:

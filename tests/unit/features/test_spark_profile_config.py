@@ -28,7 +28,7 @@ def test_the_default_profile_is_duckdb_and_unchanged() -> None:
     )
 
 
-def test_feature_profile_spark_selects_feasts_spark_store(
+def test_feature_profile_spark_selects_the_spark_as_of_store(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FEATURE_PROFILE", "spark")
@@ -36,7 +36,7 @@ def test_feature_profile_spark_selects_feasts_spark_store(
     settings = Settings(redis_url=NO_REDIS)
     assert settings.feature_profile == "spark"
     config = repo_config(settings)
-    assert config.offline_store.type == "spark"
+    assert config.offline_store.type == "feature_engine.spark.asof_store.AsOfSparkOfflineStore"
     conf = config.offline_store.spark_conf
     assert conf["spark.master"] == "spark://head:7077"
     assert conf["spark.sql.session.timeZone"] == "UTC"  # Feast compares naive UTC strings

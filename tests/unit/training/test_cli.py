@@ -35,6 +35,9 @@ def _invoke(root: Path, patch: pytest.MonkeyPatch, *args: str) -> Result:
         ("models", ["lightgbm", "lightgbm"], "train.models"),
         ("calibration", "beta", "train.calibration"),
         ("alert_budget_per_1000", 0, "train.alert_budget_per_1000"),
+        ("target_recall", 0, "train.target_recall"),
+        ("threshold_fallback", "never", "train.threshold_fallback"),
+        ("review_cost_per_alert", -1, "train.review_cost_per_alert"),
     ],
 )
 def test_bad_params_exit_2_naming_the_key(

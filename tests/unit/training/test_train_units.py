@@ -10,8 +10,19 @@ import pandas as pd
 import pytest
 import yaml
 
+from fraud_platform.settings import TrainParams
+from tests.support.training_projects import small_params
 from training.dataset import TrainingError, check_labels
-from training.evaluation import choose_threshold, holdout_mask, recall_at_fpr, score_metrics
+from training.evaluation import (
+    ThresholdRuleError,
+    alerting_point,
+    choose_threshold,
+    decision_metrics,
+    holdout_mask,
+    operating_point,
+    recall_at_fpr,
+    score_metrics,
+)
 from training.lineage import flatten_params, raw_data_hash
 
 Y = np.array([0, 0, 0, 0, 1, 0, 1, 1])
@@ -40,7 +51,7 @@ def test_min_precision_threshold_is_lowest_reaching_target(
     assert Y[flagged].mean() >= min_precision
 
 
-@pytest.mark.parametrize("budget", [1.0, 125.0, 250.0, 400.0, 999.0])
+@pytest.mark.parametrize("budget", [20.0, 125.0, 250.0, 400.0, 999.0])
 def test_alert_budget_threshold_flags_at_most_the_budget_and_no_less_than_needed(
     budget: float,
 ) -> None:
@@ -56,10 +67,139 @@ def test_alert_budget_threshold_flags_at_most_the_budget_and_no_less_than_needed
         assert int((scores >= lower.max()).sum()) > budget / 1000 * len(scores)
 
 
-def test_alert_budget_smaller_than_the_top_tie_flags_nothing() -> None:
+def test_alert_budget_smaller_than_the_top_tie_is_an_error_not_a_silent_model() -> None:
     scores = np.array([0.9, 0.9, 0.9, 0.1])
-    threshold = choose_threshold(np.array([1, 0, 1, 0]), scores, "alert_budget", 0.5, 250.0)
-    assert threshold > 0.9 and not (scores >= threshold).any()
+    # One alert allowed (250 per 1,000 of 4 rows) but the top score ties three rows: 750.
+    with pytest.raises(ThresholdRuleError, match="fewest alerts any threshold gives is 750") as err:
+        choose_threshold(np.array([1, 0, 1, 0]), scores, "alert_budget", 0.5, 250.0)
+    assert (err.value.rule, err.value.best) == ("alert_budget", 750.0)
+
+
+# The operating points of the hand-made set Y/SCORES (frauds at 0.5, 0.7 and 0.8; a legitimate
+# row at 0.6), each worked out by hand:
+#   alert_budget 250 per 1,000 of 8 rows: 2 alerts allowed -> flag 0.7 and 0.8;
+#   alert_budget 500: 4 allowed -> 0.5 (0.5, 0.6, 0.7, 0.8);
+#   target_recall 0.6: 2 of 3 frauds -> the highest threshold catching two is 0.7;
+#   target_recall 0.9 (or 1.0): all 3 -> 0.5, the lowest fraud's score.
+@pytest.mark.parametrize(
+    ("rule", "value", "threshold", "precision", "recall", "alerts_per_1000"),
+    [
+        ("alert_budget", 250.0, 0.7, 1.0, 2 / 3, 250.0),
+        ("alert_budget", 500.0, 0.5, 0.75, 1.0, 500.0),
+        ("alert_budget", 499.0, 0.6, 2 / 3, 2 / 3, 375.0),
+        ("target_recall", 0.6, 0.7, 1.0, 2 / 3, 250.0),
+        ("target_recall", 0.9, 0.5, 0.75, 1.0, 500.0),
+        ("target_recall", 1.0, 0.5, 0.75, 1.0, 500.0),
+        ("min_precision", 0.9, 0.7, 1.0, 2 / 3, 250.0),
+    ],
+)
+def test_operating_point_of_each_rule_by_hand(
+    rule: str,
+    value: float,
+    threshold: float,
+    precision: float,
+    recall: float,
+    alerts_per_1000: float,
+) -> None:
+    params = _train_params(threshold_rule=rule, **{_RULE_PARAM[rule]: value})
+    point = operating_point(Y, SCORES, params, "model")
+    assert (point.rule, point.fell_back) == (rule, False)
+    assert point.threshold == pytest.approx(threshold)
+    metrics = score_metrics(Y, SCORES, point.threshold)
+    assert metrics["precision"] == pytest.approx(precision)
+    assert metrics["recall"] == pytest.approx(recall)
+    assert metrics["alerts_per_1000"] == pytest.approx(alerts_per_1000)
+
+
+_RULE_PARAM = {
+    "alert_budget": "alert_budget_per_1000",
+    "target_recall": "target_recall",
+    "min_precision": "min_precision",
+}
+
+
+def _train_params(**changes: Any) -> TrainParams:
+    return TrainParams.model_validate(small_params()["train"] | changes)
+
+
+UNREACHABLE_Y = np.array([1, 0, 0, 1])
+UNREACHABLE_SCORES = np.array([0.1, 0.2, 0.9, 0.8])  # precision: 0 at 0.9, 0.5 at 0.8, 1/3, 0.5
+
+
+def test_unmeetable_min_precision_names_the_rule_and_the_best_precision() -> None:
+    params = _train_params(threshold_rule="min_precision", min_precision=0.6)
+    with pytest.raises(ThresholdRuleError) as err:
+        operating_point(UNREACHABLE_Y, UNREACHABLE_SCORES, params, "lightgbm")
+    message = str(err.value)
+    assert message.startswith("lightgbm: train.threshold_rule min_precision")
+    assert "no threshold reaches precision 0.6" in message
+    assert "the best achievable is 0.5000" in message
+    assert "train.threshold_fallback" in message
+    assert err.value.best == pytest.approx(0.5)
+
+
+def test_unmeetable_rule_falls_back_only_to_the_named_rule_and_says_why() -> None:
+    params = _train_params(
+        threshold_rule="min_precision", min_precision=0.6, threshold_fallback="target_recall"
+    )
+    point = operating_point(UNREACHABLE_Y, UNREACHABLE_SCORES, params, "lightgbm")
+    # target_recall 0.8 of the small params: both frauds -> the lower one's score, 0.1.
+    assert (point.rule, point.requested, point.threshold) == ("target_recall", "min_precision", 0.1)
+    assert point.fell_back and "the best achievable is 0.5000" in str(point.fallback_reason)
+
+
+def test_fallback_that_fails_too_is_an_error() -> None:
+    params = _train_params(
+        threshold_rule="min_precision",
+        min_precision=0.6,
+        threshold_fallback="alert_budget",
+        alert_budget_per_1000=1,  # 4 rows: no alert allowed
+    )
+    with pytest.raises(ThresholdRuleError, match="the fallback fails too"):
+        operating_point(UNREACHABLE_Y, UNREACHABLE_SCORES, params, "lightgbm")
+
+
+def test_rule_met_out_of_fold_but_alerting_on_no_holdout_row_is_unmet() -> None:
+    # min_precision 0.9 is met out of fold at 0.7 (by hand above); a holdout whose highest
+    # probability is 0.65 would get no alert at all.
+    params = _train_params(threshold_rule="min_precision", min_precision=0.9)
+    point = operating_point(Y, SCORES, params, "lightgbm")
+    holdout = np.array([0.1, 0.3, 0.65])
+    with pytest.raises(ThresholdRuleError, match="flags none of the 3 holdout rows") as err:
+        alerting_point(point, Y, SCORES, holdout, params, "lightgbm")
+    assert "highest holdout probability is 0.65" in str(err.value)
+    # With a fallback named: target_recall 0.8 of the small params -> 0.5 (all 3 frauds).
+    named = _train_params(
+        threshold_rule="min_precision", min_precision=0.9, threshold_fallback="target_recall"
+    )
+    fell = alerting_point(point, Y, SCORES, holdout, named, "lightgbm")
+    assert (fell.rule, fell.threshold, fell.fell_back) == ("target_recall", 0.5, True)
+    # A threshold some holdout row reaches is kept as it is.
+    assert alerting_point(point, Y, SCORES, np.array([0.1, 0.75]), params, "x") is point
+
+
+def test_fallback_equal_to_the_rule_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"train\.threshold_fallback"):
+        _train_params(threshold_rule="alert_budget", threshold_fallback="alert_budget")
+
+
+def test_net_savings_is_fraud_amount_caught_minus_review_cost() -> None:
+    amounts = np.array([10.0, 20, 30, 40, 100, 60, 200, 300])
+    # Threshold 0.5: four alerts (0.5, 0.6, 0.7, 0.8), frauds caught 100 + 200 + 300 = 600,
+    # review 4 x 25 = 100: net 500 over 8 rows = 62,500 per 1,000.
+    metrics = score_metrics(Y, SCORES, 0.5, amounts, review_cost_per_alert=25.0)
+    assert metrics["net_savings_per_1000"] == pytest.approx(62_500.0)
+    queue = decision_metrics(Y, SCORES, 0.5, amounts, 25.0)
+    assert queue == {
+        "alerts": 4.0,
+        "frauds_caught": 3.0,
+        "fraud_amount": 600.0,
+        "fraud_amount_caught": 600.0,
+        "review_cost": 100.0,
+        "net_savings": 500.0,
+    }
+    # A higher threshold misses the 100 fraud and saves one review: 500 - 50 = 450.
+    assert decision_metrics(Y, SCORES, 0.7, amounts, 25.0)["net_savings"] == 450.0
 
 
 def test_unknown_threshold_rule_is_rejected() -> None:
