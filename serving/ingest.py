@@ -106,8 +106,6 @@ class _Job:
 class Ingestor:
     """Applies the writes, inline or on a background thread, and measures their lag."""
 
-    journals_transactions = True  # the request journals what it hands over
-
     def __init__(
         self,
         write: Callable[[Transaction], None],

@@ -243,12 +243,10 @@ class ScoringService:
         except REDIS_ERRORS as exc:  # stream or sync mode (or a full queue): the write failed
             raise self._store_unavailable(exc) from exc
         # Journaled once the write is accepted (done, in sync mode; queued, in async mode; in
-        # stream mode the ingestion worker journals each entry before acknowledging it) and
-        # before the answer: every answered transaction is in the journal, or in the stream on
-        # its way there, so the online state can be rebuilt from raw data plus the journal
-        # (fraud features rebuild-online).
-        if self.ingestor.journals_transactions:
-            self._journal(self.ingested.transactions, [_transaction_record(t) for t in txns])
+        # the stream, in stream mode) and before the answer: every answered transaction is in
+        # the journal, so the online state can be rebuilt from raw data plus the journal
+        # (fraud features rebuild-online), whatever Redis lost (the stream's tail with it).
+        self._journal(self.ingested.transactions, [_transaction_record(t) for t in txns])
         self.metrics.ingest_backlog.set(self.ingestor.backlog)
         if not self.log.append_many(records):  # in the OS before the answer leaves
             logger.error("answering %d prediction(s) that are not in the log", len(records))

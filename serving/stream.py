@@ -5,19 +5,22 @@ encoding) costs more of the API's CPU than the feature read; in the request proc
 the GIL with every request. In ``SERVING_INGEST_MODE=stream`` (the default) the request does
 one append instead: ``XADD`` of the scored transaction to the stream ``<project>:ingest:txn``,
 pipelined with one marker per entity (below), before the answer. ``fraud serve ingest-worker``
-reads the stream in the consumer group ``fold`` (``XREADGROUP``), appends the entries to the
-transactions journal (``data/ingested``: ``fraud features rebuild-online`` reads it, so the
-online state can still be rebuilt from durable files), folds them with the compare-and-set
-script of :class:`~feature_engine.online.writer.OnlineStateWriter`, and only then removes the
-markers and acknowledges (``XACK`` + ``XDEL``: a folded entry leaves the stream).
+reads the stream in the consumer group ``fold`` (``XREADGROUP``), folds the entries with the
+compare-and-set script of :class:`~feature_engine.online.writer.OnlineStateWriter`, and only
+then removes the markers and acknowledges (``XACK`` + ``XDEL``: a folded entry leaves the
+stream).
 
-Nothing lost. An entry is acknowledged only after its journal line is in the OS and its fold
-went through. A worker killed in between leaves its entries pending in the group; when it
-starts again (same consumer name) it reads its own pending entries first, and any worker
-claims, with ``XAUTOCLAIM``, entries another consumer left pending longer than
-``claim_idle_ms``. A reclaimed entry is folded at most once (the fold recognises a transaction
-already in the state by its id or seen-key) and journaled perhaps twice (the journal's reader
-keeps one row per card and transaction id).
+Durable files. The request still appends the transaction to the transactions journal
+(``data/ingested``) before it answers, as in the other modes: the stream lives in Redis and
+dies with it, the journal does not, so ``fraud features rebuild-online`` (raw data plus the
+journal) rebuilds every answered transaction even when Redis lost the stream's unfolded tail.
+
+At most once. An entry is acknowledged only after its fold went through. A worker killed in
+between leaves its entries pending in the group; when it starts again (same consumer name) it
+reads its own pending entries first, and any worker claims, with ``XAUTOCLAIM``, entries another
+consumer left pending longer than ``claim_idle_ms``. A reclaimed entry whose fold had gone
+through before the crash is not folded again: the fold recognises a transaction already in the
+state by its id (raw region) or by its seen-key (tiles), as for any retry.
 
 Read-your-writes. A card's next transaction must see the previous one, whichever API process
 answers it. With each ``XADD`` the request adds the transaction's id to a pending set per
@@ -41,6 +44,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,11 +54,11 @@ from feature_engine.state.fold import Transaction
 
 if TYPE_CHECKING:
     from feature_engine.online.writer import OnlineStateWriter
-    from fraud_platform.journal import Journal
 
 logger = logging.getLogger(__name__)
 
 GROUP = b"fold"
+LAGS_KEPT = 100_000  # entries whose lag a worker keeps (its report's percentiles)
 PENDING_SECONDS = 600  # a pending set left by a request that died before its XADD expires
 _FIELDS = (b"id", b"c", b"m", b"ts", b"amt", b"lat", b"lon", b"at")
 
@@ -119,7 +123,6 @@ class StreamPublisher:
     """
 
     mode = "stream"
-    journals_transactions = False  # the worker journals what it folds
     backlog = 0  # the stream's length is the worker's metric, not a per-request one
 
     def __init__(
@@ -197,13 +200,29 @@ class StreamPublisher:
 
 @dataclass
 class WorkerStats:
-    """What a worker did (printed by the command, read by the benchmark)."""
+    """What a worker did (printed by the command when it stops, read by the benchmarks)."""
 
     folded: int = 0
     claimed: int = 0
     malformed: int = 0
     batches: int = 0
-    lags_us: list[int] = field(default_factory=list)  # append -> acknowledged, per entry
+    # Append (the request's XADD) -> acknowledged (folded), per entry, the latest LAGS_KEPT.
+    lags_us: deque[int] = field(default_factory=lambda: deque(maxlen=LAGS_KEPT))
+
+    def lag_ms(self, quantile: float) -> float:
+        """A quantile of the kept lags, in ms (``nan`` when none)."""
+        if not self.lags_us:
+            return float("nan")
+        ordered = sorted(self.lags_us)
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] / 1000
+
+    def summary(self) -> str:
+        """One line: counts and the freshness lag (append -> folded) p50/p99."""
+        return (
+            f"{self.folded} folded, {self.claimed} claimed, {self.malformed} malformed, "
+            f"{self.batches} batches; lag append->folded p50 {self.lag_ms(0.5):.2f} ms, "
+            f"p99 {self.lag_ms(0.99):.2f} ms (last {len(self.lags_us)})"
+        )
 
 
 def default_consumer() -> str:
@@ -212,43 +231,37 @@ def default_consumer() -> str:
 
 
 class IngestWorker:
-    """Reads the stream in the consumer group, journals, folds, acknowledges."""
+    """Reads the stream in the consumer group, folds, acknowledges."""
 
     def __init__(
         self,
         client: Any,
         writer: OnlineStateWriter,
-        journal: Journal,
         project: str,
         consumer: str,
         batch: int = 500,
         block_ms: int = 200,
         claim_idle_ms: int = 30_000,
-        keep_lags: bool = False,
     ) -> None:
         """Set the worker up; :meth:`run` starts it.
 
         Args:
             client: A redis-py client (not the API's fail-fast one: a worker may wait).
             writer: Folds transactions (the compare-and-set script).
-            journal: The transactions journal (``data/ingested``), open.
             project: The Feast project (names the stream).
             consumer: This worker's name in the group; keep it across restarts to take back
                 its own pending entries at once.
             batch: Entries read per call.
             block_ms: How long a read waits for new entries.
             claim_idle_ms: Entries another consumer left pending this long are claimed.
-            keep_lags: Keep every entry's lag in :attr:`stats` (benchmarks).
         """
         self._client = client
         self._writer = writer
-        self._journal = journal
         self.stream = stream_key(project)
         self.consumer = consumer.encode()
         self._batch = batch
         self._block_ms = block_ms
         self._claim_idle_ms = claim_idle_ms
-        self._keep_lags = keep_lags
         self.stats = WorkerStats()
         self.stop = threading.Event()
 
@@ -262,7 +275,12 @@ class IngestWorker:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def _read(self, start: bytes) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+    def read(self, start: bytes = b">") -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+        """Entries for this consumer: new ones (``>``, waiting ``block_ms``) or its pending ones.
+
+        Args:
+            start: ``>`` for entries never delivered, ``0`` for this consumer's pending ones.
+        """
         reply = self._client.execute_command(
             b"XREADGROUP", b"GROUP", GROUP, self.consumer, b"COUNT", self._batch,
             *((b"BLOCK", self._block_ms) if start == b">" else ()),
@@ -279,9 +297,20 @@ class IngestWorker:
         return dict(zip(fields[::2], fields[1::2], strict=True))
 
     def process(self, entries: Sequence[tuple[bytes, Any]]) -> int:
-        """Journal, fold and acknowledge entries; returns how many were folded."""
+        """Fold and acknowledge entries; returns how many were folded."""
         if not entries:
             return 0
+        txns, appended = self.fold(entries)
+        self.acknowledge(entries, txns, appended)
+        return len(txns)
+
+    def fold(self, entries: Sequence[tuple[bytes, Any]]) -> tuple[list[Transaction], list[int]]:
+        """Fold entries into the online state (not acknowledged yet).
+
+        Returns:
+            The transactions folded and their append times (µs); an entry deleted meanwhile
+            (acknowledged by another consumer) or malformed is skipped.
+        """
         txns: list[Transaction] = []
         appended: list[int] = []
         for entry_id, fields in entries:
@@ -296,9 +325,16 @@ class IngestWorker:
             txns.append(txn)
             appended.append(at_us)
         if txns:
-            # Durable first: once the journal has them, a rebuild sees them whatever follows.
-            self._journal.append_many([_journal_record(t) for t in txns])
             self._writer.ingest_transactions(txns)
+        return txns, appended
+
+    def acknowledge(
+        self,
+        entries: Sequence[tuple[bytes, Any]],
+        txns: Sequence[Transaction],
+        appended: Sequence[int],
+    ) -> None:
+        """Clear the folded transactions' pending markers, acknowledge and delete the entries."""
         ids = [entry_id for entry_id, _ in entries]
         commands: list[tuple[Any, ...]] = [
             (b"SREM", key, txn.transaction_id)
@@ -311,15 +347,13 @@ class IngestWorker:
         now_us = time.time_ns() // 1000
         self.stats.folded += len(txns)
         self.stats.batches += 1
-        if self._keep_lags:
-            self.stats.lags_us.extend(now_us - at for at in appended)
-        return len(txns)
+        self.stats.lags_us.extend(now_us - at for at in appended)
 
     def take_back(self) -> int:
         """Fold this consumer's own pending entries, then claim other consumers' idle ones."""
         done = 0
         while not self.stop.is_set():
-            entries = self._read(b"0")  # this consumer's pending history
+            entries = self.read(b"0")  # this consumer's pending history
             if not entries:
                 break
             done += self.process(entries)
@@ -353,7 +387,7 @@ class IngestWorker:
                 if time.monotonic() - last_claim >= claim_every_seconds:
                     self.take_back()
                     last_claim = time.monotonic()
-                self.process(self._read(b">"))
+                self.process(self.read(b">"))
             except REDIS_ERRORS as exc:
                 logger.warning("ingest worker: store unreachable (%s); retrying", exc)
                 fresh = True
@@ -362,37 +396,8 @@ class IngestWorker:
         return self.stats
 
 
-def _journal_record(txn: Transaction) -> dict[str, Any]:
-    """A transaction as a row of the raw transactions table (the journal's columns)."""
-    from feature_engine.store import from_epoch_us
-    from fraud_platform.contracts import (
-        AMOUNT,
-        CUSTOMER_ID,
-        LAT,
-        LONG,
-        MERCHANT_ID,
-        TIMESTAMP,
-        TRANSACTION_ID,
-    )
-
-    return {
-        TRANSACTION_ID: txn.transaction_id,
-        CUSTOMER_ID: txn.customer_id,
-        MERCHANT_ID: txn.merchant_id,
-        TIMESTAMP: from_epoch_us(txn.ts_us),
-        AMOUNT: txn.amount,
-        LAT: txn.lat,
-        LONG: txn.long,
-    }
-
-
 def build_worker(consumer: str | None = None, batch: int = 500, **kw: Any) -> IngestWorker:
-    """A worker on the process settings: the store's layout, the writer, the journal.
-
-    The journal must be closed by the caller (``worker._journal``) when the worker ends;
-    :func:`run_worker` does it.
-    """
-    from feature_engine.offline.events import open_journals
+    """A worker on the process settings: the store's layout and the writer."""
     from feature_engine.online.online_only import ONLINE_ONLY
     from feature_engine.online.redis_layout import RedisLayout
     from feature_engine.online.writer import OnlineStateWriter
@@ -405,14 +410,9 @@ def build_worker(consumer: str | None = None, batch: int = 500, **kw: Any) -> In
     store = open_store(settings, offline_store=ONLINE_ONLY)
     layout = RedisLayout(store)
     writer = OnlineStateWriter(layout, params.features, STATE_VELOCITY)
-    transactions, labels = open_journals(
-        settings.paths.ingested_dir, settings.serving_log_fsync_seconds
-    )
-    labels.close()  # the API journals labels; this process only transactions
     return IngestWorker(
         layout.client,
         writer,
-        transactions,
         store.project,
         consumer or default_consumer(),
         batch,
@@ -421,7 +421,7 @@ def build_worker(consumer: str | None = None, batch: int = 500, **kw: Any) -> In
 
 
 def run_worker(worker: IngestWorker, report: Callable[[str], None] = print) -> WorkerStats:
-    """Run a worker until SIGTERM/SIGINT, then close its journal and report."""
+    """Run a worker until SIGTERM/SIGINT (it ends after the batch in hand), then report."""
     import signal
 
     def stop(*_: object) -> None:
@@ -430,9 +430,6 @@ def run_worker(worker: IngestWorker, report: Callable[[str], None] = print) -> W
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     report(f"ingest worker {worker.consumer.decode()} (pid {os.getpid()}) on {worker.stream!r}")
-    try:
-        stats = worker.run()
-    finally:
-        worker._journal.close()
-    report(f"ingest worker stopped: {stats.folded} folded, {stats.claimed} claimed")
+    stats = worker.run()
+    report(f"ingest worker stopped: {stats.summary()}")
     return stats

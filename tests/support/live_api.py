@@ -2,12 +2,15 @@
 
 :class:`Stack` is a built project root (see :mod:`tests.support.stack`) and its Redis;
 :class:`Live` is one running uvicorn process on a copy of that root, with an HTTP client that
-remembers every transaction it got a 200 for.
+remembers every transaction it got a 200 for, and, in the default ingest mode (``stream``), its
+ingestion worker (``fraud serve ingest-worker``, a consumer of its own in the stream's group).
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,9 +40,9 @@ class Stack:
             "API_KEYS": f"{API_KEY},second-key",
             "SERVING_MODEL_POLL_SECONDS": "1",
             "REDIS_MODE": self.redis_mode,
-            # The in-process mode: these APIs run without an ingestion worker; the stream
-            # mode (the default) has its own tests, with its worker (test_stream.py).
-            "SERVING_INGEST_MODE": "async",
+            # The default mode (stream, with a worker: start_live) on one server; on the
+            # cluster the in-process mode (the stream is not drilled through a failover).
+            "SERVING_INGEST_MODE": "async" if self.redis_mode == "cluster" else "stream",
         }
         return stack.stack_env(root, self.redis_url, **(settings | extra))
 
@@ -57,6 +60,7 @@ class Live:
     client: httpx.Client
     readers: dict[str, Any]
     scored: list[str] = field(default_factory=list)
+    worker: subprocess.Popen[bytes] | None = None  # the ingestion worker, in stream mode
 
     def post(self, path: str, body: Any, key: str | None = API_KEY, **kw: Any) -> httpx.Response:
         headers = {"X-API-Key": key} if key else {}
@@ -68,10 +72,36 @@ class Live:
         return response
 
 
+def start_ingest_worker(
+    root: Path, env: dict[str, str], consumer: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    """Start ``fraud serve ingest-worker`` on ``root`` (log: ``root/worker.log``)."""
+    log = (root / "worker.log").open("ab")
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("fraud")), "serve", "ingest-worker",
+         "--consumer", consumer, *extra],
+        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def stop_ingest_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (it acknowledges the batch in hand, then exits); kill if it does not end."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop(worker)
+
+
 def start_live(
     serving_stack: Stack, root: Path, wait_for: str = "/ready", **env: str
 ) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    """Start an API on ``root`` (a clone); its process, base URL and environment."""
+    """Start an API on ``root`` (a clone); its process, base URL and environment.
+
+    In stream mode the caller starts the worker too (:func:`start_ingest_worker`), or the
+    stream of another live API's worker folds its transactions (one Redis, one stream).
+    """
     full_env = serving_stack.api_env(root, **env)
     port = stack.free_port()
     proc = stack.start_api(root, full_env, port, wait_for=wait_for)
@@ -80,16 +110,26 @@ def start_live(
 
 @contextmanager
 def running_live(serving_stack: Stack, root: Path) -> Iterator[Live]:
-    """One API on ``root`` (a clone of the stack's root), stopped when the block ends."""
-    proc, base, env = start_live(serving_stack, root)
+    """One API on ``root`` (a clone of the stack's root), and in stream mode its worker."""
+    env = serving_stack.api_env(root)
+    worker = None
+    if env["SERVING_INGEST_MODE"] == "stream":
+        # A consumer name of its own (xdist workers' temporary folders are named alike).
+        consumer = f"live-{root.parent.parent.name}-{root.parent.name}"
+        worker = start_ingest_worker(root, env, consumer)
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            yield Live(
-                serving_stack, root, env, serving_stack.meta, proc, base, client,
-                serving_stack.readers,
-            )  # fmt: skip
+        proc, base, env = start_live(serving_stack, root)
+        try:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                yield Live(
+                    serving_stack, root, env, serving_stack.meta, proc, base, client,
+                    serving_stack.readers, worker=worker,
+                )  # fmt: skip
+        finally:
+            stop(proc)
     finally:
-        stop(proc)
+        if worker is not None:
+            stop_ingest_worker(worker)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -2,9 +2,11 @@
 
 One stack for the whole module (its own Redis, the clone applied and materialized), in order:
 read-your-writes and exactness of every answer of one card after another, no lost update of
-one card under concurrent requests, then ``kill -9`` of the worker under load and its restart:
-every answered transaction is folded once (the state equals the brute-force reference), the
-journal holds every one of them, and ``rebuild-online`` from the journal gives the same state.
+one card under concurrent requests, a worker killed between its fold and its acknowledgement
+(the entries another worker claims are not folded twice), then ``kill -9`` of the worker under
+load and its restart: every answered transaction is folded once (the state equals the
+brute-force reference), the journal holds every one of them, and ``rebuild-online`` from the
+journal gives the same state.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from fraud_platform.journal import read_journal
 from fraud_platform.settings import Settings
 from tests.integration.serving.test_rebuild import _fraud, volatile_redis
 from tests.support import stack
-from tests.support.live_api import API_KEY, Stack, stop
+from tests.support.live_api import API_KEY, Stack, start_ingest_worker, stop
 from tests.support.reference import Reference, Request, mismatches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -54,12 +56,14 @@ class StreamStack:
         self.base = ""
 
     def start_worker(self) -> None:
-        log = (self.root / "worker.log").open("ab")
-        self.worker = subprocess.Popen(
-            [str(Path(sys.executable).with_name("fraud")), "serve", "ingest-worker",
-             "--consumer", "test-worker", "--claim-idle-ms", "500", "--batch", "50"],
-            env=self.env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        self.worker = start_ingest_worker(
+            self.root, self.env, "test-worker", "--claim-idle-ms", "500", "--batch", "50"
+        )
+
+    def stop_worker(self) -> None:
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGTERM)  # it ends after the batch in hand
+        assert self.worker.wait(timeout=30) == 0
 
     def stream(self) -> bytes:
         keys = list(self.redis.scan_iter(match=b"*:ingest:txn"))
@@ -137,6 +141,26 @@ def _request(body: dict[str, Any]) -> Request:
     )  # fmt: skip
 
 
+def _check_online(s: StreamStack, probes: list[Request]) -> None:
+    """The online features of each probe (read through Feast) equal the reference's."""
+    from feature_engine.store import online_features, open_store, request_row
+
+    reference = s.reference()
+    settings = Settings(project_root=s.root, redis_url=s.url)
+    rows = [
+        request_row(q.customer_id, q.merchant_id, pd.Timestamp(q.t_us, unit="us", tz="UTC")
+                    .to_pydatetime(), q.amount, q.lat, q.long)
+        for q in probes
+    ]  # fmt: skip
+    got = online_features(open_store(settings), rows, FEATURE_SERVICE_NAME)
+    problems = [
+        (q.customer_id, bad)
+        for q, row in zip(probes, got, strict=True)
+        if (bad := mismatches(reference.features(q), row))
+    ]
+    assert not problems, problems[:5]
+
+
 def test_each_answer_sees_the_previous_transactions_exactly(streamed: StreamStack) -> None:
     """Back-to-back transactions of few cards: every answer equals the reference."""
     customers = streamed.meta["all_customers"][:3]
@@ -171,6 +195,53 @@ def test_concurrent_transactions_of_one_card_lose_no_update(streamed: StreamStac
     assert got["txn_count_1h"] == n
 
 
+# A worker that folded a batch and died before acknowledging it: its script (the worker's own
+# read and fold, then SIGKILL of itself at that exact point).
+_DOOMED = """
+import os, signal, sys
+from serving.stream import build_worker
+worker = build_worker("doomed", batch=1000)
+worker.ensure_group()
+entries = worker.read(b">")
+txns, _ = worker.fold(entries)
+print(len(entries), len(txns), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_entries_of_a_worker_killed_mid_batch_are_folded_once(streamed: StreamStack) -> None:
+    """Folded, not acknowledged, claimed by another worker: folded once, not twice."""
+    streamed.stop_worker()
+    pairs = list(
+        zip(streamed.meta["all_customers"][40:60], streamed.meta["all_merchants"][40:60],
+            strict=True)
+    )  # fmt: skip
+    # A card and a merchant each: nothing pending blocks a request while no worker runs.
+    bodies = [_body(streamed, 500 + i, c, m, 3000 + i) for i, (c, m) in enumerate(pairs)]
+    with httpx.Client(base_url=streamed.base, timeout=10) as client:
+        for body in bodies:
+            streamed.post(client, body)
+    doomed = subprocess.run(
+        [sys.executable, "-c", _DOOMED], env=streamed.env, cwd=streamed.root,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert doomed.returncode == -signal.SIGKILL, doomed.stderr[-2000:]
+    assert doomed.stdout.split() == [str(len(bodies))] * 2  # read and folded the whole batch
+    stream = streamed.stream()
+    consumers = {c["name"]: c["pending"] for c in streamed.redis.xinfo_consumers(stream, "fold")}
+    assert consumers[b"doomed"] == len(bodies)  # folded yet still pending: the crash window
+    probe_at = pd.Timestamp(bodies[-1]["timestamp"]) + timedelta(minutes=1)
+    probes = [Request(c, m, probe_at.value // 1000, 12.5, 40.1, -74.0) for c, m in pairs]
+    _check_online(streamed, probes)  # the dead worker's fold went through
+
+    time.sleep(0.6)  # past --claim-idle-ms: the restarted worker claims the dead one's entries
+    streamed.start_worker()
+    streamed.drained()
+    consumers = {c["name"]: c["pending"] for c in streamed.redis.xinfo_consumers(stream, "fold")}
+    assert consumers[b"doomed"] == 0
+    _check_online(streamed, probes)  # folded again, each would count twice
+
+
 def test_worker_killed_under_load_loses_nothing(streamed: StreamStack) -> None:
     """kill -9 mid-load, restart: every answered transaction folded once, journaled, rebuildable."""
     assert streamed.worker is not None
@@ -178,9 +249,10 @@ def test_worker_killed_under_load_loses_nothing(streamed: StreamStack) -> None:
     merchants = streamed.meta["all_merchants"][5:15]
     bodies = [
         _body(streamed, 1000 + i, customers[(i * 7) % 30], merchants[(i * 3) % 10], 4000 + 11 * i)
-        for i in range(240)
+        for i in range(160)
     ]
     killed = threading.Event()
+    left: dict[str, int] = {}
 
     def post_all(part: list[dict[str, Any]]) -> None:
         with httpx.Client(base_url=streamed.base, timeout=15) as client:
@@ -188,44 +260,30 @@ def test_worker_killed_under_load_loses_nothing(streamed: StreamStack) -> None:
                 streamed.post(client, body)
                 if k == len(part) // 2 and not killed.is_set():
                     killed.set()
-                    os.kill(streamed.worker.pid, signal.SIGKILL)  # type: ignore[union-attr]
+                    worker = streamed.worker
+                    assert worker is not None
+                    os.kill(worker.pid, signal.SIGKILL)
+                    worker.wait(timeout=10)
+                    stream = streamed.stream()
+                    left["pending"] = streamed.redis.xpending(stream, "fold")["pending"]
+                    left["backlog"] = streamed.redis.xlen(stream)
+                    # Restarted under load, with the same consumer name: it takes its
+                    # pending entries back first.
+                    streamed.start_worker()
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         # Each thread posts every 4th transaction: one card's transactions stay in time order.
         list(pool.map(post_all, [bodies[j::4] for j in range(4)]))
-    streamed.worker.wait(timeout=10)
-    assert streamed.worker.returncode == -signal.SIGKILL
-    pending = streamed.redis.xpending(streamed.stream(), "fold")["pending"]
-    backlog = streamed.redis.xlen(streamed.stream())
-    streamed.start_worker()  # same consumer name: takes its pending entries back
     streamed.drained()
-    assert backlog > 0 or pending > 0  # the kill really left work behind
+    assert left["backlog"] > 0 or left["pending"] > 0  # the kill really left work behind
 
-    reference = streamed.reference()
-    settings = Settings(project_root=streamed.root, redis_url=streamed.url)
     probe_at = pd.Timestamp(bodies[-1]["timestamp"]) + timedelta(minutes=5)
     probes = [
         Request(c, merchants[k % 10], probe_at.value // 1000, 25.0, 40.2, -74.1)
         for k, c in enumerate(customers)
     ]
-    from feature_engine.store import online_features, open_store, request_row
-
-    rows = [
-        request_row(q.customer_id, q.merchant_id, probe_at.to_pydatetime(), q.amount, q.lat,
-                    q.long)
-        for q in probes
-    ]  # fmt: skip
-
-    def check() -> None:
-        got = online_features(open_store(settings), rows, FEATURE_SERVICE_NAME)
-        problems = [
-            (q.customer_id, bad)
-            for q, row in zip(probes, got, strict=True)
-            if (bad := mismatches(reference.features(q), row))
-        ]
-        assert not problems, problems[:5]
-
-    check()  # folded once each: a double fold or a lost one would change the counts
+    _check_online(streamed, probes)  # folded once each: a double or lost fold changes counts
+    settings = Settings(project_root=streamed.root, redis_url=streamed.url)
     journal = read_journal(
         settings.paths.ingested_dir, TRANSACTIONS_JOURNAL, columns=["transaction_id"]
     )
@@ -233,8 +291,7 @@ def test_worker_killed_under_load_loses_nothing(streamed: StreamStack) -> None:
     assert {b["transaction_id"] for b in streamed.answered} <= journaled
 
     # Durable files alone rebuild the same state: Redis emptied, rebuilt from raw + journal.
-    streamed.worker.send_signal(signal.SIGTERM)
-    assert streamed.worker.wait(timeout=30) == 0
+    streamed.stop_worker()
     streamed.redis.flushall()
     _fraud(streamed.env, streamed.root, "features", "rebuild-online")
-    check()
+    _check_online(streamed, probes)
