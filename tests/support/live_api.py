@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,6 +83,24 @@ def start_ingest_worker(
          "--consumer", consumer, *extra],
         env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+
+def stream_drained(redis_url: str, timeout: float = 60, where: str = "") -> None:
+    """Wait until every entry appended to the Redis's ingestion stream is folded and acknowledged.
+
+    Raises:
+        AssertionError: Still entries after ``timeout`` seconds (``where``: the log to read).
+    """
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        streams = list(client.scan_iter(match=b"*:ingest:txn"))
+        if all(client.xlen(s) == 0 and client.xpending(s, "fold")["pending"] == 0 for s in streams):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"stream not drained; see {where or 'the ingestion worker log'}")
 
 
 def stop_ingest_worker(worker: subprocess.Popen[bytes]) -> None:

@@ -24,7 +24,7 @@ from fraud_platform import redis_server
 from fraud_platform.contracts import read_prediction_log
 from serving.schemas import BatchOut, ScoreOut
 from tests.support.bodies import VALID_TRANSACTION
-from tests.support.live_api import API_KEY, Live
+from tests.support.live_api import API_KEY, Live, stream_drained
 
 pytestmark = pytest.mark.integration
 
@@ -340,7 +340,10 @@ def _metric(live: Live, name: str, **labels: str) -> float:
 
 
 def _wait_until_ingested(live: Live) -> None:
-    """Until every answered scoring request's transactions are in Redis (async ingestion)."""
+    """Until every answered scoring request's transactions are in Redis (stream or async)."""
+    if live.env["SERVING_INGEST_MODE"] == "stream":
+        stream_drained(live.stack.redis_url)
+        return
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         answered = sum(

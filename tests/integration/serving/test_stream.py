@@ -34,7 +34,7 @@ from fraud_platform.journal import read_journal
 from fraud_platform.settings import Settings
 from tests.integration.serving.test_rebuild import _fraud, volatile_redis
 from tests.support import stack
-from tests.support.live_api import API_KEY, Stack, start_ingest_worker, stop
+from tests.support.live_api import API_KEY, Stack, start_ingest_worker, stop, stream_drained
 from tests.support.reference import Reference, Request, mismatches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,15 +70,9 @@ class StreamStack:
         assert len(keys) == 1, keys
         return keys[0]
 
-    def drained(self, timeout: float = 60) -> None:
+    def drained(self) -> None:
         """Wait until every appended entry is folded and acknowledged."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            stream = self.stream()
-            if self.redis.xlen(stream) == 0 and self.redis.xpending(stream, "fold")["pending"] == 0:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"stream not drained; see {self.root / 'worker.log'}")
+        stream_drained(self.url, where=str(self.root / "worker.log"))
 
     def post(self, client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
         response = client.post("/predict", json=body, headers={"X-API-Key": API_KEY})
