@@ -24,6 +24,7 @@ Note the load average (printed): the lag is a tail figure and moves with the mac
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import re
@@ -48,13 +49,25 @@ def start_worker(root: Path, env: dict[str, str], name: str) -> subprocess.Popen
     )  # fmt: skip
 
 
-def stop_worker(root: Path, worker: subprocess.Popen[bytes], name: str) -> str:
-    """SIGTERM the worker; its summary line (counts, lag p50/p99)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def stop_worker(root: Path, worker: subprocess.Popen[bytes], name: str, since: float) -> str:
+    """SIGTERM the worker; its summary line (counts, lag p50/p99) and its CPU since ``since``."""
+    cpu = cpu_seconds(worker.pid) - since
     worker.terminate()
     worker.wait(timeout=60)
     text = (root / f"bench-stream-{name}.log").read_text()
     found = re.findall(r"ingest worker stopped: (.*)", text)
-    return found[-1] if found else "(no summary: see the log)"
+    summary = found[-1] if found else "(no summary: see the log)"
+    folded = re.match(r"(\d+) folded", summary)
+    per_txn = cpu / int(folded.group(1)) * 1e3 if folded and int(folded.group(1)) else math.nan
+    return f"{summary} | {per_txn:.3f}"
 
 
 class Appender:
@@ -146,10 +159,10 @@ def fold_rate(appender: Appender, root: Path, env: dict[str, str], n: int, merch
     worker = start_worker(root, env, name)
     while appender.length() >= n:  # the worker's start-up (imports, Feast registry) not counted
         time.sleep(0.005)
-    began, left = time.monotonic(), appender.length()
+    began, left, since = time.monotonic(), appender.length(), cpu_seconds(worker.pid)
     wait_empty(appender)
     elapsed = time.monotonic() - began
-    summary = stop_worker(root, worker, name)
+    summary = stop_worker(root, worker, name, since)
     return left / elapsed, summary
 
 
@@ -178,12 +191,14 @@ def main() -> None:
         appender = Appender(meta, spacing_us)
         print(f"event times {spacing_us / 1e6:.0f} s apart (the stack's raw data)", flush=True)
         print(f"load average before: {os.getloadavg()}", flush=True)
-        print("\n| append rate /s | appended | lag append->folded (worker's summary) |")
-        print("| --- | --- | --- |")
+        print("\n| append rate /s | appended | lag append->folded (worker's summary) "
+              "| worker CPU ms per folded transaction |")  # fmt: skip
+        print("| --- | --- | --- | --- |")
         for rate in args.rates:
             worker = start_worker(root, env, f"lag-{rate:g}")
             appender.append()  # the worker is up once this first one is folded
             wait_empty(appender, 120)
+            since = cpu_seconds(worker.pid)
             due, sent = time.monotonic(), 0
             end = due + args.seconds
             while due < end:  # open loop: each append at its scheduled time
@@ -194,10 +209,11 @@ def main() -> None:
                 sent += 1
                 due += 1 / rate
             wait_empty(appender)
-            summary = stop_worker(root, worker, f"lag-{rate:g}")
+            summary = stop_worker(root, worker, f"lag-{rate:g}", since)
             print(f"| {rate:g} | {sent} | {summary} |", flush=True)
-        print("\n| backlog | transactions folded per second | worker's summary |")
-        print("| --- | --- | --- |")
+        print("\n| backlog | transactions folded per second | worker's summary "
+              "| worker CPU ms per folded transaction |")  # fmt: skip
+        print("| --- | --- | --- | --- |")
         rate, summary = fold_rate(appender, root, env, args.backlog, None, "drain")
         print(f"| {args.backlog:,} of many cards and merchants | {rate:,.0f} | {summary} |")
         hot = meta["all_merchants"][0]
