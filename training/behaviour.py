@@ -16,7 +16,11 @@ the model loaded back from the registry (what the API loads), at its registered 
 
 The ordinary card is the one with the most transactions among cards never labelled fraud; the
 cases happen the day after the data's last transaction, when every label that arrived by then
-is in the merchant's label state (later labels are not: point in time).
+is in the merchant's label state (later labels are not: point in time). In data where every
+card is defrauded at some point (real-shaped data: a year per card), it is the card with the
+longest history before its first fraud, and the world is cut there: the cases see only the
+transactions (every card's, every merchant's) and labels of before that card's first fraud,
+and happen the day after the last of them.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ EXAMPLE_REQUEST = {
 BURST_SECONDS = (0, 0, 11, 25, 40, 58, 77, 96)  # eight tiny amounts, two in the same second
 FAR_KM = 1_000.0
 EXAMPLE_QUANTILE = 0.5  # the example must be riskier than this share of legitimate traffic
+MIN_ORDINARY_TRANSACTIONS = 10  # the ordinary card's history before the cases, at least
 
 
 @dataclass(frozen=True)
@@ -194,9 +199,12 @@ def run_cases(
         One outcome per case, in the order of the module docstring.
 
     Raises:
-        TrainingError: If the data has no card never labelled fraud, or that card used every
-            merchant.
+        TrainingError: If no card has :data:`MIN_ORDINARY_TRANSACTIONS` transactions before
+            its first fraud, or the ordinary card used every merchant.
     """
+    customer_id, cut = ordinary_card(tables["transactions"], tables["labels"])
+    if cut is not None:
+        tables = _before(tables, cut)
     world = _World(tables, features)
     cases = []
     example = _score(model, service, world, EXAMPLE_REQUEST)
@@ -213,13 +221,8 @@ def run_cases(
         )
     )
 
-    transactions, labels = world.transactions, world.labels
-    defrauded = transactions.merge(labels[labels[LABEL] == 1], on=TRANSACTION_ID)[CUSTOMER_ID]
-    ordinary = transactions[~transactions[CUSTOMER_ID].isin(defrauded)]
-    if ordinary.empty:
-        raise TrainingError("behavioural cases: every card in the data has a fraud label")
-    customer_id = str(ordinary[CUSTOMER_ID].value_counts().index[0])
-    mine = ordinary[ordinary[CUSTOMER_ID] == customer_id]
+    transactions = world.transactions
+    mine = transactions[transactions[CUSTOMER_ID] == customer_id]
     usual_amount = float(mine[AMOUNT].median())
     usual_merchant = str(mine[MERCHANT_ID].value_counts().index[0])
     home = world.profile(customer_id)
@@ -295,3 +298,50 @@ def run_cases(
         )
     )
     return cases
+
+
+def ordinary_card(
+    transactions: pd.DataFrame, labels: pd.DataFrame
+) -> tuple[str, pd.Timestamp | None]:
+    """The card the direction cases are played on, and where the world is cut for them.
+
+    Args:
+        transactions: The raw transactions.
+        labels: The raw labels.
+
+    Returns:
+        The card never labelled fraud with the most transactions, and ``None`` (the whole
+        data); else the card with the most transactions before its first fraud, and the time
+        of that fraud (the cases see only what happened before it).
+
+    Raises:
+        TrainingError: If no card has :data:`MIN_ORDINARY_TRANSACTIONS` such transactions.
+    """
+    frauds = transactions.merge(labels.loc[labels[LABEL] == 1, [TRANSACTION_ID]], on=TRANSACTION_ID)
+    first_fraud = frauds.groupby(CUSTOMER_ID)[TIMESTAMP].min()
+    clean = transactions[~transactions[CUSTOMER_ID].isin(first_fraud.index)]
+    if len(clean):
+        counts = clean[CUSTOMER_ID].value_counts()
+        if counts.iloc[0] >= MIN_ORDINARY_TRANSACTIONS:
+            return str(counts.index[0]), None
+    before = transactions[TIMESTAMP] < transactions[CUSTOMER_ID].map(first_fraud)
+    counts = transactions.loc[before, CUSTOMER_ID].value_counts()
+    if counts.empty or counts.iloc[0] < MIN_ORDINARY_TRANSACTIONS:
+        raise TrainingError(
+            "behavioural cases: no card has "
+            f"{MIN_ORDINARY_TRANSACTIONS} transactions before its first fraud"
+        )
+    customer_id = str(counts.index[0])
+    return customer_id, pd.Timestamp(first_fraud[customer_id])
+
+
+def _before(tables: Mapping[str, pd.DataFrame], cut: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """The raw tables as the world was before ``cut``: earlier transactions and their labels."""
+    transactions = tables["transactions"]
+    kept = transactions[transactions[TIMESTAMP] < cut]
+    labels = tables["labels"]
+    return {
+        **tables,
+        "transactions": kept,
+        "labels": labels[labels[TRANSACTION_ID].isin(kept[TRANSACTION_ID])],
+    }

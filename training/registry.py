@@ -12,12 +12,17 @@ registered beside it. The promotion gate moves the alias to the challenger only 
    (champion) scored on the *same* holdout rows now,
 2. its holdout precision at its operating point is at least the champion's at the champion's
    own threshold, and
-3. the registered artifact, loaded back from the registry, passes the behavioural cases
+3. the registered artifact, loaded back from the registry, passes every behavioural case
    (:mod:`training.behaviour`: the reference example scores above the median legitimate
    transaction, a card-testing burst and ten times the amount at night score above the card's
-   usual purchase);
+   usual purchase) that the champion passes: no behavioural regression. A case the champion
+   fails too is reported, not required: data with no example of a pattern (real-shaped data
+   has no card-testing bursts) cannot teach it, and refusing every model for it would leave
+   the old one, or none, serving;
 
-with no champion only 3 applies; ``--force-promote`` moves the alias whatever the gate says.
+with no champion nothing is compared and the first model is promoted, its behavioural cases
+reported (a failing one printed as a warning); ``--force-promote`` moves the alias whatever the
+gate says.
 Each check's verdict and figures are logged on the run. The decision
 is tagged on each new version with its threshold, features and family
 (:class:`fraud_platform.contracts.ModelTags`, what the API needs to serve it) and logged on
@@ -29,7 +34,7 @@ own threshold (``fraud train evaluate``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,6 +65,8 @@ class GateCheck:
         bar: What it had to beat (the champion's figure, the threshold or the usual
             purchase's probability); ``None`` when there was nothing to compare with.
         detail: The check in words.
+        required: Whether a failure blocks the promotion (a behavioural case the champion
+            fails too, or any with no champion, is only reported).
     """
 
     name: str
@@ -67,6 +74,7 @@ class GateCheck:
     challenger: float
     bar: float | None
     detail: str
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,11 +85,14 @@ class Champion:
         version: Its version, ``None`` when the alias points nowhere.
         pr_auc: Its holdout PR-AUC, ``None`` when it cannot be scored.
         precision: Its holdout precision at its own registered threshold.
+        feature_service: The feature service it serves with (its behavioural cases are
+            computed with it), ``None`` when its tags cannot be read.
     """
 
     version: str | None
     pr_auc: float | None = None
     precision: float | None = None
+    feature_service: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +122,8 @@ class Decision:
 
     @property
     def gate_passed(self) -> bool:
-        """Whether every check of the gate passed (a forced promotion may skip a failure)."""
-        return all(check.passed for check in self.checks)
+        """Whether every required check of the gate passed (a forced promotion may skip one)."""
+        return all(check.passed for check in self.checks if check.required)
 
 
 def score_champion(
@@ -145,12 +156,12 @@ def score_champion(
     missing = [name for name in features if name not in holdout.columns]
     if missing:
         progress(f"champion v{version} cannot be scored: missing features {missing}")
-        return Champion(version)
+        return Champion(version, feature_service=tags.feature_service)
     try:
         model = mlflow.sklearn.load_model(settings.model_uri)
     except (MlflowException, OSError) as exc:
         progress(f"champion v{version} does not load: {exc}")
-        return Champion(version)
+        return Champion(version, feature_service=tags.feature_service)
     scores = model.predict_proba(model_matrix(holdout, features))[:, 1]
     y_true = holdout[LABEL].to_numpy(dtype=int)
     flagged = (scores >= tags.threshold).astype(int)
@@ -158,6 +169,7 @@ def score_champion(
         version,
         float(average_precision_score(y_true, scores)),
         float(precision_score(y_true, flagged, zero_division=0)),
+        tags.feature_service,
     )
 
 
@@ -242,16 +254,60 @@ def behaviour_checks(
     ]
 
 
+def champion_behaviour(
+    settings: Settings, params: Params, champion: Champion, holdout: pd.DataFrame
+) -> dict[str, bool] | None:
+    """Which behavioural cases the champion passes, case by case, on this data.
+
+    The champion is played the same cases as the challenger, on the same raw data, with its
+    own feature service and registered artifact.
+
+    Returns:
+        Case check name -> passed; ``None`` with no champion, or one that cannot be scored on
+        this holdout (the gate keeps it as ``champion_unscorable`` whatever the cases say).
+    """
+    if champion.version is None or champion.pr_auc is None or champion.feature_service is None:
+        return None
+    checks = behaviour_checks(settings, params, champion.version, champion.feature_service, holdout)
+    return {check.name: check.passed for check in checks}
+
+
+def required_behaviour(
+    challenger: list[GateCheck], champion: dict[str, bool] | None
+) -> list[GateCheck]:
+    """The challenger's behavioural checks, each required only where the champion passes it.
+
+    Args:
+        challenger: The challenger's checks (:func:`behaviour_checks`).
+        champion: The champion's outcome per check (:func:`champion_behaviour`); ``None``
+            with no champion, when no case is required.
+
+    Returns:
+        The checks with ``required`` set and the reason in their detail.
+    """
+    checks = []
+    for check in challenger:
+        if champion is None:
+            required, why = False, "no champion: reported, not required"
+        elif champion.get(check.name, False):
+            required, why = True, "the champion passes it"
+        else:
+            required, why = False, "the champion fails it too: reported, not required"
+        checks.append(replace(check, required=required, detail=f"{check.detail} ({why})"))
+    return checks
+
+
 def decide(force: bool, champion: Champion, checks: list[GateCheck]) -> tuple[bool, str]:
-    """Whether to move the alias, and why: every check must pass, unless forced."""
+    """Whether to move the alias, and why: every required check must pass, unless forced."""
     if force:
         return True, "forced"
-    compared = [check for check in checks if not check.name.startswith("behaviour")]
+    required = [check for check in checks if check.required]
+    compared = [check for check in required if not check.name.startswith("behaviour")]
     if champion.version is not None and champion.pr_auc is None:
         return False, "champion_unscorable"
     if not all(check.passed for check in compared):
         return False, "champion_kept"
-    if not all(check.passed for check in checks):
+    if not all(check.passed for check in required):
         return False, "behaviour_failed"
     return True, "no_champion" if champion.version is None else "challenger_better"
 
@@ -348,9 +404,9 @@ def register_challenger(
     The selected model (best holdout PR-AUC of the run) is registered first and is the
     challenger; the others follow, tagged ``not_selected``. The gate: the challenger's holdout
     PR-AUC beats the champion's, its precision at the operating point is at least the
-    champion's, and the registered artifact passes the behavioural cases
-    (:func:`behaviour_checks`); ``force`` moves the alias whatever the gate says (the verdict
-    is still computed and logged).
+    champion's, and the registered artifact passes every behavioural case the champion passes
+    (:func:`behaviour_checks`, :func:`required_behaviour`); ``force`` moves the alias whatever
+    the gate says (the verdict is still computed and logged).
 
     Args:
         client: A client of the settings' registry.
@@ -370,15 +426,15 @@ def register_challenger(
     version = register_model(model, evaluation, settings)
     _tag(client, settings, version, model, raw_data_md5, "pending", feature_service)
     checks = comparison_checks(model, champion)
-    checks += behaviour_checks(settings, params, version, feature_service, evaluation.holdout)
+    behaviour = behaviour_checks(settings, params, version, feature_service, evaluation.holdout)
+    champion_cases = champion_behaviour(settings, params, champion, evaluation.holdout)
+    checks += required_behaviour(behaviour, champion_cases)
     promoted, decision = decide(force, champion, checks)
     client.set_model_version_tag(settings.model_name, version, "promotion_decision", decision)
     for check in checks:
         bar = "" if check.bar is None else f" (bar {check.bar:.4g})"
-        progress(
-            f"gate: {'pass' if check.passed else 'FAIL'} {check.name} "
-            f"{check.challenger:.4g}{bar}: {check.detail}"
-        )
+        verdict = "pass" if check.passed else ("FAIL" if check.required else "warning: fails")
+        progress(f"gate: {verdict} {check.name} {check.challenger:.4g}{bar}: {check.detail}")
     if promoted:
         client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
     others: dict[str, str] = {}

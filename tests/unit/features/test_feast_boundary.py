@@ -2,9 +2,10 @@
 
 Feast's Redis online layout (keys, field hashes, codecs, the client) is used through one
 module, feature_engine/online/redis_layout.py. The as-of offline store
-(feature_engine/offline/duckdb_store.py) is a subclass of Feast's DuckDB store and uses exactly the
-private offline helpers listed below; a new private name anywhere fails here, so it is a decision,
-not an accident.
+(feature_engine/offline/duckdb_store.py) is a subclass of Feast's DuckDB store, the Spark one
+(feature_engine/spark/asof_store.py) of Feast's Spark store, and each uses exactly the private
+offline helpers listed below; a new private name anywhere fails here, so it is a decision, not an
+accident.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ OFFLINE_INTERNALS = {
     "imports feast.infra.offline_stores.duckdb._write_data_source",
     "uses odfv._preprocess_arrow_table",
     "uses odfv._postprocess_arrow_table",
+}
+SPARK_OFFLINE_STORE = PROJECT_ROOT / "feature_engine" / "spark" / "asof_store.py"
+_SPARK = "feast.infra.offline_stores.contrib.spark_offline_store.spark"
+SPARK_OFFLINE_INTERNALS = {
+    f"imports {_SPARK}._get_entity_df_event_timestamp_range",
+    f"imports {_SPARK}._get_entity_schema",
+    f"imports {_SPARK}._apply_bfv_transformations",
 }
 # The online-store internals the layout needs; any of them elsewhere bypasses the adapter.
 INTERNAL_ATTRIBUTES = {"_get_provider", "_get_client", "_client", "_mmh3", "_redis_key"}
@@ -48,12 +56,13 @@ def test_only_the_layout_adapter_touches_feast_redis_internals() -> None:
         f"{path.relative_to(PROJECT_ROOT)}: {offence}"
         for package in PACKAGES
         for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
-        if path not in {ADAPTER, OFFLINE_STORE}
+        if path not in {ADAPTER, OFFLINE_STORE, SPARK_OFFLINE_STORE}
         for offence in _offences(path)
     }
     assert found == set()
     assert list(_offences(ADAPTER))  # the adapter really is where they are
     assert set(_offences(OFFLINE_STORE)) == OFFLINE_INTERNALS
+    assert set(_offences(SPARK_OFFLINE_STORE)) == SPARK_OFFLINE_INTERNALS
 
 
 def test_the_adapter_names_the_pinned_feast_range() -> None:
