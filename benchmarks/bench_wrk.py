@@ -11,9 +11,11 @@ the same feature repo and Redis, and measures:
 * RSS of each API worker after the load.
 
 Targets: ``/predict`` of this checkout (default feature path, ingestion and prediction log on,
-as in production), optionally the same API with ``SERVING_FEATURE_PATH=direct`` (``--direct``)
-or with several uvicorn workers (``--workers N``, ingestion inside the request) or with any
-other setting (``--also SERVING_INGEST_MODE=sync``), and the API of
+as in production: in the default ingest mode, ``stream``, with its ``fraud serve ingest-worker``
+process beside it, whose CPU per request and freshness lag are reported apart from the API's),
+optionally the same API with ``SERVING_FEATURE_PATH=direct`` (``--direct``) or with several
+uvicorn workers (``--workers N``) or with any other setting (``--also SERVING_INGEST_MODE=async``:
+the in-process fold), and the API of
 another checkout (``--baseline DIR``, e.g. an export of ``main``: before and
 after in one run), and ``feast serve``'s ``/get-online-features`` of ``fraud_scoring_v1`` (the
 feature lookup alone). Each target gets its own event-time range (two days apart), so one
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import re
 import shutil
@@ -78,6 +81,9 @@ class Target:
     path: str
     start: Callable[[int], subprocess.Popen[bytes]]
     body: Callable[[Workload], bytes]
+    # The ingestion worker started before the API (stream mode), and its log file.
+    worker: Callable[[], subprocess.Popen[bytes]] | None = None
+    worker_log: Path | None = None
 
 
 def slug(name: str) -> str:
@@ -217,6 +223,7 @@ def measure(
     With ``--py-spy``, this checkout's default API is sampled during the one-connection run.
     """
     port = stack.free_port()
+    worker = target.worker() if target.worker is not None else None
     proc = target.start(port)
     try:
         closed_loop_single(port, target.path, lambda: target.body(work), 300)  # warm-up
@@ -233,10 +240,16 @@ def measure(
         # CPU per request at 16 connections, of the target's processes and of redis-server:
         # what sizing for a given request rate divides by.
         cpu_before = process_cpu_seconds(proc.pid), redis_cpu_seconds(args.redis_url)
+        worker_before = process_cpu_seconds(worker.pid) if worker is not None else 0.0
         result["c16"] = run_wrk(wrk, port, target, work, 16, args.seconds, scratch)
         served = max(result["c16"]["n"], 1.0)
         result["cpu_ms"] = (process_cpu_seconds(proc.pid) - cpu_before[0]) / served * 1e3
         result["redis_cpu_ms"] = (redis_cpu_seconds(args.redis_url) - cpu_before[1]) / served * 1e3
+        result["worker_cpu_ms"] = (
+            (process_cpu_seconds(worker.pid) - worker_before) / served * 1e3
+            if worker is not None
+            else float("nan")
+        )
         result["rss_mb"] = rss_mb(proc.pid)
         if spy is not None:
             _, err = spy.communicate(timeout=60)
@@ -251,15 +264,48 @@ def measure(
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if worker is not None:
+            result["worker_rss_mb"] = rss_mb(worker.pid)[0]
+            worker.terminate()  # it acknowledges the batch in hand and prints its summary
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+            result["lag"] = worker_lag(target.worker_log)
     return result
+
+
+def worker_lag(log: Path | None) -> tuple[float, float]:
+    """The freshness lag p50/p99 (ms) of the last ``ingest worker stopped`` line of a log."""
+    text = log.read_text() if log is not None and log.exists() else ""
+    found = re.findall(r"lag append->folded p50 ([\d.na]+) ms, p99 ([\d.na]+) ms", text)
+    return (float(found[-1][0]), float(found[-1][1])) if found else (float("nan"),) * 2
+
+
+def start_worker(root: Path, env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
+    """``fraud serve ingest-worker`` (a consumer of its own) on the stack, logging to ``log``."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("fraud")), "serve", "ingest-worker",
+         "--consumer", f"bench-{slug(name)}"],
+        env=env, cwd=root, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
 
 
 def api_target(name: str, root: Path, env: dict[str, str], **extra: str) -> Target:
     """``/predict`` of the API, started from the checkout in ``extra['PYTHONPATH']`` or this one."""
     api_env = {**env, **extra}
     log = f"bench-{slug(name)}.log"
+    worker, worker_log = None, None
+    if api_env.get("SERVING_INGEST_MODE", "stream") == "stream":
+        worker_log = root / f"bench-{slug(name)}-worker.log"
+        worker = functools.partial(start_worker, root, api_env, name, worker_log)
     return Target(
-        name, "/predict", lambda port: stack.start_api(root, api_env, port, log), Workload.api_body
+        name,
+        "/predict",
+        lambda port: stack.start_api(root, api_env, port, log),
+        Workload.api_body,
+        worker,
+        worker_log,
     )
 
 
@@ -272,9 +318,20 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
         }
         out[part]["errors"] = sum(run[part]["errors"] for run in runs)
     out["rss_mb"] = [max(sizes) for sizes in zip(*(run["rss_mb"] for run in runs), strict=True)]
-    for key in ("cpu_ms", "redis_cpu_ms"):
+    for key in ("cpu_ms", "redis_cpu_ms", "worker_cpu_ms"):
         out[key] = float(statistics.median(run[key] for run in runs))
+    if "lag" in runs[0]:
+        out["lag"] = tuple(float(statistics.median(run["lag"][i] for run in runs)) for i in (0, 1))
+        out["worker_rss_mb"] = max(run["worker_rss_mb"] for run in runs)
     return out
+
+
+def worker_text(result: dict[str, Any]) -> str:
+    """The ingestion worker's column: lag p50 / p99 (ms) and RSS, or ``-`` without one."""
+    if "lag" not in result:
+        return "-"
+    p50, p99 = result["lag"]
+    return f"{p50:.1f} / {p99:.1f}, {result['worker_rss_mb']}"
 
 
 def print_table(results: dict[str, dict[str, Any]], rate: float) -> None:
@@ -282,7 +339,8 @@ def print_table(results: dict[str, dict[str, Any]], rate: float) -> None:
     header = (
         "| target | 1 conn p50 / p99 ms | 1 conn req/s | 16 conn req/s | 16 conn p50 / p99 ms "
         f"| open {rate:g}/s p50 / p99 ms | errors | RSS per worker MiB "
-        "| CPU ms per request at 16 conn: target / redis-server |"
+        "| CPU ms per request at 16 conn: target / redis-server / ingest worker "
+        "| ingest worker: lag p50 / p99 ms, RSS MiB |"
     )
     print("\n" + header)
     print("|" + " --- |" * header.count(" | ") + " --- |")
@@ -293,7 +351,8 @@ def print_table(results: dict[str, dict[str, Any]], rate: float) -> None:
             f"| {name} | {c1['p50_ms']:.2f} / {c1['p99_ms']:.2f} | {c1['rps']:.0f} "
             f"| {c16['rps']:.0f} | {c16['p50_ms']:.2f} / {c16['p99_ms']:.2f} "
             f"| {o['p50_ms']:.2f} / {o['p99_ms']:.2f} | {errors} | {r['rss_mb']} "
-            f"| {cpu_text(r['cpu_ms'])} / {r['redis_cpu_ms']:.3f} |"
+            f"| {cpu_text(r['cpu_ms'])} / {r['redis_cpu_ms']:.3f} / {r['worker_cpu_ms']:.2f} "
+            f"| {worker_text(r)} |"
         )
     feast = results.get("feast serve")
     for name, r in results.items():
@@ -328,13 +387,13 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="also the API with this setting, e.g. SERVING_INGEST_MODE=sync",
+        help="also the API with this setting, e.g. SERVING_INGEST_MODE=async",
     )
     parser.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="also the API with this many uvicorn workers (sync ingestion)",
+        help="also the API with this many uvicorn workers (and the ingestion worker)",
     )
     parser.add_argument(
         "--py-spy",
@@ -364,14 +423,17 @@ def main() -> None:
         for setting in args.also:
             key, _, value = setting.partition("=")
             targets.append(api_target(f"api {setting}", root, env, **{key: value}))
-        if args.workers > 1:  # read-your-writes across worker processes: ingestion inside
-            workers_env = {**env, "SERVING_INGEST_MODE": "sync"}
+        if args.workers > 1:  # read-your-writes across worker processes: the stream's
+            name = f"api {args.workers} workers"
+            worker_log = root / f"bench-{slug(name)}-worker.log"
             targets.append(
                 Target(
-                    f"api {args.workers} workers",
+                    name,
                     "/predict",
-                    lambda port: start_api_workers(root, workers_env, port, args.workers),
+                    lambda port: start_api_workers(root, env, port, args.workers),
                     Workload.api_body,
+                    functools.partial(start_worker, root, env, name, worker_log),
+                    worker_log,
                 )
             )
         if not args.no_feast_serve:

@@ -146,10 +146,14 @@ class Settings(BaseSettings):
             ``get_online_features`` for a service it cannot resolve); ``direct``: the same
             resolution done once at start-up and the registered on-demand function called
             directly. Both give the same values and Python types (tested).
-        serving_ingest_mode: ``async`` folds a scored transaction into the online state on a
-            background thread right after scoring, and a later request of the same customer or
-            merchant waits for it (read-your-writes inside one worker); ``sync`` ingests inside
-            the request (read-your-writes across several workers).
+        serving_ingest_mode: ``stream`` (default) appends each scored transaction to a Redis
+            Stream that ``fraud serve ingest-worker`` folds into the online state in a process
+            of its own; a later request of the same customer or merchant, in any API process,
+            waits for it (read-your-writes, :mod:`serving.stream`). ``async`` folds a scored
+            transaction into the online state on a background thread right after scoring, and a
+            later request of the same customer or merchant waits for it (read-your-writes
+            inside one worker); ``sync`` ingests inside the request (read-your-writes across
+            several workers).
         serving_ingest_wait_seconds: Longest wait of a request for a pending ingestion.
         serving_ingest_queue_size: Bound of the ingestion queue; when full, ingest inline.
         serving_model_poll_seconds: How often the registry alias is checked for a new version
@@ -202,7 +206,7 @@ class Settings(BaseSettings):
     prediction_log_rotate_rows: int = Field(default=50_000, gt=0)
     max_body_bytes: int = Field(default=1_000_000, gt=0)
     serving_feature_path: Literal["direct", "feast"] = "feast"
-    serving_ingest_mode: Literal["async", "sync"] = "async"
+    serving_ingest_mode: Literal["stream", "async", "sync"] = "stream"
     serving_ingest_wait_seconds: float = Field(default=2.0, gt=0)
     serving_ingest_queue_size: int = Field(default=10_000, gt=0)
     serving_model_poll_seconds: float = Field(default=30.0, gt=0)

@@ -57,6 +57,7 @@ from serving.online_store import (
 )
 from serving.prediction_log import PredictionLog, prediction_record
 from serving.schemas import LabelIn, TransactionIn
+from serving.stream import StreamPublisher
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -118,7 +119,7 @@ class ScoringService:
     store: FeatureStore
     readers: dict[str, FeatureReader]  # feature service -> its reader: a model's names one
     models: ModelHolder
-    ingestor: Ingestor
+    ingestor: Ingestor | StreamPublisher
     log: PredictionLog
     metrics: Metrics
     guard: OnlineStoreGuard
@@ -171,7 +172,11 @@ class ScoringService:
             )
             for item in items
         ]
-        if not self.ingestor.before_read(txns):
+        try:
+            clear = self.ingestor.before_read(txns)
+        except REDIS_ERRORS as exc:  # stream mode asks Redis
+            raise self._store_unavailable(exc) from exc
+        if not clear:
             if not self.guard.up:  # the store went down while we waited for its writes
                 raise self._store_unavailable()
             self.metrics.ingest_wait_timeouts.inc()
@@ -235,11 +240,12 @@ class ScoringService:
             )
         try:
             self.ingestor.submit(txns, received)
-        except REDIS_ERRORS as exc:  # sync mode (or a full queue): the write was inline
+        except REDIS_ERRORS as exc:  # stream or sync mode (or a full queue): the write failed
             raise self._store_unavailable(exc) from exc
-        # Journaled once the write is accepted (done, in sync mode; queued, in async mode) and
-        # before the answer: every answered transaction is in the journal, so the online state
-        # can be rebuilt from raw data plus the journal (fraud features rebuild-online).
+        # Journaled once the write is accepted (done, in sync mode; queued, in async mode; in
+        # the stream, in stream mode) and before the answer: every answered transaction is in
+        # the journal, so the online state can be rebuilt from raw data plus the journal
+        # (fraud features rebuild-online), whatever Redis lost (the stream's tail with it).
         self._journal(self.ingested.transactions, [_transaction_record(t) for t in txns])
         self.metrics.ingest_backlog.set(self.ingestor.backlog)
         if not self.log.append_many(records):  # in the OS before the answer leaves
@@ -373,16 +379,26 @@ def build_service(settings: Settings) -> ScoringService:
         target=settings.model_uri,
     )
     guard = OnlineStoreGuard(ping=make_probe(client))
-    ingestor = Ingestor(
-        write=writer.ingest_transaction,
-        mode=settings.serving_ingest_mode,
-        queue_size=settings.serving_ingest_queue_size,
-        wait_seconds=settings.serving_ingest_wait_seconds,
-        observe_lag=metrics.ingest_lag.observe,
-        count_failure=metrics.ingest_failures.inc,
-        store_up=lambda: guard.up,
-        store_failed=guard.failed,
-    )
+    ingestor: Ingestor | StreamPublisher
+    if settings.serving_ingest_mode == "stream":
+        ingestor = StreamPublisher(
+            client,
+            writer,
+            store.project,
+            settings.serving_ingest_wait_seconds,
+            store_up=lambda: guard.up,
+        )
+    else:
+        ingestor = Ingestor(
+            write=writer.ingest_transaction,
+            mode=settings.serving_ingest_mode,
+            queue_size=settings.serving_ingest_queue_size,
+            wait_seconds=settings.serving_ingest_wait_seconds,
+            observe_lag=metrics.ingest_lag.observe,
+            count_failure=metrics.ingest_failures.inc,
+            store_up=lambda: guard.up,
+            store_failed=guard.failed,
+        )
 
     def store_changed(up: bool) -> None:
         ingestor.store_changed(up)  # wake readers waiting for writes that cannot happen now

@@ -275,6 +275,45 @@ class OnlineStateWriter:
         entity's hash slot, living as long as any window can reach it, and a retry with such a
         key is skipped.
         """
+        self._apply(self._transaction_updates(txn))
+
+    def ingest_transactions(self, txns: Sequence[Transaction]) -> int:
+        """Fold many transactions, in their order per entity, a few round trips for them all.
+
+        The transactions go in rounds: a round holds at most one update per entity (two
+        updates of one hash in one compare-and-set batch would each start from the same
+        stored state), and a transaction whose card or merchant waits for an earlier one goes
+        to a later round, so each entity sees its transactions in the given order, as
+        :meth:`ingest_transaction` one by one would. Each round costs two round trips (read,
+        compare-and-set), whatever its size. Idempotent per transaction, as
+        :meth:`ingest_transaction`.
+
+        Returns:
+            How many rounds it took.
+        """
+        remaining = list(txns)
+        rounds = 0
+        while remaining:
+            taken: list[StateUpdate] = []
+            deferred: list[Transaction] = []
+            busy: set[tuple[str, str]] = set()
+            for txn in remaining:
+                keys = {("c", txn.customer_id), ("m", txn.merchant_id)}
+                if keys & busy:
+                    deferred.append(txn)
+                else:
+                    taken.extend(self._transaction_updates(txn))
+                busy |= keys  # a deferred one blocks its entities too: order is kept
+            self._apply(taken)
+            rounds += 1
+            remaining = deferred
+        return rounds
+
+    def state_key(self, view_name: str, entity_id: str) -> bytes:
+        """The Redis hash of one entity's state view (``customer_activity``, ...)."""
+        return self._key(view_name, entity_id)
+
+    def _transaction_updates(self, txn: Transaction) -> list[StateUpdate]:
         updates = []
         for view_name, entity, entity_id, merge in (
             ("customer_activity", "customer", txn.customer_id, merge_transaction),
@@ -304,7 +343,7 @@ class OnlineStateWriter:
                     ),
                 )
             )
-        self._apply(updates)
+        return updates
 
     def _key(self, view_name: str, entity_id: str) -> bytes:
         return self._layout.key(self._views[view_name], entity_id)

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
+from itertools import repeat
 from typing import Any
 
 from feature_engine.declarations import (
@@ -76,7 +77,7 @@ class StateLayout:
         """``c`` or ``m``: every field of the state starts with it."""
         return self.entity[0]
 
-    @property
+    @cached_property  # read on every fold: derived once per layout
     def columns(self) -> tuple[str, ...]:
         """The raw columns kept (the ones the entity's rows read)."""
         return self.table.columns(self.entity)
@@ -89,7 +90,7 @@ class StateLayout:
         """(values, latest times) of a distinct column: ``c_seen_merchant_ids``, ``..._ts``."""
         return f"{self.prefix}_seen_{column}s", f"{self.prefix}_seen_{column}_ts"
 
-    @property
+    @cached_property
     def raw_fields(self) -> tuple[tuple[str, str], ...]:
         """The raw region's arrays: timestamps, keys, then each kept column."""
         p = self.prefix
@@ -180,9 +181,12 @@ class EntityState:
         columns = [fields.get(name) or [] for name in names[2:]]
         carried = [fields.get(name) or [] for name in layout.carried]
         ts, keys = fields.get(names[0]) or [], fields.get(names[1]) or []
+        # Column lists -> one tuple per event, transposed in C (zip), not indexed per value.
+        rows: Iterable[tuple[Any, ...]] = zip(*columns, strict=True) if columns else repeat(())
+        carries: Iterable[tuple[Any, ...]] = zip(*carried, strict=True) if carried else repeat(())
         state.raw = [
-            (int(ts[i]), keys[i], tuple(c[i] for c in columns), tuple(c[i] for c in carried))
-            for i in range(len(ts))
+            (int(t), key, row, carry)
+            for t, key, row, carry in zip(ts, keys, rows, carries, strict=False)
         ]
         state.keys = set(keys)
         for tile, tiles in state.tiles.items():

@@ -2,12 +2,16 @@
 
 :class:`Stack` is a built project root (see :mod:`tests.support.stack`) and its Redis;
 :class:`Live` is one running uvicorn process on a copy of that root, with an HTTP client that
-remembers every transaction it got a 200 for.
+remembers every transaction it got a 200 for, and, in the default ingest mode (``stream``), its
+ingestion worker (``fraud serve ingest-worker``, a consumer of its own in the stream's group).
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +41,9 @@ class Stack:
             "API_KEYS": f"{API_KEY},second-key",
             "SERVING_MODEL_POLL_SECONDS": "1",
             "REDIS_MODE": self.redis_mode,
+            # The default mode (stream, with a worker: start_live) on one server; on the
+            # cluster the in-process mode (the stream is not drilled through a failover).
+            "SERVING_INGEST_MODE": "async" if self.redis_mode == "cluster" else "stream",
         }
         return stack.stack_env(root, self.redis_url, **(settings | extra))
 
@@ -54,6 +61,7 @@ class Live:
     client: httpx.Client
     readers: dict[str, Any]
     scored: list[str] = field(default_factory=list)
+    worker: subprocess.Popen[bytes] | None = None  # the ingestion worker, in stream mode
 
     def post(self, path: str, body: Any, key: str | None = API_KEY, **kw: Any) -> httpx.Response:
         headers = {"X-API-Key": key} if key else {}
@@ -65,10 +73,54 @@ class Live:
         return response
 
 
+def start_ingest_worker(
+    root: Path, env: dict[str, str], consumer: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    """Start ``fraud serve ingest-worker`` on ``root`` (log: ``root/worker.log``)."""
+    log = (root / "worker.log").open("ab")
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("fraud")), "serve", "ingest-worker",
+         "--consumer", consumer, *extra],
+        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def stream_drained(redis_url: str, timeout: float = 60, where: str = "") -> None:
+    """Wait until every entry appended to the Redis's ingestion stream is folded and acknowledged.
+
+    Raises:
+        AssertionError: Still entries after ``timeout`` seconds (``where``: the log to read).
+    """
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        streams = list(client.scan_iter(match=b"*:ingest:txn"))
+        if all(client.xlen(s) == 0 and client.xpending(s, "fold")["pending"] == 0 for s in streams):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"stream not drained; see {where or 'the ingestion worker log'}")
+
+
+def stop_ingest_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (it acknowledges the batch in hand, then exits); kill if it does not end."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop(worker)
+
+
 def start_live(
     serving_stack: Stack, root: Path, wait_for: str = "/ready", **env: str
 ) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    """Start an API on ``root`` (a clone); its process, base URL and environment."""
+    """Start an API on ``root`` (a clone); its process, base URL and environment.
+
+    In stream mode the caller starts the worker too (:func:`start_ingest_worker`), or the
+    stream of another live API's worker folds its transactions (one Redis, one stream).
+    """
     full_env = serving_stack.api_env(root, **env)
     port = stack.free_port()
     proc = stack.start_api(root, full_env, port, wait_for=wait_for)
@@ -77,16 +129,26 @@ def start_live(
 
 @contextmanager
 def running_live(serving_stack: Stack, root: Path) -> Iterator[Live]:
-    """One API on ``root`` (a clone of the stack's root), stopped when the block ends."""
-    proc, base, env = start_live(serving_stack, root)
+    """One API on ``root`` (a clone of the stack's root), and in stream mode its worker."""
+    env = serving_stack.api_env(root)
+    worker = None
+    if env["SERVING_INGEST_MODE"] == "stream":
+        # A consumer name of its own (xdist workers' temporary folders are named alike).
+        consumer = f"live-{root.parent.parent.name}-{root.parent.name}"
+        worker = start_ingest_worker(root, env, consumer)
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            yield Live(
-                serving_stack, root, env, serving_stack.meta, proc, base, client,
-                serving_stack.readers,
-            )  # fmt: skip
+        proc, base, env = start_live(serving_stack, root)
+        try:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                yield Live(
+                    serving_stack, root, env, serving_stack.meta, proc, base, client,
+                    serving_stack.readers, worker=worker,
+                )  # fmt: skip
+        finally:
+            stop(proc)
     finally:
-        stop(proc)
+        if worker is not None:
+            stop_ingest_worker(worker)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

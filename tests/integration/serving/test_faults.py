@@ -24,7 +24,15 @@ from mlflow import MlflowClient
 from fraud_platform import redis_server
 from fraud_platform.contracts import read_prediction_log
 from tests.support import stack
-from tests.support.live_api import API_KEY, Live, Stack, start_live, stop
+from tests.support.live_api import (
+    API_KEY,
+    Live,
+    Stack,
+    start_ingest_worker,
+    start_live,
+    stop,
+    stop_ingest_worker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +198,13 @@ def test_deleted_served_version_keeps_scoring_and_is_reported(live: Live) -> Non
 
 @pytest.fixture
 def own_root(serving_stack: Stack, tmp_path: Path) -> Iterator[Path]:
-    yield stack.clone_root(serving_stack.root, tmp_path / "root")
+    root = stack.clone_root(serving_stack.root, tmp_path / "root")
+    # The ingestion worker of the APIs this test starts on the clone (stream mode).
+    worker = start_ingest_worker(root, serving_stack.api_env(root), f"faults-{tmp_path.name}")
+    try:
+        yield root
+    finally:
+        stop_ingest_worker(worker)
 
 
 def test_sigkill_under_load_loses_no_answered_prediction(

@@ -1,9 +1,11 @@
 """Nothing lost: Redis without persistence killed with ``kill -9`` under load, then rebuilt.
 
-The API journals every answered transaction (``data/ingested``) before it answers. After the
-crash, ``fraud features rebuild-online`` rebuilds the online state from the raw data plus that
-journal, and every card's and merchant's features must equal the brute-force reference over the
-raw data plus exactly the transactions the API answered 200 for.
+The API journals every answered transaction (``data/ingested``) before it answers; it runs in the
+default ingest mode (the Redis Stream and its worker: the stream's unfolded tail dies with Redis,
+the journal keeps it). After the crash, ``fraud features rebuild-online`` rebuilds the online
+state from the raw data plus that journal, and every card's and merchant's features must equal
+the brute-force reference over the raw data plus exactly the transactions the API answered 200
+for.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.redis_server import find_redis_server
 from fraud_platform.settings import Settings
 from tests.support import stack
-from tests.support.live_api import API_KEY, Stack, stop
+from tests.support.live_api import API_KEY, Stack, start_ingest_worker, stop, stop_ingest_worker
 from tests.support.reference import Reference, Request, mismatches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -77,7 +79,7 @@ def test_redis_killed_under_load_is_rebuilt_exactly_from_the_journal(
     root = stack.clone_root(serving_stack.root, tmp_path / "root")
     redis_port = stack.free_port()
     url = f"redis://127.0.0.1:{redis_port}/0"
-    env = serving_stack.api_env(root, REDIS_URL=url, SERVING_INGEST_MODE="sync")
+    env = serving_stack.api_env(root, REDIS_URL=url)  # stream mode, the default
     meta = serving_stack.meta
     customers, merchants = meta["all_customers"][:40], meta["all_merchants"][:15]
     start = pd.Timestamp(meta["last_timestamp"]) + timedelta(hours=1)
@@ -86,6 +88,7 @@ def test_redis_killed_under_load_is_rebuilt_exactly_from_the_journal(
     with volatile_redis(redis_port) as server:
         _fraud(env, root, "features", "apply")  # the clone's registry: the clone's tables
         _fraud(env, root, "features", "materialize")
+        worker = start_ingest_worker(root, env, "rebuild")
         api = stack.start_api(root, env, api_port := stack.free_port())
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as client:
@@ -110,6 +113,7 @@ def test_redis_killed_under_load_is_rebuilt_exactly_from_the_journal(
                         refused += 1
         finally:
             stop(api)
+            stop_ingest_worker(worker)  # it was retrying against the dead Redis
     assert len(answered) >= KILL_AT * 3 // 4 and refused > 0  # the kill happened under load
 
     with volatile_redis(redis_port):  # back, empty

@@ -1,0 +1,435 @@
+"""Ingestion through a Redis Stream: the request appends, a separate worker process folds.
+
+Why. Folding a transaction into the online state (two round trips, the merge, Feast's protobuf
+encoding) costs more of the API's CPU than the feature read; in the request process it shares
+the GIL with every request. In ``SERVING_INGEST_MODE=stream`` (the default) the request does
+one append instead: ``XADD`` of the scored transaction to the stream ``<project>:ingest:txn``,
+pipelined with one marker per entity (below), before the answer. ``fraud serve ingest-worker``
+reads the stream in the consumer group ``fold`` (``XREADGROUP``), folds the entries with the
+compare-and-set script of :class:`~feature_engine.online.writer.OnlineStateWriter`, and only
+then removes the markers and acknowledges (``XACK`` + ``XDEL``: a folded entry leaves the
+stream).
+
+Durable files. The request still appends the transaction to the transactions journal
+(``data/ingested``) before it answers, as in the other modes: the stream lives in Redis and
+dies with it, the journal does not, so ``fraud features rebuild-online`` (raw data plus the
+journal) rebuilds every answered transaction even when Redis lost the stream's unfolded tail.
+
+At most once. An entry is acknowledged only after its fold went through. A worker killed in
+between leaves its entries pending in the group; when it starts again (same consumer name) it
+reads its own pending entries first, and any worker claims, with ``XAUTOCLAIM``, entries another
+consumer left pending longer than ``claim_idle_ms``. A reclaimed entry whose fold had gone
+through before the crash is not folded again: the fold recognises a transaction already in the
+state by its id (raw region) or by its seen-key (tiles), as for any retry.
+
+Read-your-writes. A card's next transaction must see the previous one, whichever API process
+answers it. With each ``XADD`` the request adds the transaction's id to a pending set per
+entity (``<entity hash>:pending``, in the entity's cluster slot, expiring); the worker removes
+it after the fold. Before its feature read, a request asks (one pipelined round trip of
+``EXISTS``) whether its card or merchant has a pending set, and only then waits, boundedly
+(``SERVING_INGEST_WAIT_SECONDS``), polling, for it to go. The other design, the request waiting
+for its own entry's fold before answering, would add the whole fold lag (see
+``benchmarks/bench_stream.py``) to every request; this costs one round trip when nothing is
+pending, the usual case, and a wait only for a card that came back within the lag.
+
+Outages: a request never waits on a dead Redis (the guard answers 503 at once; a wait for a
+pending entity gives up as soon as the guard learns the store is down); the worker retries
+until Redis answers again, its unacknowledged entries stay pending meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from feature_engine.online.redis_layout import colocated_key, run_commands
+from feature_engine.state.fold import Transaction
+
+if TYPE_CHECKING:
+    from feature_engine.online.writer import OnlineStateWriter
+
+logger = logging.getLogger(__name__)
+
+GROUP = b"fold"
+LAGS_KEPT = 100_000  # entries whose lag a worker keeps (its report's percentiles)
+PENDING_SECONDS = 600  # a pending set left by a request that died before its XADD expires
+_FIELDS = (b"id", b"c", b"m", b"ts", b"amt", b"lat", b"lon", b"at")
+
+
+def stream_key(project: str) -> bytes:
+    """The stream of scored transactions of a Feast project."""
+    return f"{project}:ingest:txn".encode()
+
+
+def pending_key(state_key: bytes) -> bytes:
+    """The set of an entity's transactions appended but not folded yet (in its slot)."""
+    return colocated_key(state_key, "ingest:pending")
+
+
+def encode_entry(txn: Transaction, at_us: int) -> list[bytes]:
+    """A transaction as the stream entry's field/value pairs (``at``: append time, µs)."""
+    values = (
+        txn.transaction_id,
+        txn.customer_id,
+        txn.merchant_id,
+        str(txn.ts_us),
+        repr(txn.amount),
+        repr(txn.lat),
+        repr(txn.long),
+        str(at_us),
+    )
+    pairs = zip(_FIELDS, (v.encode() for v in values), strict=True)
+    return [item for pair in pairs for item in pair]
+
+
+def decode_entry(fields: dict[bytes, bytes]) -> tuple[Transaction, int]:
+    """A stream entry -> the transaction and its append time (µs).
+
+    Raises:
+        KeyError, ValueError: A malformed entry.
+    """
+    return (
+        Transaction(
+            transaction_id=fields[b"id"].decode(),
+            customer_id=fields[b"c"].decode(),
+            merchant_id=fields[b"m"].decode(),
+            ts_us=int(fields[b"ts"]),
+            amount=float(fields[b"amt"]),
+            lat=float(fields[b"lat"]),
+            long=float(fields[b"lon"]),
+        ),
+        int(fields[b"at"]),
+    )
+
+
+def _pending_keys(writer: OnlineStateWriter, txn: Transaction) -> tuple[bytes, bytes]:
+    return (
+        pending_key(writer.state_key("customer_activity", txn.customer_id)),
+        pending_key(writer.state_key("merchant_activity", txn.merchant_id)),
+    )
+
+
+class StreamPublisher:
+    """The API side: append scored transactions, wait for an entity's pending ones.
+
+    Same interface as :class:`serving.ingest.Ingestor` (what :class:`ScoringService` calls).
+    """
+
+    mode = "stream"
+    backlog = 0  # the stream's length is the worker's metric, not a per-request one
+
+    def __init__(
+        self,
+        client: Any,
+        writer: OnlineStateWriter,
+        project: str,
+        wait_seconds: float,
+        store_up: Callable[[], bool] = lambda: True,
+        poll_seconds: float = 0.001,
+    ) -> None:
+        """Resolve the names.
+
+        Args:
+            client: The API's redis-py client.
+            writer: Names the entities' state keys (its layout).
+            project: The Feast project (names the stream).
+            wait_seconds: Longest wait of a request for its entities' pending entries.
+            store_up: Whether the online store counts as up (the guard's state).
+            poll_seconds: Pause between two checks while waiting.
+        """
+        self._client = client
+        self._writer = writer
+        self.stream = stream_key(project)
+        self._wait_seconds = wait_seconds
+        self._store_up = store_up
+        self._poll_seconds = poll_seconds
+
+    def start(self) -> None:
+        """Nothing to start (the worker is a process of its own)."""
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Nothing to drain: every accepted transaction is in the stream already."""
+
+    def store_changed(self, up: bool) -> None:
+        """The guard's hook (waits poll the guard's state, nothing to wake)."""
+
+    def before_read(self, txns: Sequence[Transaction]) -> bool:
+        """Wait until no transaction of these cards and merchants is pending in the stream.
+
+        Returns:
+            False if the wait ended (timeout, or the store went down) with one still pending.
+
+        Raises:
+            Exception: The Redis client's connection error (the caller answers 503).
+        """
+        keys = list(dict.fromkeys(k for txn in txns for k in _pending_keys(self._writer, txn)))
+        commands = [(b"EXISTS", key) for key in keys]
+        deadline = time.monotonic() + self._wait_seconds
+        while True:
+            if not any(run_commands(self._client, commands)):
+                return True
+            if time.monotonic() >= deadline or not self._store_up():
+                return False
+            time.sleep(self._poll_seconds)
+
+    def submit(self, txns: Sequence[Transaction], received: float) -> None:
+        """Append the transactions (timestamp order) and mark their entities pending.
+
+        One round trip; when it returns, the transactions are in Redis (the stream is as
+        durable as Redis' persistence: ``appendonly yes`` in the compose file).
+
+        Raises:
+            Exception: The Redis client's connection error (the caller answers 503).
+        """
+        at_us = time.time_ns() // 1000
+        commands: list[tuple[Any, ...]] = []
+        for txn in sorted(txns, key=lambda t: (t.ts_us, t.transaction_id)):
+            for key in _pending_keys(self._writer, txn):
+                commands.append((b"SADD", key, txn.transaction_id))
+                commands.append((b"EXPIRE", key, PENDING_SECONDS))
+            commands.append((b"XADD", self.stream, b"*", *encode_entry(txn, at_us)))
+        run_commands(self._client, commands)
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did (printed by the command when it stops, read by the benchmarks)."""
+
+    folded: int = 0
+    claimed: int = 0
+    malformed: int = 0
+    batches: int = 0
+    # Append (the request's XADD) -> acknowledged (folded), per entry, the latest LAGS_KEPT.
+    lags_us: deque[int] = field(default_factory=lambda: deque(maxlen=LAGS_KEPT))
+
+    def lag_ms(self, quantile: float) -> float:
+        """A quantile of the kept lags, in ms (``nan`` when none)."""
+        if not self.lags_us:
+            return float("nan")
+        ordered = sorted(self.lags_us)
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] / 1000
+
+    def summary(self) -> str:
+        """One line: counts and the freshness lag (append -> folded) p50/p99."""
+        return (
+            f"{self.folded} folded, {self.claimed} claimed, {self.malformed} malformed, "
+            f"{self.batches} batches; lag append->folded p50 {self.lag_ms(0.5):.2f} ms, "
+            f"p99 {self.lag_ms(0.99):.2f} ms (last {len(self.lags_us)})"
+        )
+
+
+def default_consumer() -> str:
+    """A consumer name stable across restarts of a worker on one host."""
+    return f"{socket.gethostname()}-ingest"
+
+
+class IngestWorker:
+    """Reads the stream in the consumer group, folds, acknowledges."""
+
+    def __init__(
+        self,
+        client: Any,
+        writer: OnlineStateWriter,
+        project: str,
+        consumer: str,
+        batch: int = 500,
+        block_ms: int = 200,
+        claim_idle_ms: int = 30_000,
+    ) -> None:
+        """Set the worker up; :meth:`run` starts it.
+
+        Args:
+            client: A redis-py client (not the API's fail-fast one: a worker may wait).
+            writer: Folds transactions (the compare-and-set script).
+            project: The Feast project (names the stream).
+            consumer: This worker's name in the group; keep it across restarts to take back
+                its own pending entries at once.
+            batch: Entries read per call.
+            block_ms: How long a read waits for new entries.
+            claim_idle_ms: Entries another consumer left pending this long are claimed.
+        """
+        self._client = client
+        self._writer = writer
+        self.stream = stream_key(project)
+        self.consumer = consumer.encode()
+        self._batch = batch
+        self._block_ms = block_ms
+        self._claim_idle_ms = claim_idle_ms
+        self.stats = WorkerStats()
+        self.stop = threading.Event()
+
+    def ensure_group(self) -> None:
+        """Create the consumer group (from the stream's start: nothing appended is skipped)."""
+        try:
+            self._client.execute_command(
+                b"XGROUP", b"CREATE", self.stream, GROUP, b"0", b"MKSTREAM"
+            )
+        except Exception as exc:  # redis.ResponseError
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, start: bytes = b">") -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+        """Entries for this consumer: new ones (``>``, waiting ``block_ms``) or its pending ones.
+
+        Args:
+            start: ``>`` for entries never delivered, ``0`` for this consumer's pending ones.
+        """
+        reply = self._client.execute_command(
+            b"XREADGROUP", b"GROUP", GROUP, self.consumer, b"COUNT", self._batch,
+            *((b"BLOCK", self._block_ms) if start == b">" else ()),
+            b"STREAMS", self.stream, start,
+        )  # fmt: skip
+        if not reply:
+            return []
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+        return [(entry_id, fields or None) for entry_id, fields in entries]
+
+    def _entries_dict(self, fields: Any) -> dict[bytes, bytes]:
+        if isinstance(fields, dict):
+            return fields
+        return dict(zip(fields[::2], fields[1::2], strict=True))
+
+    def process(self, entries: Sequence[tuple[bytes, Any]]) -> int:
+        """Fold and acknowledge entries; returns how many were folded."""
+        if not entries:
+            return 0
+        txns, appended = self.fold(entries)
+        self.acknowledge(entries, txns, appended)
+        return len(txns)
+
+    def fold(self, entries: Sequence[tuple[bytes, Any]]) -> tuple[list[Transaction], list[int]]:
+        """Fold entries into the online state (not acknowledged yet).
+
+        Returns:
+            The transactions folded and their append times (µs); an entry deleted meanwhile
+            (acknowledged by another consumer) or malformed is skipped.
+        """
+        txns: list[Transaction] = []
+        appended: list[int] = []
+        for entry_id, fields in entries:
+            if fields is None:
+                continue  # deleted meanwhile (folded by another consumer): just acknowledged
+            try:
+                txn, at_us = decode_entry(self._entries_dict(fields))
+            except (KeyError, ValueError, UnicodeDecodeError):
+                logger.error("stream entry %r is malformed: acknowledged, not folded", entry_id)
+                self.stats.malformed += 1
+                continue
+            txns.append(txn)
+            appended.append(at_us)
+        if txns:
+            self._writer.ingest_transactions(txns)
+        return txns, appended
+
+    def acknowledge(
+        self,
+        entries: Sequence[tuple[bytes, Any]],
+        txns: Sequence[Transaction],
+        appended: Sequence[int],
+    ) -> None:
+        """Clear the folded transactions' pending markers, acknowledge and delete the entries."""
+        ids = [entry_id for entry_id, _ in entries]
+        commands: list[tuple[Any, ...]] = [
+            (b"SREM", key, txn.transaction_id)
+            for txn in txns
+            for key in _pending_keys(self._writer, txn)
+        ]
+        commands.append((b"XACK", self.stream, GROUP, *ids))
+        commands.append((b"XDEL", self.stream, *ids))
+        run_commands(self._client, commands)
+        now_us = time.time_ns() // 1000
+        self.stats.folded += len(txns)
+        self.stats.batches += 1
+        self.stats.lags_us.extend(now_us - at for at in appended)
+
+    def take_back(self) -> int:
+        """Fold this consumer's own pending entries, then claim other consumers' idle ones."""
+        done = 0
+        while not self.stop.is_set():
+            entries = self.read(b"0")  # this consumer's pending history
+            if not entries:
+                break
+            done += self.process(entries)
+        cursor = b"0-0"
+        while not self.stop.is_set():
+            reply = self._client.execute_command(
+                b"XAUTOCLAIM", self.stream, GROUP, self.consumer, self._claim_idle_ms, cursor,
+                b"COUNT", self._batch,
+            )  # fmt: skip
+            cursor, claimed = reply[0], reply[1]
+            deleted = reply[2] if len(reply) > 2 else []
+            entries = [(entry_id, fields or None) for entry_id, fields in claimed]
+            entries += [(entry_id, None) for entry_id in deleted]
+            self.stats.claimed += len(claimed)
+            done += self.process(entries)
+            if cursor in (b"0-0", "0-0"):
+                break
+        return done
+
+    def run(self, claim_every_seconds: float = 10.0, retry_seconds: float = 0.5) -> WorkerStats:
+        """Fold until :attr:`stop` is set; survives Redis outages (retries)."""
+        from serving.online_store import REDIS_ERRORS
+
+        fresh = True
+        last_claim = 0.0
+        while not self.stop.is_set():
+            try:
+                if fresh:
+                    self.ensure_group()
+                    fresh = False
+                if time.monotonic() - last_claim >= claim_every_seconds:
+                    self.take_back()
+                    last_claim = time.monotonic()
+                self.process(self.read(b">"))
+            except REDIS_ERRORS as exc:
+                logger.warning("ingest worker: store unreachable (%s); retrying", exc)
+                fresh = True
+                last_claim = 0.0  # take back what was read but not acknowledged
+                self.stop.wait(retry_seconds)
+        return self.stats
+
+
+def build_worker(consumer: str | None = None, batch: int = 500, **kw: Any) -> IngestWorker:
+    """A worker on the process settings: the store's layout and the writer."""
+    from feature_engine.online.online_only import ONLINE_ONLY
+    from feature_engine.online.redis_layout import RedisLayout
+    from feature_engine.online.writer import OnlineStateWriter
+    from feature_engine.store import open_store
+    from feature_repo.services import STATE_VELOCITY
+    from fraud_platform.settings import get_settings, load_params
+
+    settings = get_settings()
+    params = load_params(settings.paths.params_file)
+    store = open_store(settings, offline_store=ONLINE_ONLY)
+    layout = RedisLayout(store)
+    writer = OnlineStateWriter(layout, params.features, STATE_VELOCITY)
+    return IngestWorker(
+        layout.client,
+        writer,
+        store.project,
+        consumer or default_consumer(),
+        batch,
+        **kw,
+    )
+
+
+def run_worker(worker: IngestWorker, report: Callable[[str], None] = print) -> WorkerStats:
+    """Run a worker until SIGTERM/SIGINT (it ends after the batch in hand), then report."""
+    import signal
+
+    def stop(*_: object) -> None:
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    report(f"ingest worker {worker.consumer.decode()} (pid {os.getpid()}) on {worker.stream!r}")
+    stats = worker.run()
+    report(f"ingest worker stopped: {stats.summary()}")
+    return stats
