@@ -24,7 +24,7 @@ def build() -> None:
     feature_engine/spark/pipeline.py).
     """
     from data.validate import RawDataError, read_raw_tables
-    from feature_engine.offline.pipeline import build_profile_features
+    from feature_engine.build import build_profile_features
     from feature_engine.spark.session import SparkStartError
 
     settings = get_settings()

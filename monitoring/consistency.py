@@ -199,7 +199,7 @@ def recompute_offline(
     Raises:
         RuntimeError: If ``feast apply`` fails on the shadow root.
     """
-    from feature_engine.offline.pipeline import build_profile_features
+    from feature_engine.build import build_profile_features
     from feature_engine.store import historical_features, open_store, run_feast_cli
     from fraud_platform.settings import load_params
 

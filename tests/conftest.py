@@ -82,9 +82,10 @@ def _below_tests(nodeid: str) -> tuple[str, ...]:
 
 
 def start_rank(parts: tuple[str, ...]) -> int:
-    """When a scope starts, lower first: the main job end to end, the shared stacks, the other
-    integration modules, then the unit tests (ties keep the collection order)."""
-    if parts[:2] == ("e2e", "test_end_to_end.py"):
+    """When a scope starts, lower first: the two profiles' main jobs end to end, the shared
+    stacks, the other integration modules, then the unit tests (ties keep the collection
+    order)."""
+    if parts[:2] in {("e2e", "test_end_to_end.py"), ("e2e", "test_spark_end_to_end.py")}:
         return 0
     if parts[:2] in SESSION_STACKS:
         return 1

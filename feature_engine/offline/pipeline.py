@@ -40,7 +40,7 @@ from feature_engine.state.fields import (
 from feature_engine.state.fold import CustomerStateBuilder, Transaction, merchant_event
 from feature_engine.state.tiles import EntityState
 from fraud_platform.contracts import EVENT_TIMESTAMP
-from fraud_platform.settings import FeatureParams, Paths, Settings
+from fraud_platform.settings import FeatureParams, Paths
 
 OFFLINE_TABLES = (
     "customer_activity",
@@ -372,36 +372,6 @@ def build_features(
         threads=threads,
         progress=progress,
     )
-
-
-def build_profile_features(
-    settings: Settings,
-    features: FeatureParams,
-    table: VelocityTable,
-    progress: Callable[[str], None] | None = None,
-    out_dir: Path | None = None,
-) -> PipelineResult:
-    """The ``features`` step on the settings' profile: DuckDB here, or the Spark build.
-
-    Same tables either way (``tests/integration/features/test_spark_profile.py``); the CLI
-    and the consistency monitor's shadow build call this one switch.
-
-    Args:
-        settings: The project and its ``feature_profile``.
-        features: ``params.yaml``'s ``features`` section.
-        table: The velocity rows the state is built for.
-        progress: Where to report each table's build time; silent by default.
-        out_dir: Where to write; the profile's tables location by default.
-
-    Returns:
-        Where each table went, its row count, the wall time and the events it was built from.
-    """
-    if settings.feature_profile == "spark":
-        from feature_engine.spark.pipeline import build_features_spark
-
-        location = str(out_dir) if out_dir is not None else None
-        return build_features_spark(settings, features, table, progress, location=location)
-    return build_features(settings.paths, features, table, progress=progress, out_dir=out_dir)
 
 
 def latest_state_time(features_dir: Path) -> datetime:

@@ -175,7 +175,11 @@ def console(serving_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
             env=env, cwd=root, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         assert loaded.returncode == 0, loaded.stdout[-2000:] + loaded.stderr[-3000:]
-        api_proc, api, env = start_live(serving_stack, root, REDIS_URL=server.url)
+        # In-process ingestion: this clone's Redis has no stream worker, and ingestion is not
+        # what the console test is about.
+        api_proc, api, env = start_live(
+            serving_stack, root, REDIS_URL=server.url, SERVING_INGEST_MODE="async"
+        )
         procs["api"] = api_proc
         # The held-out slice, in order: what drift and consistency will check. Served from the
         # console's Redis, loaded (above) to the slice's start like the shared one.

@@ -40,6 +40,7 @@ ROOMS = {  # feature_engine's rooms, by their first name below the package
     "materialize": 3,
     "spark": 3,
     "store": 3,
+    "build": 3,
 }
 
 
