@@ -47,6 +47,8 @@ from training.evaluation import Evaluation, ModelResult, holdout_mask, score_met
 from training.model import model_matrix
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
@@ -222,12 +224,13 @@ def behaviour_checks(
     version: str,
     feature_service: str,
     holdout: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame],
 ) -> list[GateCheck]:
     """The behavioural cases (:mod:`training.behaviour`) on the registered version.
 
     The model is loaded back from the registry (``models:/<name>/<version>``, the artifact the
     API would load); ``holdout``'s legitimate rows are the traffic the reference example must
-    stand out from.
+    stand out from; ``tables`` are the project's raw tables, read once per run.
 
     Returns:
         One check per case; a single failing ``behaviour_cases`` check when the data cannot
@@ -235,12 +238,10 @@ def behaviour_checks(
     """
     import mlflow.sklearn
 
-    from data.validate import read_raw_tables
     from feature_repo.services import service_table
     from training.behaviour import run_cases
 
     model = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version}")
-    tables = read_raw_tables(settings.paths.raw_dir, validate=False)
     legitimate = holdout[holdout[LABEL] == 0]
     try:
         cases = run_cases(
@@ -255,7 +256,11 @@ def behaviour_checks(
 
 
 def champion_behaviour(
-    settings: Settings, params: Params, champion: Champion, holdout: pd.DataFrame
+    settings: Settings,
+    params: Params,
+    champion: Champion,
+    holdout: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame],
 ) -> dict[str, bool] | None:
     """Which behavioural cases the champion passes, case by case, on this data.
 
@@ -268,7 +273,9 @@ def champion_behaviour(
     """
     if champion.version is None or champion.pr_auc is None or champion.feature_service is None:
         return None
-    checks = behaviour_checks(settings, params, champion.version, champion.feature_service, holdout)
+    checks = behaviour_checks(
+        settings, params, champion.version, champion.feature_service, holdout, tables
+    )
     return {check.name: check.passed for check in checks}
 
 
@@ -426,8 +433,13 @@ def register_challenger(
     version = register_model(model, evaluation, settings)
     _tag(client, settings, version, model, raw_data_md5, "pending", feature_service)
     checks = comparison_checks(model, champion)
-    behaviour = behaviour_checks(settings, params, version, feature_service, evaluation.holdout)
-    champion_cases = champion_behaviour(settings, params, champion, evaluation.holdout)
+    from data.validate import read_raw_tables
+
+    tables = read_raw_tables(settings.paths.raw_dir, validate=False)  # once for both models
+    behaviour = behaviour_checks(
+        settings, params, version, feature_service, evaluation.holdout, tables
+    )
+    champion_cases = champion_behaviour(settings, params, champion, evaluation.holdout, tables)
     checks += required_behaviour(behaviour, champion_cases)
     promoted, decision = decide(force, champion, checks)
     client.set_model_version_tag(settings.model_name, version, "promotion_decision", decision)
