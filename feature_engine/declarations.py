@@ -210,6 +210,11 @@ class VelocityTable:
         init=False, repr=False, compare=False, default_factory=dict
     )
     _windows_us: dict[str, int] = field(init=False, repr=False, compare=False, default_factory=dict)
+    # What the per-transaction fold asks for again and again (offline build, online ingestion,
+    # the request path): derived from the rows once, keyed by entity (and tile or column).
+    _derived: dict[tuple[str, ...], Any] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
     _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
@@ -231,10 +236,22 @@ class VelocityTable:
         """The rows of one entity, in declaration order."""
         return self._by_entity[entity]
 
+    def _once(self, key: tuple[Any, ...], derive: Callable[[], Any]) -> Any:
+        """``derive()``, computed on the first call for ``key`` only (the rows never change)."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = derive()
+            return value
+
     def columns(self, entity: str) -> tuple[str, ...]:
         """The input columns the entity's state must keep, in :data:`ENTITY_COLUMNS` order."""
-        used = {row.column for row in self.of(entity)} - {"transaction"}
-        return tuple(c for c in ENTITY_COLUMNS[entity] if c in used)
+
+        def derive() -> tuple[str, ...]:
+            used = {row.column for row in self.of(entity)} - {"transaction"}
+            return tuple(c for c in ENTITY_COLUMNS[entity] if c in used)
+
+        return self._once(("columns", entity), derive)
 
     def state_window_us(self, entity: str) -> int:
         """How far back the entity's windows reach: the largest ``window + tile`` of its rows.
@@ -245,22 +262,35 @@ class VelocityTable:
 
     def tiles_us(self, entity: str) -> tuple[int, ...]:
         """The tile sizes the entity's rows use (µs), finest first: one tile level each."""
-        return tuple(sorted({row.tile_us for row in self.of(entity)}))
+        return self._once(
+            ("tiles", entity), lambda: tuple(sorted({row.tile_us for row in self.of(entity)}))
+        )
 
     def tile_metrics(self, entity: str, tile_us: int) -> tuple[str, ...]:
         """The partial aggregates a tile level keeps besides the count, in a fixed order."""
-        wanted = {m for row in self.of(entity) if row.tile_us == tile_us
-                  for m in TILE_METRICS[row.operation]}  # fmt: skip
-        return tuple(m for m in ("amount_sum", "amount_max", "amount_last") if m in wanted)
+
+        def derive() -> tuple[str, ...]:
+            wanted = {m for row in self.of(entity) if row.tile_us == tile_us
+                      for m in TILE_METRICS[row.operation]}  # fmt: skip
+            return tuple(m for m in ("amount_sum", "amount_max", "amount_last") if m in wanted)
+
+        return self._once(("tile_metrics", entity, str(tile_us)), derive)
 
     def tile_horizon_us(self, entity: str, tile_us: int) -> int:
         """The longest window of the entity's rows on that tile level."""
-        return max(row.window_us for row in self.of(entity) if row.tile_us == tile_us)
+        return self._once(
+            ("tile_horizon", entity, str(tile_us)),
+            lambda: max(row.window_us for row in self.of(entity) if row.tile_us == tile_us),
+        )
 
     def distinct_columns(self, entity: str) -> tuple[str, ...]:
         """The columns the entity's ``distinct_count`` rows read (:data:`ENTITY_COLUMNS` order)."""
-        used = {row.column for row in self.of(entity) if row.operation == "distinct_count"}
-        return tuple(c for c in ENTITY_COLUMNS[entity] if c in used)
+
+        def derive() -> tuple[str, ...]:
+            used = {row.column for row in self.of(entity) if row.operation == "distinct_count"}
+            return tuple(c for c in ENTITY_COLUMNS[entity] if c in used)
+
+        return self._once(("distinct_columns", entity), derive)
 
     def earliest_start_us(self, entity: str, at_us: int, column: str | None = None) -> int:
         """The earliest window start of a request at ``at_us`` (or later), over the entity's rows.
@@ -270,11 +300,14 @@ class VelocityTable:
             at_us: The request time (windows of later requests start no earlier).
             column: Only the ``distinct_count`` rows over this column; all rows when ``None``.
         """
-        rows = [
-            r
-            for r in self.of(entity)
-            if column is None or (r.operation == "distinct_count" and r.column == column)
-        ]
+        rows: tuple[Aggregation, ...] = self._once(
+            ("window_rows", entity, str(column)),
+            lambda: tuple(
+                r
+                for r in self.of(entity)
+                if column is None or (r.operation == "distinct_count" and r.column == column)
+            ),
+        )
         return min(row.window_start_us(at_us) for row in rows)
 
     def with_rows(self, name: str, *rows: Aggregation) -> VelocityTable:
