@@ -34,7 +34,15 @@ pending, the usual case, and a wait only for a card that came back within the la
 
 Outages: a request never waits on a dead Redis (the guard answers 503 at once; a wait for a
 pending entity gives up as soon as the guard learns the store is down); the worker retries
-until Redis answers again, its unacknowledged entries stay pending meanwhile.
+until Redis answers again, its unacknowledged entries stay pending meanwhile. Its client has
+short timeouts and no backoff (:data:`WORKER_TIMEOUT_SECONDS`: redis-py's default retries
+sleep seconds between attempts), so a SIGTERM stops it within about that bound even while
+Redis is gone.
+
+Its life. ``fraud serve api`` starts the worker with ``--parent-pid`` (its own pid): the worker
+asks Linux for a SIGTERM when that parent dies (``PR_SET_PDEATHSIG``) and its loop checks
+``os.getppid()`` too (other systems, and a parent that died before the request took hold), so a
+SIGKILLed API leaves no orphan folding behind it.
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ logger = logging.getLogger(__name__)
 GROUP = b"fold"
 LAGS_KEPT = 100_000  # entries whose lag a worker keeps (its report's percentiles)
 PENDING_SECONDS = 600  # a pending set left by a request that died before its XADD expires
+WORKER_TIMEOUT_SECONDS = 2.0  # the worker's connect and reply timeout (its stop's bound)
 _FIELDS = (b"id", b"c", b"m", b"ts", b"amt", b"lat", b"lon", b"at")
 
 
@@ -242,6 +251,7 @@ class IngestWorker:
         batch: int = 500,
         block_ms: int = 200,
         claim_idle_ms: int = 30_000,
+        parent_pid: int | None = None,
     ) -> None:
         """Set the worker up; :meth:`run` starts it.
 
@@ -254,6 +264,7 @@ class IngestWorker:
             batch: Entries read per call.
             block_ms: How long a read waits for new entries.
             claim_idle_ms: Entries another consumer left pending this long are claimed.
+            parent_pid: Stop once this process is no longer the parent (it died).
         """
         self._client = client
         self._writer = writer
@@ -264,6 +275,11 @@ class IngestWorker:
         self._claim_idle_ms = claim_idle_ms
         self.stats = WorkerStats()
         self.stop = threading.Event()
+        self.parent_pid = parent_pid
+
+    def parent_gone(self) -> bool:
+        """Whether the process that started this worker (``parent_pid``) has ended."""
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
 
     def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start: nothing appended is skipped)."""
@@ -380,6 +396,9 @@ class IngestWorker:
         fresh = True
         last_claim = 0.0
         while not self.stop.is_set():
+            if self.parent_gone():  # orphaned (reparented): the API that started it died
+                logger.warning("ingest worker: parent %s is gone; stopping", self.parent_pid)
+                break
             try:
                 if fresh:
                     self.ensure_group()
@@ -397,17 +416,23 @@ class IngestWorker:
 
 
 def build_worker(consumer: str | None = None, batch: int = 500, **kw: Any) -> IngestWorker:
-    """A worker on the process settings: the store's layout and the writer."""
+    """A worker on the process settings: the store's layout and the writer.
+
+    Its Redis client has :data:`WORKER_TIMEOUT_SECONDS` timeouts and one immediate retry (the
+    API's kind of client): the worker's own loop does the waiting, and checks for a stop.
+    """
     from feature_engine.online.online_only import ONLINE_ONLY
     from feature_engine.online.redis_layout import RedisLayout
     from feature_engine.online.writer import OnlineStateWriter
     from feature_engine.store import open_store
     from feature_repo.services import STATE_VELOCITY
     from fraud_platform.settings import get_settings, load_params
+    from serving.online_store import install_fast_client
 
     settings = get_settings()
     params = load_params(settings.paths.params_file)
     store = open_store(settings, offline_store=ONLINE_ONLY)
+    install_fast_client(store, WORKER_TIMEOUT_SECONDS)
     layout = RedisLayout(store)
     writer = OnlineStateWriter(layout, params.features, STATE_VELOCITY)
     return IngestWorker(
@@ -420,8 +445,27 @@ def build_worker(consumer: str | None = None, batch: int = 500, **kw: Any) -> In
     )
 
 
+def _term_on_parent_death() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (no-op elsewhere)."""
+    import ctypes
+    import ctypes.util
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+        logger.warning("ingest worker: prctl(PR_SET_PDEATHSIG): errno %s", ctypes.get_errno())
+
+
 def run_worker(worker: IngestWorker, report: Callable[[str], None] = print) -> WorkerStats:
-    """Run a worker until SIGTERM/SIGINT (it ends after the batch in hand), then report."""
+    """Run a worker until SIGTERM/SIGINT (it ends after the batch in hand), then report.
+
+    With ``worker.parent_pid`` set, the parent's death is a SIGTERM too (Linux), and the loop
+    stops once the parent is gone whatever the system.
+    """
     import signal
 
     def stop(*_: object) -> None:
@@ -429,6 +473,11 @@ def run_worker(worker: IngestWorker, report: Callable[[str], None] = print) -> W
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if worker.parent_pid is not None:
+        _term_on_parent_death()  # then the check below: the parent may have died already
+        if worker.parent_gone():
+            report(f"ingest worker: parent {worker.parent_pid} is gone; not starting")
+            return worker.stats
     report(f"ingest worker {worker.consumer.decode()} (pid {os.getpid()}) on {worker.stream!r}")
     stats = worker.run()
     report(f"ingest worker stopped: {stats.summary()}")

@@ -6,12 +6,14 @@ one card under concurrent requests, a worker killed between its fold and its ack
 (the entries another worker claims are not folded twice), then ``kill -9`` of the worker under
 load and its restart: every answered transaction is folded once (the state equals the
 brute-force reference), the journal holds every one of them, and ``rebuild-online`` from the
-journal gives the same state.
+journal gives the same state. Last, the worker's life: it ends with a SIGKILLed ``fraud serve
+api`` that started it, and a SIGTERM stops it promptly while its Redis is gone.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +36,14 @@ from fraud_platform.journal import read_journal
 from fraud_platform.settings import Settings
 from tests.integration.serving.test_rebuild import _fraud, volatile_redis
 from tests.support import stack
-from tests.support.live_api import API_KEY, Stack, start_ingest_worker, stop, stream_drained
+from tests.support.live_api import (
+    API_KEY,
+    Stack,
+    start_ingest_worker,
+    stop,
+    stream_drained,
+    wait_gone,
+)
 from tests.support.reference import Reference, Request, mismatches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -289,3 +298,56 @@ def test_worker_killed_under_load_loses_nothing(streamed: StreamStack) -> None:
     streamed.redis.flushall()
     _fraud(streamed.env, streamed.root, "features", "rebuild-online")
     _check_online(streamed, probes)
+
+
+def test_worker_of_a_sigkilled_api_ends_with_it(streamed: StreamStack) -> None:
+    """``fraud serve api`` SIGKILLed (no ``finally`` runs): the worker it started exits too."""
+    port = stack.free_port()
+    log = streamed.root / "serve-api.log"
+    api = subprocess.Popen(
+        [str(Path(sys.executable).with_name("fraud")), "serve", "api", "--port", str(port)],
+        env=streamed.env, cwd=streamed.root, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert api.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        found = re.findall(r"ingestion worker: pid (\d+)", log.read_text())
+        assert len(found) == 1, log.read_text()[-3000:]
+        worker = int(found[0])
+        assert wait_gone([worker], timeout=0) == [worker]  # it runs while its API does
+        os.kill(api.pid, signal.SIGKILL)
+        api.wait(timeout=10)
+        assert wait_gone([worker], timeout=10) == [], log.read_text()[-3000:]
+    finally:
+        stop(api)
+
+
+def test_worker_stops_promptly_while_its_redis_is_gone(streamed: StreamStack) -> None:
+    """SIGTERM with Redis down: the worker exits within ~its 2 s client timeout, not retrying."""
+    port = stack.free_port()
+    env = streamed.env | {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    with volatile_redis(port) as server:
+        worker = start_ingest_worker(streamed.root, env, "outage-worker")
+        try:
+            client = redis.Redis(port=port)
+            deadline = time.monotonic() + 60
+            while not list(client.scan_iter(match=b"*:ingest:txn")):  # its group is created
+                assert worker.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            server.kill()
+            server.wait(timeout=10)
+            time.sleep(1.5)  # the worker sees the outage and retries
+            assert worker.poll() is None  # it survives the outage...
+            started = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=10) == 0
+            assert time.monotonic() - started < 3.0  # ...and stops at once (was ~7 s)
+        finally:
+            stop(worker)
