@@ -300,6 +300,52 @@ def test_worker_killed_under_load_loses_nothing(streamed: StreamStack) -> None:
     _check_online(streamed, probes)
 
 
+def _worker_state(client: httpx.Client) -> tuple[list[str], float | None, float]:
+    """``/ready``'s warnings, ``workers_alive`` (None before the first check), unwaited reads."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    warnings = client.get("/ready").json()["warnings"]
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    alive = [s.value for s in families["fraud_api_ingestion_workers_alive"].samples]
+    unwaited = families["fraud_api_ingestion_unwaited_reads"].samples[0].value
+    return warnings, (alive[0] if alive else None), unwaited
+
+
+def _until(check: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (got := check()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return got
+
+
+def test_no_live_worker_is_reported_and_not_waited_for(streamed: StreamStack) -> None:
+    """A dead worker: /ready warns, the gauge is 0, a card's next request does not wait."""
+    streamed.start_worker()
+    card, shop = streamed.meta["all_customers"][70], streamed.meta["all_merchants"][70]
+    with httpx.Client(base_url=streamed.base, timeout=10) as client:
+        assert _until(lambda: (s := _worker_state(client))[1] == 1 and not s[0])  # consuming
+        assert streamed.worker is not None
+        os.kill(streamed.worker.pid, signal.SIGKILL)  # no clean stop: its beat ages out
+        streamed.worker.wait(timeout=10)
+        warnings, alive, unwaited = _until(lambda: (s := _worker_state(client))[0] and s)
+        assert alive == 0 and "no ingestion worker consumes" in warnings[0], warnings
+        first = streamed.post(client, _body(streamed, 2000, card, shop, 9000))
+        started = time.monotonic()
+        second = streamed.post(client, _body(streamed, 2001, card, shop, 9010))
+        took = time.monotonic() - started
+        assert took < 1.5  # not SERVING_INGEST_WAIT_SECONDS (3 s) for a fold that cannot come
+        assert _worker_state(client)[2] == unwaited + 1  # counted: it had one pending
+        before = first.json()["features"]["txn_count_1h"]
+        assert second.json()["features"]["txn_count_1h"] == before  # without the first one
+
+        streamed.start_worker()  # same consumer name: folds what the stream holds, once
+        streamed.drained()
+        assert _until(lambda: not _worker_state(client)[0])  # the warning is gone
+        third = streamed.post(client, _body(streamed, 2002, card, shop, 9020))
+        assert third.json()["features"]["txn_count_1h"] == before + 2
+    streamed.stop_worker()
+
+
 def test_worker_of_a_sigkilled_api_ends_with_it(streamed: StreamStack) -> None:
     """``fraud serve api`` SIGKILLed (no ``finally`` runs): the worker it started exits too."""
     port = stack.free_port()
