@@ -24,12 +24,12 @@ state by its id (raw region) or by its seen-key (tiles), as for any retry.
 
 Read-your-writes. A card's next transaction must see the previous one, whichever API process
 answers it. With each ``XADD`` the request adds the transaction's id to a pending set per
-entity (``<entity hash>:pending``, in the entity's cluster slot, expiring); the worker removes
-it after the fold. Before its feature read, a request asks (one pipelined round trip of
-``EXISTS``) whether its card or merchant has a pending set, and only then waits, boundedly
-(``SERVING_INGEST_WAIT_SECONDS``), polling, for it to go. The other design, the request waiting
-for its own entry's fold before answering, would add the whole fold lag (see
-``benchmarks/bench_stream.py``) to every request; this costs one round trip when nothing is
+entity (``{<slot tag>}ingest:pending:<entity key>``, in the entity's cluster slot, expiring);
+the worker removes it after the fold. Before its feature read, a request asks (one pipelined
+round trip of ``EXISTS``) whether its card or merchant has a pending set, and only then
+waits, boundedly (``SERVING_INGEST_WAIT_SECONDS``), polling, for it to go. The other design,
+the request waiting for its own entry's fold before answering, would add the whole fold lag
+(see ``benchmarks/bench_stream.py``) to every request; this costs one round trip when nothing is
 pending, the usual case, and a wait only for a card that came back within the lag.
 
 A worker that is not consuming. Every worker beats (``ZADD`` of its name at Redis' own clock
@@ -118,8 +118,13 @@ def workers_key(project: str) -> bytes:
 
 
 def pending_key(state_key: bytes) -> bytes:
-    """The set of an entity's transactions appended but not folded yet (in its slot)."""
-    return colocated_key(state_key, "ingest:pending")
+    """The set of one entity's transactions appended but not folded yet.
+
+    Named after the entity's state key, behind a hash tag of that key's cluster slot (so it
+    lives on the entity's node). One set per entity: a set per slot would make a card wait for
+    the fold of any other card of its slot (16,384 slots).
+    """
+    return colocated_key(state_key, "ingest:pending:") + state_key
 
 
 def encode_entry(txn: Transaction, at_us: int) -> list[bytes]:

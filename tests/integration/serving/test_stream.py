@@ -198,6 +198,43 @@ def test_concurrent_transactions_of_one_card_lose_no_update(streamed: StreamStac
     assert got["txn_count_1h"] == n
 
 
+def test_a_pending_card_does_not_hold_up_another_card_of_its_slot(streamed: StreamStack) -> None:
+    """Pending markers are per entity: only the card with a transaction pending waits."""
+    from feature_engine.online.redis_layout import RedisLayout, key_slot
+    from feature_engine.online.writer import OnlineStateWriter
+    from feature_engine.store import open_store
+    from feature_repo.services import STATE_VELOCITY
+    from fraud_platform.settings import load_params
+    from serving.stream import pending_key
+
+    settings = Settings(project_root=streamed.root, redis_url=streamed.url)
+    layout = RedisLayout(open_store(settings))
+    writer = OnlineStateWriter(
+        layout, load_params(settings.paths.params_file).features, STATE_VELOCITY
+    )
+    by_slot: dict[int, str] = {}
+    for i in range(100_000):  # two new cards whose state keys hash to one cluster slot
+        card = f"slot-card-{i}"
+        slot = key_slot(writer.state_key("customer_activity", card))
+        if slot in by_slot:
+            held, other = by_slot[slot], card
+            break
+        by_slot[slot] = card
+    marker = pending_key(writer.state_key("customer_activity", held))
+    streamed.redis.sadd(marker, "a-transaction-not-folded-yet")  # as an unfolded XADD leaves it
+    try:
+        with httpx.Client(base_url=streamed.base, timeout=10) as client:
+            started = time.monotonic()
+            streamed.post(client, _body(streamed, 300, other, "slot-shop-1", 2500))
+            assert time.monotonic() - started < 1.5  # not held up by its slot-mate (3 s)
+            started = time.monotonic()
+            streamed.post(client, _body(streamed, 301, held, "slot-shop-2", 2500))
+            assert time.monotonic() - started >= 2.5  # the pending card itself waits
+    finally:
+        streamed.redis.srem(marker, "a-transaction-not-folded-yet")
+    streamed.drained()
+
+
 # A worker that folded a batch and died before acknowledging it: its script (the worker's own
 # read and fold, then SIGKILL of itself at that exact point).
 _DOOMED = """
