@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+import fraud_platform
 from fraud_platform import tracking
 from fraud_platform.contracts import PROBABILITY
 from monitoring.drift import DriftResult, FeatureKind, chi2_test
@@ -137,6 +138,7 @@ def evidently_snapshot(
     Returns:
         The Evidently snapshot (``save_html``, ``dict``, ``json``).
     """
+    fraud_platform.quiet_third_party_warnings()  # Evidently's import-time notices (see there)
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset

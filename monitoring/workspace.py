@@ -10,9 +10,10 @@ reports/evidently`` (``fraud ui evidently``) shows them.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import fraud_platform
 
 if TYPE_CHECKING:
     from monitoring.consistency import ConsistencyResult
@@ -88,12 +89,8 @@ def add_snapshot(workspace_dir: Path, service: str, snapshot: Any, *, name: str)
     Returns:
         The snapshot's id.
     """
-    with warnings.catch_warnings():
-        # Importing Evidently's workspace imports its UI server (litestar) and its legacy test
-        # helpers, which emit DeprecationWarnings about their own dependencies (litestar's
-        # `Dependency`, `numpy.core`) at import: Evidently's to fix, nothing we call.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from evidently.ui.workspace import Workspace
+    fraud_platform.quiet_third_party_warnings()  # Evidently's import-time notices (see there)
+    from evidently.ui.workspace import Workspace
 
     workspace_dir.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(str(workspace_dir))
@@ -109,6 +106,8 @@ def consistency_snapshot(result: ConsistencyResult) -> Any:
     and the largest rate, which the project's dashboard plots per check.
     """
     import pandas as pd
+
+    fraud_platform.quiet_third_party_warnings()  # Evidently's import-time notices (see there)
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import MaxValue, RowCount, SumValue
 

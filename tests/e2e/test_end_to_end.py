@@ -241,6 +241,7 @@ def test_main_job_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
     done = fraud(env, "monitor", "drift", "--current", str(root / "data" / "prediction_log"))
     reports = list((root / "reports" / "drift").glob("*/summary.json"))
     assert len(reports) == 1, done.stdout + done.stderr
+    assert third_party_warnings(done.stderr) == [], done.stderr  # Evidently's import notices
     summary = json.loads(reports[0].read_text())
     # The exit code is the report's own verdict: 1 for dataset drift, 0 for none (2: an error).
     assert done.returncode == (1 if summary["dataset_drift"] else 0), done.stdout + done.stderr
