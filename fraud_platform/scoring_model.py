@@ -26,13 +26,18 @@ its explanation, with the arithmetic written once:
 This module lives on the ground floor because it is a contract between two steps: training
 (``training/model.py`` builds and fits these) and serving (``serving/model.py`` serves them)
 never import each other.
+
+**Plain form.** Besides MLflow's artifact (skops, whose loader imports scikit-learn and SciPy:
+~100 MiB in every API process), a model is logged as its parameters in JSON
+(:func:`to_plain`, :data:`PLAIN_FILE` among the model's extra files), which :func:`from_plain`
+reads back with numpy alone (and LightGBM for trees): the same object, the same arithmetic.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -306,3 +311,74 @@ class TreeModel(ScoringModel):
     def _raw(self, x: np.ndarray) -> np.ndarray:
         threads = 1 if len(x) < 1_000 else 0
         return np.asarray(self.booster.predict(x, raw_score=True, num_threads=threads), float)
+
+
+PLAIN_FILE = "scorer.json"  # the plain form's file name (an extra file of the logged model)
+_PLAIN_FORMAT = 1
+
+
+def to_plain(model: ScoringModel) -> dict[str, Any]:
+    """The model as JSON-ready parameters (floats exact: JSON keeps Python's ``repr``).
+
+    Raises:
+        TypeError: A model of another family.
+    """
+    common: dict[str, Any] = {
+        "format": _PLAIN_FORMAT,
+        "kind": model.kind,
+        "features": list(model.features),
+        "fill": [float(v) for v in model.fill],
+        "calibration": asdict(model.calibration),
+    }
+    if isinstance(model, LinearModel):
+        return common | {
+            "mean": model.mean.tolist(),
+            "scale": model.scale.tolist(),
+            "coef": model.coef.tolist(),
+            "intercept": model.intercept,
+        }
+    if isinstance(model, TreeModel):
+        return common | {"booster": model.booster.model_to_string()}
+    raise TypeError(f"no plain form for {type(model).__name__}")
+
+
+def from_plain(plain: Mapping[str, Any]) -> ScoringModel:
+    """Rebuild a model from :func:`to_plain`'s parameters (no scikit-learn, no skops).
+
+    Raises:
+        ValueError: An unknown format or family, or a missing parameter.
+    """
+    try:
+        if plain["format"] != _PLAIN_FORMAT:
+            raise ValueError(f"plain model format {plain['format']!r} is not {_PLAIN_FORMAT}")
+        calibration = plain["calibration"]
+        common: dict[str, Any] = {
+            "features": tuple(plain["features"]),
+            "fill": np.asarray(plain["fill"], float),
+            "calibration": Calibration(
+                method=calibration["method"],
+                slope=float(calibration["slope"]),
+                intercept=float(calibration["intercept"]),
+                x=tuple(calibration["x"]),
+                y=tuple(calibration["y"]),
+            ),
+        }
+        if plain["kind"] == LINEAR:
+            return LinearModel(
+                kind=LINEAR,
+                mean=np.asarray(plain["mean"], float),
+                scale=np.asarray(plain["scale"], float),
+                coef=np.asarray(plain["coef"], float),
+                intercept=float(plain["intercept"]),
+                **common,
+            )
+        if plain["kind"] == TREES:
+            import lightgbm
+
+            booster = lightgbm.Booster(model_str=plain["booster"])
+            return TreeModel.from_booster(
+                booster, common["features"], common["fill"], common["calibration"]
+            )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"plain model incomplete: {exc!r}") from exc
+    raise ValueError(f"plain model of unknown family {plain['kind']!r}")

@@ -53,7 +53,11 @@ def api(
         typer.echo(f"several workers: metrics of all workers from {folder}", err=True)
     folder_worker = None
     if mode == "stream" and ingest_worker:
-        command = [sys.executable, "-m", "fraud_cli.main", "serve", "ingest-worker"]
+        # --parent-pid: the worker ends with this process, even one SIGKILLed (no finally runs).
+        command = [
+            sys.executable, "-m", "fraud_cli.main", "serve", "ingest-worker",
+            "--parent-pid", str(os.getpid()),
+        ]  # fmt: skip
         folder_worker = subprocess.Popen(command)
         typer.echo(f"ingestion worker: pid {folder_worker.pid}", err=True)
     try:
@@ -86,14 +90,23 @@ def ingest_worker_command(
     claim_idle_ms: Annotated[
         int, typer.Option(help="Claim entries another consumer left pending this long.", min=0)
     ] = 30_000,
+    parent_pid: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop when this process, the worker's parent, ends (fraud serve api passes "
+            "its own pid).",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Fold the stream of scored transactions into the online state (ingest mode ``stream``).
 
     Reads the stream in a consumer group, journals each entry (data/ingested), folds it with the
     compare-and-set script, acknowledges it; on start takes back its own pending entries and
-    claims those a crashed consumer left. Stops on SIGTERM after the batch in hand.
+    claims those a crashed consumer left. Stops on SIGTERM after the batch in hand, and when
+    its parent (``--parent-pid``) dies.
     """
     from serving.stream import build_worker, run_worker
 
-    worker = build_worker(consumer, batch, claim_idle_ms=claim_idle_ms)
+    worker = build_worker(consumer, batch, claim_idle_ms=claim_idle_ms, parent_pid=parent_pid)
     run_worker(worker, report=lambda line: typer.echo(line, err=True))

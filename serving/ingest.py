@@ -165,6 +165,10 @@ class Ingestor:
     def _store_down(self) -> bool:
         return not self._store_up()
 
+    def liveness_warning(self) -> str:
+        """Nothing to warn about: ingestion runs in this process."""
+        return ""
+
     def store_changed(self, up: bool) -> None:
         """The guard's hook: wake readers waiting on the gate when the store goes down."""
         if not up:

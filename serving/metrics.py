@@ -137,6 +137,22 @@ class Metrics:
             "fraud_api_ingestion_wait_timeouts",
             "Reads that gave up waiting for a pending write of their entity.", registry=r,
         )  # fmt: skip
+        self.ingest_unwaited = Counter(
+            "fraud_api_ingestion_unwaited_reads",
+            "Reads of an entity with stream entries pending that did not wait for them: no "
+            "live ingestion worker (the answer may miss those transactions).", registry=r,
+        )  # fmt: skip
+        # Stream mode only (labelled: exported once set, so the other modes show no series).
+        self.ingest_workers_alive = Gauge(
+            "fraud_api_ingestion_workers_alive",
+            "Ingestion workers that beat within the last 5 s (stream mode).", ["stream"],
+            registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.ingest_heartbeat_age = Gauge(
+            "fraud_api_ingestion_worker_heartbeat_age_seconds",
+            "Seconds since the latest beat of any ingestion worker (stream mode).", ["stream"],
+            registry=r, multiprocess_mode="livemin",
+        )  # fmt: skip
         self.ingest_backlog = Gauge(
             "fraud_api_ingestion_backlog", "Writes waiting in the ingestion queue.", registry=r,
             multiprocess_mode="livesum",

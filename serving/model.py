@@ -17,19 +17,21 @@ alias removed) keeps scoring from memory; :attr:`ModelHolder.registry_missing` s
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform.contracts import ModelTags, ModelTagsError
-from fraud_platform.scoring_model import LinearModel, ScoringModel
+from fraud_platform.scoring_model import PLAIN_FILE, LinearModel, ScoringModel, from_plain
 from fraud_platform.tracking import configure_mlflow_mappers
 
 logger = logging.getLogger(__name__)
@@ -164,7 +166,7 @@ def load_by_alias(tracking_uri: str, name: str, alias: str) -> ModelBundle:
     Raises:
         ModelLoadError: If the alias is missing or the model unusable.
     """
-    import mlflow.sklearn
+    import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -174,12 +176,33 @@ def load_by_alias(tracking_uri: str, name: str, alias: str) -> ModelBundle:
         version = client.get_model_version_by_alias(name, alias)
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
-        pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+        # The model's files (a copy, for a local store: nothing is unpickled yet).
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}"))
+        model = load_model_files(local)
     except MlflowException as exc:
         raise ModelLoadError(f"models:/{name}@{alias}: {exc.message}") from exc
-    return bundle_from_model(
-        pipeline, name, str(version.version), version.run_id or "", version.tags
-    )
+    return bundle_from_model(model, name, str(version.version), version.run_id or "", version.tags)
+
+
+def load_model_files(local: Path) -> Any:
+    """The model in a downloaded MLflow model folder: its plain form, else the skops artifact.
+
+    The plain form (``extra_files/scorer.json``, :func:`fraud_platform.scoring_model.to_plain`)
+    needs numpy alone; versions logged without it load through MLflow's sklearn flavour, whose
+    skops loader imports scikit-learn and SciPy (~100 MiB more in the process).
+
+    Raises:
+        ModelLoadError: The plain form is unreadable.
+    """
+    plain = local / "extra_files" / PLAIN_FILE
+    if plain.exists():
+        try:
+            return from_plain(json.loads(plain.read_text()))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+            raise ModelLoadError(f"{plain}: {exc}") from exc
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(str(local))
 
 
 # MLflow's answers for "no such model" and "no such alias" (a deleted version takes its

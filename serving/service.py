@@ -322,6 +322,10 @@ class ScoringService:
         if self.models.bundle is None:
             reasons.append(self.models.unavailable_reason)
         warnings = [self.models.registry_missing] if self.models.registry_missing else []
+        if idle := self.ingestor.liveness_warning():
+            # A warning, not a reason: answers stay exact for every card without unfolded
+            # transactions, and taking every replica out would turn a stale fold into an outage.
+            warnings.append(idle)
         return reasons, warnings
 
     def refresh_gauges(self) -> None:
@@ -334,6 +338,14 @@ class ScoringService:
         self.metrics.model_loaded.set(0 if self.models.bundle is None else 1)
         self.metrics.model_registry_missing.set(1 if self.models.registry_missing else 0)
         self.metrics.ingest_backlog.set(self.ingestor.backlog)
+        if isinstance(self.ingestor, StreamPublisher):
+            stream = self.ingestor.stream.decode()
+            alive, age = self.ingestor.workers_alive, self.ingestor.heartbeat_age_seconds
+            if alive is not None:  # known after the first check
+                self.metrics.ingest_workers_alive.labels(stream).set(alive)
+            self.metrics.ingest_heartbeat_age.labels(stream).set(
+                float("inf") if age is None else age
+            )
 
     def close(self) -> None:
         """Stop polling, drain ingestion, close the prediction log (fsync + compaction)."""
@@ -387,6 +399,7 @@ def build_service(settings: Settings) -> ScoringService:
             store.project,
             settings.serving_ingest_wait_seconds,
             store_up=lambda: guard.up,
+            count_unwaited=metrics.ingest_unwaited.inc,
         )
     else:
         ingestor = Ingestor(

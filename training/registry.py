@@ -352,23 +352,34 @@ def register_model(result: ModelResult, evaluation: Evaluation, settings: Settin
     Returns:
         The new version number.
     """
+    import json
+    import tempfile
+    from pathlib import Path
+
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
+    from fraud_platform.scoring_model import PLAIN_FILE, to_plain
+
     x_example = model_matrix(evaluation.train.head(5), result.features)
     requirements = model_requirements(result.kind)
-    info = mlflow.sklearn.log_model(
-        result.model,
-        name=result.kind,
-        registered_model_name=settings.model_name,
-        signature=infer_signature(x_example, result.model.predict_proba(x_example)),
-        input_example=x_example,
-        # pyfunc returns calibrated probabilities (column 1 = fraud), compared with the
-        # threshold tag.
-        pyfunc_predict_fn="predict_proba",
-        pip_requirements=requirements,
-        skops_trusted_types=result.model.trusted_types(),
-    )
+    with tempfile.TemporaryDirectory(prefix="scorer-") as scratch:
+        # The plain form beside the skops artifact: what the API loads (no scikit-learn).
+        plain = Path(scratch) / PLAIN_FILE
+        plain.write_text(json.dumps(to_plain(result.model)))
+        info = mlflow.sklearn.log_model(
+            result.model,
+            name=result.kind,
+            registered_model_name=settings.model_name,
+            signature=infer_signature(x_example, result.model.predict_proba(x_example)),
+            input_example=x_example,
+            # pyfunc returns calibrated probabilities (column 1 = fraud), compared with the
+            # threshold tag.
+            pyfunc_predict_fn="predict_proba",
+            pip_requirements=requirements,
+            skops_trusted_types=result.model.trusted_types(),
+            extra_files=[str(plain)],
+        )
     return str(info.registered_model_version)
 
 

@@ -8,6 +8,7 @@ ingestion worker (``fraud serve ingest-worker``, a consumer of its own in the st
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support import stack
 
@@ -76,13 +78,71 @@ class Live:
 def start_ingest_worker(
     root: Path, env: dict[str, str], consumer: str, *extra: str
 ) -> subprocess.Popen[bytes]:
-    """Start ``fraud serve ingest-worker`` on ``root`` (log: ``root/worker.log``)."""
+    """Start ``fraud serve ingest-worker`` on ``root`` (log: ``root/worker.log``).
+
+    Its parent is this test process (``--parent-pid``): a test run killed half-way leaves no
+    worker behind.
+    """
     log = (root / "worker.log").open("ab")
     return subprocess.Popen(
         [str(Path(sys.executable).with_name("fraud")), "serve", "ingest-worker",
-         "--consumer", consumer, *extra],
+         "--consumer", consumer, "--parent-pid", str(os.getpid()), *extra],
         env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+
+def ingest_workers_under(folder: Path) -> list[int]:
+    """Pids of live ``ingest-worker`` processes whose ``PROJECT_ROOT`` is under ``folder``.
+
+    Read from ``/proc`` (the command line and the environment the process started with);
+    zombies and other users' processes do not count.
+    """
+    found = []
+    marker = f"PROJECT_ROOT={folder}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"ingest-worker" not in (entry / "cmdline").read_bytes():
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile, or not ours
+            continue
+        if state != "Z" and any(item.startswith(marker) for item in environ):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until none of ``pids`` runs (a zombie counts as ended); those still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(pid)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_ingest_worker_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the module: no ingestion worker of this test process's roots still runs.
+
+    Autouse where a conftest imports it. One left running is killed (it is ours) and fails the
+    module.
+    """
+    yield
+    left = wait_gone(ingest_workers_under(tmp_path_factory.getbasetemp()), timeout=15)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"ingestion workers still running after the module: pids {left}"
 
 
 def stream_drained(redis_url: str, timeout: float = 60, where: str = "") -> None:

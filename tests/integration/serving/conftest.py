@@ -18,7 +18,12 @@ import pytest
 
 from fraud_platform import redis_server
 from tests.support import stack
-from tests.support.live_api import Live, Stack, running_live
+from tests.support.live_api import (
+    Live,
+    Stack,
+    no_ingest_worker_left,  # noqa: F401  (autouse: no worker left after each module)
+    running_live,
+)
 
 
 @pytest.fixture(scope="session")

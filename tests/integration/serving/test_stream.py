@@ -6,12 +6,14 @@ one card under concurrent requests, a worker killed between its fold and its ack
 (the entries another worker claims are not folded twice), then ``kill -9`` of the worker under
 load and its restart: every answered transaction is folded once (the state equals the
 brute-force reference), the journal holds every one of them, and ``rebuild-online`` from the
-journal gives the same state.
+journal gives the same state. Last, the worker's life: it ends with a SIGKILLed ``fraud serve
+api`` that started it, and a SIGTERM stops it promptly while its Redis is gone.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +36,14 @@ from fraud_platform.journal import read_journal
 from fraud_platform.settings import Settings
 from tests.integration.serving.test_rebuild import _fraud, volatile_redis
 from tests.support import stack
-from tests.support.live_api import API_KEY, Stack, start_ingest_worker, stop, stream_drained
+from tests.support.live_api import (
+    API_KEY,
+    Stack,
+    start_ingest_worker,
+    stop,
+    stream_drained,
+    wait_gone,
+)
 from tests.support.reference import Reference, Request, mismatches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -189,6 +198,43 @@ def test_concurrent_transactions_of_one_card_lose_no_update(streamed: StreamStac
     assert got["txn_count_1h"] == n
 
 
+def test_a_pending_card_does_not_hold_up_another_card_of_its_slot(streamed: StreamStack) -> None:
+    """Pending markers are per entity: only the card with a transaction pending waits."""
+    from feature_engine.online.redis_layout import RedisLayout, key_slot
+    from feature_engine.online.writer import OnlineStateWriter
+    from feature_engine.store import open_store
+    from feature_repo.services import STATE_VELOCITY
+    from fraud_platform.settings import load_params
+    from serving.stream import pending_key
+
+    settings = Settings(project_root=streamed.root, redis_url=streamed.url)
+    layout = RedisLayout(open_store(settings))
+    writer = OnlineStateWriter(
+        layout, load_params(settings.paths.params_file).features, STATE_VELOCITY
+    )
+    by_slot: dict[int, str] = {}
+    for i in range(100_000):  # two new cards whose state keys hash to one cluster slot
+        card = f"slot-card-{i}"
+        slot = key_slot(writer.state_key("customer_activity", card))
+        if slot in by_slot:
+            held, other = by_slot[slot], card
+            break
+        by_slot[slot] = card
+    marker = pending_key(writer.state_key("customer_activity", held))
+    streamed.redis.sadd(marker, "a-transaction-not-folded-yet")  # as an unfolded XADD leaves it
+    try:
+        with httpx.Client(base_url=streamed.base, timeout=10) as client:
+            started = time.monotonic()
+            streamed.post(client, _body(streamed, 300, other, "slot-shop-1", 2500))
+            assert time.monotonic() - started < 1.5  # not held up by its slot-mate (3 s)
+            started = time.monotonic()
+            streamed.post(client, _body(streamed, 301, held, "slot-shop-2", 2500))
+            assert time.monotonic() - started >= 2.5  # the pending card itself waits
+    finally:
+        streamed.redis.srem(marker, "a-transaction-not-folded-yet")
+    streamed.drained()
+
+
 # A worker that folded a batch and died before acknowledging it: its script (the worker's own
 # read and fold, then SIGKILL of itself at that exact point).
 _DOOMED = """
@@ -289,3 +335,102 @@ def test_worker_killed_under_load_loses_nothing(streamed: StreamStack) -> None:
     streamed.redis.flushall()
     _fraud(streamed.env, streamed.root, "features", "rebuild-online")
     _check_online(streamed, probes)
+
+
+def _worker_state(client: httpx.Client) -> tuple[list[str], float | None, float]:
+    """``/ready``'s warnings, ``workers_alive`` (None before the first check), unwaited reads."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    warnings = client.get("/ready").json()["warnings"]
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    alive = [s.value for s in families["fraud_api_ingestion_workers_alive"].samples]
+    unwaited = families["fraud_api_ingestion_unwaited_reads"].samples[0].value
+    return warnings, (alive[0] if alive else None), unwaited
+
+
+def _until(check: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (got := check()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return got
+
+
+def test_no_live_worker_is_reported_and_not_waited_for(streamed: StreamStack) -> None:
+    """A dead worker: /ready warns, the gauge is 0, a card's next request does not wait."""
+    streamed.start_worker()
+    card, shop = streamed.meta["all_customers"][70], streamed.meta["all_merchants"][70]
+    with httpx.Client(base_url=streamed.base, timeout=10) as client:
+        assert _until(lambda: (s := _worker_state(client))[1] == 1 and not s[0])  # consuming
+        assert streamed.worker is not None
+        os.kill(streamed.worker.pid, signal.SIGKILL)  # no clean stop: its beat ages out
+        streamed.worker.wait(timeout=10)
+        warnings, alive, unwaited = _until(lambda: (s := _worker_state(client))[0] and s)
+        assert alive == 0 and "no ingestion worker consumes" in warnings[0], warnings
+        first = streamed.post(client, _body(streamed, 2000, card, shop, 9000))
+        started = time.monotonic()
+        second = streamed.post(client, _body(streamed, 2001, card, shop, 9010))
+        took = time.monotonic() - started
+        assert took < 1.5  # not SERVING_INGEST_WAIT_SECONDS (3 s) for a fold that cannot come
+        assert _worker_state(client)[2] == unwaited + 1  # counted: it had one pending
+        before = first.json()["features"]["txn_count_1h"]
+        assert second.json()["features"]["txn_count_1h"] == before  # without the first one
+
+        streamed.start_worker()  # same consumer name: folds what the stream holds, once
+        streamed.drained()
+        assert _until(lambda: not _worker_state(client)[0])  # the warning is gone
+        third = streamed.post(client, _body(streamed, 2002, card, shop, 9020))
+        assert third.json()["features"]["txn_count_1h"] == before + 2
+    streamed.stop_worker()
+
+
+def test_worker_of_a_sigkilled_api_ends_with_it(streamed: StreamStack) -> None:
+    """``fraud serve api`` SIGKILLed (no ``finally`` runs): the worker it started exits too."""
+    port = stack.free_port()
+    log = streamed.root / "serve-api.log"
+    api = subprocess.Popen(
+        [str(Path(sys.executable).with_name("fraud")), "serve", "api", "--port", str(port)],
+        env=streamed.env, cwd=streamed.root, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert api.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        found = re.findall(r"ingestion worker: pid (\d+)", log.read_text())
+        assert len(found) == 1, log.read_text()[-3000:]
+        worker = int(found[0])
+        assert wait_gone([worker], timeout=0) == [worker]  # it runs while its API does
+        os.kill(api.pid, signal.SIGKILL)
+        api.wait(timeout=10)
+        assert wait_gone([worker], timeout=10) == [], log.read_text()[-3000:]
+    finally:
+        stop(api)
+
+
+def test_worker_stops_promptly_while_its_redis_is_gone(streamed: StreamStack) -> None:
+    """SIGTERM with Redis down: the worker exits within ~its 2 s client timeout, not retrying."""
+    port = stack.free_port()
+    env = streamed.env | {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    with volatile_redis(port) as server:
+        worker = start_ingest_worker(streamed.root, env, "outage-worker")
+        try:
+            client = redis.Redis(port=port)
+            deadline = time.monotonic() + 60
+            while not list(client.scan_iter(match=b"*:ingest:txn")):  # its group is created
+                assert worker.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            server.kill()
+            server.wait(timeout=10)
+            time.sleep(1.5)  # the worker sees the outage and retries
+            assert worker.poll() is None  # it survives the outage...
+            started = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=10) == 0
+            assert time.monotonic() - started < 3.0  # ...and stops at once (was ~7 s)
+        finally:
+            stop(worker)

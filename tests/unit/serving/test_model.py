@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,6 +154,33 @@ def test_contributions_plus_base_are_the_raw_score(trained: ScoringModel) -> Non
     np.testing.assert_allclose(raw, own, rtol=1e-9, atol=1e-9)
     # The contributions do not all sit in the base value: features explain the score.
     assert np.abs(both[:, :-1]).sum(axis=1).min() > 0
+
+
+def test_the_plain_form_scores_exactly_like_the_model(
+    trained: ScoringModel, tmp_path: Path
+) -> None:
+    """JSON parameters -> the same model: identical probabilities and contributions, NaN too."""
+    import json
+
+    from fraud_platform.scoring_model import PLAIN_FILE, from_plain, to_plain
+    from serving.model import load_model_files
+
+    folder = tmp_path / "extra_files"
+    folder.mkdir()
+    (folder / PLAIN_FILE).write_text(json.dumps(to_plain(trained)))
+    plain = load_model_files(tmp_path)  # what the API loads: the plain form, not skops
+    assert type(plain) is type(trained) and plain.features == trained.features
+    x, _ = _training_data(300)
+    x.loc[np.arange(len(x)) % 3 == 0, "f2"] = np.nan
+    np.testing.assert_array_equal(plain.predict_proba(x), trained.predict_proba(x))
+    np.testing.assert_array_equal(plain.contributions(x), trained.contributions(x))
+    row = trained.vector(dict(zip(FEATURES, x.iloc[0], strict=True)))
+    assert plain.score_row(row)[0] == trained.score_row(row)[0]
+    with pytest.raises(ValueError, match="unknown family"):
+        from_plain({**to_plain(trained), "kind": "forest"})
+    (folder / PLAIN_FILE).write_text("{not json")
+    with pytest.raises(ModelLoadError, match=PLAIN_FILE):
+        load_model_files(tmp_path)
 
 
 def test_served_explanation_sums_to_the_raw_score_for_either_family(
