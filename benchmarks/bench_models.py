@@ -19,7 +19,9 @@ Run: ``.venv/bin/python -m benchmarks.bench_models [--profile long_history] [--r
    the raw tables); the holdout's precision, recall and alerts per 1,000 at each rule's
    out-of-fold threshold (alert budget, target recall, min precision), slices, wall time. A
    rule a model cannot meet falls back to the best F1 (printed), where ``fraud train run``
-   would fail; an unmet review rule leaves that model without a band (printed). With
+   would fail; an unmet review rule leaves that model without a band (printed). Each
+   model's behavioural cases of the promotion gate (:mod:`training.behaviour`) are printed
+   with their score and bar. With
    ``--before``, the same training set is first evaluated the way it was before folds were
    grouped by card: folds over transactions, ``min_precision``, no REVIEW band.
 4. One-row scoring on the API's path (:class:`serving.model.ModelBundle`), many repeats over
@@ -166,7 +168,7 @@ def main() -> None:
     from fraud_platform.contracts import ModelTags
     from fraud_platform.settings import load_params
     from serving.model import bundle_from_model
-    from training.behaviour import example_score
+    from training.behaviour import example_score, run_cases
     from training.dataset import load_training_set
     from training.evaluation import ThresholdRuleError, evaluate
 
@@ -219,6 +221,16 @@ def main() -> None:
                 for result in evaluation.candidates
             }
             _report(evaluation, protocol, example)
+            legitimate = evaluation.holdout[evaluation.holdout["is_fraud"] == 0]
+            for result in evaluation.candidates:
+                for case in run_cases(
+                    result.model, legitimate, service_table(service), tables, params.features
+                ):
+                    print(
+                        f"  {result.kind} gate case {case.name}: "
+                        f"{'pass' if case.passed else 'FAIL'} ({case.score:.4g} vs bar "
+                        f"{case.bar:.4g})"
+                    )
     if args.skip_scoring or evaluation is None:
         return
 
