@@ -80,7 +80,7 @@ def test_shuffled_labels_collapse_pr_auc_to_the_fraud_rate(
     holdout_rate = frame.loc[is_holdout, LABEL].mean()
     # Folds grouped by card score cards no fold's model saw: lower than folds over rows, whose
     # validation cards were half-learnt, and still far above the base rate noise gets.
-    assert real.model.cv_mean["pr_auc"] > max(0.4, 10 * train_rate)
+    assert real.model.cv_mean["pr_auc"] > max(0.4, 3 * train_rate)
     assert real.model.holdout["pr_auc"] > 0.3
     # Without a link between features and labels, average precision is about the base rate.
     assert noise.model.cv_mean["pr_auc"] == pytest.approx(train_rate, abs=0.05)
