@@ -48,10 +48,23 @@ LABEL = "is_fraud"  # the target: 1 fraud, 0 legitimate
 FRAUD_PATTERN = "fraud_pattern"  # a label's pattern: none, unknown, card_testing, ...
 LABEL_TIMESTAMP = "label_timestamp"  # when the label became known (after the transaction)
 PROBABILITY = "probability"  # the model's fraud probability: logged, and in the drift reference
-PREDICTION = "prediction"  # FRAUD or LEGIT, at the model's threshold
+PREDICTION = "prediction"  # FRAUD, REVIEW or LEGIT, at the model's two thresholds
 THRESHOLD = "threshold"
 SCORED_AT = "scored_at"
-FRAUD, LEGIT = "FRAUD", "LEGIT"  # the values of PREDICTION
+FRAUD, REVIEW, LEGIT = "FRAUD", "REVIEW", "LEGIT"  # the values of PREDICTION
+
+
+def prediction_for(probability: float, threshold: float, review_threshold: float) -> str:
+    """The decision on one transaction: the one rule training reports and the API serves.
+
+    ``FRAUD`` (block) at or above ``threshold``; ``REVIEW`` (queue for an analyst) at or above
+    ``review_threshold`` and below ``threshold``; ``LEGIT`` below both. With
+    ``review_threshold == threshold`` there is no REVIEW band.
+    """
+    if probability >= threshold:
+        return FRAUD
+    return REVIEW if probability >= review_threshold else LEGIT
+
 
 # A scoring request carries a raw transaction's fields (data/schema.py: TRANSACTIONS).
 REQUEST_FIELDS: tuple[str, ...] = (
@@ -152,6 +165,8 @@ class ModelTags:
 
     Attributes:
         threshold: Decision threshold on the fraud probability (a row is FRAUD at or above).
+        review_threshold: The REVIEW band's lower end (at or above it and below ``threshold``:
+            REVIEW); ``None`` (versions registered before the band) means ``threshold``.
         features: The model's input columns, in order (names of the feature service).
         feature_service: The Feast feature service the features come from.
         holdout_pr_auc: The version's holdout PR-AUC when it was trained.
@@ -169,6 +184,12 @@ class ModelTags:
     raw_data_md5: str | None = None
     promotion_decision: str | None = None
     model_kind: str | None = None
+    review_threshold: float | None = None
+
+    @property
+    def review_at(self) -> float:
+        """The REVIEW band's lower end: ``threshold`` when the version has no band."""
+        return self.threshold if self.review_threshold is None else self.review_threshold
 
     def to_tags(self) -> dict[str, str]:
         """The tags as MLflow stores them (strings); floats round-trip exactly (``repr``)."""
@@ -183,6 +204,8 @@ class ModelTags:
             tags["promotion_decision"] = self.promotion_decision
         if self.model_kind is not None:
             tags["model_kind"] = self.model_kind
+        if self.review_threshold is not None:
+            tags["review_threshold"] = repr(float(self.review_threshold))
         return tags
 
     @classmethod
@@ -197,10 +220,13 @@ class ModelTags:
 
         Raises:
             ModelTagsError: If ``threshold`` or ``features`` is missing or malformed, the
-                threshold is outside [0, 1] or there are no features.
+                threshold is outside [0, 1], there are no features, or ``review_threshold``
+                is malformed or not in [0, threshold].
         """
         try:
             threshold = float(tags["threshold"])
+            review = tags.get("review_threshold")
+            review_threshold = None if review is None else float(review)
             features = tuple(f.strip() for f in tags["features"].split(",") if f.strip())
             holdout = tags.get("holdout_pr_auc")
             holdout_pr_auc = None if holdout is None else float(holdout)
@@ -208,6 +234,10 @@ class ModelTags:
             raise ModelTagsError(f"bad or missing tag: {exc}") from exc
         if not 0.0 <= threshold <= 1.0 or not features:
             raise ModelTagsError(f"threshold {threshold} or features invalid")
+        if review_threshold is not None and not 0.0 <= review_threshold <= threshold:
+            raise ModelTagsError(
+                f"review_threshold {review_threshold} not in [0, threshold {threshold}]"
+            )
         return cls(
             threshold=threshold,
             features=features,
@@ -216,4 +246,5 @@ class ModelTags:
             raw_data_md5=tags.get("raw_data_md5"),
             promotion_decision=tags.get("promotion_decision"),
             model_kind=tags.get("model_kind"),
+            review_threshold=review_threshold,
         )

@@ -495,6 +495,10 @@ class LightGBMParams(_Strict):
 ThresholdRule = Literal["alert_budget", "target_recall", "min_precision", "best_f1"]
 """How training sets a model's decision threshold (``train.threshold_rule``)."""
 THRESHOLD_RULES: tuple[str, ...] = get_args(ThresholdRule)
+ReviewRule = Literal["alert_budget", "min_precision"]
+"""How training sets the lower, REVIEW threshold (``train.review_rule``)."""
+FoldSplit = Literal["by_card", "by_transaction"]
+"""How cross-validation splits the training part into folds (``train.folds``)."""
 
 
 class TrainParams(_Strict):
@@ -518,6 +522,18 @@ class TrainParams(_Strict):
             instead (logged on the run).
         threshold_fallback: The rule used when ``threshold_rule`` cannot be met; ``None``
             (the default) makes an unmet rule an error.
+        folds: ``by_card`` (the default: ``StratifiedGroupKFold`` grouped by card, a card's
+            rows never in two folds, so out-of-fold scores are those of cards the model never
+            saw) or ``by_transaction`` (``StratifiedKFold`` over rows: a card's rows in train
+            and validation folds, optimistic out of fold; kept to measure the difference).
+        review_rule: The second, lower threshold: a probability at or above it and below the
+            FRAUD threshold is ``REVIEW`` (queued for an analyst). ``alert_budget`` (the
+            analysts' queue: at most ``review_budget_per_1000`` REVIEW alerts per 1,000
+            transactions, the blocked FRAUD ones not counted), ``min_precision`` (the lowest
+            threshold at which FRAUD and REVIEW alerts together are still
+            ``review_min_precision`` fraud), or ``None`` (no REVIEW band). Chosen on the same
+            out-of-fold probabilities; a rule that cannot be met, or a precision the FRAUD
+            alerts alone fall short of, fails training.
         review_cost_per_alert: What reviewing one alert costs, in the amount's currency: the
             cost-weighted metric is the fraud amount the alerts catch minus this per alert.
         feature_service: The Feast feature service the model is trained on (and, recorded on
@@ -536,6 +552,10 @@ class TrainParams(_Strict):
     alert_budget_per_1000: float = Field(gt=0, le=1000)
     target_recall: float = Field(default=0.8, gt=0, le=1)
     threshold_fallback: ThresholdRule | None = None
+    folds: FoldSplit = "by_card"
+    review_rule: ReviewRule | None = None
+    review_budget_per_1000: float = Field(default=10.0, gt=0, le=1000)
+    review_min_precision: float = Field(default=0.2, gt=0, le=1)
     review_cost_per_alert: float = Field(default=5.0, ge=0)
     reference_sample_size: int = Field(gt=0)
     reference_warmup_days: float = Field(default=0.0, ge=0)

@@ -95,7 +95,7 @@ class Metrics:
             ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.predictions = Counter(
-            "fraud_api_predictions", "Scored transactions by predicted class.",
+            "fraud_api_predictions", "Scored transactions by decision (FRAUD, REVIEW, LEGIT).",
             ["prediction"], registry=r,
         )  # fmt: skip
         self.scores = Histogram(

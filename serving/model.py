@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from feature_repo.services import FEATURE_SERVICE_NAME
-from fraud_platform.contracts import ModelTags, ModelTagsError
+from fraud_platform.contracts import ModelTags, ModelTagsError, prediction_for
 from fraud_platform.scoring_model import PLAIN_FILE, LinearModel, ScoringModel, from_plain
 from fraud_platform.tracking import configure_mlflow_mappers
 
@@ -58,6 +58,8 @@ class ModelBundle:
     run_id: str
     threshold: float
     model: ScoringModel
+    # The REVIEW band's lower end (``ModelTags.review_threshold``); ``None``: no band.
+    review_threshold: float | None = None
     # The Feast feature service the model was trained on: the one the API serves it with.
     feature_service: str = FEATURE_SERVICE_NAME
 
@@ -70,6 +72,15 @@ class ModelBundle:
     def kind(self) -> str:
         """The model's family (``logistic_regression``, ``lightgbm``)."""
         return self.model.kind
+
+    @property
+    def review_at(self) -> float:
+        """The REVIEW band's lower end: ``threshold`` for a version without a band."""
+        return self.threshold if self.review_threshold is None else self.review_threshold
+
+    def prediction(self, probability: float) -> str:
+        """``FRAUD``, ``REVIEW`` or ``LEGIT`` at this version's thresholds."""
+        return prediction_for(probability, self.threshold, self.review_at)
 
     def score(self, values: Mapping[str, Any]) -> tuple[float, np.ndarray, np.ndarray]:
         """Probability of fraud, the raw feature vector and each feature's contribution.
@@ -142,6 +153,7 @@ def bundle_from_model(
         version=str(version),
         run_id=run_id or "",
         threshold=threshold,
+        review_threshold=parsed.review_threshold,
         model=model,
         feature_service=parsed.feature_service or FEATURE_SERVICE_NAME,
     )

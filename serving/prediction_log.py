@@ -114,7 +114,7 @@ def prediction_record(
         scored_at: When it was scored (UTC).
         features: The features the model saw, by name (unknown ones as NaN or ``None``).
         probability: The model's fraud probability.
-        prediction: ``FRAUD`` or ``LEGIT``.
+        prediction: ``FRAUD``, ``REVIEW`` or ``LEGIT``.
         threshold: The model's threshold.
         model: ``name``, ``version`` and ``run_id`` of the model version that scored it.
         cold_start: Whether the customer or the merchant was new.

@@ -200,9 +200,16 @@ class ScoreOut(BaseModel):
     """The verdict on one transaction, with its explanation and the features it saw."""
 
     transaction_id: str
-    prediction: Literal["FRAUD", "LEGIT"]
+    prediction: Literal["FRAUD", "REVIEW", "LEGIT"] = Field(
+        description="FRAUD (block) at or above threshold; REVIEW (queue for an analyst) at or "
+        "above review_threshold and below threshold; LEGIT below both."
+    )
     probability: float
     threshold: float
+    review_threshold: float = Field(
+        description="The REVIEW band's lower end; equal to threshold when the model has no "
+        "REVIEW band."
+    )
     explanation: list[Contribution]
     model_version: ModelVersionOut
     cold_start: bool

@@ -30,9 +30,7 @@ from feature_repo.services import STATE_VELOCITY
 from fraud_platform.contracts import (
     AMOUNT,
     CUSTOMER_ID,
-    FRAUD,
     LAT,
-    LEGIT,
     LONG,
     MERCHANT_ID,
     TIMESTAMP,
@@ -206,7 +204,7 @@ class ScoringService:
             if late_beyond_bound:
                 self.metrics.late_beyond_bound.inc()
             probability, x, contributions = bundle.score(values)
-            prediction = FRAUD if probability >= bundle.threshold else LEGIT
+            prediction = bundle.prediction(probability)
             cold_start = bool(values.get("is_new_customer") or values.get("is_new_merchant"))
             unknown = [name for name, value in values.items() if is_unknown(value)]
             if unknown:
@@ -229,6 +227,7 @@ class ScoringService:
                     "prediction": prediction,
                     "probability": probability,
                     "threshold": bundle.threshold,
+                    "review_threshold": bundle.review_at,
                     "explanation": bundle.explain(x, contributions),
                     "model_version": model_version,
                     "cold_start": cold_start,

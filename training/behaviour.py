@@ -177,6 +177,16 @@ def _score(
     return float(model.predict_proba(frame)[0, 1])
 
 
+def example_score(
+    model: ScoringModel,
+    service: ServiceTable,
+    tables: Mapping[str, pd.DataFrame],
+    features: FeatureParams,
+) -> float:
+    """The model's probability of the reference example (:data:`EXAMPLE_REQUEST`), as served."""
+    return _score(model, service, _World(tables, features), EXAMPLE_REQUEST)
+
+
 def run_cases(
     model: ScoringModel,
     legitimate: pd.DataFrame,

@@ -1,4 +1,4 @@
-"""Training phase 2, evaluation: stratified K-fold CV, the threshold, a time-ordered holdout.
+"""Training phase 2, evaluation: K-fold CV grouped by card, two thresholds, a time-ordered holdout.
 
 Pure functions over data frames; the model itself is :mod:`training.model`, the data
 :mod:`training.dataset`, MLflow and the registry :mod:`training.run_log` and
@@ -9,8 +9,15 @@ Evaluation protocol
 1. Time-ordered holdout: transactions in the latest ``holdout_fraction`` of the period
    (by timestamp, not by row count) are set aside and never seen by CV, threshold choice or
    fitting.
-2. ``StratifiedKFold(k_folds, shuffle=True, random_state=seed)`` on the earlier part gives
-   out-of-fold (OOF) probabilities for every training row.
+2. ``StratifiedGroupKFold(k_folds, shuffle=True, random_state=seed)`` on the earlier part,
+   grouped by ``customer_id`` (``train.folds: by_card``), gives out-of-fold (OOF)
+   probabilities for every training row: a card's rows are never in two folds, so every OOF
+   score is that of a card the fold's model never saw. The model is per card (its features are
+   the card's own history), and with folds over transactions (``by_transaction``, plain
+   ``StratifiedKFold``) a defrauded card's other frauds sit in the fitting folds: OOF scores are
+   optimistic for known cards and a threshold chosen on them does not transfer to the holdout
+   (default data, LightGBM at ``target_recall`` 0.8: holdout recall 0.670 with folds over
+   transactions, 0.813 grouped by card).
    The OOF scores are raw log-odds; the calibration (``platt`` or ``isotonic``) is fitted on
    them, so every probability downstream is calibrated and no row calibrates itself.
 3. The decision threshold (the operating point) is chosen on the calibrated OOF
@@ -19,10 +26,14 @@ Evaluation protocol
    catching ``target_recall`` of the fraud, the most recall at ``min_precision``, or
    ``best_f1``. A rule no threshold meets raises :class:`ThresholdRuleError` (naming the
    best value reachable) unless ``threshold_fallback`` names another rule: a model never
-   silently alerts on nothing.
+   silently alerts on nothing. A second, lower threshold (``train.review_rule``,
+   :func:`review_threshold`) opens the REVIEW band: at or above the FRAUD threshold a
+   transaction is blocked, between the two it is queued for an analyst
+   (:func:`fraud_platform.contracts.prediction_for`).
 4. Per-fold metrics (PR-AUC, ROC-AUC, precision, recall, alerts per 1,000 and the net savings
-   of the review queue at that threshold, recall at 1 % FPR) and their mean and standard
-   deviation are reported.
+   of the review queue at that threshold, recall at 1 % FPR; the REVIEW band's precision and
+   alerts, and precision, recall and alerts of FRAUD and REVIEW together) and their mean and
+   standard deviation are reported.
 5. The final model is refit on the whole training part and carries the calibration of step 2;
    holdout metrics use the threshold of step 3, so the holdout stays untouched by any choice.
 6. Slices of the holdout (:func:`slice_metrics`): PR-AUC and recall per fraud pattern (when
@@ -45,7 +56,14 @@ import numpy as np
 import pandas as pd
 
 from data.generate import PATTERN_NAMES
-from fraud_platform.contracts import AMOUNT, EVENT_TIMESTAMP, FRAUD_PATTERN, LABEL, PROBABILITY
+from fraud_platform.contracts import (
+    AMOUNT,
+    CUSTOMER_ID,
+    EVENT_TIMESTAMP,
+    FRAUD_PATTERN,
+    LABEL,
+    PROBABILITY,
+)
 from fraud_platform.scoring_model import LINEAR
 from training.dataset import Progress, TrainingError, TrainingSet, check_labels, quiet
 from training.model import (
@@ -70,6 +88,12 @@ METRIC_NAMES = (
     "recall_at_1pct_fpr",
     "alerts_per_1000",
     "net_savings_per_1000",
+    # The REVIEW band alone (below the FRAUD threshold), then FRAUD and REVIEW together.
+    "review_precision",
+    "review_alerts_per_1000",
+    "flagged_precision",
+    "flagged_recall",
+    "flagged_alerts_per_1000",
 )
 # The rules every model's holdout is also reported at (beside the one that set its threshold),
 # with the precision, recall and alerts per 1,000 of each: the operating points a team weighs.
@@ -147,6 +171,7 @@ def choose_threshold(
     min_precision: float,
     alert_budget_per_1000: float | None = None,
     target_recall: float | None = None,
+    setting: str = "train.threshold_rule",
 ) -> float:
     """Decision threshold on out-of-fold probabilities, by the operations rule.
 
@@ -166,6 +191,8 @@ def choose_threshold(
         min_precision: Used by ``min_precision``.
         alert_budget_per_1000: Used by ``alert_budget``.
         target_recall: Used by ``target_recall``.
+        setting: The setting the rule comes from, named in errors (``train.review_rule``
+            for the REVIEW threshold).
 
     Returns:
         The threshold.
@@ -181,8 +208,8 @@ def choose_threshold(
     scores = np.asarray(scores, float)
     if rule == "alert_budget":
         if alert_budget_per_1000 is None:
-            raise ValueError("train.threshold_rule alert_budget needs alert_budget_per_1000")
-        return _budget_threshold(scores, alert_budget_per_1000)
+            raise ValueError(f"{setting} alert_budget needs alert_budget_per_1000")
+        return _budget_threshold(scores, alert_budget_per_1000, setting)
     precision, recall, thresholds = precision_recall_curve(y_true, scores)
     # precision/recall have one more entry than thresholds (the (1, 0) end point): drop it.
     precision, recall = precision[:-1], recall[:-1]
@@ -197,7 +224,7 @@ def choose_threshold(
         return float(thresholds[int(np.argmax(f1))])
     if rule == "target_recall":
         if target_recall is None:
-            raise ValueError("train.threshold_rule target_recall needs target_recall")
+            raise ValueError(f"{setting} target_recall needs target_recall")
         # Recall falls as the threshold rises; the lowest threshold has recall 1, so some
         # threshold always reaches the target: the last (highest) one that does.
         reaching = np.flatnonzero(recall >= target_recall)
@@ -208,28 +235,38 @@ def choose_threshold(
             best = int(np.argmax(precision))
             raise ThresholdRuleError(
                 rule,
-                f"train.threshold_rule min_precision: no threshold reaches precision "
+                f"{setting} min_precision: no threshold reaches precision "
                 f"{min_precision:g} out of fold; the best achievable is {precision[best]:.4f} "
                 f"(threshold {thresholds[best]:.4g}, recall {recall[best]:.4f})",
                 float(precision[best]),
             )
         return float(thresholds[reaching[0]])  # thresholds ascend: the first is the lowest
-    raise ValueError(f"train.threshold_rule: unknown rule {rule!r}")
+    raise ValueError(f"{setting}: unknown rule {rule!r}")
 
 
-def _budget_threshold(scores: np.ndarray, per_1000: float) -> float:
-    """Lowest threshold flagging at most ``per_1000`` of every 1,000 scores (ties together)."""
-    allowed = int(np.floor(per_1000 / 1000 * len(scores)))
+def _budget_threshold(
+    scores: np.ndarray,
+    per_1000: float,
+    setting: str = "train.threshold_rule",
+    total: int | None = None,
+) -> float:
+    """Lowest threshold flagging at most ``per_1000`` of every 1,000 rows (ties together).
+
+    ``total`` is the rows the budget is a share of (``len(scores)`` by default; more when
+    ``scores`` are only the candidates, e.g. those below the FRAUD threshold).
+    """
+    rows = len(scores) if total is None else total
+    allowed = int(np.floor(per_1000 / 1000 * rows))
     values = np.unique(scores)  # ascending
     # flagged[i]: rows with score >= values[i]
     flagged = len(scores) - np.searchsorted(np.sort(scores), values, side="left")
     within = np.flatnonzero(flagged <= allowed)
     if len(within) == 0:  # even the top score's ties exceed the budget: it would flag nothing
-        fewest = 1000 * flagged[-1] / len(scores)
+        fewest = 1000 * flagged[-1] / rows
         raise ThresholdRuleError(
             "alert_budget",
-            f"train.threshold_rule alert_budget: no threshold flags at most {per_1000:g} per "
-            f"1,000 out of fold ({len(scores):,} rows, {allowed} alerts allowed); the fewest "
+            f"{setting} alert_budget: no threshold flags at most {per_1000:g} per "
+            f"1,000 out of fold ({rows:,} rows, {allowed} alerts allowed); the fewest "
             f"alerts any threshold gives is {fewest:.4g} per 1,000 (the top score's ties)",
             float(fewest),
         )
@@ -316,12 +353,106 @@ def operating_point(
         return OperatingPoint(threshold, rule, requested, str(exc))
 
 
+def review_threshold(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    point: OperatingPoint,
+    params: TrainParams,
+    label: str,
+    lenient: bool = False,
+) -> float:
+    """The REVIEW band's lower end, by ``train.review_rule``, on the out-of-fold probabilities.
+
+    ``alert_budget`` is the analysts' queue: the lowest threshold whose band (at or above it,
+    below the FRAUD threshold) holds at most ``review_budget_per_1000`` of every 1,000
+    transactions, the FRAUD ones not counted (they are blocked, not queued).
+    ``min_precision`` is the lowest threshold at which everything flagged, FRAUD and REVIEW
+    together, is still ``review_min_precision`` fraud.
+
+    Args:
+        y_true: 0/1 targets of the out-of-fold rows.
+        scores: Their calibrated out-of-fold probabilities.
+        point: The FRAUD operating point (the band sits below it).
+        params: ``review_rule`` and its parameters.
+        label: The model, named in the error.
+        lenient: Give ``point.threshold`` (no band) instead of raising (the request-only
+            baseline, whose thresholds are only reported).
+
+    Returns:
+        A threshold ``<= point.threshold``; ``point.threshold`` itself without a rule (no band).
+
+    Raises:
+        ThresholdRuleError: If the rule cannot be met (the budget is smaller than the ties of
+            the band's top score; no threshold reaches the precision), or the precision rule's
+            threshold is above the FRAUD threshold (the FRAUD alerts alone fall short of it),
+            unless ``lenient``.
+    """
+    rule = params.review_rule
+    if rule is None:
+        return point.threshold
+    scores = np.asarray(scores, float)
+    fraud_at = point.threshold
+    try:
+        if rule == "alert_budget":
+            below = scores[scores < fraud_at]
+            if len(below) == 0:
+                return fraud_at
+            review = _budget_threshold(
+                below,
+                params.review_budget_per_1000,
+                "train.review_rule",
+                total=len(scores),
+            )
+        else:
+            review = choose_threshold(
+                y_true, scores, rule, params.review_min_precision, setting="train.review_rule"
+            )
+    except ThresholdRuleError as exc:
+        if lenient:
+            return fraud_at
+        raise ThresholdRuleError(
+            exc.rule, f"{label}: {exc} (or set train.review_rule: null)", exc.best
+        ) from exc
+    if review <= fraud_at:
+        return review
+    if lenient:
+        return fraud_at
+    fraud_precision = float(np.asarray(y_true)[scores >= fraud_at].mean())
+    raise ThresholdRuleError(
+        rule,
+        f"{label}: train.review_rule min_precision: its threshold {review:.6g} is above the "
+        f"FRAUD threshold {fraud_at:.6g} ({point.rule}): the FRAUD alerts alone are "
+        f"{fraud_precision:.4f} fraud out of fold, short of review_min_precision "
+        f"{params.review_min_precision:g}; lower it, or set train.review_rule: null",
+        fraud_precision,
+    )
+
+
+def _band_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, review_at: float
+) -> dict[str, float]:
+    """The REVIEW band ``[review_at, threshold)`` alone, and FRAUD and REVIEW together."""
+    from sklearn.metrics import precision_score, recall_score
+
+    scores = np.asarray(scores)
+    flagged = scores >= review_at
+    band = flagged & (scores < threshold)
+    return {
+        "review_precision": float(y_true[band].mean()) if band.any() else 0.0,
+        "review_alerts_per_1000": 1000 * float(band.mean()),
+        "flagged_precision": float(precision_score(y_true, flagged.astype(int), zero_division=0)),
+        "flagged_recall": float(recall_score(y_true, flagged.astype(int), zero_division=0)),
+        "flagged_alerts_per_1000": 1000 * float(flagged.mean()),
+    }
+
+
 def score_metrics(
     y_true: np.ndarray,
     scores: np.ndarray,
     threshold: float,
     amounts: np.ndarray | None = None,
     review_cost_per_alert: float = 0.0,
+    review_at: float | None = None,
 ) -> dict[str, float]:
     """Ranking metrics and the metrics of the operating point ``scores >= threshold``.
 
@@ -336,11 +467,15 @@ def score_metrics(
         threshold: Decision threshold.
         amounts: Each row's transaction amount; without it the amounts count as 0.
         review_cost_per_alert: What reviewing one alert costs (``train.review_cost_per_alert``).
+        review_at: The REVIEW band's lower end; ``threshold`` (no band) when ``None``.
 
     Returns:
         ``pr_auc`` (average precision), ``roc_auc``, ``precision``, ``recall``,
         ``recall_at_1pct_fpr``, ``alerts_per_1000`` and ``net_savings_per_1000`` (fraud amount
-        caught minus review cost, per 1,000 transactions).
+        caught minus review cost, per 1,000 transactions) at the FRAUD threshold;
+        ``review_precision`` and ``review_alerts_per_1000`` of the REVIEW band alone (0
+        without a band), ``flagged_precision``, ``flagged_recall`` and
+        ``flagged_alerts_per_1000`` of FRAUD and REVIEW together.
     """
     from sklearn.metrics import (
         average_precision_score,
@@ -362,7 +497,7 @@ def score_metrics(
         "recall_at_1pct_fpr": recall_at_fpr(y_true, scores),
         "alerts_per_1000": 1000 * float(flagged.mean()),
         "net_savings_per_1000": 1000 * net / len(y_true),
-    }
+    } | _band_metrics(y_true, scores, threshold, threshold if review_at is None else review_at)
 
 
 def decision_metrics(
@@ -451,6 +586,8 @@ class ModelResult:
         features: Its input columns, in order.
         threshold: Decision threshold chosen on the calibrated out-of-fold probabilities.
         point: The rule that set it (``train.threshold_rule``, or its fallback).
+        review_threshold: The REVIEW band's lower end (``train.review_rule``), ``<=
+            threshold``; ``threshold`` itself when there is no band.
         fold_metrics: Metrics of each CV fold (at ``threshold``).
         cv_mean: Mean of each metric over the folds.
         cv_std: Standard deviation (population) of each metric over the folds.
@@ -470,6 +607,7 @@ class ModelResult:
     features: list[str]
     threshold: float
     point: OperatingPoint
+    review_threshold: float
     fold_metrics: list[dict[str, float]]
     cv_mean: dict[str, float]
     cv_std: dict[str, float]
@@ -537,6 +675,38 @@ def alerting_point(
     return OperatingPoint(threshold, rule, point.requested, reason)
 
 
+def fold_splits(
+    train: pd.DataFrame, y_train: np.ndarray, params: TrainParams, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The CV folds of ``train``: ``(fit rows, validation rows)`` positions per fold.
+
+    ``train.folds: by_card`` (the default) is ``StratifiedGroupKFold`` grouped by
+    ``customer_id``: no card is in two folds. ``by_transaction`` is ``StratifiedKFold`` over
+    rows. Both shuffle with ``seed``.
+
+    Raises:
+        TrainingError: If ``by_card`` and the rows carry no ``customer_id``, or fewer cards
+            with a fraud than folds (a fold would have no fraud to score).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    k = params.k_folds
+    if params.folds == "by_transaction":
+        folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(folds.split(np.zeros(len(y_train)), y_train))
+    if CUSTOMER_ID not in train.columns:
+        raise TrainingError(f"train.folds by_card: the training rows carry no {CUSTOMER_ID}")
+    cards = train[CUSTOMER_ID].astype(str).to_numpy()
+    defrauded = len(np.unique(cards[y_train == 1]))
+    if defrauded < k:
+        raise TrainingError(
+            f"training part (before the holdout): {defrauded} card(s) with a fraud, fewer than "
+            f"train.k_folds {k} folds grouped by card (train.folds by_card)"
+        )
+    grouped = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(grouped.split(np.zeros(len(y_train)), y_train, groups=cards))
+
+
 def cross_validate_and_fit(
     train: pd.DataFrame,
     holdout: pd.DataFrame,
@@ -548,7 +718,7 @@ def cross_validate_and_fit(
     kind: str = LINEAR,
     fallback: str | None = None,
 ) -> ModelResult:
-    """Stratified K-fold CV on ``train``, calibration and threshold on OOF, refit, holdout.
+    """K-fold CV on ``train`` (:func:`fold_splits`), calibration and thresholds on OOF, refit.
 
     Args:
         train: Earlier part of the training set (features and ``is_fraud``).
@@ -569,10 +739,10 @@ def cross_validate_and_fit(
         TrainingError: If a part lacks a class, a class has fewer rows than folds, or a
             monotone constraint names no model feature.
         ThresholdRuleError: If the threshold rule cannot be met on the out-of-fold scores
-            and there is no fallback.
+            and there is no fallback, or the review rule cannot be met (not for a model with
+            ``fallback``: it then has no REVIEW band).
     """
     from sklearn.base import clone
-    from sklearn.model_selection import StratifiedKFold
 
     started = time.perf_counter()
     y_train = train[LABEL].to_numpy(dtype=int)
@@ -586,9 +756,8 @@ def cross_validate_and_fit(
         template = build_estimator(kind, params, seed, features)
     except ValueError as exc:  # a params.yaml constraint naming no feature of the service
         raise TrainingError(str(exc)) from exc
-    folds = StratifiedKFold(n_splits=params.k_folds, shuffle=True, random_state=seed)
     oof_raw = np.zeros(len(train), dtype=float)
-    splits = list(folds.split(x_train, y_train))
+    splits = fold_splits(train, y_train, params, seed)
     for k, (fit_idx, val_idx) in enumerate(splits, start=1):
         fold_started = time.perf_counter()
         fitted = fit_estimator(kind, clone(template), x_train.iloc[fit_idx], y_train[fit_idx], fill)
@@ -614,16 +783,21 @@ def cross_validate_and_fit(
             f"falling back to {point.rule}: {point.fallback_reason}"
         )
     threshold = point.threshold
+    review_at = review_threshold(y_train, oof, point, params, label, lenient=fallback is not None)
     cost = params.review_cost_per_alert
     train_amounts = _amounts(train)
     fold_metrics = [
-        score_metrics(y_train[val_idx], oof[val_idx], threshold, train_amounts[val_idx], cost)
+        score_metrics(
+            y_train[val_idx], oof[val_idx], threshold, train_amounts[val_idx], cost, review_at
+        )
         for _, val_idx in splits
     ]
     cv_mean = {m: float(np.mean([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
     cv_std = {m: float(np.std([f[m] for f in fold_metrics])) for m in METRIC_NAMES}
     holdout_amounts = _amounts(holdout)
-    holdout_metrics = score_metrics(y_holdout, holdout_scores, threshold, holdout_amounts, cost)
+    holdout_metrics = score_metrics(
+        y_holdout, holdout_scores, threshold, holdout_amounts, cost, review_at
+    )
     rule_points: dict[str, dict[str, float]] = {}
     for rule in REPORTED_RULES:
         try:
@@ -637,7 +811,10 @@ def cross_validate_and_fit(
         f"{label}: CV PR-AUC {cv_mean['pr_auc']:.4f} ± {cv_std['pr_auc']:.4f}, holdout PR-AUC "
         f"{holdout_metrics['pr_auc']:.4f}, precision {holdout_metrics['precision']:.3f} and "
         f"recall {holdout_metrics['recall']:.3f}, {holdout_metrics['alerts_per_1000']:.2f} "
-        f"alerts per 1,000 at threshold {threshold:.4f} ({point.rule}) ({seconds:.1f} s)"
+        f"alerts per 1,000 at threshold {threshold:.4f} ({point.rule}); with REVIEW from "
+        f"{review_at:.4f}: precision {holdout_metrics['flagged_precision']:.3f}, recall "
+        f"{holdout_metrics['flagged_recall']:.3f}, {holdout_metrics['flagged_alerts_per_1000']:.2f}"
+        f" alerts per 1,000 ({seconds:.1f} s)"
     )
     return ModelResult(
         kind=kind,
@@ -645,6 +822,7 @@ def cross_validate_and_fit(
         features=list(features),
         threshold=threshold,
         point=point,
+        review_threshold=review_at,
         fold_metrics=fold_metrics,
         cv_mean=cv_mean,
         cv_std=cv_std,
@@ -780,6 +958,7 @@ def run_metrics(evaluation: Evaluation) -> dict[str, float]:
             metrics[f"{prefix}cv_{name}_std"] = result.cv_std[name]
             metrics[f"{prefix}holdout_{name}"] = result.holdout[name]
         metrics[f"{prefix}threshold"] = result.threshold
+        metrics[f"{prefix}review_threshold"] = result.review_threshold
         metrics[f"{prefix}threshold_fallback"] = float(result.point.fell_back)
         for name, value in result.decision.items():
             metrics[f"{prefix}holdout_{name}"] = value

@@ -395,6 +395,7 @@ def _tag(
     """The registry tags serving and evaluation need (:class:`ModelTags`) on one version."""
     tags = ModelTags(
         threshold=result.threshold,
+        review_threshold=result.review_threshold,
         features=tuple(result.features),
         feature_service=feature_service,
         holdout_pr_auc=result.holdout["pr_auc"],
@@ -487,7 +488,7 @@ def evaluate_registered(
     training_set: TrainingSet | None = None,
     progress: Progress = to_stdout,
 ) -> dict[str, Any]:
-    """Score a registered model on the current data's holdout at its own threshold.
+    """Score a registered model on the current data's holdout at its own two thresholds.
 
     Args:
         settings: Project root, MLflow tracking URI, the model's name and default alias.
@@ -497,7 +498,8 @@ def evaluate_registered(
         progress: Where to report progress.
 
     Returns:
-        ``model_version``, ``threshold`` and the holdout metrics.
+        ``model_version``, ``threshold``, ``review_threshold`` (``threshold`` for a version
+        without a REVIEW band) and the holdout metrics.
 
     Raises:
         TrainingError: If the alias does not exist, its tags are bad or the holdout lacks a
@@ -535,10 +537,16 @@ def evaluate_registered(
         "model": f"{name}@{alias}",
         "model_version": str(version.version),
         "threshold": threshold,
+        "review_threshold": tags.review_at,
         "holdout_rows": len(holdout),
     }
     metrics = score_metrics(
-        y_true, scores, threshold, holdout[AMOUNT], params.train.review_cost_per_alert
+        y_true,
+        scores,
+        threshold,
+        holdout[AMOUNT],
+        params.train.review_cost_per_alert,
+        tags.review_at,
     )
     result.update({f"holdout_{k}": v for k, v in metrics.items()})
     return result

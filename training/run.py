@@ -4,9 +4,9 @@
 back into another:
 
 1. :mod:`training.dataset`: labeled transactions and their point-in-time features (Feast);
-2. :mod:`training.evaluation`: stratified K-fold CV, out-of-fold calibration, the threshold
-   of the operations rule, the time-ordered holdout and its slices, for every model of
-   ``train.models`` (:mod:`training.model`) and the request-only baseline;
+2. :mod:`training.evaluation`: K-fold CV grouped by card, out-of-fold calibration, the FRAUD
+   and REVIEW thresholds of the operations rules, the time-ordered holdout and its slices, for
+   every model of ``train.models`` (:mod:`training.model`) and the request-only baseline;
 3. :mod:`training.registry`: every model is registered; the best holdout PR-AUC of the run is
    the challenger, compared with the champion on the same holdout, run through the behavioural
    cases as registered, tagged, and promoted when it passes the gate;
@@ -181,7 +181,10 @@ def _report(
             f"{holdout['roc_auc']:.4f}; at threshold {result.threshold:.4f} ({result.point.rule}) "
             f"precision {holdout['precision']:.3f}, recall {holdout['recall']:.3f}, "
             f"{holdout['alerts_per_1000']:.2f} alerts per 1,000, net savings "
-            f"{result.decision['net_savings']:,.0f} ({result.seconds:.1f} s)"
+            f"{result.decision['net_savings']:,.0f}; with REVIEW from "
+            f"{result.review_threshold:.4f}: precision {holdout['flagged_precision']:.3f}, recall "
+            f"{holdout['flagged_recall']:.3f}, {holdout['flagged_alerts_per_1000']:.2f} per 1,000 "
+            f"({result.seconds:.1f} s)"
         )
     champion = (
         "none"

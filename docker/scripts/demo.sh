@@ -120,7 +120,7 @@ PY
 step "Scoring one transaction: POST /predict"
 predict "$PAYLOAD"
 
-step "The product's reference example: a card and a merchant never seen, \$5,000 (FRAUD expected)"
+step "The product's reference example: a card and a merchant never seen, \$5,000 (flagged: REVIEW, queued for an analyst, or FRAUD)"
 predict '{"timestamp": "2023-10-27T10:00:00", "customer_id": "C123456", "merchant_id": "M_TEST", "amount": 5000.0, "lat": 50.0, "long": 50.0}'
 
 step "Monitoring: an unshifted control window, then amounts x5, through the API; KS drift check"

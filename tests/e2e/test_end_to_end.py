@@ -7,10 +7,10 @@ is what ``make demo`` promises: a model registered under the alias, a scored ans
 five-item explanation, a drift report whose exit code is the one its own verdict implies.
 
 The data is ``fraud data generate`` with the default parameters, as in ``make demo``, so the
-behavioural tests judge the model the demo registers (issue 18): the product's reference example
-(an unknown card spending $5,000 at an unknown merchant) posted verbatim is FRAUD, an ordinary
-purchase of an established card is LEGIT, and for an unknown card the score does not fall as
-the amount grows.
+behavioural tests judge the model the demo registers: the product's reference example (an
+unknown card spending $5,000 at an unknown merchant) posted verbatim is flagged (FRAUD, blocked,
+or REVIEW, queued for an analyst: never LEGIT), an ordinary purchase of an established card is
+LEGIT, and for an unknown card the score does not fall as the amount grows.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from mlflow import MlflowClient
 
 from feature_repo.services import FEATURE_SERVICE_NAME
 from fraud_platform import redis_server
-from fraud_platform.contracts import ModelTags, read_prediction_log
+from fraud_platform.contracts import ModelTags, prediction_for, read_prediction_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -126,6 +126,8 @@ def test_main_job_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
     assert str(served.version) == "1"
     tags = ModelTags.from_tags(served.tags)
     assert tags.feature_service == FEATURE_SERVICE_NAME and 0.0 < tags.threshold < 1.0
+    # The default review rule opens a REVIEW band below the FRAUD threshold.
+    assert tags.review_threshold is not None and 0.0 < tags.review_threshold < tags.threshold
     assert tags.promotion_decision == "no_champion"
 
     port = redis_server.free_port()
@@ -158,10 +160,10 @@ def test_main_job_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
         answer = httpx.post(f"{url}/predict", json=body, timeout=30)
         assert answer.status_code == 200, answer.text
         scored = answer.json()
-        assert scored["prediction"] == (
-            "FRAUD" if scored["probability"] >= tags.threshold else "LEGIT"
+        assert scored["prediction"] == prediction_for(
+            scored["probability"], tags.threshold, tags.review_at
         )
-        assert scored["threshold"] == tags.threshold
+        assert (scored["threshold"], scored["review_threshold"]) == (tags.threshold, tags.review_at)
         assert scored["model_version"] == {
             "name": "fraud-detector", "version": "1", "run_id": served.run_id
         }  # fmt: skip
@@ -184,8 +186,11 @@ def test_main_job_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
         )
         assert example.status_code == 200, example.text
         reply = example.json()
-        print("reference example:", json.dumps(reply, indent=1))  # quoted in the issue
-        assert reply["prediction"] == "FRAUD", reply
+        print("reference example:", json.dumps(reply, indent=1))  # quoted in the docs
+        assert reply["prediction"] in {"FRAUD", "REVIEW"}, reply  # flagged, never LEGIT
+        assert reply["prediction"] == prediction_for(
+            reply["probability"], tags.threshold, tags.review_at
+        )
         assert reply["features"]["is_new_customer"] == 1  # scored as unknown, not as safe
         posted.append(json.loads(REFERENCE_EXAMPLE))
 

@@ -42,6 +42,7 @@ class FakeService:
                 "prediction": "LEGIT",
                 "probability": 0.1,
                 "threshold": 0.5,
+                "review_threshold": 0.3,
                 "explanation": [],
                 "model_version": {"name": "fake", "version": "0", "run_id": ""},
                 "cold_start": True,

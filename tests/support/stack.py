@@ -28,6 +28,7 @@ from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES, STATE_VE
 
 MAIN = Path(__file__).resolve().parents[2]
 SLICE_HOURS = 6  # held-out slice: the last hours of the last generated UTC day
+STACK_THRESHOLD, STACK_REVIEW_THRESHOLD = 0.5, 0.2  # the stack model's FRAUD and REVIEW bands
 
 
 def stack_env(root: Path, redis_url: str, **extra: str) -> dict[str, str]:
@@ -178,7 +179,10 @@ def _register_model(
     client = MlflowClient()
     version = str(info.registered_model_version)
     tags = ModelTags(
-        threshold=0.5, features=tuple(names), feature_service=service or FEATURE_SERVICE_NAME
+        threshold=STACK_THRESHOLD,
+        review_threshold=STACK_REVIEW_THRESHOLD,
+        features=tuple(names),
+        feature_service=service or FEATURE_SERVICE_NAME,
     )
     for key, value in tags.to_tags().items():
         client.set_model_version_tag(settings.model_name, version, key, value)

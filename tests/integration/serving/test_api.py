@@ -21,10 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from feature_repo.services import FEATURE_SERVICE_NAME, SERVICE_TABLES
 from fraud_platform import redis_server
-from fraud_platform.contracts import read_prediction_log
+from fraud_platform.contracts import prediction_for, read_prediction_log
 from serving.schemas import BatchOut, ScoreOut
 from tests.support.bodies import VALID_TRANSACTION
 from tests.support.live_api import API_KEY, Live, stream_drained
+from tests.support.stack import STACK_REVIEW_THRESHOLD, STACK_THRESHOLD
 
 pytestmark = pytest.mark.integration
 
@@ -246,7 +247,11 @@ def test_cold_start_gets_defaults(live: Live) -> None:
     assert set(unknown) <= set(out["unknown_features"])
     assert all(features[name] is None for name in unknown)
     assert features["amount_no_baseline"] == 42.5
-    assert out["prediction"] in {"FRAUD", "LEGIT"} and 0 <= out["probability"] <= 1
+    assert 0 <= out["probability"] <= 1
+    assert (out["threshold"], out["review_threshold"]) == (STACK_THRESHOLD, STACK_REVIEW_THRESHOLD)
+    assert out["prediction"] == prediction_for(
+        out["probability"], STACK_THRESHOLD, STACK_REVIEW_THRESHOLD
+    )
     assert len(out["transaction_id"]) == 32  # generated uuid4 hex
     assert len(out["explanation"]) == 5
     contributions = [abs(e["contribution"]) for e in out["explanation"]]
@@ -473,7 +478,12 @@ def test_prediction_log_complete_after_sigterm(live: Live) -> None:
     ]:
         assert column in log.columns, column
     assert str(log["timestamp"].dt.tz) == "UTC"
-    assert set(log["prediction"]) <= {"FRAUD", "LEGIT"}
+    # Each logged decision is its band's: FRAUD, REVIEW (the stack model's band) or LEGIT.
+    expected = [
+        prediction_for(p, t, STACK_REVIEW_THRESHOLD)
+        for p, t in zip(log["probability"], log["threshold"], strict=True)
+    ]
+    assert log["prediction"].tolist() == expected
     # The request's own fields are logged: the replayed slice's rows match their source.
     held_out = pd.read_parquet(live.root / "slice.parquet").set_index("transaction_id")
     replayed = log.set_index("transaction_id").loc[held_out.index]

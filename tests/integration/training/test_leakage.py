@@ -78,7 +78,9 @@ def test_shuffled_labels_collapse_pr_auc_to_the_fraud_rate(
     is_holdout = holdout_mask(frame["event_timestamp"], params.train.holdout_fraction)
     train_rate = frame.loc[~is_holdout, LABEL].mean()
     holdout_rate = frame.loc[is_holdout, LABEL].mean()
-    assert real.model.cv_mean["pr_auc"] > 0.6
+    # Folds grouped by card score cards no fold's model saw: lower than folds over rows, whose
+    # validation cards were half-learnt, and still far above the base rate noise gets.
+    assert real.model.cv_mean["pr_auc"] > max(0.4, 3 * train_rate)
     assert real.model.holdout["pr_auc"] > 0.3
     # Without a link between features and labels, average precision is about the base rate.
     assert noise.model.cv_mean["pr_auc"] == pytest.approx(train_rate, abs=0.05)

@@ -29,7 +29,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from feature_repo.services import FEATURE_SERVICE_NAME
-from fraud_platform.contracts import LABEL, PROBABILITY
+from fraud_platform.contracts import LABEL, PROBABILITY, ModelTags
 from fraud_platform.settings import Settings
 from tests.support.training_projects import Project, isolated_environment
 from training import lineage
@@ -52,6 +52,7 @@ class Registry:
     again_output: str
     again_metrics_json: str
     unmet: Result
+    review_unmet: Result
     worse: RunSummary
     forced: RunSummary
     forced_reference: pd.DataFrame
@@ -113,6 +114,15 @@ def registry(
         params_file.write_text(yaml.safe_dump(unmeetable, sort_keys=False))
         try:
             unmet = CliRunner().invoke(app, ["run"])
+            # The REVIEW rule is held to the same standard (one model: it fails after its CV).
+            unmeetable = yaml.safe_load(shipped)
+            unmeetable["train"] |= {
+                "models": ["logistic_regression"],
+                "review_rule": "alert_budget",
+                "review_budget_per_1000": 1e-6,
+            }
+            params_file.write_text(yaml.safe_dump(unmeetable, sort_keys=False))
+            review_unmet = CliRunner().invoke(app, ["run"])
         finally:
             params_file.write_text(shipped)
         alias_after["unmet"] = _alias_version(settings, name)
@@ -141,6 +151,7 @@ def registry(
             again_output=result.output,
             again_metrics_json=again_metrics_json,
             unmet=unmet,
+            review_unmet=review_unmet,
             worse=worse,
             forced=forced,
             forced_reference=forced_reference,
@@ -313,6 +324,10 @@ def test_evaluate_scores_production_at_its_threshold(registry: Registry) -> None
         )
     assert result["model_version"] == registry.forced.model_version
     assert result["threshold"] == registry.forced.threshold
+    assert result["review_threshold"] == registry.forced.metrics["review_threshold"]
+    assert result["holdout_flagged_recall"] == pytest.approx(
+        registry.forced.metrics["holdout_flagged_recall"]
+    )
     assert result["holdout_pr_auc"] == pytest.approx(registry.forced.metrics["holdout_pr_auc"])
     assert result["holdout_recall"] == pytest.approx(registry.forced.metrics["holdout_recall"])
 
@@ -366,6 +381,12 @@ def test_unmeetable_rule_exits_non_zero_naming_the_rule_and_the_best_value(
     assert "the fewest alerts any threshold gives is" in unmet.output
     assert "Traceback" not in unmet.output
     assert registry.alias_after["unmet"] == "1"  # nothing registered, nothing moved
+    review = registry.review_unmet
+    assert review.exit_code == 2, review.output
+    assert "error: logistic_regression: train.review_rule alert_budget: no threshold" in (
+        review.output
+    )
+    assert "set train.review_rule: null" in review.output and "Traceback" not in review.output
 
 
 def _gate(registry: Registry, run_id: str) -> dict[str, Any]:
@@ -443,6 +464,18 @@ def test_operating_point_and_net_savings_are_logged(registry: Registry) -> None:
     holdout_rows = metrics["holdout_rows"]
     assert metrics["holdout_alerts_per_1000"] == pytest.approx(
         1000 * metrics["holdout_alerts"] / holdout_rows
+    )
+    # The REVIEW band sits below the FRAUD threshold, is tagged on the version, and adds to
+    # FRAUD's recall; its share of the holdout is what separates the two alert counts.
+    review_at, threshold = metrics["review_threshold"], metrics["threshold"]
+    assert 0 < review_at < threshold
+    served = _client(registry).get_model_version(
+        registry.settings.model_name, registry.first.model_version
+    )
+    assert ModelTags.from_tags(served.tags).review_threshold == review_at
+    assert metrics["holdout_flagged_recall"] >= metrics["holdout_recall"]
+    assert metrics["holdout_flagged_alerts_per_1000"] == pytest.approx(
+        metrics["holdout_alerts_per_1000"] + metrics["holdout_review_alerts_per_1000"]
     )
     # Every reported rule's point: the alert budget's stays within its budget out of fold.
     assert metrics["holdout_at_alert_budget_alerts_per_1000"] >= 0

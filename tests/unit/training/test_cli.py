@@ -38,6 +38,10 @@ def _invoke(root: Path, patch: pytest.MonkeyPatch, *args: str) -> Result:
         ("target_recall", 0, "train.target_recall"),
         ("threshold_fallback", "never", "train.threshold_fallback"),
         ("review_cost_per_alert", -1, "train.review_cost_per_alert"),
+        ("folds", "by_merchant", "train.folds"),
+        ("review_rule", "target_recall", "train.review_rule"),
+        ("review_budget_per_1000", 0, "train.review_budget_per_1000"),
+        ("review_min_precision", 1.5, "train.review_min_precision"),
     ],
 )
 def test_bad_params_exit_2_naming_the_key(
