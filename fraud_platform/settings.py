@@ -115,8 +115,39 @@ class Paths(BaseModel):
         return self.raw_dir / f"{name}.parquet"
 
     def feature_table(self, name: str) -> Path:
-        """Path of one offline feature table written by the feature pipeline."""
-        return self.features_dir / f"{name}.parquet"
+        """Path of one offline feature table under this root's ``data/features``.
+
+        The DuckDB profile's tables; the Spark profile's too unless ``spark_tables_uri`` moves
+        them (:meth:`Settings.offline_table` is the profile's rule).
+        """
+        return Path(table_location(self.features_dir, name))
+
+
+def table_location(location: str | Path, name: str) -> str:
+    """Where one offline table lives under a tables folder or URI: ``<location>/<name>.parquet``.
+
+    The one rule, for every profile: the builds write there (a file for DuckDB, a folder of part
+    files for Spark), the views' batch sources read there, materialize takes its end time and
+    its "built at" from there.
+
+    Args:
+        location: A folder, or a URI (``file://``, ``s3a://``, ``hdfs://``...).
+        name: The table (``customer_activity``...).
+
+    Returns:
+        The table's path or URI.
+    """
+    return f"{str(location).rstrip('/')}/{name}.parquet"
+
+
+def local_path(location: str | Path) -> Path | None:
+    """The local path of a table location (a path or a ``file://`` URI), else ``None``.
+
+    What is local (or mounted) is read on the driver with DuckDB (latest-rows sidecars, the
+    latest event time, a table's build time); HDFS and object stores are reached by Spark only.
+    """
+    path = str(location).removeprefix("file://")
+    return None if "://" in path or path.startswith(("hdfs:", "s3a:", "s3:", "gs:")) else Path(path)
 
 
 class Settings(BaseSettings):
@@ -245,6 +276,19 @@ class Settings(BaseSettings):
         if self.feature_profile == "spark" and self.spark_tables_uri:
             return self.spark_tables_uri.rstrip("/")
         return str(self.paths.features_dir)
+
+    def offline_table(self, name: str) -> str:
+        """Where the profile's build writes one offline table and its batch source reads it.
+
+        :func:`table_location` under :attr:`offline_tables_location`: the root's
+        ``data/features/<name>.parquet``, or ``<spark_tables_uri>/<name>.parquet`` on the Spark
+        profile with a tables URI.
+        """
+        return table_location(self.offline_tables_location, name)
+
+    def local_offline_table(self, name: str) -> Path | None:
+        """:meth:`offline_table` as a local path, or ``None`` when only Spark reaches it."""
+        return local_path(self.offline_table(name))
 
     @property
     def profile_line(self) -> str:

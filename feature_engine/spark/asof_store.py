@@ -57,7 +57,6 @@ at all. Otherwise Feast's Spark query scans the table.
 
 from __future__ import annotations
 
-import os
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -92,6 +91,7 @@ import fraud_platform
 from feature_engine.offline.duckdb_store import DuckDBQueryJob, apply_on_demand_views
 from feature_engine.offline.latest_rows import sidecar_rows_sql, usable_latest_rows
 from feature_engine.spark.session import start_session
+from fraud_platform.settings import local_path
 
 # Feast's Spark modules, imported above, put ``simplefilter("once", ...)`` before the platform's
 # filters of its "experimental" notices: installed again (see fraud_platform).
@@ -538,5 +538,5 @@ def _local_table(source: Any) -> str | None:
         return None
     if (source.file_format or "parquet") != "parquet":
         return None
-    path = str(source.path).removeprefix("file://")
-    return path if "://" not in path and os.path.exists(path) else None
+    path = local_path(source.path)
+    return str(path) if path is not None and path.exists() else None
