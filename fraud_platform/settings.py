@@ -218,6 +218,10 @@ class Settings(BaseSettings):
         spark_driver_memory: ``spark.driver.memory`` of the Spark profile (``4g``): in local mode
             the driver's JVM runs the tasks too (Spark's default 1g runs out of heap on the
             long-history profile).
+        spark_driver_max_result_size: ``spark.driver.maxResultSize`` of the Spark profile
+            (``1g``, Spark's default; ``0`` is no limit): the most a job's results may weigh on
+            their way to the driver (a retrieval's rows come back as Arrow). It must fit in
+            ``spark_driver_memory``.
         spark_tables_uri: Where the Spark profile's offline tables live, e.g.
             ``s3a://bucket/fraud/features``; the root's ``data/features`` by default.
         prometheus_url: The Prometheus that scrapes the API and the ops service
@@ -252,6 +256,7 @@ class Settings(BaseSettings):
     spark_master: str = Field(default="local[2]", min_length=1)
     spark_shuffle_partitions: int = Field(default=2, gt=0)
     spark_driver_memory: str = Field(default="4g", pattern=r"^[0-9]+[kmgt]?$")
+    spark_driver_max_result_size: str = Field(default="1g", pattern=r"^[0-9]+[kmgt]?$")
     spark_tables_uri: str = ""
     prometheus_url: str = ""
 
@@ -452,6 +457,7 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
         "SPARK_MASTER": settings.spark_master,
         "SPARK_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
         "SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
+        "SPARK_DRIVER_MAX_RESULT_SIZE": settings.spark_driver_max_result_size,
         "SPARK_TABLES_URI": settings.spark_tables_uri,
     }
 

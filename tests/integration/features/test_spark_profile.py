@@ -398,6 +398,50 @@ def test_the_one_query_spark_frame_equals_the_arrow_result_assembled_on_the_driv
     assert 0 < assembled[spend].null_count < len(entity_df)  # matches and misses both there
 
 
+def test_a_retrieval_outgrowing_the_drivers_result_size_is_an_error_naming_the_setting(
+    spark: Any,
+    spark_project: Settings,
+    tables: dict[str, pd.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import fraud_cli.main as cli
+
+    # spark.driver.maxResultSize lowered in the running driver (read per job): the real
+    # failure, cheaply, on the edge-case rows.
+    conf = spark.sparkContext._jsc.sc().conf()
+    before = conf.get("spark.driver.maxResultSize", "1g")
+    conf.set("spark.driver.maxResultSize", "1k")
+    entity_rows = requests_frame(_requests_for(tables["transactions"]))
+    try:
+        # Raised by whichever job outgrows it first (Feast's schema read of a source re-raises
+        # it as "Unable to find table", the Py4J error as its context).
+        with pytest.raises(Exception) as raised:  # Py4J's or Feast's
+            historical_features(open_store(spark_project), entity_rows, "fraud_scoring_v1", None)
+    finally:
+        conf.set("spark.driver.maxResultSize", before)
+    seen: BaseException | None = raised.value
+    texts = []
+    while seen is not None:
+        texts.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    assert any("is bigger than spark.driver.maxResultSize" in text for text in texts)
+
+    # At the CLI's edge (`fraud train run` retrieving): `error: ...`, exit 2, no traceback.
+    def retrieve() -> None:
+        raise raised.value
+
+    monkeypatch.setattr(cli, "app", retrieve)
+    monkeypatch.setattr("sys.argv", ["fraud", "train", "run"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Spark: Total size of serialized results"), err
+    assert "raise SPARK_DRIVER_MAX_RESULT_SIZE=" in err and "SPARK_DRIVER_MEMORY=" in err
+    assert "Traceback" not in err and "py4j" not in err.lower()
+
+
 def _table_rows(location: Path) -> dict[str, pd.DataFrame]:
     return {name: _sorted_rows(location / f"{name}.parquet", name) for name in OFFLINE_TABLES}
 
