@@ -17,17 +17,22 @@ the join: the entity upload and the query contexts are Feast's; the result is Fe
 ``SparkRetrievalJob`` with an Arrow path (:class:`AsOfSparkRetrievalJob`: rows to the driver as
 Arrow, not pandas, and the on-demand views applied batch by batch). Per feature view:
 
-1. the entity rows (keys, entity timestamp, row number) and the state rows (keys, event
-   timestamp, created timestamp, the requested features packed in one struct) are put in one
-   relation by ``UNION ALL``;
+1. the entity rows (keys, entity timestamp, row number) and the state rows' keys and
+   timestamps (event, created) are put in one narrow relation by ``UNION ALL``;
 2. within each entity partition (the view's join keys) the rows are ordered by
    (timestamp, side, created timestamp): state rows sort before entity rows of the same
    timestamp (Feast's ``<=``), and among state rows of one timestamp the latest created
    timestamp sorts last;
 3. ``last(state, ignorenulls)`` over the window up to the current row carries the latest state
-   row forward to every entity row: one sort per partition, no pairs;
-4. the entity rows are kept, their matched state set to null when older than the ttl, and
-   joined back to the entity rows by row number (one row each, a hash join).
+   row's (timestamp, created) forward to every entity row: one sort per partition, no pairs;
+   a match older than the ttl is dropped (:func:`view_plan`);
+4. the matched state rows' features are fetched by one broadcast semi join with the matched
+   (keys, timestamps) (:func:`fetch_sql`): the wide rows are read once, never sorted or
+   shuffled;
+5. the match and the fetch come to the driver as Arrow, where a hash join of their narrow
+   columns gives each entity row its state row, and one ``take`` per view puts the features in
+   entity_df order (:class:`AsOfSparkRetrievalJob`). ``to_spark_df`` runs the same steps as one
+   Spark query instead (:func:`as_of_query`), tested equal.
 
 Point-in-time semantics, exactly Feast's (the DuckDB as-of store's)
 -------------------------------------------------------------------
