@@ -43,7 +43,7 @@ from feast.value_type import ValueType
 from feature_engine.declarations import FINEST_TILE_US, ServiceTable, VelocityTable, state_table
 from feature_engine.state.fields import feature_inputs, state_fields
 from feature_repo.services import SERVICE_TABLES
-from fraud_platform.settings import FeatureProfile
+from fraud_platform.settings import FeatureProfile, table_location
 
 if TYPE_CHECKING:  # pyspark is imported only when the Spark profile builds a source
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
@@ -169,7 +169,7 @@ def batch_source(
     Returns:
         A ``FileSource`` (DuckDB) or a ``SparkSource`` (Spark) over ``<location>/<table>.parquet``.
     """
-    path = f"{str(location).rstrip('/')}/{table}.parquet"
+    path = table_location(location, table)
     if profile == "spark":
         from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
             SparkSource,

@@ -9,7 +9,13 @@ import typer
 
 from feature_repo.services import STATE_VELOCITY
 from fraud_platform.console import fail
-from fraud_platform.settings import ParamsError, feast_environment, get_settings, load_params
+from fraud_platform.settings import (
+    ParamsError,
+    feast_environment,
+    get_settings,
+    load_params,
+    local_path,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -94,11 +100,19 @@ def materialize(
 
     When the API ingested events since the offline tables were built, they are rebuilt first
     (raw data plus the ingestion journals), so materialize never loses what the API took in.
+    The tables are the profile's (``Settings.offline_table``): on the Spark profile with
+    SPARK_TABLES_URI, those under that URI.
     """
     from feature_engine.offline.events import journals_newer_than
 
-    paths = get_settings().paths
-    if journals_newer_than(paths.ingested_dir, paths.feature_table("customer_activity")):
+    settings = get_settings()
+    built = settings.local_offline_table("customer_activity")
+    if built is None:
+        typer.echo(
+            f"note: the offline tables are at {settings.offline_tables_location}, not on a local "
+            "path: events ingested online since their build are not checked here"
+        )
+    elif journals_newer_than(settings.paths.ingested_dir, built):
         typer.echo("events were ingested online since the last build: rebuilding first")
         build()
     _materialize(end)
@@ -142,8 +156,15 @@ def _materialize(end: str | None) -> None:
     from feature_engine.offline.pipeline import latest_state_time
 
     if end is None:
+        settings = get_settings()
+        tables = local_path(settings.offline_tables_location)
+        if tables is None:
+            raise fail(
+                f"SPARK_TABLES_URI: the offline tables at {settings.offline_tables_location} are "
+                "not on a local path, so their latest time is not read here: pass --end"
+            )
         try:
-            end_time = latest_state_time(get_settings().paths.features_dir)
+            end_time = latest_state_time(tables)
         except FileNotFoundError as exc:
             raise fail(str(exc)) from exc
         source = "the latest event or label time in the offline tables"

@@ -75,30 +75,37 @@ def announce_profile(argv: list[str]) -> None:
 
 
 def main() -> None:
-    """Run ``fraud``; an unreachable Redis is bad configuration, not a crash.
+    """Run ``fraud``; an unreachable Redis or a too small Spark driver is configuration.
 
     Every command that touches the online store (materialize, rebuild-online, ingest-labels,
     the consistency check, ...) reaches Redis through redis-py or Feast's Redis store, which
-    raise ``redis.exceptions.ConnectionError`` when nothing listens at ``REDIS_URL``. One
-    handler here answers it the way every command answers bad input: ``error: ...`` naming
-    the setting, exit code 2.
+    raise ``redis.exceptions.ConnectionError`` when nothing listens at ``REDIS_URL``. Every
+    command that retrieves through the Spark profile (train, the consistency check) can outgrow
+    the driver (``spark.driver.maxResultSize``, its heap), which Py4J raises as a Java
+    traceback. One handler here answers both the way every command answers bad input:
+    ``error: ...`` naming the setting, exit code 2.
     """
     try:
         announce_profile(sys.argv[1:])
         app()
-    except Exception as exc:  # only Redis's connection errors are answered; the rest re-raise
+    except Exception as exc:  # only these two are answered; the rest re-raise
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        if not isinstance(exc, RedisConnectionError | RedisTimeoutError):
-            raise
+        from feature_engine.spark.session import spark_resource_error
         from fraud_platform.settings import get_settings
 
-        settings = get_settings()
-        fail(  # prints it
-            f"cannot reach Redis at {settings.redis_url} (REDIS_URL, REDIS_MODE "
-            f"{settings.redis_mode}): {exc}"
-        )
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            settings = get_settings()
+            message = (
+                f"cannot reach Redis at {settings.redis_url} (REDIS_URL, REDIS_MODE "
+                f"{settings.redis_mode}): {exc}"
+            )
+        elif (spark_message := spark_resource_error(exc)) is not None:
+            message = spark_message
+        else:
+            raise
+        fail(message)  # prints it
         raise SystemExit(EXIT_BAD_INPUT) from exc
 
 

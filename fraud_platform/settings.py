@@ -115,8 +115,39 @@ class Paths(BaseModel):
         return self.raw_dir / f"{name}.parquet"
 
     def feature_table(self, name: str) -> Path:
-        """Path of one offline feature table written by the feature pipeline."""
-        return self.features_dir / f"{name}.parquet"
+        """Path of one offline feature table under this root's ``data/features``.
+
+        The DuckDB profile's tables; the Spark profile's too unless ``spark_tables_uri`` moves
+        them (:meth:`Settings.offline_table` is the profile's rule).
+        """
+        return Path(table_location(self.features_dir, name))
+
+
+def table_location(location: str | Path, name: str) -> str:
+    """Where one offline table lives under a tables folder or URI: ``<location>/<name>.parquet``.
+
+    The one rule, for every profile: the builds write there (a file for DuckDB, a folder of part
+    files for Spark), the views' batch sources read there, materialize takes its end time and
+    its "built at" from there.
+
+    Args:
+        location: A folder, or a URI (``file://``, ``s3a://``, ``hdfs://``...).
+        name: The table (``customer_activity``...).
+
+    Returns:
+        The table's path or URI.
+    """
+    return f"{str(location).rstrip('/')}/{name}.parquet"
+
+
+def local_path(location: str | Path) -> Path | None:
+    """The local path of a table location (a path or a ``file://`` URI), else ``None``.
+
+    What is local (or mounted) is read on the driver with DuckDB (latest-rows sidecars, the
+    latest event time, a table's build time); HDFS and object stores are reached by Spark only.
+    """
+    path = str(location).removeprefix("file://")
+    return None if "://" in path or path.startswith(("hdfs:", "s3a:", "s3:", "gs:")) else Path(path)
 
 
 class Settings(BaseSettings):
@@ -187,6 +218,10 @@ class Settings(BaseSettings):
         spark_driver_memory: ``spark.driver.memory`` of the Spark profile (``4g``): in local mode
             the driver's JVM runs the tasks too (Spark's default 1g runs out of heap on the
             long-history profile).
+        spark_driver_max_result_size: ``spark.driver.maxResultSize`` of the Spark profile
+            (``1g``, Spark's default; ``0`` is no limit): the most a job's results may weigh on
+            their way to the driver (a retrieval's rows come back as Arrow). It must fit in
+            ``spark_driver_memory``.
         spark_tables_uri: Where the Spark profile's offline tables live, e.g.
             ``s3a://bucket/fraud/features``; the root's ``data/features`` by default.
         prometheus_url: The Prometheus that scrapes the API and the ops service
@@ -221,6 +256,7 @@ class Settings(BaseSettings):
     spark_master: str = Field(default="local[2]", min_length=1)
     spark_shuffle_partitions: int = Field(default=2, gt=0)
     spark_driver_memory: str = Field(default="4g", pattern=r"^[0-9]+[kmgt]?$")
+    spark_driver_max_result_size: str = Field(default="1g", pattern=r"^[0-9]+[kmgt]?$")
     spark_tables_uri: str = ""
     prometheus_url: str = ""
 
@@ -245,6 +281,19 @@ class Settings(BaseSettings):
         if self.feature_profile == "spark" and self.spark_tables_uri:
             return self.spark_tables_uri.rstrip("/")
         return str(self.paths.features_dir)
+
+    def offline_table(self, name: str) -> str:
+        """Where the profile's build writes one offline table and its batch source reads it.
+
+        :func:`table_location` under :attr:`offline_tables_location`: the root's
+        ``data/features/<name>.parquet``, or ``<spark_tables_uri>/<name>.parquet`` on the Spark
+        profile with a tables URI.
+        """
+        return table_location(self.offline_tables_location, name)
+
+    def local_offline_table(self, name: str) -> Path | None:
+        """:meth:`offline_table` as a local path, or ``None`` when only Spark reaches it."""
+        return local_path(self.offline_table(name))
 
     @property
     def profile_line(self) -> str:
@@ -408,6 +457,7 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
         "SPARK_MASTER": settings.spark_master,
         "SPARK_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
         "SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
+        "SPARK_DRIVER_MAX_RESULT_SIZE": settings.spark_driver_max_result_size,
         "SPARK_TABLES_URI": settings.spark_tables_uri,
     }
 

@@ -210,7 +210,10 @@ def recompute_offline(
         # Spark profile), never the project's: no tables URI carried over.
         shadow = settings.model_copy(update={"project_root": Path(tmp), "spark_tables_uri": ""})
         built = build_profile_features(
-            settings, params.features, STATE_VELOCITY, out_dir=shadow.paths.features_dir
+            settings,
+            params.features,
+            STATE_VELOCITY,
+            out_dir=Path(shadow.offline_tables_location),
         )
         say(
             f"shadow build: {built.transactions:,} transactions and {built.labels:,} "

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from feature_engine.declarations import FINEST_TILE_US, MICROS_PER_SECOND, VelocityTable
 from feature_engine.offline.events import EventTables, read_event_tables
-from feature_engine.offline.latest_rows import latest_rows_path, write_latest_rows
+from feature_engine.offline.latest_rows import latest_rows_path, parquet_source, write_latest_rows
 from feature_engine.state.fields import (
     BASELINE_DAYS,
     DAY_US,
@@ -40,7 +40,7 @@ from feature_engine.state.fields import (
 from feature_engine.state.fold import CustomerStateBuilder, Transaction, merchant_event
 from feature_engine.state.tiles import EntityState
 from fraud_platform.contracts import EVENT_TIMESTAMP
-from fraud_platform.settings import FeatureParams, Paths
+from fraud_platform.settings import FeatureParams, Paths, table_location
 
 OFFLINE_TABLES = (
     "customer_activity",
@@ -308,7 +308,7 @@ def build_offline_tables(
             con.register(f"{name}_built", _activity_table(con, built[name], features, table))
         for statement in setup:
             con.execute(statement)
-        final = out_dir / f"{name}.parquet"
+        final = Path(table_location(out_dir, name))
         tmp = out_dir / f".{name}.parquet.tmp"
         con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT PARQUET)")
         if progress:
@@ -374,24 +374,28 @@ def build_features(
     )
 
 
-def latest_state_time(features_dir: Path) -> datetime:
+def latest_state_time(location: Path | str) -> datetime:
     """The latest event or label time in the offline tables: "now" as far as the data knows.
 
     Materializing up to this time loads every entity's state as of the end of the data, so a
     request timestamped at data time (a replay, a backfill, a demo) sees what training saw;
     materializing to wall-clock now would add nothing, since no row is newer.
 
+    Args:
+        location: The local folder of the tables (``Paths.features_dir``, or the Spark
+            profile's ``Settings.offline_tables_location`` when local); each table a file or a
+            folder of part files (:func:`~fraud_platform.settings.table_location`).
+
     Raises:
         FileNotFoundError: If the offline tables have not been built.
     """
-    paths = [features_dir / f"{name}.parquet" for name in OFFLINE_TABLES]
+    paths = [Path(table_location(location, name)) for name in OFFLINE_TABLES]
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise FileNotFoundError(f"offline tables not built (run `fraud features build`): {missing}")
-    # A Spark-built table is a folder of part files (feature_engine/spark/pipeline.py).
-    files = [str(p / "*.parquet") if p.is_dir() else str(p) for p in paths]
+    files = [parquet_source(path) for path in paths]  # a Spark-built table: its part files
     row = duckdb.execute("SELECT max(event_timestamp) FROM read_parquet(?)", [files]).fetchone()
     if row is None or row[0] is None:
-        raise FileNotFoundError(f"offline tables under {features_dir} hold no rows")
+        raise FileNotFoundError(f"offline tables under {location} hold no rows")
     latest: datetime = row[0]
     return latest.astimezone(UTC) if latest.tzinfo else latest.replace(tzinfo=UTC)

@@ -17,17 +17,22 @@ the join: the entity upload and the query contexts are Feast's; the result is Fe
 ``SparkRetrievalJob`` with an Arrow path (:class:`AsOfSparkRetrievalJob`: rows to the driver as
 Arrow, not pandas, and the on-demand views applied batch by batch). Per feature view:
 
-1. the entity rows (keys, entity timestamp, row number) and the state rows (keys, event
-   timestamp, created timestamp, the requested features packed in one struct) are put in one
-   relation by ``UNION ALL``;
+1. the entity rows (keys, entity timestamp, row number) and the state rows' keys and
+   timestamps (event, created) are put in one narrow relation by ``UNION ALL``;
 2. within each entity partition (the view's join keys) the rows are ordered by
    (timestamp, side, created timestamp): state rows sort before entity rows of the same
    timestamp (Feast's ``<=``), and among state rows of one timestamp the latest created
    timestamp sorts last;
 3. ``last(state, ignorenulls)`` over the window up to the current row carries the latest state
-   row forward to every entity row: one sort per partition, no pairs;
-4. the entity rows are kept, their matched state set to null when older than the ttl, and
-   joined back to the entity rows by row number (one row each, a hash join).
+   row's (timestamp, created) forward to every entity row: one sort per partition, no pairs;
+   a match older than the ttl is dropped (:func:`view_plan`);
+4. the matched state rows' features are fetched by one broadcast semi join with the matched
+   (keys, timestamps) (:func:`fetch_sql`): the wide rows are read once, never sorted or
+   shuffled;
+5. the match and the fetch come to the driver as Arrow, where a hash join of their narrow
+   columns gives each entity row its state row, and one ``take`` per view puts the features in
+   entity_df order (:class:`AsOfSparkRetrievalJob`). ``to_spark_df`` runs the same steps as one
+   Spark query instead (:func:`as_of_query`), tested equal.
 
 Point-in-time semantics, exactly Feast's (the DuckDB as-of store's)
 -------------------------------------------------------------------
@@ -57,11 +62,10 @@ at all. Otherwise Feast's Spark query scans the table.
 
 from __future__ import annotations
 
-import os
 import uuid
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -92,6 +96,7 @@ import fraud_platform
 from feature_engine.offline.duckdb_store import DuckDBQueryJob, apply_on_demand_views
 from feature_engine.offline.latest_rows import sidecar_rows_sql, usable_latest_rows
 from feature_engine.spark.session import start_session
+from fraud_platform.settings import local_path
 
 # Feast's Spark modules, imported above, put ``simplefilter("once", ...)`` before the platform's
 # filters of its "experimental" notices: installed again (see fraud_platform).
@@ -126,13 +131,32 @@ def _output_name(context: offline_utils.FeatureViewQueryContext, feature: str, f
     return f"{context.name}__{name}" if full else name
 
 
-def view_as_of_sql(
+@dataclass(frozen=True)
+class ViewPlan:
+    """The as-of join of one feature view, in the pieces both retrieval paths use.
+
+    Attributes:
+        keys: The view's join keys, quoted (under their entity names).
+        state: SQL of the view's state rows: keys, ``__asof_ts``, ``__asof_created``, and the
+            requested features as ``__asof_f0, __asof_f1...``.
+        matched: SQL of the narrow match: per matched entity row (ttl applied) its row number
+            ``__asof_row``, keys, and the matched state row's ``__asof_mts`` / ``__asof_mc``.
+        outputs: The output column of each ``__asof_f<i>`` (Feast's names).
+    """
+
+    keys: list[str]
+    state: str
+    matched: str
+    outputs: list[str]
+
+
+def view_plan(
     context: offline_utils.FeatureViewQueryContext,
     entity_table: str,
     entity_timestamp: str,
     full_feature_names: bool,
-) -> str:
-    """The as-of join of one feature view: one row per entity row, its row number and features.
+) -> ViewPlan:
+    """The as-of match of one feature view (module docstring, steps 1-3), on narrow rows only.
 
     Args:
         context: Feast's query context of the view (source query, keys, ttl, features).
@@ -141,7 +165,7 @@ def view_as_of_sql(
         full_feature_names: Whether outputs are prefixed by ``<view>__``.
 
     Returns:
-        A Spark SQL query of ``__asof_row`` and the view's output columns.
+        The view's state rows and match queries.
     """
     keys = [_quote(key) for key in context.entities]
     ts = context.timestamp_field
@@ -169,8 +193,8 @@ def view_as_of_sql(
         WHERE {" AND ".join(where)}
     """
     key_list = "".join(f"{key}, " for key in keys)
-    # 1. The match, on narrow rows only: state rows (keys, times) and entity rows in one
-    #    relation, sorted within each entity; the latest state's (time, created) carried forward.
+    # The match, on narrow rows only: state rows (keys, times) and entity rows in one
+    # relation, sorted within each entity; the latest state's (time, created) carried forward.
     narrow = f"""
         SELECT {key_list}{_TS}, 0 AS {_SIDE}, {_CREATED}, CAST(NULL AS BIGINT) AS {_ROW},
                named_struct('ts', {_TS}, 'c', {_CREATED}) AS {_STATE}
@@ -199,35 +223,75 @@ def view_as_of_sql(
         ) m
         WHERE m.{_SIDE} = 1 AND m.{_STATE} IS NOT NULL AND NOT ({expired})
     """
-    # 2. The wide rows, fetched for the matched states only: a semi join with the matched
-    #    (keys, time, created), broadcast (one row per entity row at most), so the state arrays
-    #    are read once and never sorted; full ties (same keys and timestamps) keep one row.
-    same = [f"s.{key} = k.{key}" for key in keys]
+    outputs = [_output_name(context, feature, full_feature_names) for feature in context.features]
+    return ViewPlan(keys=keys, state=state, matched=matched, outputs=outputs)
+
+
+def fetch_sql(plan: ViewPlan, matched: str) -> str:
+    """The matched state rows, every requested feature: one broadcast semi join.
+
+    The state rows whose (keys, time, created) some entity row matched, found by a semi join
+    with the matched triples, broadcast (one per entity row at most), so the wide state rows
+    are read once and never sorted nor shuffled. Full ties (same keys and timestamps) may give
+    several rows; the caller keeps one.
+
+    Args:
+        plan: The view's plan.
+        matched: A relation (a query in parentheses or a view) of the plan's matched rows.
+
+    Returns:
+        A query of the state rows: keys, ``__asof_ts``, ``__asof_created``, ``__asof_f<i>``.
+    """
+    same = [f"s.{key} = k.{key}" for key in plan.keys]
     same += [f"s.{_TS} = k.__asof_mts", f"s.{_CREATED} <=> k.__asof_mc"]
+    key_list = "".join(f"{key}, " for key in plan.keys)
+    return f"""
+        SELECT /*+ BROADCAST(k) */ s.*
+        FROM ({plan.state}) s
+        LEFT SEMI JOIN (SELECT DISTINCT {key_list}__asof_mts, __asof_mc FROM {matched}) k
+        ON {" AND ".join(same)}
+    """
+
+
+def view_as_of_sql(
+    context: offline_utils.FeatureViewQueryContext,
+    entity_table: str,
+    entity_timestamp: str,
+    full_feature_names: bool,
+) -> str:
+    """The as-of join of one feature view in one query: one row per matched entity row.
+
+    The one-query form (``to_spark_df``); ``to_arrow`` runs the same match and fetch and joins
+    them on the driver (:class:`AsOfSparkRetrievalJob`).
+
+    Args:
+        context: Feast's query context of the view (source query, keys, ttl, features).
+        entity_table: The uploaded entity rows, with their row number in ``__asof_row``.
+        entity_timestamp: The entity_df's event timestamp column.
+        full_feature_names: Whether outputs are prefixed by ``<view>__``.
+
+    Returns:
+        A Spark SQL query of ``__asof_row`` and the view's output columns.
+    """
+    plan = view_plan(context, entity_table, entity_timestamp, full_feature_names)
+    key_list = "".join(f"{key}, " for key in plan.keys)
     fetched = f"""
         SELECT * FROM (
-            SELECT /*+ BROADCAST(k) */ s.*, row_number() OVER (
+            SELECT f.*, row_number() OVER (
                 PARTITION BY {key_list}{_TS}, {_CREATED} ORDER BY {_TS}) AS __asof_tie
-            FROM ({state}) s
-            LEFT SEMI JOIN (
-                SELECT DISTINCT {key_list}__asof_mts, __asof_mc FROM ({matched}) q
-            ) k ON {" AND ".join(same)}
+            FROM ({fetch_sql(plan, f"({plan.matched}) q")}) f
         ) t WHERE __asof_tie = 1
     """
-    back = [f"d.{key} = m.{key}" for key in keys]
+    back = [f"d.{key} = m.{key}" for key in plan.keys]
     back += [f"d.{_TS} = m.__asof_mts", f"d.{_CREATED} <=> m.__asof_mc"]
     outputs = ", ".join(
-        [f"m.{_ROW}"]
-        + [
-            f"d.__asof_f{i} AS {_quote(_output_name(context, feature, full_feature_names))}"
-            for i, feature in enumerate(context.features)
-        ]
+        [f"m.{_ROW}"] + [f"d.__asof_f{i} AS {_quote(name)}" for i, name in enumerate(plan.outputs)]
     )
-    # 3. Each matched entity row with its state's features (unmatched rows: none here; the
-    #    final query's LEFT JOIN gives them nulls).
+    # Each matched entity row with its state's features (unmatched rows: none here; the
+    # final query's LEFT JOIN gives them nulls).
     return f"""
         SELECT {outputs}
-        FROM ({matched}) m
+        FROM ({plan.matched}) m
         JOIN ({fetched}) d ON {" AND ".join(back)}
     """
 
@@ -238,9 +302,12 @@ def as_of_query(
     entity_timestamp: str,
     entity_columns: Sequence[str],
     full_feature_names: bool,
-    ordered: bool = True,
 ) -> str:
     """Statements (``---EOS---``-separated, as ``SparkRetrievalJob`` runs them) of the join.
+
+    The one-query form, what ``to_spark_df`` returns: each view's as-of join
+    (:func:`view_as_of_sql`) joined back to the entity rows in Spark, sorted by row number (a
+    global sort: Spark samples its input first).
 
     Args:
         contexts: Feast's query contexts, one per feature view.
@@ -248,13 +315,10 @@ def as_of_query(
         entity_timestamp: The entity_df's event timestamp column.
         entity_columns: The entity_df's columns (all pass through).
         full_feature_names: Whether outputs are prefixed by ``<view>__``.
-        ordered: Sort the result in entity_df order (``ORDER BY`` the row number, a global
-            sort: Spark samples its input first). ``False``: unsorted, with ``__asof_row``
-            kept as the first column, for a caller that orders on the driver.
 
     Returns:
-        The query; its last statement selects the entity columns and every view's features
-        (in entity_df order, or with their row number).
+        The query; its last statement selects the entity columns and every view's features,
+        in entity_df order.
     """
     statements, joins = [], []
     outputs = [f"e.{_quote(column)}" for column in entity_columns]
@@ -269,11 +333,52 @@ def as_of_query(
             f"v{i}.{_quote(_output_name(context, feature, full_feature_names))}"
             for feature in context.features
         ]
-    if not ordered:
-        outputs.insert(0, f"e.{_ROW} AS {_ROW}")
-    order = f" ORDER BY e.{_ROW}" if ordered else ""
-    statements.append(f"SELECT {', '.join(outputs)} FROM {entity_table} e {' '.join(joins)}{order}")
+    statements.append(
+        f"SELECT {', '.join(outputs)} FROM {entity_table} e {' '.join(joins)} ORDER BY e.{_ROW}"
+    )
     return "\n---EOS---\n".join(statements)
+
+
+_NULL_TIME = -(2**63)  # a null created timestamp as a join key (Arrow's join matches no null)
+
+
+def _time_key(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A timestamp column as an int64 join key, nulls as one sentinel value."""
+    return pc.fill_null(column.cast(pa.int64()), _NULL_TIME)
+
+
+def _pick_rows(matched: pa.Table, fetched: pa.Table, keys: Sequence[str], rows: int) -> pa.Array:
+    """For each of ``rows`` entity rows, the index of its state row in ``fetched`` (or null).
+
+    A hash join on the driver of the narrow match (row number, keys, matched time and created
+    time) with the fetched rows' (keys, time, created) and their index; full ties in
+    ``fetched`` keep their first row.
+    """
+    times = ["__asof_kts", "__asof_kc"]
+    left = pa.table(
+        {
+            _ROW: matched[_ROW],
+            **{key: matched[key] for key in keys},
+            times[0]: _time_key(matched["__asof_mts"]),
+            times[1]: _time_key(matched["__asof_mc"]),
+        }
+    )
+    right = (
+        pa.table(
+            {
+                **{key: fetched[key].cast(matched.schema.field(key).type) for key in keys},
+                times[0]: _time_key(fetched[_TS]),
+                times[1]: _time_key(fetched[_CREATED]),
+                "__asof_idx": pa.array(np.arange(fetched.num_rows, dtype=np.int64)),
+            }
+        )
+        .group_by([*keys, *times], use_threads=False)
+        .aggregate([("__asof_idx", "min")])
+    )
+    joined = left.join(right, keys=[*keys, *times], join_type="inner", use_threads=False)
+    positions = np.full(rows, -1, dtype=np.int64)
+    positions[joined[_ROW].to_numpy()] = joined["__asof_idx_min"].to_numpy()
+    return pa.array(positions, mask=positions < 0)
 
 
 def _upload_numbered(
@@ -293,37 +398,74 @@ def _upload_numbered(
 
 
 class AsOfSparkRetrievalJob(SparkRetrievalJob):
-    """Feast's Spark retrieval job whose Arrow result never goes through pandas on the driver.
+    """Feast's Spark retrieval job whose Arrow result is assembled on the driver.
 
     Feast's ``SparkRetrievalJob.to_arrow`` is ``Table.from_pandas(df.toPandas())``: every
     state array of every row becomes Python objects in pandas on the driver, then Arrow again,
     and the on-demand views run once on the whole frame (a 1.2M-row long-history retrieval
-    peaked at ~18 GiB). Here the join's rows come to the driver as Arrow (PySpark 4's
-    ``DataFrame.toArrow``, Arrow batches straight from the executors), unsorted with their
-    entity row number, are put in entity_df order by one Arrow ``take``, and the on-demand
-    views run on one record batch at a time
+    peaked at ~18 GiB). Here, per view, Spark runs only the narrow as-of match (row number ->
+    matched state row's keys and times, :func:`view_plan`), kept cached, and one broadcast
+    semi join fetching the matched state rows' features (:func:`fetch_sql`); both come to the
+    driver as Arrow (PySpark 4's ``DataFrame.toArrow``), where a hash join of the narrow
+    columns gives each entity row its state row and one ``take`` per view puts the features in
+    entity_df order. Spark never sorts, shuffles or joins the wide feature columns. The
+    on-demand views run on one record batch at a time
     (:func:`feature_engine.offline.duckdb_store.apply_on_demand_views`, the DuckDB store's
-    own), so their Python lists never hold the whole result. The result equals Feast's
-    ``to_arrow``; ``to_spark_df`` (and what Feast builds on it) stays Feast's, sorted.
+    own), so their Python lists never hold the whole result. The result equals the one-query
+    form (``to_spark_df``, Feast's, sorted; tested) and Feast's ``to_arrow``.
 
     Args:
-        unordered_query: The same join without the global sort, the row number kept
-            (:func:`as_of_query` with ``ordered=False``).
+        plans: Each view's match and state queries (:func:`view_plan`).
+        entity_table: The uploaded entity rows' temporary view, numbered in ``__asof_row``.
+        entity_columns: The entity_df's columns, passed through.
         batch_rows: Rows per on-demand batch.
-        **kwargs: ``SparkRetrievalJob``'s arguments (its ``query`` is the sorted join).
+        **kwargs: ``SparkRetrievalJob``'s arguments (its ``query`` is the one-query form).
     """
 
-    def __init__(self, unordered_query: str, batch_rows: int = 65_536, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        plans: Sequence[ViewPlan],
+        entity_table: str,
+        entity_columns: Sequence[str],
+        batch_rows: int = 65_536,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self._unordered_query = unordered_query
+        self._plans = list(plans)
+        self._entity_table = entity_table
+        self._entity_columns = list(entity_columns)
         self._batch_rows = batch_rows
 
     def _joined(self) -> pa.Table:
         """The join's rows as Arrow, in entity_df order, without the on-demand views."""
-        *_, last = map(self.spark_session.sql, self._unordered_query.split("---EOS---"))
-        table = last.toArrow()
-        order = pc.sort_indices(table[_ROW])
-        return table.drop_columns([_ROW]).take(order)
+        spark = self.spark_session
+        columns = ", ".join(_quote(column) for column in self._entity_columns)
+        entities = spark.sql(f"SELECT {_ROW}, {columns} FROM {self._entity_table}").toArrow()
+        entities = entities.take(pc.sort_indices(entities[_ROW]))
+        ids = entities[_ROW].to_numpy()
+        contiguous = len(ids) == 0 or (ids[0] == 0 and ids[-1] == len(ids) - 1)
+        out = {column: entities[column] for column in self._entity_columns}
+        for i, plan in enumerate(self._plans):
+            keys = [key.strip("`").replace("``", "`") for key in plan.keys]
+            matched_view = f"{self._entity_table}__m{i}"
+            matched_frame = spark.sql(plan.matched)
+            matched_frame.cache()  # read twice: to the driver, and by the fetch's semi join
+            try:
+                matched_frame.createOrReplaceTempView(matched_view)
+                matched = matched_frame.toArrow()
+                fetched = spark.sql(fetch_sql(plan, matched_view)).toArrow()
+            finally:
+                matched_frame.unpersist()
+                spark.catalog.dropTempView(matched_view)
+            if not contiguous:  # a Spark entity_df: monotonically increasing, not dense, ids
+                dense = np.searchsorted(ids, matched[_ROW].to_numpy())
+                matched = matched.set_column(
+                    matched.schema.get_field_index(_ROW), _ROW, pa.array(dense)
+                )
+            pick = _pick_rows(matched, fetched, keys, len(ids))
+            for k, name in enumerate(plan.outputs):
+                out[name] = fetched[f"__asof_f{k}"].take(pick)
+        return pa.table(out)
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         """The joined rows without on-demand views (Feast's ``to_arrow`` applies those)."""
@@ -440,24 +582,13 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
             )
             for context in contexts
         ]
-        query = as_of_query(
-            cast(list[offline_utils.FeatureViewQueryContext], spark_contexts),
-            table,
-            timestamp,
-            list(entity_schema),
-            full_feature_names,
-        )
+        views = cast(list[offline_utils.FeatureViewQueryContext], spark_contexts)
+        query = as_of_query(views, table, timestamp, list(entity_schema), full_feature_names)
         min_ts, max_ts = cast(tuple[datetime, datetime], timestamp_range)
-        unordered = as_of_query(
-            cast(list[offline_utils.FeatureViewQueryContext], spark_contexts),
-            table,
-            timestamp,
-            list(entity_schema),
-            full_feature_names,
-            ordered=False,
-        )
         return AsOfSparkRetrievalJob(
-            unordered_query=unordered,
+            plans=[view_plan(view, table, timestamp, full_feature_names) for view in views],
+            entity_table=table,
+            entity_columns=list(entity_schema),
             spark_session=spark,
             query=query,
             full_feature_names=full_feature_names,
@@ -538,5 +669,5 @@ def _local_table(source: Any) -> str | None:
         return None
     if (source.file_format or "parquet") != "parquet":
         return None
-    path = str(source.path).removeprefix("file://")
-    return path if "://" not in path and os.path.exists(path) else None
+    path = local_path(source.path)
+    return str(path) if path is not None and path.exists() else None

@@ -51,7 +51,7 @@ from feature_engine.offline.pipeline import (
 )
 from feature_engine.state.fields import BASELINE_DAYS, DAY_US, LABEL_STATE_DAYS, state_fields
 from fraud_platform.contracts import EVENT_TIMESTAMP
-from fraud_platform.settings import FeatureParams, Settings
+from fraud_platform.settings import FeatureParams, Settings, local_path, table_location
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -223,7 +223,7 @@ def build_offline_tables_spark(
     try:
         for name in OFFLINE_TABLES:
             step_started = time.perf_counter()
-            path = f"{location.rstrip('/')}/{name}.parquet"
+            path = table_location(location, name)
             staging = f"{path}.building-{build_id}"
             key = "customer_id" if name.startswith("customer") else "merchant_id"
             # Each part file ordered by (entity, time), like the DuckDB tables. The activity
@@ -236,7 +236,7 @@ def build_offline_tables_spark(
                 frame = frame.sortWithinPartitions(key, EVENT_TIMESTAMP)
             frame.write.mode("overwrite").parquet(staging)
             staged[name] = (path, staging, spark.read.parquet(staging).count())
-            local = local_folder(staging)
+            local = local_path(staging)
             if local is not None:
                 # What `feast materialize` loads, from the staged part files (a folder rename
                 # keeps their fingerprint); switched in after the table.
@@ -256,11 +256,11 @@ def build_offline_tables_spark(
     written: dict[str, tuple[str, int]] = {}
     for name, (path, staging, rows) in staged.items():
         _switch(spark, staging, path, f"{path}.previous-{build_id}")
-        local = local_folder(staging)
+        local = local_path(staging)
         if local is not None:
             # Between the two replaces the old sidecar's fingerprint no longer matches the
             # table: a materialize then scans the table, it never reads a stale sidecar.
-            os.replace(f"{local}.latest-{build_id}", latest_rows_path(local_folder(path) or path))
+            os.replace(f"{local}.latest-{build_id}", latest_rows_path(local_path(path) or path))
         written[name] = (path, rows)
     return PipelineResult(
         tables=written,  # type: ignore[arg-type]  # paths as strings: they may be URIs
@@ -268,16 +268,6 @@ def build_offline_tables_spark(
         transactions=transactions.count(),
         labels=labels.count(),
     )
-
-
-def local_folder(location: str) -> str | None:
-    """The local path of a table location (a path or ``file://`` URI), else ``None``.
-
-    Only local (or mounted shared) tables get a latest-rows sidecar: it is written and read
-    by DuckDB on the driver, which does not reach HDFS or object stores here.
-    """
-    path = location.removeprefix("file://")
-    return None if "://" in path or path.startswith(("hdfs:", "s3a:", "s3:", "gs:")) else path
 
 
 def check_local_tables(location: str) -> bool:
@@ -301,11 +291,11 @@ def check_local_tables(location: str) -> bool:
 
     from feature_engine.offline.latest_rows import parquet_source, sql_literal
 
-    local = local_folder(location)
+    local = local_path(location)
     if local is None:
         return False
     for name in OFFLINE_TABLES:
-        table = f"{local.rstrip('/')}/{name}.parquet"
+        table = table_location(local, name)
         try:
             duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet({sql_literal(parquet_source(table))})")
         except duckdb.Error as exc:

@@ -102,6 +102,71 @@ def start_session(conf: Mapping[str, str]) -> SparkSession:
         ) from exc
 
 
+_OUT_OF_MEMORY = ("java.lang.OutOfMemoryError", "Java heap space", "GC overhead limit exceeded")
+_JVM_GONE = ("Answer from Java side is empty", "Error while receiving", "Error while sending")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes (``raise ... from``, or raised while handling)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 20:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def spark_resource_error(exc: BaseException, settings: Settings | None = None) -> str | None:
+    """What to tell a user whose Spark job outgrew the driver, or ``None`` for other errors.
+
+    A retrieval brings its rows to the driver (Arrow): more than
+    ``spark.driver.maxResultSize`` aborts the job, more than the driver's heap ends it in an
+    ``OutOfMemoryError`` (or the JVM dies and Py4J loses its gateway). Each surfaces as a Py4J
+    traceback; the CLI's edge (``fraud_cli.main.main``) answers it with this message, naming
+    the setting to raise, and exit code 2.
+
+    Args:
+        exc: The exception that reached the CLI's edge.
+        settings: The settings whose Spark values the message quotes; the process's by
+            default (loaded only when ``exc`` is such a failure).
+
+    Returns:
+        The message (without ``error:``), or ``None`` when ``exc`` is not such a failure.
+    """
+    chain = _chain(exc)
+    if not any(type(e).__module__.startswith(("py4j", "pyspark")) for e in chain):
+        return None
+    text = "\n".join(str(e) for e in chain)
+    if not any(
+        marker in text for marker in ("spark.driver.maxResultSize", *_OUT_OF_MEMORY, *_JVM_GONE)
+    ):
+        return None
+    if settings is None:
+        from fraud_platform.settings import get_settings
+
+        settings = get_settings()
+    memory = f"SPARK_DRIVER_MEMORY={settings.spark_driver_memory} (spark.driver.memory)"
+    if "spark.driver.maxResultSize" in text:
+        detail = next(
+            (line.split("failure: ", 1)[-1].strip() for line in text.splitlines()
+             if "is bigger than spark.driver.maxResultSize" in line),
+            "a job's results outgrew spark.driver.maxResultSize",
+        )  # fmt: skip
+        return (
+            f"Spark: {detail[:300]}: raise SPARK_DRIVER_MAX_RESULT_SIZE="
+            f"{settings.spark_driver_max_result_size} (spark.driver.maxResultSize; 0 is no "
+            f"limit) and, to hold the results, {memory}"
+        )
+    if any(marker in text for marker in _OUT_OF_MEMORY):
+        return f"the Spark driver ran out of memory: raise {memory}"
+    if any(marker in text for marker in _JVM_GONE):
+        return (
+            "the Spark driver's JVM stopped answering (most often it ran out of memory): "
+            f"raise {memory}"
+        )
+    return None
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """``offline_store.spark_conf`` of the Spark profile's Feast file, filled in from settings.
 

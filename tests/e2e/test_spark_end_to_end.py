@@ -6,7 +6,10 @@ features build (DuckDB, or PySpark ``local[2]``), feast apply, materialize, trai
 Real redis-server (one database per root), real MLflow stores, the real Feast CLI, real
 uvicorn processes. The two runs must agree end to end: the same Redis contents after
 materialize, the same training metrics (the training frames are equal, so are the models),
-and the same served answer (probability, decision, every feature) to the same requests.
+and the same served answer (probability, decision, every feature) to the same requests. The
+Spark root keeps its tables under ``SPARK_TABLES_URI`` (a ``file://`` folder outside
+``data/features``), so every step finds them by the profile's rule; after serving, `fraud
+monitor consistency` recomputes the Spark API's logged requests on Spark: 0 mismatches.
 
 The two profiles run side by side (threads driving `fraud` subprocesses). Each step's wall
 time is printed per profile (``pytest -s``); side by side, each is slowed by the other.
@@ -42,7 +45,18 @@ STEPS = (
     ("features", "materialize"),
     ("train", "run"),
 )
-PROFILE_LINE = {"duckdb": "profile: duckdb", "spark": "profile: spark (local[2])"}
+
+
+def _tables(root: Path, profile: str) -> Path:
+    """Where a root's offline tables live: the Spark root's under its tables URI."""
+    return root / "lake" / "features" if profile == "spark" else root / "data" / "features"
+
+
+def _profile_line(profile: str, root: Path) -> str:
+    """The first line every `fraud` command prints on the root's profile."""
+    if profile == "duckdb":
+        return "profile: duckdb"
+    return f"profile: spark (local[2], tables file://{_tables(root, profile)})"
 
 
 def _env(root: Path, redis_url: str, profile: str) -> dict[str, str]:
@@ -51,6 +65,8 @@ def _env(root: Path, redis_url: str, profile: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("SERVING_", "FEAST_", "SPARK_", "FEATURE_PROFILE"))
     }
+    if profile == "spark":
+        inherited["SPARK_TABLES_URI"] = f"file://{_tables(root, profile)}"
     return {
         **inherited,
         "PROJECT_ROOT": str(root),
@@ -132,12 +148,14 @@ def _run_steps(profile: str, root: Path, env: dict[str, str]) -> dict[str, float
         done = fraud(env, *step)
         timings[" ".join(step)] = time.perf_counter() - started
         assert done.returncode == 0, f"{profile} {step}:\n{done.stdout}\n{done.stderr}"
-        assert done.stdout.splitlines()[0] == PROFILE_LINE[profile], done.stdout
+        assert done.stdout.splitlines()[0] == _profile_line(profile, root), done.stdout
         assert third_party_warnings(done.stderr) == [], done.stderr
         if profile == "spark" and step[1] == "materialize":
             # The build's latest-rows sidecars were read: Feast's Spark scan never ran.
             assert "Pulling latest features from spark" not in done.stdout + done.stderr
-    tables = root / "data" / "features"
+    tables = _tables(root, profile)
+    if profile == "spark":  # built, applied and materialized from the tables URI only
+        assert not (root / "data" / "features").exists()
     for name in ("customer_activity", "merchant_activity"):
         table = tables / f"{name}.parquet"
         assert table.is_dir() == (profile == "spark")  # Spark's part files, DuckDB's one file
@@ -199,6 +217,23 @@ def test_spark_profile_serves_what_the_duckdb_profile_serves(
         for api, _, _ in apis.values():
             api.terminate()
             api.wait(timeout=60)
+
+    # The Spark API's logged requests recomputed offline on Spark (shadow build, Spark as-of
+    # retrieval): what it served is what training would have seen.
+    spark_root = roots["spark"][0]
+    check_started = time.perf_counter()
+    checked = fraud(spark_env, "monitor", "consistency", "--no-mlflow", "--no-workspace")
+    timings["spark"]["monitor consistency"] = time.perf_counter() - check_started
+    assert checked.returncode == 0, f"{checked.stdout}\n{checked.stderr}"
+    assert checked.stdout.splitlines()[0] == _profile_line("spark", spark_root), checked.stdout
+    summary = json.loads(
+        max((spark_root / "reports" / "consistency").glob("*/summary.json")).read_text()
+    )
+    assert summary["rows"] == len(requests)
+    assert summary["total_mismatches"] == 0, checked.stdout
+    compared = {f["feature"]: f["compared"] for f in summary["features"]}
+    assert compared["txn_count_24h"] == len(requests)
+    assert len(compared) == len(answers["spark"][0]["features"])
     for duck, spark in zip(answers["duckdb"], answers["spark"], strict=True):
         assert spark["features"] == duck["features"]
         assert spark["probability"] == duck["probability"]
@@ -213,3 +248,4 @@ def test_spark_profile_serves_what_the_duckdb_profile_serves(
     for name in timings["duckdb"]:
         duck_s, spark_s = timings["duckdb"][name], timings["spark"][name]
         print(f"  {name:<22} duckdb {duck_s:6.1f}  spark {spark_s:6.1f}  ({spark_s / duck_s:.1f}x)")
+    print(f"  {'monitor consistency':<22} spark {timings['spark']['monitor consistency']:6.1f}")

@@ -30,7 +30,7 @@ from feature_engine.offline.duckdb_store import STORE_CLASS_PATH
 from feature_engine.offline.latest_rows import latest_rows_path, usable_latest_rows
 from feature_engine.offline.pipeline import OFFLINE_TABLES, TABLE_JOIN_KEYS, build_features
 from feature_engine.spark.asof_store import STORE_CLASS_PATH as SPARK_STORE_CLASS_PATH
-from feature_engine.spark.asof_store import AsOfSparkOfflineStore
+from feature_engine.spark.asof_store import AsOfSparkOfflineStore, AsOfSparkRetrievalJob
 from feature_engine.store import feature_names, historical_features, open_store, repo_config
 from feature_repo.services import SERVICE_TABLES, STATE_VELOCITY
 from fraud_platform.contracts import EVENT_TIMESTAMP
@@ -370,6 +370,76 @@ def test_spark_as_of_store_matches_feasts_spark_store_and_duckdb_on_edge_cases(
         (got["card"] == "b") & (got["shop"] == "s1") & (got["event_timestamp"] == _hours(121))
     ]
     assert set(tie[note]) == {"tie1"}  # the latest created timestamp wins
+
+
+@pytest.mark.parametrize("full_names", [False, True])
+def test_the_one_query_spark_frame_equals_the_arrow_result_assembled_on_the_driver(
+    small_stores: dict[str, FeatureStore], full_names: bool
+) -> None:
+    from tests.integration.features.test_offline_store import _entity_df
+
+    # to_spark_df is the join in one Spark query (sorted); to_arrow runs the narrow match and
+    # the fetch in Spark and joins them on the driver. Same rows, same order, same values.
+    entity_df = _entity_df().sample(frac=1.0, random_state=7).reset_index(drop=True)
+    store = small_stores["asof"]
+    job = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service("both"),
+        full_feature_names=full_names,
+    )  # fmt: skip
+    assert isinstance(job, AsOfSparkRetrievalJob)
+    one_query = job.to_spark_df().toArrow()
+    assembled = job.to_arrow()
+    assert one_query.num_rows == assembled.num_rows == len(entity_df)
+    assert set(one_query.column_names) < set(assembled.column_names)  # + the on-demand outputs
+    assembled = assembled.select(one_query.column_names)
+    assert [f.type for f in assembled.schema] == [f.type for f in one_query.schema]
+    assert assembled.to_pylist() == one_query.to_pylist()
+    spend = "cards__spend" if full_names else "spend"
+    assert 0 < assembled[spend].null_count < len(entity_df)  # matches and misses both there
+
+
+def test_a_retrieval_outgrowing_the_drivers_result_size_is_an_error_naming_the_setting(
+    spark: Any,
+    spark_project: Settings,
+    tables: dict[str, pd.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import fraud_cli.main as cli
+
+    # spark.driver.maxResultSize lowered in the running driver (read per job): the real
+    # failure, cheaply, on the edge-case rows.
+    conf = spark.sparkContext._jsc.sc().conf()
+    before = conf.get("spark.driver.maxResultSize", "1g")
+    conf.set("spark.driver.maxResultSize", "1k")
+    entity_rows = requests_frame(_requests_for(tables["transactions"]))
+    try:
+        # Raised by whichever job outgrows it first (Feast's schema read of a source re-raises
+        # it as "Unable to find table", the Py4J error as its context).
+        with pytest.raises(Exception) as raised:  # Py4J's or Feast's
+            historical_features(open_store(spark_project), entity_rows, "fraud_scoring_v1", None)
+    finally:
+        conf.set("spark.driver.maxResultSize", before)
+    seen: BaseException | None = raised.value
+    texts = []
+    while seen is not None:
+        texts.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    assert any("is bigger than spark.driver.maxResultSize" in text for text in texts)
+
+    # At the CLI's edge (`fraud train run` retrieving): `error: ...`, exit 2, no traceback.
+    def retrieve() -> None:
+        raise raised.value
+
+    monkeypatch.setattr(cli, "app", retrieve)
+    monkeypatch.setattr("sys.argv", ["fraud", "train", "run"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Spark: Total size of serialized results"), err
+    assert "raise SPARK_DRIVER_MAX_RESULT_SIZE=" in err and "SPARK_DRIVER_MEMORY=" in err
+    assert "Traceback" not in err and "py4j" not in err.lower()
 
 
 def _table_rows(location: Path) -> dict[str, pd.DataFrame]:

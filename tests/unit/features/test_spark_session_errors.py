@@ -82,3 +82,53 @@ def test_fraud_features_build_without_java_exits_2(
     assert result.exit_code == 2, result.output
     assert "error: no Java runtime" in result.output
     assert "Traceback" not in result.output
+
+
+class _FakePy4JError(Exception):
+    """Stands for py4j's errors (their message is Java's stack trace)."""
+
+
+_FakePy4JError.__module__ = "py4j.protocol"
+
+
+@pytest.mark.parametrize(
+    ("java_says", "names"),
+    [
+        ("java.lang.OutOfMemoryError: Java heap space", "ran out of memory: raise SPARK_DRIVER_"),
+        ("Answer from Java side is empty", "stopped answering (most often it ran out of memory)"),
+        (
+            "Caused by: org.apache.spark.SparkException: Job aborted due to stage failure: Total "
+            "size of serialized results of 2 tasks (32.2 KiB) is bigger than "
+            "spark.driver.maxResultSize (1024.0 B)",
+            "Spark: Total size of serialized results of 2 tasks (32.2 KiB) is bigger than "
+            "spark.driver.maxResultSize (1024.0 B): raise SPARK_DRIVER_MAX_RESULT_SIZE=1g",
+        ),
+    ],
+)  # fmt: skip
+def test_a_spark_job_that_outgrows_the_driver_names_the_setting_to_raise(
+    java_says: str, names: str
+) -> None:
+    from feature_engine.spark.session import spark_resource_error
+    from fraud_platform.settings import Settings
+
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", spark_driver_memory="3g")
+    try:  # raised from a Py4J error, as Feast's and our retrieval code let it through
+        try:
+            raise _FakePy4JError(f"An error occurred while calling o42.getResult.\n: {java_says}")
+        except _FakePy4JError as inner:
+            raise RuntimeError("retrieval failed") from inner
+    except RuntimeError as exc:
+        message = spark_resource_error(exc, settings)
+    assert message is not None and names in message
+    assert "SPARK_DRIVER_MEMORY=3g" in message
+
+
+def test_other_errors_are_not_taken_for_a_small_spark_driver() -> None:
+    from feature_engine.spark.session import spark_resource_error
+    from fraud_platform.settings import Settings
+
+    settings = Settings(redis_url="redis://127.0.0.1:1/0")
+    # Not from Py4J or PySpark: the same words are not Spark's failure.
+    assert spark_resource_error(ValueError("Java heap space"), settings) is None
+    # From Py4J, but another failure (a missing table...): left to its own traceback.
+    assert spark_resource_error(_FakePy4JError("Path does not exist: x.parquet"), settings) is None
