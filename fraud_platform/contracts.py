@@ -66,6 +66,11 @@ def prediction_for(probability: float, threshold: float, review_threshold: float
     return REVIEW if probability >= review_threshold else LEGIT
 
 
+def review_lower_end(threshold: float, review_threshold: float | None) -> float:
+    """The REVIEW band's lower end: ``threshold`` (no band) for a version registered without one."""
+    return threshold if review_threshold is None else review_threshold
+
+
 # A scoring request carries a raw transaction's fields (data/schema.py: TRANSACTIONS).
 REQUEST_FIELDS: tuple[str, ...] = (
     TRANSACTION_ID,
@@ -189,7 +194,7 @@ class ModelTags:
     @property
     def review_at(self) -> float:
         """The REVIEW band's lower end: ``threshold`` when the version has no band."""
-        return self.threshold if self.review_threshold is None else self.review_threshold
+        return review_lower_end(self.threshold, self.review_threshold)
 
     def to_tags(self) -> dict[str, str]:
         """The tags as MLflow stores them (strings); floats round-trip exactly (``repr``)."""

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from feature_repo.services import FEATURE_SERVICE_NAME
-from fraud_platform.contracts import ModelTags, ModelTagsError, prediction_for
+from fraud_platform.contracts import ModelTags, ModelTagsError, prediction_for, review_lower_end
 from fraud_platform.scoring_model import PLAIN_FILE, LinearModel, ScoringModel, from_plain
 from fraud_platform.tracking import configure_mlflow_mappers
 
@@ -76,7 +76,7 @@ class ModelBundle:
     @property
     def review_at(self) -> float:
         """The REVIEW band's lower end: ``threshold`` for a version without a band."""
-        return self.threshold if self.review_threshold is None else self.review_threshold
+        return review_lower_end(self.threshold, self.review_threshold)
 
     def prediction(self, probability: float) -> str:
         """``FRAUD``, ``REVIEW`` or ``LEGIT`` at this version's thresholds."""
