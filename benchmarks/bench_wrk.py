@@ -173,9 +173,16 @@ def profile_shares(raw: str) -> dict[str, float]:
     return {part: n / total for part, n in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
+def py_spy_executable() -> str | None:
+    """The ``py-spy`` on the PATH or beside this Python; None when it is not installed."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
 def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """Start ``py-spy record --gil`` (samples that hold the GIL) on a process and its threads."""
-    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    exe = py_spy_executable()
+    assert exe is not None, "main() checks for py-spy before any target starts"
     return subprocess.Popen(
         [exe, "record", "--gil", "--format", "raw", "--duration", f"{seconds:g}",
          "--pid", str(pid), "--output", str(out), "--nonblocking"],
@@ -225,18 +232,17 @@ def measure(
     port = stack.free_port()
     worker = target.worker() if target.worker is not None else None
     proc = target.start(port)
+    result: dict[str, Any] = {}  # filled as the loads run; the worker's figures even on error
     try:
         closed_loop_single(port, target.path, lambda: target.body(work), 300)  # warm-up
         spy = None
         if args.py_spy and target.name == "api /predict":
             raw = Path(args.root_dir) / f"py-spy-{time.strftime('%Y%m%dT%H%M%S')}.txt"
             spy = py_spy(proc.pid, max(args.seconds - 1, 1), raw)
-        result: dict[str, Any] = {
-            "c1": run_wrk(wrk, port, target, work, 1, args.seconds, scratch),
-            "open": asyncio.run(
-                open_loop(port, target.path, lambda: target.body(work), args.rate, args.seconds)
-            ),
-        }
+        result["c1"] = run_wrk(wrk, port, target, work, 1, args.seconds, scratch)
+        result["open"] = asyncio.run(
+            open_loop(port, target.path, lambda: target.body(work), args.rate, args.seconds)
+        )
         # CPU per request at 16 connections, of the target's processes and of redis-server:
         # what sizing for a given request rate divides by.
         cpu_before = process_cpu_seconds(proc.pid), redis_cpu_seconds(args.redis_url)
@@ -402,6 +408,8 @@ def main() -> None:
     )
     args = parser.parse_args()  # fmt: skip
     wrk = find_wrk(args.wrk)
+    if args.py_spy and py_spy_executable() is None:
+        parser.error("--py-spy needs py-spy, which is not a project dependency: pip install py-spy")
 
     from fraud_platform import redis_server
 
