@@ -262,13 +262,8 @@ def view_as_of_sql(
     """The as-of join of one feature view in one query: one row per matched entity row.
 
     The one-query form (``to_spark_df``); ``to_arrow`` runs the same match and fetch and joins
-    them on the driver (:class:`AsOfSparkRetrievalJob`).
-
-    Args:
-        context: Feast's query context of the view (source query, keys, ttl, features).
-        entity_table: The uploaded entity rows, with their row number in ``__asof_row``.
-        entity_timestamp: The entity_df's event timestamp column.
-        full_feature_names: Whether outputs are prefixed by ``<view>__``.
+    them on the driver (:class:`AsOfSparkRetrievalJob`). The arguments are
+    :func:`view_plan`'s, passed on to it unchanged.
 
     Returns:
         A Spark SQL query of ``__asof_row`` and the view's output columns.
